@@ -1,0 +1,1 @@
+"""Data-side building blocks: video files → clip `tf.Example`s (ingestion, custom ExampleGen)."""

@@ -1,0 +1,1 @@
+"""The TFX pipeline: configuration, wiring, runners and the `vivit-tfx` command."""

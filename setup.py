@@ -1,0 +1,21 @@
+"""Installs the ViViT violence-detection TFX pipeline and its `vivit-tfx` command.
+
+Install with the pinned stack: `pip install -c constraints.txt -r requirements.txt -e .`
+(or `bash scripts/bootstrap.sh`, which also finds a Python 3.10).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name='vivit-violence-tfx',
+    version='0.1.0',
+    description='TFX pipeline that trains, evaluates and serves a ViViT for violence detection',
+    python_requires='>=3.9,<3.11',
+    packages=find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*',
+                                    'models', 'models.*', 'kubeflow', 'kubeflow.*',
+                                    'schemas', 'schemas.*']),
+    package_data={'schemas': ['*.pbtxt'], 'kubeflow': ['Dockerfile']},
+    install_requires=[
+        'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'tqdm>=4.60', 'matplotlib>=3.5',
+    ],
+    entry_points={'console_scripts': ['vivit-tfx=pipeline.cli:main']},
+)
