@@ -10,7 +10,7 @@ setup(
     version='0.1.0',
     description='TFX pipeline that trains, evaluates and serves a ViViT for violence detection',
     python_requires='>=3.9,<3.11',
-    packages=find_packages(include=['pipeline', 'pipeline.*', 'components', 'components.*',
+    packages=find_packages(include=['bench', 'bench.*', 'pipeline', 'pipeline.*', 'components', 'components.*',
                                     'models', 'models.*', 'kubeflow', 'kubeflow.*',
                                     'schemas', 'schemas.*']),
     package_data={'schemas': ['*.pbtxt'], 'kubeflow': ['Dockerfile']},
