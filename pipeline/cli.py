@@ -7,7 +7,11 @@ import os
 import sys
 from typing import List, Optional
 
+import warnings
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
+warnings.filterwarnings('ignore', category=FutureWarning)
 
 
 class UserError(Exception):
@@ -53,6 +57,18 @@ def _cmd_ingest(args) -> int:
   return 0
 
 
+def _cmd_run(args) -> int:
+  from pipeline import configs, local_runner  # pylint: disable=g-import-not-at-top
+  config = configs.from_args(args)
+  try:
+    summary = local_runner.run(config)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
+                    f' (details above; metadata: {config.metadata_path})') from None
+  print(summary.to_text())
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='vivit-tfx',
@@ -83,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--clips-per-shard', type=int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.set_defaults(func=_cmd_ingest)
+
+  from pipeline import configs  # pylint: disable=g-import-not-at-top
+  p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
+                     'LocalDagRunner, then a summary')
+  configs.add_arguments(p)
+  p.set_defaults(func=_cmd_run)
 
   for register in _EXTRA_COMMANDS:
     register(sub)

@@ -1,0 +1,37 @@
+"""Training-only clip augmentation, applied in the Trainer's input pipeline (never exported)."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def random_flip(clips: tf.Tensor) -> tf.Tensor:
+  """Mirrors each clip left-right with probability 1/2. [B, T, H, W, C] → same."""
+  flip = tf.random.uniform([tf.shape(clips)[0], 1, 1, 1, 1]) < 0.5
+  return tf.where(flip, tf.reverse(clips, axis=[3]), clips)
+
+
+def random_resized_crop(clips: tf.Tensor, min_scale: float = 0.75) -> tf.Tensor:
+  """One random crop box per clip (same for all its frames), resized back. [B, T, H, W, C]."""
+  b, t = tf.shape(clips)[0], tf.shape(clips)[1]
+  h, w, c = clips.shape[2], clips.shape[3], clips.shape[4]
+  scale = tf.random.uniform([b], min_scale, 1.0)
+  y0 = tf.random.uniform([b]) * (1.0 - scale)
+  x0 = tf.random.uniform([b]) * (1.0 - scale)
+  boxes = tf.stack([y0, x0, y0 + scale, x0 + scale], axis=1)  # [B, 4] normalised
+  boxes = tf.repeat(boxes, t, axis=0)  # [B*T, 4]
+  frames = tf.reshape(clips, [-1, h, w, c])
+  out = tf.image.crop_and_resize(frames, boxes, tf.range(b * t), [h, w])
+  return tf.reshape(out, [b, t, h, w, c])
+
+
+def temporal_jitter(clips: tf.Tensor, min_fraction: float = 0.75) -> tf.Tensor:
+  """Resamples a random window of ≥ `min_fraction` of the frames back to T frames."""
+  t = clips.shape[1]
+  length = tf.random.uniform([], min_fraction, 1.0) * t
+  start = tf.random.uniform([]) * (t - length)
+  idx = tf.cast(tf.round(start + tf.linspace(0.0, length - 1.0, t)), tf.int32)
+  return tf.gather(clips, tf.clip_by_value(idx, 0, t - 1), axis=1)
+
+
+def augment(clips: tf.Tensor) -> tf.Tensor:
+  return random_flip(random_resized_crop(temporal_jitter(clips)))

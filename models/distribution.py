@@ -1,0 +1,40 @@
+"""Picks the `tf.distribute` strategy for the Trainer: CPU, GPUs, TPU or multi-worker."""
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker', 'tpu')
+
+
+def _num_workers() -> int:
+  cluster = json.loads(os.environ.get('TF_CONFIG', '{}') or '{}').get('cluster', {})
+  return len(cluster.get('worker', [])) + len(cluster.get('chief', []))
+
+
+def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Strategy:
+  """'auto': multi-worker if TF_CONFIG lists several workers, TPU if an address is given,
+  MirroredStrategy on GPUs, else the default (CPU) strategy."""
+  if kind not in STRATEGIES:
+    raise ValueError(f'distribution {kind!r} is not one of {STRATEGIES}')
+  if kind == 'auto':
+    if _num_workers() > 1:
+      kind = 'multi_worker'
+    elif tpu_address:
+      kind = 'tpu'
+    elif tf.config.list_physical_devices('GPU'):
+      kind = 'mirrored'
+    else:
+      kind = 'default'
+  if kind == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if kind == 'tpu':
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or '')
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  if kind == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()

@@ -1,0 +1,130 @@
+"""The main job: synthetic data if absent → ingest → the whole pipeline on LocalDagRunner
+(sqlite ML Metadata) → a summary read back from ML Metadata and TFMA."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Dict, Optional
+
+from pipeline import configs, metadata
+
+
+@dataclasses.dataclass
+class RunSummary:
+  run_id: str
+  seconds: float
+  executions: Dict[str, str]  # node id → state
+  test_metrics: Dict[str, float]
+  blessed: Optional[bool]
+  pushed_model: Optional[str]
+  metadata_path: str
+  pipeline_root: str
+
+  def to_text(self) -> str:
+    metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items()))
+    lines = [f'run {self.run_id}: {len(self.executions)} executions in {self.seconds:.0f} s',
+             '  ' + ', '.join(f'{k}: {v}' for k, v in self.executions.items()),
+             f'  test split: {metrics or "(no evaluation)"}',
+             f'  blessed: {self.blessed}',
+             f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
+             f'  metadata: {self.metadata_path}',
+             f'  pipeline root: {self.pipeline_root}']
+    return '\n'.join(lines)
+
+
+def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
+  """Writes the synthetic videos if the videos folder is absent, then ingests if needed."""
+  from components import ingest, synthetic  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(config.videos_dir):
+    print(f'[run] {config.videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
+    synthetic.generate(config.videos_dir,
+                       synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
+                       progress=progress)
+  if config.input_mode != 'tfrecords':
+    return
+  summary_path = os.path.join(config.clips_dir, ingest.SUMMARY)
+  if os.path.exists(summary_path) and _clip_shape_matches(config):
+    print(f'[run] using ingested clips in {config.clips_dir}')
+    return
+  result = ingest.ingest(config.videos_dir, config.clips_dir,
+                         clip=ingest.ClipConfig(num_frames=config.num_frames,
+                                                frame_size=tuple(config.frame_size)),
+                         progress=progress)
+  print(result.to_text())
+  if result.num_written == 0:
+    raise ValueError(f'no usable video under {config.videos_dir}')
+
+
+def _clip_shape_matches(config: configs.PipelineConfig) -> bool:
+  """True if the ingested clips were made with this config's T and frame size."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from components import clip_example  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(config.clips_dir, 'train', '*.tfrecord')))
+  if not files:
+    return False
+  record = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
+  if record is None:
+    return False
+  frames = clip_example.decode_frames(tf.train.Example.FromString(record.numpy()))
+  return frames.shape[:3] == (config.num_frames, *config.frame_size)
+
+
+def run_pipeline(config: configs.PipelineConfig) -> str:
+  """Runs the pipeline with LocalDagRunner; returns the run id."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
+  tfx_pipeline = create_pipeline(
+      config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          os.path.abspath(config.metadata_path)))
+  tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+  with_store = metadata.open_store(metadata.connection_config(config.metadata_path))
+  return metadata.runs(with_store, config.pipeline_name)[-1].name
+
+
+def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
+              seconds: float = 0.0) -> RunSummary:
+  """Reads a run's outcome back from ML Metadata: states, test metrics, blessing, push."""
+  store = metadata.open_store(metadata.connection_config(config.metadata_path))
+  runs = metadata.runs(store, config.pipeline_name)
+  run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
+  if run is None:
+    raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
+  infos = metadata.executions_of_run(store, run)
+  states, test_metrics, blessed, pushed = {}, {}, None, None
+  for info in infos:
+    states[metadata.node_id(store, info.execution) or info.type_name] = info.state
+    for artifact in info.outputs.get('evaluation', []):
+      test_metrics = overall_metrics(artifact.uri)
+    for artifact in info.outputs.get('blessing', []):
+      blessed = bool(metadata.property_value(artifact, 'blessed'))
+    for artifact in info.outputs.get('pushed_model', []):
+      if metadata.property_value(artifact, 'pushed'):
+        pushed = metadata.property_value(artifact, 'pushed_destination')
+  return RunSummary(run.name, seconds, states, test_metrics, blessed, pushed,
+                    os.path.abspath(config.metadata_path), config.pipeline_root)
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+  """Scalar metrics of the overall slice from a TFMA evaluation output (TFMA's own loader)."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_eval_result(evaluation_uri)
+  for slice_key, values in result.slicing_metrics:
+    if slice_key == ():
+      flat = {}
+      for per_output in values.values():
+        for per_class in per_output.values():
+          for name, value in per_class.items():
+            if isinstance(value, dict) and 'doubleValue' in value:
+              flat[name] = float(value['doubleValue'])
+      return flat
+  return {}
+
+
+def run(config: configs.PipelineConfig, progress: bool = True) -> RunSummary:
+  start = time.time()
+  prepare_data(config, progress)
+  run_id = run_pipeline(config)
+  return summarize(config, run_id, time.time() - start)

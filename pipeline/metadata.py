@@ -1,0 +1,115 @@
+"""ML Metadata queries shared by the run summary, `lineage` and `predict` (no folder guessing)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata as tfx_metadata
+
+
+def connection_config(sqlite_path: str = '', mysql_host: str = '', mysql_port: int = 3306,
+                      mysql_database: str = '', mysql_user: str = '', mysql_password: str = '',
+                      grpc_host: str = '', grpc_port: int = 8080):
+  """A connection to the store: sqlite (local runs), MySQL, or the KFP metadata gRPC service."""
+  if grpc_host:
+    config = metadata_store_pb2.MetadataStoreClientConfig(host=grpc_host, port=grpc_port)
+    return config
+  if mysql_host:
+    return tfx_metadata.mysql_metadata_connection_config(
+        host=mysql_host, port=mysql_port, database=mysql_database, username=mysql_user,
+        password=mysql_password)
+  return tfx_metadata.sqlite_metadata_connection_config(sqlite_path)
+
+
+def open_store(config) -> mlmd.MetadataStore:
+  return mlmd.MetadataStore(config)
+
+
+def property_value(node, name: str):
+  """A (custom) property of an artifact/execution/context as a plain Python value."""
+  for props in (node.properties, node.custom_properties):
+    if name in props:
+      value = props[name]
+      kind = value.WhichOneof('value')
+      if kind == 'struct_value':
+        from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+        return json_format.MessageToDict(value.struct_value)
+      return getattr(value, kind) if kind else None
+  return None
+
+
+def runs(store: mlmd.MetadataStore, pipeline_name: str) -> List[metadata_store_pb2.Context]:
+  """Pipeline runs (context type 'pipeline_run') of a pipeline, oldest first."""
+  contexts = store.get_contexts_by_type('pipeline_run')
+  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if pipeline is not None:
+    ids = {c.id for c in store.get_children_contexts_by_context(pipeline.id)}
+    contexts = [c for c in contexts if c.id in ids] or contexts
+  return sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+@dataclasses.dataclass
+class ExecutionInfo:
+  execution: metadata_store_pb2.Execution
+  type_name: str
+  node_id: str
+  inputs: Dict[str, List[metadata_store_pb2.Artifact]]
+  outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+  @property
+  def state(self) -> str:
+    return metadata_store_pb2.Execution.State.Name(self.execution.last_known_state)
+
+
+def _type_names(store, type_ids, getter) -> Dict[int, str]:
+  return {t.id: t.name for t in getter(list(set(type_ids)))} if type_ids else {}
+
+
+def executions_of_run(store: mlmd.MetadataStore,
+                      run: metadata_store_pb2.Context) -> List[ExecutionInfo]:
+  """Every execution of a run with its input and output artifacts, by channel key."""
+  executions = store.get_executions_by_context(run.id)
+  return describe_executions(store, executions)
+
+
+def describe_executions(store, executions) -> List[ExecutionInfo]:
+  if not executions:
+    return []
+  types = _type_names(store, [e.type_id for e in executions], store.get_execution_types_by_id)
+  events = store.get_events_by_execution_ids([e.id for e in executions])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(list({ev.artifact_id
+                                                                for ev in events}))}
+  out = []
+  for e in sorted(executions, key=lambda x: (x.create_time_since_epoch, x.id)):
+    info = ExecutionInfo(e, types.get(e.type_id, '?'),
+                         str(property_value(e, 'component_id') or e.name or ''), {}, {})
+    for ev in events:
+      if ev.execution_id != e.id or ev.artifact_id not in artifacts:
+        continue
+      key = ev.path.steps[0].key if ev.path.steps else ''
+      side = info.inputs if ev.type in (metadata_store_pb2.Event.INPUT,
+                                        metadata_store_pb2.Event.DECLARED_INPUT) else (
+                                            info.outputs)
+      side.setdefault(key, []).append(artifacts[ev.artifact_id])
+    out.append(info)
+  return out
+
+
+def node_id(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
+  """The pipeline node an execution belongs to ('Trainer', 'Evaluator', …)."""
+  for c in store.get_contexts_by_execution(execution.id):
+    if store.get_context_types_by_id([c.type_id])[0].name == 'node':
+      return c.name.split('.', 1)[-1]
+  return ''
+
+
+def artifact_type_name(store: mlmd.MetadataStore, artifact) -> str:
+  return store.get_artifact_types_by_id([artifact.type_id])[0].name
+
+
+def latest_artifact(store: mlmd.MetadataStore, type_name: str,
+                    where=lambda a: True) -> Optional[metadata_store_pb2.Artifact]:
+  candidates = [a for a in store.get_artifacts_by_type(type_name) if where(a)]
+  return max(candidates, key=lambda a: (a.create_time_since_epoch, a.id), default=None)
