@@ -1,0 +1,99 @@
+"""The whole pipeline on LocalDagRunner with tiny clips: one execution per component, a pushed
+model that classifies a serialised clip, caching on rerun, and a stop on schema violations."""
+import glob
+import json
+import os
+
+import ml_metadata as mlmd
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.orchestration import metadata as tfx_metadata
+
+from pipeline import configs, local_runner, metadata
+from pipeline.pipeline import create_pipeline
+
+pytestmark = pytest.mark.e2e
+
+NODES = {'ImportExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+         'ValidationGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
+         'Evaluator', 'Pusher'}
+
+
+def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
+  return configs.PipelineConfig(
+      output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
+      vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
+                                  'num_layers': 2, 'mlp_dim': 64}),
+      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
+      **changes)
+
+
+def _states(config, run_id):
+  return local_runner.summarize(config, run_id).executions
+
+
+@pytest.fixture(scope='module')
+def first_run(clips_dir, tmp_path_factory):
+  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
+  run_id = local_runner.run_pipeline(config)
+  return config, run_id
+
+
+def test_one_execution_per_component_and_a_pushed_model(first_run):
+  config, run_id = first_run
+  summary = local_runner.summarize(config, run_id)
+  assert set(summary.executions) == NODES
+  assert all(s == 'COMPLETE' for s in summary.executions.values()), summary.executions
+  assert summary.blessed is True
+  assert summary.pushed_model and summary.pushed_model.startswith(
+      os.path.join(config.serving_dir, config.model_name))
+  assert {'binary_accuracy', 'auc', 'example_count', 'precision', 'recall'} <= set(
+      summary.test_metrics)
+  store = mlmd.MetadataStore(tfx_metadata.sqlite_metadata_connection_config(
+      config.metadata_path))
+  assert len(store.get_executions()) == len(NODES)
+
+
+def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
+  config, run_id = first_run
+  pushed = local_runner.summarize(config, run_id).pushed_model
+  model = tf.saved_model.load(pushed)
+  assert set(model.signatures) == {'serving_default', 'transform_features'}
+  files = glob.glob(os.path.join(clips_dir, 'test', '*.tfrecord'))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(files).take(3)]
+  probabilities = model.signatures['serving_default'](examples=tf.constant(records))[
+      'probabilities'].numpy()
+  assert probabilities.shape == (3, 1)
+  assert np.all((probabilities >= 0) & (probabilities <= 1))
+  assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
+
+
+def test_rerun_is_served_from_cache(first_run):
+  config, _ = first_run
+  run_id = local_runner.run_pipeline(config)
+  states = _states(config, run_id)
+  for node in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Trainer'):
+    assert states[node] == 'CACHED', states
+
+
+def test_schema_violation_stops_before_training(clips_dir, tmp_path):
+  # Clips hold 8 frames; a pipeline configured for 6 gets a schema that the data violates.
+  config = tiny_config(clips_dir, tmp_path, num_frames=6)
+  with pytest.raises(RuntimeError):
+    local_runner.run_pipeline(config)
+  store = metadata.open_store(metadata.connection_config(config.metadata_path))
+  by_node = {metadata.node_id(store, e): e for e in store.get_executions()}
+  assert 'ExampleValidator' in by_node and 'Trainer' not in by_node
+  assert 'Transform' not in by_node
+  gate = by_node['ValidationGate']
+  assert gate.last_known_state == mlmd.proto.Execution.FAILED
+  assert not store.get_artifacts_by_type('Model')
+
+
+def test_create_pipeline_wires_the_expected_components(tmp_path):
+  pipeline = create_pipeline(configs.PipelineConfig(output_root=str(tmp_path)))
+  assert {c.id for c in pipeline.components} == NODES
+  pipeline = create_pipeline(configs.PipelineConfig(output_root=str(tmp_path),
+                                                    input_mode='videos'))
+  assert 'VideoExampleGen' in {c.id for c in pipeline.components}
