@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import warnings
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
 warnings.filterwarnings('ignore', category=FutureWarning)
 
@@ -69,6 +69,22 @@ def _cmd_run(args) -> int:
   return 0
 
 
+def _cmd_compile(args) -> int:
+  from kubeflow import runner  # pylint: disable=g-import-not-at-top
+  try:
+    config, deployment = runner.from_args(args)
+    path = runner.compile_pipeline(config, deployment)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  print(f'compile: wrote the Kubeflow Pipelines v2 spec {path}\n'
+        f'  image {deployment.image}, pipeline root {config.pipeline_root}\n'
+        f'  beam args: {config.beam_args}')
+  if '<' in config.beam_args:
+    print('  note: fill in the <…> values of the Beam preset with --beam-args '
+          "'--project=… --region=…' (later values win)")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='vivit-tfx',
@@ -105,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_run)
+
+  from kubeflow import options as kubeflow_options  # pylint: disable=g-import-not-at-top
+  p = sub.add_parser('compile', help='compile the pipeline to a Kubeflow Pipelines v2 spec')
+  kubeflow_options.add_arguments(p)
+  configs.add_arguments(p, exclude=('pipeline_root_uri', 'output_root'))
+  p.set_defaults(func=_cmd_compile)
 
   for register in _EXTRA_COMMANDS:
     register(sub)
