@@ -2,6 +2,7 @@
 with `serving_default` (serialised raw tf.Examples → probabilities) and `transform_features`."""
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, List
 
@@ -18,6 +19,8 @@ from models.vivit_config import ViViTConfig
 
 SERVING_OUTPUT = 'probabilities'
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
+# How clips must be sampled for this model (read by `vivit-tfx predict`).
+CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -118,3 +121,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   signatures = serving_signatures(model, tf_transform_output, config.n_classes)
   tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures)
   write_warmup_requests(fn_args.serving_model_dir, _sample_records(fn_args.eval_files, 4))
+  with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, CLIP_CONFIG_FILE), 'w') as f:
+    f.write(json.dumps({**custom.get('clip', {}), 'class_names': list(features.CLASS_NAMES),
+                        'vivit': config.to_dict()}, indent=1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -85,6 +86,90 @@ def _cmd_compile(args) -> int:
   return 0
 
 
+def _quiet() -> None:
+  """Read-only commands: keep library deprecation chatter off the user's screen."""
+  import logging  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  logging.getLogger('tensorflow').setLevel(logging.ERROR)
+
+
+def _store(args):
+  from pipeline import metadata  # pylint: disable=g-import-not-at-top
+  if not (args.mysql_host or args.grpc_host) and not os.path.exists(args.metadata):
+    raise UserError(f'{args.metadata}: no metadata store (run `vivit-tfx run` first, or pass '
+                    '--metadata / --mysql-host / --grpc-host)')
+  return metadata.open_store(metadata.connection_config(
+      sqlite_path=args.metadata, mysql_host=args.mysql_host, mysql_port=args.mysql_port,
+      mysql_database=args.mysql_database, mysql_user=args.mysql_user,
+      mysql_password=args.mysql_password, grpc_host=args.grpc_host, grpc_port=args.grpc_port))
+
+
+def _cmd_lineage(args) -> int:
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  _quiet()
+  store = _store(args)
+  try:
+    if args.compare:
+      diff = lineage.compare_runs(store, args.pipeline_name, *args.compare)
+      if args.json:
+        print_json(diff)
+      else:
+        for section in ('inputs', 'hyperparameters', 'metrics'):
+          print(f'{section}:' + ('' if diff[section] else ' identical'))
+          for k, (a, b) in diff[section].items():
+            print(f'  {k}: {a!r} → {b!r}')
+        print(f'blessed: {diff["blessed"][0]} → {diff["blessed"][1]}')
+      return 0
+    if args.runs:
+      print(lineage.runs_text(store, args.pipeline_name))
+      return 0
+    graph = lineage.upstream(store, lineage.pushed_model(store, args.artifact_id))
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  os.makedirs(args.out_dir, exist_ok=True)
+  dot = os.path.join(args.out_dir, 'lineage.dot')
+  with open(dot, 'w') as f:
+    f.write(lineage.to_dot(graph))
+  png = lineage.to_png(graph, os.path.join(args.out_dir, 'lineage.png'))
+  if args.json:
+    print_json({**graph.to_json(), 'dot': dot, 'png': png})
+  else:
+    print(lineage.runs_text(store, args.pipeline_name))
+    print()
+    print(lineage.chain_text(graph))
+    print(f'\nlineage graph: {png} (DOT: {dot})')
+  return 0
+
+
+def _cmd_predict(args) -> int:
+  from pipeline import predict  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    model_dir = args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+    if args.rest_request:
+      print_json(predict.rest_request(args.videos[0], model_dir))
+      return 0
+    results = predict.predict(args.videos, model_dir)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  if args.json:
+    print_json({'model': model_dir, 'predictions': [dataclasses.asdict(r) for r in results]})
+  else:
+    print(f'model: {model_dir}')
+    for r in results:
+      print(r.to_text())
+  return 0 if any(r.error is None for r in results) else 1
+
+
+def _cmd_bench(args) -> int:
+  if args.what == 'model':
+    from bench import model_bench  # pylint: disable=g-import-not-at-top
+    return model_bench.main(args.rest)
+  from bench import pipeline_bench  # pylint: disable=g-import-not-at-top
+  return pipeline_bench.main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='vivit-tfx',
@@ -128,13 +213,41 @@ def build_parser() -> argparse.ArgumentParser:
   configs.add_arguments(p, exclude=('pipeline_root_uri', 'output_root'))
   p.set_defaults(func=_cmd_compile)
 
-  for register in _EXTRA_COMMANDS:
-    register(sub)
+  p = sub.add_parser('lineage', help='trace the pushed model back to its data in ML Metadata')
+  p.add_argument('--metadata', default='output/metadata.sqlite', help='sqlite store (local runs)')
+  p.add_argument('--mysql-host', default='')
+  p.add_argument('--mysql-port', type=int, default=3306)
+  p.add_argument('--mysql-database', default='metadb')
+  p.add_argument('--mysql-user', default='root')
+  p.add_argument('--mysql-password', default='')
+  p.add_argument('--grpc-host', default='',
+                 help='ML Metadata gRPC service (Kubeflow: metadata-grpc-service.kubeflow)')
+  p.add_argument('--grpc-port', type=int, default=8080)
+  p.add_argument('--pipeline-name', default='vivit-violence')
+  p.add_argument('--artifact-id', type=int, default=None,
+                 help='PushedModel artifact id (default: the newest pushed)')
+  p.add_argument('--runs', action='store_true', help='only list runs and their executions')
+  p.add_argument('--compare', nargs=2, metavar=('RUN_A', 'RUN_B'),
+                 help='what changed between two runs: inputs, hyperparameters, metrics')
+  p.add_argument('--out-dir', default='output/lineage', help='where lineage.dot/.png go')
+  p.add_argument('--json', action='store_true')
+  p.set_defaults(func=_cmd_lineage)
+
+  p = sub.add_parser('predict', help='classify video files with the pushed model')
+  p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence')
+  p.add_argument('--json', action='store_true')
+  p.add_argument('--rest-request', action='store_true',
+                 help="print the TF Serving REST :predict body for the first video")
+  p.set_defaults(func=_cmd_predict)
+
+  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
+  p.add_argument('what', choices=['model', 'pipeline'])
+  p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
+  p.set_defaults(func=_cmd_bench)
   return parser
-
-
-# Later steps (run, compile, lineage, predict, bench) add their sub-commands here.
-_EXTRA_COMMANDS = []
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -22,7 +22,8 @@ class RunSummary:
   pipeline_root: str
 
   def to_text(self) -> str:
-    metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items()))
+    metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items())
+                        if not k.endswith('_diff') or k == 'binary_accuracy_diff')
     lines = [f'run {self.run_id}: {len(self.executions)} executions in {self.seconds:.0f} s',
              '  ' + ', '.join(f'{k}: {v}' for k, v in self.executions.items()),
              f'  test split: {metrics or "(no evaluation)"}',
@@ -110,7 +111,10 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
 def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
   """Scalar metrics of the overall slice from a TFMA evaluation output (TFMA's own loader)."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  result = tfma.load_eval_result(evaluation_uri)
+  try:  # with a baseline, TFMA names the models 'candidate' and 'baseline'
+    result = tfma.load_eval_result(evaluation_uri, model_name='candidate')
+  except Exception:  # pylint: disable=broad-except
+    result = tfma.load_eval_result(evaluation_uri)
   for slice_key, values in result.slicing_metrics:
     if slice_key == ():
       flat = {}

@@ -108,6 +108,8 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.train_steps),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
+                     'clip': {'num_frames': config.num_frames,
+                              'frame_size': list(config.frame_size)},
                      'tpu_address': config.tpu_address,
                      'steps_per_epoch': config.steps_per_epoch})
 

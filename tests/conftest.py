@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic videos and ingested clips, made once per test session."""
+import json
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -6,6 +7,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pytest  # pylint: disable=g-import-not-at-top
 
 from components import ingest, synthetic
+from pipeline import configs
 
 # Tiny everything: CPU-only CI on 2 cores.
 TINY_CLIP = ingest.ClipConfig(num_frames=8, frame_size=(32, 32))
@@ -26,3 +28,23 @@ def clips_dir(video_root, tmp_path_factory):
   out = str(tmp_path_factory.mktemp('clips'))
   ingest.ingest(video_root, out, clip=TINY_CLIP, workers=2, progress=False)
   return out
+
+
+def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
+  """A pipeline config small enough for a 2-core CI machine (32 px clips, a few steps)."""
+  return configs.PipelineConfig(
+      output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
+      vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
+                                  'num_layers': 2, 'mlp_dim': 64}),
+      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
+      **changes)
+
+
+
+@pytest.fixture(scope='session')
+def first_run(clips_dir, tmp_path_factory):
+  """One LocalDagRunner run of the whole pipeline on the tiny clips: (config, run id)."""
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
+  run_id = local_runner.run_pipeline(config)
+  return config, run_id

@@ -1,7 +1,6 @@
 """The whole pipeline on LocalDagRunner with tiny clips: one execution per component, a pushed
 model that classifies a serialised clip, caching on rerun, and a stop on schema violations."""
 import glob
-import json
 import os
 
 import ml_metadata as mlmd
@@ -12,6 +11,7 @@ from tfx.orchestration import metadata as tfx_metadata
 
 from pipeline import configs, local_runner, metadata
 from pipeline.pipeline import create_pipeline
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.e2e
 
@@ -20,24 +20,8 @@ NODES = {'ImportExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidat
          'Evaluator', 'Pusher'}
 
 
-def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
-  return configs.PipelineConfig(
-      output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
-      vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
-                                  'num_layers': 2, 'mlp_dim': 64}),
-      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
-      **changes)
-
-
 def _states(config, run_id):
   return local_runner.summarize(config, run_id).executions
-
-
-@pytest.fixture(scope='module')
-def first_run(clips_dir, tmp_path_factory):
-  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
-  run_id = local_runner.run_pipeline(config)
-  return config, run_id
 
 
 def test_one_execution_per_component_and_a_pushed_model(first_run):

@@ -1,0 +1,130 @@
+"""Lineage of the pushed model through ML Metadata, `predict` on videos, TF Serving readiness."""
+import base64
+import collections
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from models import features
+from models.model import WARMUP_FILE
+from pipeline import cli, lineage, local_runner, metadata, predict
+
+pytestmark = pytest.mark.e2e
+
+CHAIN = ['PushedModel', 'Pusher', 'Model', 'Trainer', 'TransformGraph', 'Transform', 'Schema',
+         'ValidationGate', 'ExampleStatistics', 'StatisticsGen', 'Examples']
+
+
+def _store(config):
+  return metadata.open_store(metadata.connection_config(config.metadata_path))
+
+
+def _has_path(graph: lineage.Lineage, names) -> bool:
+  """Is there an upstream path through nodes named (artifact type / execution node) `names`?"""
+  def name(key):
+    n = graph.nodes[key]
+    return n.type if n.kind == 'artifact' else n.label
+  frontier = [graph.root] if name(graph.root) == names[0] else []
+  for wanted in names[1:]:
+    frontier = [s for k in frontier for s, _ in graph.parents(k) if name(s) == wanted]
+  return bool(frontier)
+
+
+def test_lineage_reaches_examples_through_expected_types(first_run):
+  config, _ = first_run
+  store = _store(config)
+  graph = lineage.upstream(store, lineage.pushed_model(store))
+  assert _has_path(graph, CHAIN), lineage.chain_text(graph)
+  assert {'ModelBlessing', 'ExampleAnomalies'} <= set(lineage.chain_types(graph))
+  text = lineage.chain_text(graph)
+  assert text.startswith('PushedModel #') and 'Examples #' in text
+  executions = [n for n in graph.nodes.values() if n.kind == 'execution']
+  assert all(n.run_id for n in executions)
+
+
+def test_lineage_cli_writes_png_and_dot(first_run, tmp_path, capsys):
+  config, _ = first_run
+  rc = cli.main(['lineage', '--metadata', config.metadata_path, '--out-dir', str(tmp_path),
+                 '--json'])
+  out = json.loads(capsys.readouterr().out)
+  assert rc == 0
+  with open(out['png'], 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  with open(out['dot']) as f:
+    assert f.read().startswith('digraph lineage')
+  assert collections.Counter(n['type'] for n in out['nodes'])['PushedModel'] == 1
+
+
+def test_compare_runs_shows_changed_hyperparameters(first_run):
+  config, first_id = first_run
+  second_id = local_runner.run_pipeline(config.replace(train_steps=3))
+  diff = lineage.compare_runs(_store(config), config.pipeline_name, first_id, second_id)
+  assert 'train_args' in diff['hyperparameters']
+  assert diff['inputs'] == {}  # same data
+
+
+def test_lineage_without_store_is_a_clear_error(tmp_path, capsys):
+  rc = cli.main(['lineage', '--metadata', str(tmp_path / 'none.sqlite')])
+  assert rc == 1 and 'no metadata store' in capsys.readouterr().err
+
+
+def _pushed(config):
+  return predict.newest_version(config.serving_dir, config.model_name)
+
+
+def test_predict_on_a_clip_and_a_corrupt_file(first_run, video_root, tmp_path, capsys):
+  config, _ = first_run
+  corrupt = tmp_path / 'corrupt.mp4'
+  corrupt.write_bytes(b'\x00\x00\x00\x18ftypmp42' + b'garbage' * 50)
+  video = os.path.join(video_root, 'Violence', 'V_0001.mp4')
+  rc = cli.main(['predict', video, str(corrupt), '--model-dir', _pushed(config)])
+  lines = capsys.readouterr().out.splitlines()
+  assert rc == 0
+  assert any(l.startswith(video + ': ') and ('Violence' in l) and 'p=' in l for l in lines)
+  assert any(l.startswith(f'{corrupt}: error: ') for l in lines)
+  results = predict.predict([video], _pushed(config))
+  assert 0.5 <= results[0].probability <= 1 and results[0].label in features.CLASS_NAMES
+
+
+def test_serving_signatures_and_warmup_requests(first_run):
+  config, _ = first_run
+  model_dir = _pushed(config)
+  model = tf.saved_model.load(model_dir)
+  serve = model.signatures['serving_default']
+  spec = serve.structured_input_signature[1]['examples']
+  assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+  out = serve.structured_outputs['probabilities']
+  assert out.dtype == tf.float32 and out.shape.as_list() == [None, 1]
+  assert 'transform_features' in model.signatures
+  logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(os.path.join(model_dir, WARMUP_FILE))]
+  assert len(logs) == 2
+  for log in logs:
+    examples = tf.make_ndarray(log.predict_log.request.inputs['examples'])
+    probs = serve(examples=tf.constant(examples))['probabilities'].numpy()
+    assert probs.shape == (len(examples), 1) and np.all((probs >= 0) & (probs <= 1))
+
+
+def test_rest_request_body_is_a_base64_clip(first_run, video_root):
+  config, _ = first_run
+  video = sorted(os.listdir(os.path.join(video_root, 'NonViolence')))[0]
+  body = predict.rest_request(os.path.join(video_root, 'NonViolence', video), _pushed(config))
+  record = base64.b64decode(body['instances'][0]['examples']['b64'])
+  example = tf.train.Example.FromString(record)
+  assert len(example.features.feature[features.FRAMES].bytes_list.value) == 8
+  assert body['signature_name'] == 'serving_default'
+
+
+def test_serving_rejects_malformed_requests(first_run):
+  config, _ = first_run
+  serve = tf.saved_model.load(_pushed(config)).signatures['serving_default']
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    serve(examples=tf.constant([b'not a tf.Example']))
+  bad = tf.train.Example()
+  bad.features.feature[features.FRAMES].bytes_list.value.extend([b'not jpeg'] * 8)
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    serve(examples=tf.constant([bad.SerializeToString()]))
