@@ -109,20 +109,23 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-  """Scalar metrics of the overall slice from a TFMA evaluation output (TFMA's own loader)."""
+  """Scalar metrics of the overall slice from a TFMA evaluation output (TFMA's own loader).
+
+  With a baseline TFMA names the models 'candidate' and 'baseline'; without, it has one.
+  """
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  try:  # with a baseline, TFMA names the models 'candidate' and 'baseline'
-    result = tfma.load_eval_result(evaluation_uri, model_name='candidate')
-  except Exception:  # pylint: disable=broad-except
-    result = tfma.load_eval_result(evaluation_uri)
-  for slice_key, values in result.slicing_metrics:
-    if slice_key == ():
-      flat = {}
+  for model_name in ('candidate', None):
+    result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
+    flat = {}
+    for slice_key, values in result.slicing_metrics:
+      if slice_key != ():
+        continue
       for per_output in values.values():
         for per_class in per_output.values():
           for name, value in per_class.items():
             if isinstance(value, dict) and 'doubleValue' in value:
               flat[name] = float(value['doubleValue'])
+    if flat:
       return flat
   return {}
 
