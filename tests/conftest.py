@@ -32,12 +32,12 @@ def clips_dir(video_root, tmp_path_factory):
 
 def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
   """A pipeline config small enough for a 2-core CI machine (32 px clips, a few steps)."""
-  return configs.PipelineConfig(
+  settings = dict(
       output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
       vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
                                   'num_layers': 2, 'mlp_dim': 64}),
-      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
-      **changes)
+      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0)
+  return configs.PipelineConfig(**{**settings, **changes})
 
 
 

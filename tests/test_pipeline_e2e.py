@@ -36,7 +36,8 @@ def test_one_execution_per_component_and_a_pushed_model(first_run):
       summary.test_metrics)
   store = mlmd.MetadataStore(tfx_metadata.sqlite_metadata_connection_config(
       config.metadata_path))
-  assert len(store.get_executions()) == len(NODES)
+  run = next(r for r in metadata.runs(store, config.pipeline_name) if r.name == run_id)
+  assert len(store.get_executions_by_context(run.id)) == len(NODES)
 
 
 def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
