@@ -21,10 +21,14 @@ import numpy as np
 FRAMES, SIZE = 8, (64, 64)
 
 
-def _videos(root: str, n: int, seed: int = 5) -> List[str]:
+def _videos(root: str, n: int, seed: int = 5, long: bool = False) -> List[str]:
+  """Synthetic videos; `long`: 8-12 s at 25 fps, 320x240 and 480x360 (closer to RLVS)."""
   from components import synthetic  # pylint: disable=g-import-not-at-top
-  return synthetic.generate(root, synthetic.SyntheticConfig(num_clips=n, seed=seed),
-                            progress=False)
+  config = synthetic.SyntheticConfig(num_clips=n, seed=seed)
+  if long:
+    config = synthetic.SyntheticConfig(num_clips=n, seed=seed, sizes=((320, 240), (480, 360)),
+                                       fps_choices=(25.0,), duration_s=(8.0, 12.0))
+  return synthetic.generate(root, config, progress=False)
 
 
 def seed_style_clip(path: str) -> np.ndarray:
@@ -40,23 +44,30 @@ def seed_style_clip(path: str) -> np.ndarray:
 
 
 def bench_ingest(videos_root: str, paths: List[str], work: str) -> Dict[str, float]:
+  """Per-clip work in one process (ours: sample + resize + JPEG; seed: decode all, float32),
+  then the whole `ingest` command on every core (process start-up and writing included)."""
   from components import ingest  # pylint: disable=g-import-not-at-top
+  clip = ingest.ClipConfig(FRAMES, SIZE)
+  ingest.read_example(paths[0], 'warm-up', 0, clip)  # imports TF outside the timing
+  seed_style_clip(paths[0])
   start = time.perf_counter()
   baseline_bytes = sum(seed_style_clip(p).nbytes for p in paths)
   baseline_s = time.perf_counter() - start
-  row = {'clips': len(paths), 'baseline_clips_per_s': len(paths) / baseline_s,
-         'baseline_bytes_per_clip': baseline_bytes / len(paths)}
-  for workers in (1, 0):
-    out = os.path.join(work, f'clips_w{workers}')
-    start = time.perf_counter()
-    summary = ingest.ingest(videos_root, out, ingest.ClipConfig(FRAMES, SIZE), workers=workers,
-                            progress=False)
-    seconds = time.perf_counter() - start
-    key = 'ours_1proc' if workers == 1 else 'ours_allcores'
-    row[f'{key}_clips_per_s'] = summary.num_written / seconds
-  records = glob.glob(os.path.join(work, 'clips_w0', '*', '*.tfrecord'))
-  row['ours_bytes_per_clip'] = sum(os.path.getsize(f) for f in records) / len(paths)
-  return row
+  start = time.perf_counter()
+  for p in paths:
+    example, reason = ingest.read_example(p, os.path.relpath(p, videos_root), 0, clip)
+    assert example is not None, reason
+  ours_s = time.perf_counter() - start
+  out = os.path.join(work, 'clips')
+  start = time.perf_counter()
+  summary = ingest.ingest(videos_root, out, clip, workers=0, progress=False)
+  command_s = time.perf_counter() - start
+  records = glob.glob(os.path.join(out, '*', '*.tfrecord'))
+  return {'clips': len(paths), 'baseline_clips_per_s': len(paths) / baseline_s,
+          'baseline_bytes_per_clip': baseline_bytes / len(paths),
+          'ours_1proc_clips_per_s': len(paths) / ours_s,
+          'ours_command_clips_per_s': summary.num_written / command_s,
+          'ours_bytes_per_clip': sum(os.path.getsize(f) for f in records) / len(paths)}
 
 
 def _clip_dataset(clips_dir: str, training: bool):
@@ -101,6 +112,7 @@ def bench_decode_and_input(clips_dir: str) -> Dict[str, float]:
 
 
 def bench_train_step() -> Dict[str, float]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from models import training  # pylint: disable=g-import-not-at-top
   from models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   from models.vivit_config import preset  # pylint: disable=g-import-not-at-top
@@ -109,17 +121,16 @@ def bench_train_step() -> Dict[str, float]:
   training.compile_model(model, config, total_steps=1000)
   x = np.random.default_rng(0).normal(size=(16, FRAMES, *SIZE, 3)).astype(np.float32)
   y = np.random.default_rng(0).integers(0, 2, (16, 1)).astype(np.float32)
-  for _ in range(3):
-    model.train_on_batch(x, y)
-  steps = 20
+  data = tf.data.Dataset.from_tensors((x, y)).repeat()
+  model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace + warm-up
+  steps = 40
   start = time.perf_counter()
-  for _ in range(steps):
-    model.train_on_batch(x, y)
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
   return {'train_step_clips_per_s': steps * 16 / (time.perf_counter() - start)}
 
 
 _MEMORY_SCRIPT = '''
-import json, resource, sys
+import json, sys
 from components import ingest
 root, out, mode = sys.argv[1:4]
 if mode == 'ingest':
@@ -138,7 +149,9 @@ else:
         _ = ((raw, source.TensorAdapterConfig())
              | tft_beam.AnalyzeDataset(lambda x: preprocessing.preprocessing_fn(
                  x, {'image_size': [64, 64]})))
-print(json.dumps({'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this process's own peak RSS (ru_maxrss would include the forking parent's).
+hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))
+print(json.dumps({'peak_rss_mib': int(hwm.split()[1]) / 1024}))
 '''
 
 
@@ -181,12 +194,12 @@ def bench_serving(model_dir: str, clips_dir: str) -> Dict[str, float]:
 
 def format_table(r: Dict[str, float]) -> str:
   rows = [
-      ('ingest clips/s, all cores', f"{r['ours_allcores_clips_per_s']:.1f}",
+      ('clips/s per clip of work, 1 process', f"{r['ours_1proc_clips_per_s']:.1f}",
        f"{r['baseline_clips_per_s']:.1f} (seed loader)",
-       r['ours_allcores_clips_per_s'] / r['baseline_clips_per_s'], '≥ 3×'),
-      ('ingest clips/s, 1 process', f"{r['ours_1proc_clips_per_s']:.1f}",
-       f"{r['baseline_clips_per_s']:.1f} (seed loader)",
-       r['ours_1proc_clips_per_s'] / r['baseline_clips_per_s'], ''),
+       r['ours_1proc_clips_per_s'] / r['baseline_clips_per_s'], '≥ 3×'),
+      ('`ingest` command clips/s, all cores, start-up incl.',
+       f"{r['ours_command_clips_per_s']:.1f}", f"{r['baseline_clips_per_s']:.1f} (seed loader)",
+       r['ours_command_clips_per_s'] / r['baseline_clips_per_s'], ''),
       ('bytes per stored clip', f"{r['ours_bytes_per_clip']:.0f}",
        f"{r['baseline_bytes_per_clip']:.0f} (float32)",
        r['ours_bytes_per_clip'] / r['baseline_bytes_per_clip'], '≤ 1/20 (0.05)'),
@@ -215,16 +228,17 @@ def format_table(r: Dict[str, float]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='vivit-tfx bench pipeline', description=__doc__)
-  parser.add_argument('--clips', type=int, default=40, help='N (memory also runs 10·N)')
+  parser.add_argument('--clips', type=int, default=60,
+                      help='N long videos for ingest; memory runs N and 10·N short ones')
   parser.add_argument('--model-dir', default='',
                       help='SavedModel for the serving figures (default: newest pushed)')
   parser.add_argument('--skip-memory', action='store_true')
   args = parser.parse_args(argv)
   work = tempfile.mkdtemp(prefix='vivit-bench-')
   root = os.path.join(work, 'videos')
-  paths = _videos(root, args.clips)
+  paths = _videos(root, args.clips, long=True)
   row = bench_ingest(root, paths, work)
-  clips_dir = os.path.join(work, 'clips_w0')
+  clips_dir = os.path.join(work, 'clips')
   row.update(bench_decode_and_input(clips_dir))
   row.update(bench_train_step())
   if not args.skip_memory:

@@ -1,17 +1,18 @@
 """Ingestion step 2: a sampled clip ↔ `tf.train.Example` (the raw record every component reads).
 
-Feature names live in `models.features`, the one place that names them.
+Feature names live in `models.features`, the one place that names them. JPEG encoding needs
+only OpenCV, so ingestion workers encode without importing TensorFlow; the proto is built
+where TensorFlow is already loaded.
 """
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, List
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
-from components.video_reader import Clip
+from components.video_reader import Clip, VideoInfo
 from models import features
 
 
@@ -24,10 +25,21 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
   return buf.tobytes()
 
 
+def encode_clip(clip: Clip, jpeg_quality: int = 90) -> List[bytes]:
+  """[T, H, W, 3] frames → T JPEG byte strings."""
+  return [encode_jpeg(f, jpeg_quality) for f in clip.frames]
+
+
 def clip_to_example(clip: Clip, label: int, video_id: str, source_path: str,
-                    jpeg_quality: int = 90) -> tf.train.Example:
+                    jpeg_quality: int = 90):
   """Builds the raw clip record: T JPEG frames, the label and the source's metadata."""
-  info = clip.info
+  return to_example(encode_clip(clip, jpeg_quality), clip.info, label, video_id, source_path)
+
+
+def to_example(jpegs: List[bytes], info: VideoInfo, label: int, video_id: str,
+               source_path: str):
+  """JPEG frames + metadata → tf.train.Example."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   def _bytes(values):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
@@ -38,8 +50,8 @@ def clip_to_example(clip: Clip, label: int, video_id: str, source_path: str,
   def _float(value):
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
-  feature: Dict[str, tf.train.Feature] = {
-      features.FRAMES: _bytes([encode_jpeg(f, jpeg_quality) for f in clip.frames]),
+  feature: Dict[str, 'tf.train.Feature'] = {
+      features.FRAMES: _bytes(list(jpegs)),
       features.LABEL: _int(label),
       features.VIDEO_ID: _bytes([video_id.encode('utf-8')]),
       features.SOURCE_PATH: _bytes([source_path.encode('utf-8', 'surrogateescape')]),
@@ -58,7 +70,7 @@ def container_of(path: str) -> str:
   return os.path.splitext(path)[1].lower().lstrip('.') or 'none'
 
 
-def decode_frames(example: tf.train.Example) -> np.ndarray:
+def decode_frames(example) -> np.ndarray:
   """Decodes the JPEG frames of a record back to [T, H, W, 3] uint8 RGB."""
   frames = example.features.feature[features.FRAMES].bytes_list.value
   return np.stack([

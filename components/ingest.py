@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from components import video_reader
+from components import clip_example, video_reader
 from models.features import CLASS_NAMES
 
 SPLITS = ('train', 'eval', 'test')
@@ -139,27 +139,33 @@ class _Job:
   clip: ClipConfig
 
 
-def read_example(path: str, rel_path: str, label: int, clip: ClipConfig):
-  """One video → (tf.train.Example, None) or (None, one-line reason). Never raises."""
-  from components import clip_example  # pylint: disable=g-import-not-at-top
+def read_jpegs(path: str, clip: ClipConfig):
+  """One video → ((JPEG frames, VideoInfo), None) or (None, one-line reason). Never raises.
+
+  Needs only OpenCV (no TensorFlow), so ingestion workers start fast and stay small.
+  """
   try:
     sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size))
-    example = clip_example.clip_to_example(sampled, label, os.path.splitext(rel_path)[0],
-                                           rel_path, clip.jpeg_quality)
-    return example, None
+    return (clip_example.encode_clip(sampled, clip.jpeg_quality), sampled.info), None
   except video_reader.VideoReadError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except
     return None, f'{type(e).__name__}: {e}'.splitlines()[0][:200]
 
 
+def read_example(path: str, rel_path: str, label: int, clip: ClipConfig):
+  """One video → (tf.train.Example, None) or (None, one-line reason). Never raises."""
+  result, reason = read_jpegs(path, clip)
+  if result is None:
+    return None, reason
+  jpegs, info = result
+  return clip_example.to_example(jpegs, info, label, os.path.splitext(rel_path)[0],
+                                 rel_path), None
+
+
 def _process(job: _Job):
   c = job.candidate
-  example, reason = read_example(os.path.join(job.root, c.path), c.path, c.label, job.clip)
-  if example is None:
-    return c, None, reason, None
-  n = example.features.feature['num_frames_original'].int64_list.value[0]
-  return c, example.SerializeToString(), None, n
+  return c, *read_jpegs(os.path.join(job.root, c.path), job.clip)
 
 
 class _ShardedWriter:
@@ -234,16 +240,18 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
   counts = {s: collections.Counter() for s in SPLITS}
   jobs = [_Job(root, c, clip) for c in candidates]
   try:
-    for c, record, reason, n in tqdm(_run(jobs, workers), total=len(jobs), desc='ingest',
-                                     unit='clip', disable=not progress):
+    for c, result, reason in tqdm(_run(jobs, workers), total=len(jobs), desc='ingest',
+                                  unit='clip', disable=not progress):
       split = split_of[c.video_id]
-      if record is None:
+      if result is None:
         entries.append(ManifestEntry(c.path, 'skipped', label=c.label, reason=reason))
         continue
-      writers[split].write(record)
+      jpegs, info = result
+      writers[split].write(clip_example.to_example(jpegs, info, c.label, c.video_id,
+                                                   c.path).SerializeToString())
       counts[split][CLASS_NAMES[c.label]] += 1
       entries.append(ManifestEntry(c.path, 'ok', split=split, label=c.label,
-                                   video_id=c.video_id, num_frames_original=n))
+                                   video_id=c.video_id, num_frames_original=info.num_frames))
   finally:
     for w in writers.values():
       w.close()

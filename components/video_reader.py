@@ -1,8 +1,9 @@
 """Ingestion step 1: read a video file and sample a fixed-length clip of frames.
 
 Frames are sampled uniformly across the whole video (the centre of T equal segments).
-Frames that are not kept are only *grabbed* (demuxed and decoded by the codec) and
-never converted to RGB; kept frames are resized (aspect-preserving) and centre-cropped.
+Frames that are not kept are never converted to RGB: short gaps are *grabbed* (decoded by the
+codec only), long gaps are skipped by seeking; kept frames are resized (aspect-preserving) and
+centre-cropped.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ import numpy as np
 VIDEO_EXTENSIONS = (
     '.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp',
     '.ts', '.ogv')
+
+# Wanted frames further apart than this are reached by seeking rather than by decoding forward.
+SEEK_GAP = 48
 
 # Frames above this many pixels are refused rather than decoded (a 16k x 16k frame is 768 MiB).
 MAX_FRAME_PIXELS = 8192 * 8192
@@ -150,18 +154,25 @@ def _info(capture: cv2.VideoCapture, path: str) -> VideoInfo:
 
 
 def _grab_indices(capture: cv2.VideoCapture, indices: List[int]) -> Tuple[dict, int]:
-  """Grabs frames in order, converting only the wanted ones to RGB. Returns (frames, count)."""
-  wanted = set(indices)
-  last = max(indices)
+  """Reads the wanted frames in order; returns ({index: RGB frame}, frames reached).
+
+  Between two wanted frames that are far apart the reader seeks (the demuxer jumps to the
+  nearest keyframe) instead of decoding everything in between; short gaps are `grab()`bed,
+  which decodes but never converts to RGB. Unwanted frames are never converted to RGB.
+  """
   frames = {}
   position = 0
-  while position <= last:
-    if not capture.grab():
-      break
-    if position in wanted:
-      ok, bgr = capture.retrieve()
-      if ok and bgr is not None:
-        frames[position] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  for index in sorted(set(indices)):
+    if index - position > SEEK_GAP and capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+      position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+    while position < index:
+      if not capture.grab():
+        return frames, position
+      position += 1
+    ok, bgr = capture.read()
+    if not ok or bgr is None:
+      return frames, position
+    frames[index] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     position += 1
   return frames, position
 

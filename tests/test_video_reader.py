@@ -49,6 +49,20 @@ def test_read_clip_samples_the_right_frames(tmp_path, container):
   np.testing.assert_allclose(clip.frames.reshape(4, -1).mean(1), [20, 70, 120, 170], atol=6)
 
 
+@pytest.mark.parametrize('container', ['mp4', 'avi'])
+def test_read_clip_seeks_accurately_in_long_videos(tmp_path, container):
+  # 400 frames whose brightness encodes the index; samples are ~50 frames apart (seeking).
+  frames = np.stack([np.full((32, 32, 3), int(i * 0.6), np.uint8) for i in range(400)])
+  path = str(tmp_path / f'long.{container}')
+  synthetic.write_video(path, frames, fps=25)
+  clip = video_reader.read_clip(path, 8, (16, 16))
+  assert clip.indices == [25, 75, 125, 175, 225, 275, 325, 375]
+  # The oracle: the same frames from decoding the whole file sequentially.
+  every = video_reader.read_all_frames(path)
+  expected = np.stack([video_reader.resize_and_crop(every[i], (16, 16)) for i in clip.indices])
+  np.testing.assert_allclose(clip.frames.astype(int), expected.astype(int), atol=1)
+
+
 def test_read_clip_loop_pads_short_video(tmp_path):
   frames = np.stack([np.full((32, 32, 3), 80 * i, np.uint8) for i in range(3)])
   path = str(tmp_path / 'short.mp4')
