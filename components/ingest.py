@@ -59,6 +59,8 @@ class ManifestEntry:
   reason: Optional[str] = None
   video_id: Optional[str] = None
   num_frames_original: Optional[int] = None
+  duration_s: Optional[float] = None
+  fps: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -251,7 +253,8 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
                                                    c.path).SerializeToString())
       counts[split][CLASS_NAMES[c.label]] += 1
       entries.append(ManifestEntry(c.path, 'ok', split=split, label=c.label,
-                                   video_id=c.video_id, num_frames_original=info.num_frames))
+                                   video_id=c.video_id, num_frames_original=info.num_frames,
+                                   duration_s=round(info.duration_s, 3), fps=info.fps))
   finally:
     for w in writers.values():
       w.close()

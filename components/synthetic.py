@@ -191,6 +191,44 @@ def add_bad_inputs(root: str) -> Dict[str, str]:
   return bad
 
 
+def long_video(path: str, segments: Sequence[int], segment_s: float = 4.0, fps: float = 15.0,
+               size: Tuple[int, int] = (160, 120), seed: int = 0) -> List[Dict[str, float]]:
+  """One video of consecutive segments (label per segment) with known boundaries.
+
+  Every segment is a fresh scene of the same size and fps; returns the ground truth
+  [{'start_s', 'end_s', 'label'}] and writes it next to the video as <path>.segments.json.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  frames, truth = [], []
+  per_segment = int(round(segment_s * fps))
+  for i, label in enumerate(segments):
+    rng = np.random.default_rng([seed, i])
+    spec = ClipSpec(index=i, label=int(label), width=size[0], height=size[1], fps=fps,
+                    num_frames=per_segment, container='mp4', seed=int(rng.integers(2**31)))
+    frames.append(render(spec))
+    truth.append({'start_s': i * segment_s, 'end_s': (i + 1) * segment_s, 'label': int(label)})
+  write_video(path, np.concatenate(frames), fps)
+  with open(path + '.segments.json', 'w') as f:
+    json.dump(truth, f, indent=1)
+  return truth
+
+
+def actor_masks(spec: ClipSpec, indices: Sequence[int], size: Tuple[int, int]) -> np.ndarray:
+  """Where the actors are in sampled frames after ingestion's resize + centre crop.
+
+  Returns [len(indices), H, W] bool for the output `size` (H, W).
+  """
+  from components import video_reader  # pylint: disable=g-import-not-at-top
+  centres, radii, _ = actor_tracks(spec)
+  masks = []
+  for i in indices:
+    canvas = np.zeros((spec.height, spec.width, 3), np.uint8)
+    for (x, y), r in zip(centres[i], radii):
+      cv2.circle(canvas, (int(x), int(y)), int(r), (255, 255, 255), -1)
+    masks.append(video_reader.resize_and_crop(canvas, size)[..., 0] > 127)
+  return np.stack(masks)
+
+
 def motion_energy(frames: np.ndarray) -> float:
   """Mean absolute difference between consecutive frames, [T, H, W, C] → scalar."""
   x = frames.astype(np.float32)

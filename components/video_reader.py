@@ -83,7 +83,7 @@ def resize_and_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 
 def probe(path: str) -> VideoInfo:
   """Reads container metadata without decoding; raises VideoReadError with the reason."""
-  capture = _open(path)
+  capture = open_video(path)
   try:
     return _info(capture, path)
   finally:
@@ -92,7 +92,7 @@ def probe(path: str) -> VideoInfo:
 
 def read_clip(path: str, num_frames: int, size: Tuple[int, int]) -> Clip:
   """Samples `num_frames` frames of `path`, resized and cropped to `size` (H, W)."""
-  capture = _open(path)
+  capture = open_video(path)
   try:
     info = _info(capture, path)
     indices = sample_indices(info.num_frames, num_frames)
@@ -110,7 +110,7 @@ def read_clip(path: str, num_frames: int, size: Tuple[int, int]) -> Clip:
 
 def _reread(path: str, info: VideoInfo, num_frames: int, size: Tuple[int, int]) -> Clip:
   indices = sample_indices(info.num_frames, num_frames)
-  capture = _open(path)
+  capture = open_video(path)
   try:
     frames, _ = _grab_indices(capture, indices)
   finally:
@@ -121,7 +121,8 @@ def _reread(path: str, info: VideoInfo, num_frames: int, size: Tuple[int, int]) 
   return Clip(np.stack([resize_and_crop(frames[i], size) for i in indices]), info, indices)
 
 
-def _open(path: str) -> cv2.VideoCapture:
+def open_video(path: str) -> cv2.VideoCapture:
+  """Opens a video for reading; raises VideoReadError with the reason it cannot."""
   if not os.path.isfile(path):
     raise VideoReadError('not a regular file (missing, a directory or a broken link)')
   if not os.access(path, os.R_OK):
@@ -179,7 +180,7 @@ def _grab_indices(capture: cv2.VideoCapture, indices: List[int]) -> Tuple[dict, 
 
 def read_all_frames(path: str) -> Optional[np.ndarray]:
   """Decodes every frame to RGB (the seed's approach; used only as a benchmark baseline)."""
-  capture = _open(path)
+  capture = open_video(path)
   frames = []
   try:
     while True:

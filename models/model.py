@@ -21,6 +21,8 @@ SERVING_OUTPUT = 'probabilities'
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # How clips must be sampled for this model (read by `vivit-tfx predict`).
 CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
+# Keras weights, so tools (attention maps) can rebuild the Keras model from the ViViTConfig.
+WEIGHTS_FILE = os.path.join('assets.extra', 'vivit.weights.h5')
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -124,3 +126,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, CLIP_CONFIG_FILE), 'w') as f:
     f.write(json.dumps({**custom.get('clip', {}), 'class_names': list(features.CLASS_NAMES),
                         'vivit': config.to_dict()}, indent=1))
+  local_weights = os.path.join(fn_args.model_run_dir, 'vivit.weights.h5')
+  model.save_weights(local_weights)  # h5 needs a local file; copy for remote model dirs
+  tf.io.gfile.copy(local_weights, os.path.join(fn_args.serving_model_dir, WEIGHTS_FILE),
+                   overwrite=True)

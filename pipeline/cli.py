@@ -29,6 +29,13 @@ def _size(text: str):
 
 def _cmd_make_synthetic(args) -> int:
   from components import synthetic  # pylint: disable=g-import-not-at-top
+  if args.long:
+    os.makedirs(os.path.dirname(os.path.abspath(args.long)) or '.', exist_ok=True)
+    labels = [int(c) for c in args.segments]
+    truth = synthetic.long_video(args.long, labels, segment_s=args.segment_s, seed=args.seed)
+    print(f'make-synthetic: wrote {args.long} ({len(truth)} segments of {args.segment_s} s, '
+          f'truth in {args.long}.segments.json)')
+    return 0
   config = synthetic.SyntheticConfig(num_clips=args.num_clips, seed=args.seed)
   paths = synthetic.generate(args.output, config, workers=args.workers)
   if args.with_bad_inputs:
@@ -150,6 +157,20 @@ def _cmd_predict(args) -> int:
     if args.rest_request:
       print_json(predict.rest_request(args.videos[0], model_dir))
       return 0
+    if args.timeline:
+      from pipeline import timeline  # pylint: disable=g-import-not-at-top
+      for video in args.videos:
+        result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
+                              args.threshold)
+        if args.json:
+          print_json(result)
+          continue
+        print(f'{video}: {len(result["windows"])} windows, {len(result["segments"])} '
+              f'violent segment(s) ≥ {args.threshold}')
+        for seg in result['segments']:
+          print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
+        print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
+      return 0
     results = predict.predict(args.videos, model_dir)
   except ValueError as e:
     raise UserError(str(e)) from None
@@ -160,6 +181,33 @@ def _cmd_predict(args) -> int:
     for r in results:
       print(r.to_text())
   return 0 if any(r.error is None for r in results) else 1
+
+
+def _cmd_attention(args) -> int:
+  from pipeline import explain, predict  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    model_dir = args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+    for video in args.videos:
+      out = explain.render(video, model_dir, args.out_dir, args.method)
+      print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  return 0
+
+
+def _cmd_report(args) -> int:
+  from pipeline import configs, report  # pylint: disable=g-import-not-at-top
+  _quiet()
+  if not os.path.exists(configs.from_args(args).metadata_path):
+    raise UserError(f'{configs.from_args(args).metadata_path}: no metadata store (run '
+                    '`vivit-tfx run` first, or pass --output-root)')
+  try:
+    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  print(f'report: {page}')
+  return 0
 
 
 def _cmd_bench(args) -> int:
@@ -184,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.add_argument('--with-bad-inputs', action='store_true',
                  help='also write corrupt and non-video files (to see how ingest copes)')
+  p.add_argument('--long', default='', metavar='PATH.mp4',
+                 help='instead: one long video of violent/non-violent segments')
+  p.add_argument('--segments', default='0101001', help='labels of the segments, e.g. 0110')
+  p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
@@ -241,7 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--json', action='store_true')
   p.add_argument('--rest-request', action='store_true',
                  help="print the TF Serving REST :predict body for the first video")
+  p.add_argument('--timeline', action='store_true',
+                 help='score sliding windows over each (long) video: PNG + JSON segments')
+  p.add_argument('--window-s', type=float, default=2.0)
+  p.add_argument('--stride-s', type=float, default=1.0)
+  p.add_argument('--threshold', type=float, default=0.5)
+  p.add_argument('--out-dir', default='output/timeline')
   p.set_defaults(func=_cmd_predict)
+
+  p = sub.add_parser('attention', help="draw where the pushed model looks in a video's clip")
+  p.add_argument('videos', nargs='+')
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence')
+  p.add_argument('--method', default='auto', choices=['auto', 'rollout', 'gradient'],
+                 help='auto: attention rollout for Model 1, gradient x input otherwise')
+  p.add_argument('--out-dir', default='output/attention')
+  p.set_defaults(func=_cmd_attention)
+
+  p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')
+  p.add_argument('--run-id', default='', help='default: the latest run')
+  p.add_argument('--out-dir', default='', help='default: <output-root>/reports/<run id>')
+  configs.add_arguments(p)
+  p.set_defaults(func=_cmd_report)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
   p.add_argument('what', choices=['model', 'pipeline'])

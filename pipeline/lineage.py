@@ -245,7 +245,7 @@ def run_facts(store, run) -> dict:
 
   Read from the executions that produced the artifacts, so cached runs report them too.
   """
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from pipeline import tfma_results  # pylint: disable=g-import-not-at-top
   facts = {'inputs': {}, 'hyperparameters': {}, 'metrics': {}, 'blessed': None}
   for info in metadata.executions_of_run(store, run):
     node = metadata.node_id(store, info.execution)
@@ -265,7 +265,7 @@ def run_facts(store, run) -> dict:
         for key in ('train_args', 'eval_args'):
           facts['hyperparameters'][key] = metadata.property_value(trainer, key)
     for artifact in info.outputs.get('evaluation', []):
-      facts['metrics'] = local_runner.overall_metrics(artifact.uri)
+      facts['metrics'] = tfma_results.overall_metrics(artifact.uri)
     for artifact in info.outputs.get('blessing', []):
       facts['blessed'] = bool(metadata.property_value(artifact, 'blessed'))
   return facts

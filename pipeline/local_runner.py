@@ -7,7 +7,7 @@ import os
 import time
 from typing import Dict, Optional
 
-from pipeline import configs, metadata
+from pipeline import configs, metadata, tfma_results
 
 
 @dataclasses.dataclass
@@ -20,6 +20,7 @@ class RunSummary:
   pushed_model: Optional[str]
   metadata_path: str
   pipeline_root: str
+  report: Optional[str] = None
 
   def to_text(self) -> str:
     metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items())
@@ -30,7 +31,8 @@ class RunSummary:
              f'  blessed: {self.blessed}',
              f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
              f'  metadata: {self.metadata_path}',
-             f'  pipeline root: {self.pipeline_root}']
+             f'  pipeline root: {self.pipeline_root}',
+             f'  report: {self.report or "(not written)"}']
     return '\n'.join(lines)
 
 
@@ -98,7 +100,7 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
   for info in infos:
     states[metadata.node_id(store, info.execution) or info.type_name] = info.state
     for artifact in info.outputs.get('evaluation', []):
-      test_metrics = overall_metrics(artifact.uri)
+      test_metrics = tfma_results.overall_metrics(artifact.uri)
     for artifact in info.outputs.get('blessing', []):
       blessed = bool(metadata.property_value(artifact, 'blessed'))
     for artifact in info.outputs.get('pushed_model', []):
@@ -108,30 +110,11 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
                     os.path.abspath(config.metadata_path), config.pipeline_root)
 
 
-def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
-  """Scalar metrics of the overall slice from a TFMA evaluation output (TFMA's own loader).
-
-  With a baseline TFMA names the models 'candidate' and 'baseline'; without, it has one.
-  """
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  for model_name in ('candidate', None):
-    result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
-    flat = {}
-    for slice_key, values in result.slicing_metrics:
-      if slice_key != ():
-        continue
-      for per_output in values.values():
-        for per_class in per_output.values():
-          for name, value in per_class.items():
-            if isinstance(value, dict) and 'doubleValue' in value:
-              flat[name] = float(value['doubleValue'])
-    if flat:
-      return flat
-  return {}
-
-
 def run(config: configs.PipelineConfig, progress: bool = True) -> RunSummary:
   start = time.time()
   prepare_data(config, progress)
   run_id = run_pipeline(config)
-  return summarize(config, run_id, time.time() - start)
+  summary = summarize(config, run_id, time.time() - start)
+  from pipeline import report  # pylint: disable=g-import-not-at-top
+  summary.report = os.path.abspath(report.build(config, run_id))
+  return summary

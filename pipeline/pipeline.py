@@ -16,6 +16,23 @@ from pipeline import configs
 SPLITS = ('train', 'eval', 'test')
 
 
+def code_fingerprint() -> str:
+  """Hash of the model code that Transform and Trainer load by dotted path.
+
+  TFX fingerprints `module_file`s but not dotted paths, so without this a change to models/
+  would be served a stale Trainer from the cache.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import models  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  root = os.path.dirname(models.__file__)
+  for name in sorted(os.listdir(root)):
+    if name.endswith('.py'):
+      with open(os.path.join(root, name), 'rb') as f:
+        digest.update(name.encode() + f.read())
+  return digest.hexdigest()[:16]
+
+
 def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
   """TFMA: counts, accuracy, AUC, precision/recall, confusion matrix and calibration plots,
   overall and per container/label; blessing needs accuracy above the threshold and no worse
@@ -97,7 +114,7 @@ def create_pipeline(config: configs.PipelineConfig,
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
-      custom_config={'image_size': list(config.image_size)})
+      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()})
 
   # Trains ViViT with the config passed as hyperparameters.
   trainer = tfx.components.Trainer(
@@ -111,7 +128,7 @@ def create_pipeline(config: configs.PipelineConfig,
                      'clip': {'num_frames': config.num_frames,
                               'frame_size': list(config.frame_size)},
                      'tpu_address': config.tpu_address,
-                     'steps_per_epoch': config.steps_per_epoch})
+                     'steps_per_epoch': config.steps_per_epoch, 'code': code_fingerprint()})
 
   # Finds the last blessed model, the baseline the candidate must not fall below.
   model_resolver = tfx.dsl.Resolver(

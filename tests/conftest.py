@@ -48,3 +48,18 @@ def first_run(clips_dir, tmp_path_factory):
   config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
   run_id = local_runner.run_pipeline(config)
   return config, run_id
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+  """The main job's code path (synthetic videos → ingest → pipeline → report) on 120 videos,
+  trained long enough to detect motion: (config, RunSummary)."""
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('trained')
+  config = configs.PipelineConfig(
+      output_root=str(root / 'output'), videos_dir=str(root / 'videos'),
+      clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=500, steps_per_epoch=100,
+      eval_steps=2)
+  summary = local_runner.run(config, progress=False)
+  assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.8, summary
+  return config, summary

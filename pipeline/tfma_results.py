@@ -1,0 +1,80 @@
+"""Reading an Evaluator output with TFMA's own loaders: metrics per slice, plots, validation."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+
+def load(evaluation_uri: str):
+  """The candidate's EvalResult (TFMA names it 'candidate' when there was a baseline)."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  for model_name in ('candidate', None):
+    result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
+    if result.slicing_metrics:
+      return result
+  return result
+
+
+def _scalars(values: dict) -> Dict[str, float]:
+  flat = {}
+  for per_output in values.values():
+    for per_class in per_output.values():
+      for name, value in per_class.items():
+        if isinstance(value, dict) and 'doubleValue' in value:
+          flat[name] = float(value['doubleValue'])
+  return flat
+
+
+def slice_name(slice_key: Tuple) -> str:
+  return ', '.join(f'{k}={v}' for k, v in slice_key) or 'overall'
+
+
+def metrics_by_slice(result) -> List[Tuple[str, Dict[str, float]]]:
+  """[(slice name, {metric: value})], overall first."""
+  rows = [(slice_name(k), _scalars(v)) for k, v in result.slicing_metrics]
+  return sorted(rows, key=lambda r: (r[0] != 'overall', r[0]))
+
+
+def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
+  return dict(metrics_by_slice(load(evaluation_uri))).get('overall', {})
+
+
+def _overall_plots(result) -> dict:
+  for slice_key, plots in result.plots:
+    if slice_key == ():
+      return {name: value for per_output in plots.values()
+              for per_class in per_output.values() for name, value in per_class.items()}
+  return {}
+
+
+def confusion_matrix(result, threshold: float = 0.5) -> Optional[Dict[str, float]]:
+  """{tp, fp, tn, fn} of the overall slice at the threshold closest to `threshold`."""
+  matrices = _overall_plots(result).get('confusionMatrixAtThresholds', {}).get('matrices', [])
+  if not matrices:
+    return None
+  m = min(matrices, key=lambda x: abs(x.get('threshold', 0.0) - threshold))
+  return {k: float(m.get(name, 0.0)) for k, name in (
+      ('tp', 'truePositives'), ('fp', 'falsePositives'), ('tn', 'trueNegatives'),
+      ('fn', 'falseNegatives'))} | {'threshold': float(m.get('threshold', 0.0))}
+
+
+def calibration(result, bins: int = 10) -> List[Tuple[float, float, float]]:
+  """Reliability diagram of the overall slice: [(mean prediction, mean label, count)] per bin."""
+  buckets = _overall_plots(result).get('calibrationHistogramBuckets', {}).get('buckets', [])
+  sums = [[0.0, 0.0, 0.0] for _ in range(bins)]
+  for b in buckets:
+    low = max(0.0, min(float(b.get('lowerThresholdInclusive', 0.0)), 0.999999))  # '-Infinity'
+    s = sums[int(low * bins)]
+    s[0] += b.get('totalWeightedRefinedPrediction', 0.0)
+    s[1] += b.get('totalWeightedLabel', 0.0)
+    s[2] += b.get('numWeightedExamples', 0.0)
+  return [(p / n, l / n, n) for p, l, n in sums if n > 0]
+
+
+def validation(evaluation_uri: str) -> Tuple[bool, List[str]]:
+  """(blessed by the thresholds?, the failed checks as text)."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_validation_result(evaluation_uri)
+  failures = [f'{f.metric_key.name}{" (change vs baseline)" if f.metric_key.is_diff else ""}: '
+              f'{f.message}' for per_slice in result.metric_validations_per_slice
+              for f in per_slice.failures]
+  return bool(result.validation_ok), failures
