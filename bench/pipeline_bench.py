@@ -140,12 +140,13 @@ else:
     import tensorflow as tf, tensorflow_transform.beam as tft_beam
     from tfx_bsl.public import tfxio
     import schemas
+    from components.clip_transform import CLIPS_PER_BATCH
     from models import preprocessing
     source = tfxio.TFExampleRecord(file_pattern=glob.glob(out + '/train/*.tfrecord'),
                                    schema=schemas.load())
     import apache_beam as beam
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=tempfile.mkdtemp()):
-        raw = p | source.BeamSource()
+        raw = p | source.BeamSource(CLIPS_PER_BATCH)  # as the pipeline's ClipTransform
         _ = ((raw, source.TensorAdapterConfig())
              | tft_beam.AnalyzeDataset(lambda x: preprocessing.preprocessing_fn(
                  x, {'image_size': [64, 64]})))

@@ -8,6 +8,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 import schemas
+from components.clip_transform import ClipTransform
 from components.validation_gate import ValidationGate
 from components.video_example_gen import VideoExampleGen
 from models import features
@@ -111,10 +112,12 @@ def create_pipeline(config: configs.PipelineConfig,
 
   # Decodes and normalises clips (per-channel mean/std over the train split, on Beam). Not
   # materialised: the Trainer applies the transform graph to the JPEG records on the fly.
-  transform = tfx.components.Transform(
+  # Batches are bounded so memory does not grow with the dataset.
+  transform = ClipTransform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
-      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()})
+      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()},
+  ).with_id('Transform')
 
   # Trains ViViT with the config passed as hyperparameters.
   trainer = tfx.components.Trainer(
