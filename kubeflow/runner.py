@@ -7,6 +7,7 @@ pipeline image built from `kubeflow/Dockerfile`.
 from __future__ import annotations
 
 import os
+from typing import Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
@@ -61,7 +62,8 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
   return os.path.join(out_dir, name)
 
 
-def from_args(args) -> (configs.PipelineConfig, Deployment):
+def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
+  """The pipeline config and the deployment from `vivit-tfx compile` arguments."""
   config = configs.from_args(args).replace(
       pipeline_root_uri=args.pipeline_root,
       beam_args=options.beam_args_for(args.beam_preset,

@@ -6,9 +6,10 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from typing import List, Optional
 
-import warnings
+from pipeline.configs import parse_size
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -19,20 +20,17 @@ class UserError(Exception):
   """An error caused by the user's input; printed as one line, without a traceback."""
 
 
-def _size(text: str):
-  try:
-    h, w = (int(v) for v in text.lower().split('x')) if 'x' in text.lower() else (int(text),) * 2
-  except ValueError:
-    raise argparse.ArgumentTypeError(f'expected SIZE or HxW, got {text!r}') from None
-  return h, w
+def _labels(text: str) -> List[int]:
+  if not text or set(text) - {'0', '1'}:
+    raise argparse.ArgumentTypeError(f'expected a string of 0/1 labels such as 0110, got {text!r}')
+  return [int(c) for c in text]
 
 
 def _cmd_make_synthetic(args) -> int:
   from components import synthetic  # pylint: disable=g-import-not-at-top
   if args.long:
     os.makedirs(os.path.dirname(os.path.abspath(args.long)) or '.', exist_ok=True)
-    labels = [int(c) for c in args.segments]
-    truth = synthetic.long_video(args.long, labels, segment_s=args.segment_s, seed=args.seed)
+    truth = synthetic.long_video(args.long, args.segments, segment_s=args.segment_s, seed=args.seed)
     print(f'make-synthetic: wrote {args.long} ({len(truth)} segments of {args.segment_s} s, '
           f'truth in {args.long}.segments.json)')
     return 0
@@ -234,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help='also write corrupt and non-video files (to see how ingest copes)')
   p.add_argument('--long', default='', metavar='PATH.mp4',
                  help='instead: one long video of violent/non-violent segments')
-  p.add_argument('--segments', default='0101001', help='labels of the segments, e.g. 0110')
+  p.add_argument('--segments', type=_labels, default='0101001',
+                 help='labels of the segments, e.g. 0110 (1 = violent)')
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
@@ -243,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help='folder with Violence/ and NonViolence/')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   p.add_argument('--num-frames', type=int, default=8, help='frames per clip (T)')
-  p.add_argument('--frame-size', type=_size, default=(64, 64), help='HxW of stored frames')
+  p.add_argument('--frame-size', type=parse_size, default=(64, 64), help='HxW of stored frames')
   p.add_argument('--jpeg-quality', type=int, default=90)
   p.add_argument('--train', type=float, default=0.7)
   p.add_argument('--eval', type=float, default=0.15)

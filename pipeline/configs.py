@@ -91,7 +91,8 @@ def absolute(path: str) -> str:
   return path if '://' in path else os.path.abspath(path)
 
 
-def _parse_size(text: str) -> Tuple[int, int]:
+def parse_size(text: str) -> Tuple[int, int]:
+  """'64' or '64x48' → (H, W)."""
   parts = text.lower().split('x')
   try:
     values = tuple(int(p) for p in parts)
@@ -115,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
     if field.name in exclude:
       continue
     kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
-        type(field.default), _parse_size)
+        type(field.default), parse_size)
     group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
                        default=field.default, metavar=field.name.upper(),
                        help=f'default: {field.default!r}')

@@ -1,11 +1,15 @@
-"""Fault tests: hostile inputs are all accounted for and none crashes ingestion."""
+"""Fault tests: hostile inputs, an interrupted training run, a worse candidate model."""
 import os
 import shutil
 
+import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from components import ingest, synthetic
-from tests.conftest import TINY_CLIP
+from pipeline import local_runner, metadata
+from tests.conftest import TINY_CLIP, tiny_config
 
 
 def test_hostile_inputs_are_accounted_for(video_root, tmp_path, capsys):
@@ -47,15 +51,6 @@ def test_hostile_inputs_are_accounted_for(video_root, tmp_path, capsys):
 
 # --- pipeline faults (LocalDagRunner, tiny clips) ------------------------------------------
 
-import glob  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from models import features  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipeline import local_runner, metadata  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _store(config):
