@@ -14,20 +14,23 @@ def _num_workers() -> int:
   return len(cluster.get('worker', [])) + len(cluster.get('chief', []))
 
 
-def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Strategy:
+def choose(kind: str = 'auto', tpu_address: str = '', num_gpus: int = 0) -> str:
   """'auto': multi-worker if TF_CONFIG lists several workers, TPU if an address is given,
-  MirroredStrategy on GPUs, else the default (CPU) strategy."""
+  mirrored on GPUs, else the default (CPU) strategy. Explicit kinds are kept."""
   if kind not in STRATEGIES:
     raise ValueError(f'distribution {kind!r} is not one of {STRATEGIES}')
-  if kind == 'auto':
-    if _num_workers() > 1:
-      kind = 'multi_worker'
-    elif tpu_address:
-      kind = 'tpu'
-    elif tf.config.list_physical_devices('GPU'):
-      kind = 'mirrored'
-    else:
-      kind = 'default'
+  if kind != 'auto':
+    return kind
+  if _num_workers() > 1:
+    return 'multi_worker'
+  if tpu_address:
+    return 'tpu'
+  return 'mirrored' if num_gpus else 'default'
+
+
+def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Strategy:
+  """The tf.distribute strategy for `choose(kind, …)` on this machine."""
+  kind = choose(kind, tpu_address, len(tf.config.list_physical_devices('GPU')))
   if kind == 'multi_worker':
     return tf.distribute.MultiWorkerMirroredStrategy()
   if kind == 'tpu':
