@@ -147,11 +147,16 @@ def _cmd_lineage(args) -> int:
   return 0
 
 
+def _model_dir(args) -> str:
+  from pipeline import predict  # pylint: disable=g-import-not-at-top
+  return args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+
+
 def _cmd_predict(args) -> int:
   from pipeline import predict  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
-    model_dir = args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+    model_dir = _model_dir(args)
     if args.rest_request:
       print_json(predict.rest_request(args.videos[0], model_dir))
       return 0
@@ -182,10 +187,10 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_attention(args) -> int:
-  from pipeline import explain, predict  # pylint: disable=g-import-not-at-top
+  from pipeline import explain  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
-    model_dir = args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+    model_dir = _model_dir(args)
     for video in args.videos:
       out = explain.render(video, model_dir, args.out_dir, args.method)
       print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
@@ -214,6 +219,14 @@ def _cmd_bench(args) -> int:
     return model_bench.main(args.rest)
   from bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+  """Videos to look at and which pushed model to use (predict, attention)."""
+  p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,10 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_lineage)
 
   p = sub.add_parser('predict', help='classify video files with the pushed model')
-  p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
-  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
-  p.add_argument('--serving-dir', default='output/serving')
-  p.add_argument('--model-name', default='vivit_violence')
+  _add_model_arguments(p)
   p.add_argument('--json', action='store_true')
   p.add_argument('--rest-request', action='store_true',
                  help="print the TF Serving REST :predict body for the first video")
@@ -301,10 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_predict)
 
   p = sub.add_parser('attention', help="draw where the pushed model looks in a video's clip")
-  p.add_argument('videos', nargs='+')
-  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
-  p.add_argument('--serving-dir', default='output/serving')
-  p.add_argument('--model-name', default='vivit_violence')
+  _add_model_arguments(p)
   p.add_argument('--method', default='auto', choices=['auto', 'rollout', 'gradient'],
                  help='auto: attention rollout for Model 1, gradient x input otherwise')
   p.add_argument('--out-dir', default='output/attention')
