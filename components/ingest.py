@@ -63,6 +63,14 @@ class ManifestEntry:
   fps: Optional[float] = None
 
 
+_LABELS = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
+
+
+def label_of(class_folder: str) -> Optional[int]:
+  """Label of an RLVS class folder name (case-insensitive), or None if it is not one."""
+  return _LABELS.get(class_folder.lower())
+
+
 @dataclasses.dataclass
 class Candidate:
   """An input file that looks like a labelled video."""
@@ -79,7 +87,6 @@ def scan(root: str) -> Tuple[List[Candidate], List[ManifestEntry], List[str]]:
   if not os.path.isdir(root):
     raise FileNotFoundError(f'{root}: input folder does not exist')
   candidates, skipped, warnings = [], [], []
-  class_of = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
   seen_classes = collections.Counter()
   for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
     dirnames.sort()
@@ -93,12 +100,12 @@ def scan(root: str) -> Tuple[List[Candidate], List[ManifestEntry], List[str]]:
       top = rel.split(os.sep)[0] if os.sep in rel else None
       if top is None:
         reason = 'not inside a class folder (expected ' + ' or '.join(CLASS_NAMES) + ')'
-      elif top.lower() not in class_of:
+      elif label_of(top) is None:
         reason = f'unknown class folder {top!r} (expected ' + ' or '.join(CLASS_NAMES) + ')'
       elif not name.lower().endswith(video_reader.VIDEO_EXTENSIONS):
         reason = f'unsupported extension {os.path.splitext(name)[1] or "(none)"!r}'
       else:
-        label = class_of[top.lower()]
+        label = label_of(top)
         seen_classes[label] += 1
         candidates.append(Candidate(rel, label))
         continue

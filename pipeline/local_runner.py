@@ -83,14 +83,14 @@ def run_pipeline(config: configs.PipelineConfig) -> str:
       config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.abspath(config.metadata_path)))
   tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
-  with_store = metadata.open_store(metadata.connection_config(config.metadata_path))
-  return metadata.runs(with_store, config.pipeline_name)[-1].name
+  return metadata.runs(metadata.open_sqlite(config.metadata_path),
+                       config.pipeline_name)[-1].name
 
 
 def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
               seconds: float = 0.0) -> RunSummary:
   """Reads a run's outcome back from ML Metadata: states, test metrics, blessing, push."""
-  store = metadata.open_store(metadata.connection_config(config.metadata_path))
+  store = metadata.open_sqlite(config.metadata_path)
   runs = metadata.runs(store, config.pipeline_name)
   run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
   if run is None:

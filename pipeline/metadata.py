@@ -14,8 +14,7 @@ def connection_config(sqlite_path: str = '', mysql_host: str = '', mysql_port: i
                       grpc_host: str = '', grpc_port: int = 8080):
   """A connection to the store: sqlite (local runs), MySQL, or the KFP metadata gRPC service."""
   if grpc_host:
-    config = metadata_store_pb2.MetadataStoreClientConfig(host=grpc_host, port=grpc_port)
-    return config
+    return metadata_store_pb2.MetadataStoreClientConfig(host=grpc_host, port=grpc_port)
   if mysql_host:
     return tfx_metadata.mysql_metadata_connection_config(
         host=mysql_host, port=mysql_port, database=mysql_database, username=mysql_user,
@@ -25,6 +24,11 @@ def connection_config(sqlite_path: str = '', mysql_host: str = '', mysql_port: i
 
 def open_store(config) -> mlmd.MetadataStore:
   return mlmd.MetadataStore(config)
+
+
+def open_sqlite(path: str) -> mlmd.MetadataStore:
+  """The sqlite store of a local (LocalDagRunner) run."""
+  return open_store(connection_config(sqlite_path=path))
 
 
 def property_value(node, name: str):
@@ -104,9 +108,6 @@ def node_id(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) 
       return c.name.split('.', 1)[-1]
   return ''
 
-
-def artifact_type_name(store: mlmd.MetadataStore, artifact) -> str:
-  return store.get_artifact_types_by_id([artifact.type_id])[0].name
 
 
 def latest_artifact(store: mlmd.MetadataStore, type_name: str,

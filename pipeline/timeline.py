@@ -85,8 +85,8 @@ def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.
     batch.clear()
 
   for w, frames in stream_windows(path, windows, tuple(clip.frame_size)):
-    jpegs = [clip_example.encode_jpeg(f, clip.jpeg_quality) for f in frames]
-    example = clip_example.to_example(jpegs, info, 0, os.path.basename(path), path)
+    example = clip_example.clip_to_example(video_reader.Clip(frames, info, w.indices), 0,
+                                           os.path.basename(path), path, clip.jpeg_quality)
     batch.append((w, example.SerializeToString()))
     if len(batch) == batch_size:
       flush()

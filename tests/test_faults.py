@@ -54,7 +54,7 @@ def test_hostile_inputs_are_accounted_for(video_root, tmp_path, capsys):
 
 
 def _store(config):
-  return metadata.open_store(metadata.connection_config(config.metadata_path))
+  return metadata.open_sqlite(config.metadata_path)
 
 
 def _pushed(store):
@@ -92,9 +92,8 @@ def test_interrupted_training_then_rerun(clips_dir, tmp_path, monkeypatch):
   assert summary.executions['Trainer'] == 'COMPLETE'
   assert summary.executions['Transform'] == 'CACHED'  # the work before the failure is kept
   store = _store(config)
-  trainer_states = sorted(metadata.describe_executions(store, [
-      e for e in store.get_executions() if metadata.node_id(store, e) == 'Trainer'])[i].state
-                          for i in range(2))
+  trainer_states = sorted(info.state for info in metadata.describe_executions(
+      store, [e for e in store.get_executions() if metadata.node_id(store, e) == 'Trainer']))
   assert trainer_states == ['COMPLETE', 'FAILED']
   assert len(_pushed(store)) == 1 and len(_versions(config)) == 1  # no orphaned push
 

@@ -20,7 +20,7 @@ CHAIN = ['PushedModel', 'Pusher', 'Model', 'Trainer', 'TransformGraph', 'Transfo
 
 
 def _store(config):
-  return metadata.open_store(metadata.connection_config(config.metadata_path))
+  return metadata.open_sqlite(config.metadata_path)
 
 
 def _has_path(graph: lineage.Lineage, names) -> bool:

@@ -67,7 +67,7 @@ def test_schema_violation_stops_before_training(clips_dir, tmp_path):
   config = tiny_config(clips_dir, tmp_path, num_frames=6)
   with pytest.raises(RuntimeError):
     local_runner.run_pipeline(config)
-  store = metadata.open_store(metadata.connection_config(config.metadata_path))
+  store = metadata.open_sqlite(config.metadata_path)
   by_node = {metadata.node_id(store, e): e for e in store.get_executions()}
   assert 'ExampleValidator' in by_node and 'Trainer' not in by_node
   assert 'Transform' not in by_node

@@ -14,7 +14,6 @@ from absl import logging
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
 from components import ingest
-from models.features import CLASS_NAMES
 
 
 def clip_config_from(exec_properties: Dict[str, Any]) -> ingest.ClipConfig:
@@ -35,12 +34,11 @@ class _ReadVideo(beam.DoFn):
   def process(self, path: str):
     rel = os.path.relpath(path, self._root)
     top = rel.split(os.sep)[0]
-    labels = {n.lower(): i for i, n in enumerate(CLASS_NAMES)}
-    if top.lower() not in labels:
-      reason = f'unknown class folder {top!r}'
-      example = None
+    label = ingest.label_of(top)
+    if label is None:
+      example, reason = None, f'unknown class folder {top!r}'
     else:
-      example, reason = ingest.read_example(path, rel, labels[top.lower()], self._clip)
+      example, reason = ingest.read_example(path, rel, label, self._clip)
     if example is None:
       self._skipped.inc()
       logging.warning('VideoExampleGen skipped %s: %s', rel, reason)
