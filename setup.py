@@ -10,12 +10,10 @@ setup(
     version='0.1.0',
     description='TFX pipeline that trains, evaluates and serves a ViViT for violence detection',
     python_requires='>=3.9,<3.11',
-    packages=find_packages(include=['bench', 'bench.*', 'pipeline', 'pipeline.*', 'components', 'components.*',
-                                    'models', 'models.*', 'kubeflow', 'kubeflow.*',
-                                    'schemas', 'schemas.*']),
-    package_data={'schemas': ['*.pbtxt'], 'kubeflow': ['Dockerfile']},
+    packages=find_packages(include=['vivit_tfx', 'vivit_tfx.*']),
+    package_data={'vivit_tfx.schemas': ['*.pbtxt'], 'vivit_tfx.kubeflow': ['Dockerfile']},
     install_requires=[
         'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'tqdm>=4.60', 'matplotlib>=3.5',
     ],
-    entry_points={'console_scripts': ['vivit-tfx=pipeline.cli:main']},
+    entry_points={'console_scripts': ['vivit-tfx=vivit_tfx.cli:main']},
 )

@@ -6,8 +6,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
-from components import ingest, synthetic
-from pipeline import configs
+from vivit_tfx.components import ingest, synthetic
+from vivit_tfx.pipeline import configs
 
 # Tiny everything: CPU-only CI on 2 cores.
 TINY_CLIP = ingest.ClipConfig(num_frames=8, frame_size=(32, 32))
@@ -44,7 +44,7 @@ def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
 @pytest.fixture(scope='session')
 def first_run(clips_dir, tmp_path_factory):
   """One LocalDagRunner run of the whole pipeline on the tiny clips: (config, run id)."""
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
   run_id = local_runner.run_pipeline(config)
   return config, run_id
@@ -54,7 +54,7 @@ def first_run(clips_dir, tmp_path_factory):
 def trained_run(tmp_path_factory):
   """The main job's code path (synthetic videos → ingest → pipeline → report) on 120 videos,
   trained long enough to detect motion: (config, RunSummary)."""
-  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('trained')
   config = configs.PipelineConfig(
       output_root=str(root / 'output'), videos_dir=str(root / 'videos'),

@@ -4,8 +4,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from models import distribution
-from pipeline import cli
+from vivit_tfx.models import distribution
+from vivit_tfx import cli
 
 
 def test_auto_strategy_choice(monkeypatch):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import clip_example, ingest, synthetic
-from models import features
-from pipeline import cli
+from vivit_tfx.components import clip_example, ingest, synthetic
+from vivit_tfx.models import features
+from vivit_tfx import cli
 from tests.conftest import TINY_CLIP
 
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import synthetic, video_reader
-from pipeline import cli, explain, predict, report, timeline
+from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx import cli
+
+from vivit_tfx.inference import explain, predict, timeline
+
+from vivit_tfx.audit import report
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,10 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow import options, runner
-from pipeline import cli, configs
-from pipeline.pipeline import create_pipeline
+from vivit_tfx.kubeflow import options, runner
+from vivit_tfx import cli
+from vivit_tfx.pipeline import configs
+from vivit_tfx.pipeline.pipeline import create_pipeline
 
 IMAGE = 'registry.example/vivit-violence-tfx:test'
 

@@ -9,9 +9,15 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import features
-from models.model import WARMUP_FILE
-from pipeline import cli, lineage, local_runner, metadata, predict
+from vivit_tfx.models import features
+from vivit_tfx.models.export import WARMUP_FILE
+from vivit_tfx import cli
+
+from vivit_tfx.audit import lineage, metadata
+
+from vivit_tfx.pipeline import local_runner
+
+from vivit_tfx.inference import predict
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,8 @@
 """The analytic FLOP count reproduces the paper's Table 2 for ViViT-B/16x2 (within 2 %)."""
 import pytest
 
-from bench import model_bench
-from models.vivit_config import preset
+from vivit_tfx.bench import model_bench
+from vivit_tfx.models.vivit_config import preset
 
 
 @pytest.mark.parametrize('variant', ['spatiotemporal', 'factorised_encoder',

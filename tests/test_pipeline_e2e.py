@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 from tfx.orchestration import metadata as tfx_metadata
 
-from pipeline import configs, local_runner, metadata
-from pipeline.pipeline import create_pipeline
+from vivit_tfx.pipeline import configs, local_runner
+
+from vivit_tfx.audit import metadata
+from vivit_tfx.pipeline.pipeline import create_pipeline
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.e2e

@@ -4,8 +4,8 @@ import tensorflow as tf
 from tensorflow_transform.beam import tft_unit
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.clip_example import encode_jpeg
-from models import features, preprocessing
+from vivit_tfx.components.clip_example import encode_jpeg
+from vivit_tfx.models import features, preprocessing
 
 
 def _metadata(spec):

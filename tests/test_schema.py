@@ -5,8 +5,8 @@ import os
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-import schemas
-from models import features
+from vivit_tfx import schemas
+from vivit_tfx.models import features
 
 
 def test_ingested_clips_have_no_anomalies(clips_dir):

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from components import synthetic, video_reader
+from vivit_tfx.components import synthetic, video_reader
 
 
 def test_plan_is_deterministic_balanced_and_varied():

@@ -10,9 +10,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components import synthetic
-from components.video_example_gen import executor
-from models import features
+from vivit_tfx.components import synthetic
+from vivit_tfx.components.video_example_gen import executor
+from vivit_tfx.models import features
 
 
 def test_executor_reads_videos_into_split_examples(video_root, tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from components import synthetic, video_reader
+from vivit_tfx.components import synthetic, video_reader
 
 
 @pytest.mark.parametrize('n,t,expected', [

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import training
-from models.vivit import (EncoderBlock, TubeletEmbedding, ViViT, build_vivit,
+from vivit_tfx.models import training
+from vivit_tfx.models.vivit import (EncoderBlock, TubeletEmbedding, ViViT, build_vivit,
                           inflate_2d_kernel)
-from models.vivit_config import PRESETS, ViViTConfig, preset
+from vivit_tfx.models.vivit_config import PRESETS, ViViTConfig, preset
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
                    num_layers=2, num_temporal_layers=1, num_heads=2, mlp_dim=32,

@@ -1,0 +1,1 @@
+"""ViViT violence detection on TFX: one package, the TFX template's folders inside it."""

@@ -1,0 +1,1 @@
+"""ML Metadata tools: run queries, lineage, TFMA results, the HTML run report."""

@@ -1,0 +1,216 @@
+"""`vivit-tfx report`: one HTML page with PNG figures for a pipeline run, found through MLMD.
+
+Curves from the Trainer's TensorBoard logs, TFMA metrics overall and per slice, confusion
+matrix and calibration plot, candidate against baseline with the blessing decision, and a data
+summary from the ingestion manifest.
+"""
+from __future__ import annotations
+
+import collections
+import html
+import json
+import os
+from typing import Dict, List, Optional
+
+from vivit_tfx.pipeline import configs
+
+
+
+from vivit_tfx.audit import metadata, tfma_results
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def read_curves(model_run_dir: str) -> Dict[str, Dict[str, List[float]]]:
+  """{'train'|'validation': {tag: [value per epoch]}} from Keras' TensorBoard event files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  curves: Dict[str, Dict[str, List[float]]] = {}
+  for split in ('train', 'validation'):
+    for path in sorted(tf.io.gfile.glob(os.path.join(model_run_dir, split, 'events.*'))):
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          if value.tag.startswith('epoch_'):
+            number = float(tf.make_ndarray(value.tensor)) if value.HasField('tensor') else (
+                value.simple_value)
+            curves.setdefault(split, {}).setdefault(value.tag[6:], []).append(number)
+  return curves
+
+
+def plot_curves(curves, path: str) -> Optional[str]:
+  tags = [t for t in ('loss', 'accuracy', 'auc') if t in curves.get('train', {})]
+  if not tags:
+    return None
+  plt = _plt()
+  fig, axes = plt.subplots(1, len(tags), figsize=(4.2 * len(tags), 3.2))
+  for ax, tag in zip(list(getattr(axes, 'flat', [axes])), tags):
+    for split, style in (('train', '-o'), ('validation', '-s')):
+      values = curves.get(split, {}).get(tag)
+      if values:
+        ax.plot(range(1, len(values) + 1), values, style, ms=3, label=split)
+    ax.set(title=tag, xlabel='epoch')
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_confusion(cm: Dict[str, float], path: str) -> str:
+  plt = _plt()
+  matrix = [[cm['tn'], cm['fp']], [cm['fn'], cm['tp']]]
+  fig, ax = plt.subplots(figsize=(3.6, 3.2))
+  ax.imshow(matrix, cmap='Blues')
+  for i in range(2):
+    for j in range(2):
+      ax.text(j, i, f'{matrix[i][j]:.0f}', ha='center', va='center', fontsize=14)
+  ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=['NonViolence', 'Violence'],
+         yticklabels=['NonViolence', 'Violence'], xlabel='predicted', ylabel='true',
+         title=f'test split, threshold {cm["threshold"]:.2f}')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_calibration(points, path: str) -> Optional[str]:
+  if not points:
+    return None
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(3.6, 3.4))
+  ax.plot([0, 1], [0, 1], '--', color='#999999', label='perfectly calibrated')
+  ax.scatter([p for p, _, _ in points], [l for _, l, _ in points],
+             s=[20 + 4 * n for _, _, n in points], color='#c0392b', label='bins (size: clips)')
+  ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='mean predicted P(violence)',
+         ylabel='fraction violent', title='calibration (test split)')
+  ax.legend(fontsize=7, loc='upper left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def data_summary(input_base: str) -> Optional[dict]:
+  """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
+  path = os.path.join(input_base or '', 'manifest.jsonl')
+  if not input_base or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    entries = [json.loads(line) for line in f]
+  counts = collections.Counter((e['split'], e['label']) for e in entries if e['status'] == 'ok')
+  durations = collections.defaultdict(list)
+  for e in entries:
+    if e['status'] == 'ok' and e.get('duration_s') is not None:
+      durations[e['label']].append(e['duration_s'])
+  return {'counts': counts, 'durations': durations,
+          'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
+
+
+def plot_durations(durations, path: str) -> Optional[str]:
+  if not durations:
+    return None
+  from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(4.6, 3.0))
+  for label in sorted(durations):
+    ax.hist(durations[label], bins=15, alpha=0.6, label=CLASS_NAMES[label])
+  ax.set(xlabel='duration (s)', ylabel='videos', title='video durations')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _table(header: List[str], rows: List[List[object]]) -> str:
+  cell = lambda v: f'{v:.4f}' if isinstance(v, float) else html.escape(str(v))
+  return ('<table><tr>' + ''.join(f'<th>{html.escape(h)}</th>' for h in header) + '</tr>' +
+          ''.join('<tr>' + ''.join(f'<td>{cell(v)}</td>' for v in r) + '</tr>' for r in rows) +
+          '</table>')
+
+
+def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
+          out_dir: Optional[str] = None) -> str:
+  """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path."""
+  store = metadata.open_sqlite(config.metadata_path)
+  runs = metadata.runs(store, config.pipeline_name)
+  if not runs:
+    raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
+  run = next((r for r in runs if r.name == run_id), None) if run_id else runs[-1]
+  if run is None:
+    raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
+  out_dir = out_dir or os.path.join(config.output_root, 'reports', run.name.replace(':', '-'))
+  os.makedirs(out_dir, exist_ok=True)
+  infos = {metadata.node_id(store, i.execution) or i.type_name: i
+           for i in metadata.executions_of_run(store, run)}
+  parts = [f'<h1>Run {html.escape(run.name)}</h1>',
+           _table(['component', 'execution', 'state'],
+                  [[n, i.execution.id, i.state] for n, i in infos.items()])]
+  figure = lambda p: f'<img src="{os.path.basename(p)}">' if p else ''
+
+  example_gen = next((i for n, i in infos.items() if n.endswith('ExampleGen')), None)
+  if example_gen is not None:
+    from vivit_tfx.audit import lineage  # pylint: disable=g-import-not-at-top
+    examples = next(iter(example_gen.outputs.get('examples', [])), None)
+    origin = lineage.producer(store, examples) if examples is not None else None
+    summary = data_summary(metadata.property_value(origin or example_gen.execution,
+                                                   'input_base'))
+    if summary:
+      from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+      rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(CLASS_NAMES))]
+              for split in ('train', 'eval', 'test')]
+      parts += ['<h2>Data</h2>', _table(['split', *CLASS_NAMES], rows),
+                figure(plot_durations(summary['durations'],
+                                      os.path.join(out_dir, 'durations.png'))),
+                f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
+      if summary['skipped']:
+        parts.append(_table(['file', 'reason'], summary['skipped']))
+
+  trainer = infos.get('Trainer')
+  if trainer is not None:
+    runs_dir = next(iter(trainer.outputs.get('model_run', [])), None)
+    if runs_dir is not None:
+      parts += ['<h2>Training</h2>', figure(plot_curves(read_curves(runs_dir.uri),
+                                                         os.path.join(out_dir, 'curves.png')))]
+
+  evaluator = infos.get('Evaluator')
+  evaluation = next(iter(evaluator.outputs.get('evaluation', [])), None) if evaluator else None
+  if evaluation is not None:
+    result = tfma_results.load(evaluation.uri)
+    rows = tfma_results.metrics_by_slice(result)
+    names = ['example_count', 'binary_accuracy', 'auc', 'precision', 'recall']
+    parts += ['<h2>Evaluation (TFMA, test split)</h2>',
+              _table(['slice', *names], [[s, *[m.get(n, '') for n in names]] for s, m in rows])]
+    cm = tfma_results.confusion_matrix(result)
+    if cm:
+      parts.append(figure(plot_confusion(cm, os.path.join(out_dir, 'confusion.png'))))
+    parts.append(figure(plot_calibration(tfma_results.calibration(result),
+                                         os.path.join(out_dir, 'calibration.png'))))
+    ok, failures = tfma_results.validation(evaluation.uri)
+    overall = dict(rows).get('overall', {})
+    diffs = [[n[:-5], overall.get(n[:-5], ''), overall[n]] for n in sorted(overall)
+             if n.endswith('_diff')]
+    parts += ['<h2>Candidate against baseline</h2>',
+              _table(['metric', 'candidate', 'candidate − baseline'], diffs) if diffs else
+              '<p>No baseline (first blessed model): only the value thresholds apply.</p>',
+              f'<p><b>{"BLESSED" if ok else "NOT BLESSED"}</b></p>']
+    if failures:
+      parts.append('<ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>')
+  pusher = infos.get('Pusher')
+  for artifact in (pusher.outputs.get('pushed_model', []) if pusher else []):
+    where = metadata.property_value(artifact, 'pushed_destination')
+    parts.append(f'<p>Pushed to {html.escape(str(where))}</p>' if where else
+                 '<p>Not pushed.</p>')
+  page = os.path.join(out_dir, 'index.html')
+  with open(page, 'w') as f:
+    f.write('<!doctype html><meta charset="utf-8"><title>vivit-tfx run report</title>'
+            '<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}'
+            'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;'
+            'padding:3px 8px;text-align:right}img{max-width:100%;margin:.5em}</style>' +
+            '\n'.join(parts))
+  return page

@@ -1,0 +1,1 @@
+"""Inference tools on a pushed model: predict, timeline, attention maps."""

@@ -1,0 +1,71 @@
+"""`vivit-tfx attention`: the pushed model's token map over a clip, drawn on its frames
+(an image strip and an animated GIF)."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Tuple
+
+import numpy as np
+
+from vivit_tfx.models.export import CLIP_CONFIG_FILE, WEIGHTS_FILE
+
+
+def load_keras_model(model_dir: str):
+  """Rebuilds the Keras ViViT of a pushed model from its config and weights."""
+  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  weights = os.path.join(model_dir, WEIGHTS_FILE)
+  if not os.path.exists(weights):
+    raise ValueError(f'{model_dir} has no {WEIGHTS_FILE}: exported before attention maps '
+                     'were supported; retrain to get one')
+  with open(os.path.join(model_dir, CLIP_CONFIG_FILE)) as f:
+    model = build_vivit(ViViTConfig.from_dict(json.load(f)['vivit']))
+  model.load_weights(weights)
+  return model
+
+
+def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarray, np.ndarray]:
+  """(frames [T, H, W, 3] uint8 as ingested, token map [n_t, n_h, n_w] summing to 1)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import attention, features  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  record = predict.serialized_clip(video, predict.clip_config_of(model_dir))
+  frames = clip_example.decode_frames(tf.train.Example.FromString(record))
+  transform = tf.saved_model.load(model_dir).signatures['transform_features']
+  clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
+  return frames, attention.token_map(load_keras_model(model_dir), clip, method)
+
+
+def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
+  """[n_t, n_h, n_w] → [T, H, W] (nearest over tubelets), scaled to [0, 1]."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  t_total, h, w = frames_shape[:3]
+  per_frame = np.repeat(token_map, t_total // token_map.shape[0], axis=0)
+  maps = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+                   for m in per_frame])
+  return maps / max(maps.max(), 1e-12)
+
+
+def render(video: str, model_dir: str, out_dir: str, method: str = 'auto') -> Dict[str, str]:
+  """Writes <stem>.attention.png (strip), .gif (animation) and .npy (the token map)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import cm  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  frames, token_map = clip_map(video, model_dir, method)
+  heat = upsample(token_map, frames.shape)
+  overlay = (0.55 * frames + 0.45 * 255 * cm.jet(heat)[..., :3]).astype(np.uint8)
+  os.makedirs(out_dir, exist_ok=True)
+  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(video))[0])
+  scale = max(1, 128 // frames.shape[1])
+  big = [np.kron(np.concatenate([f, o], axis=0), np.ones((scale, scale, 1), np.uint8))
+         for f, o in zip(frames, overlay)]
+  Image.fromarray(np.concatenate(big, axis=1)).save(stem + '.attention.png')
+  Image.fromarray(big[0]).save(stem + '.attention.gif', save_all=True,
+                               append_images=[Image.fromarray(b) for b in big[1:]],
+                               duration=250, loop=0)
+  np.save(stem + '.attention.npy', token_map)
+  return {'png': stem + '.attention.png', 'gif': stem + '.attention.gif',
+          'npy': stem + '.attention.npy', 'grid': 'x'.join(map(str, token_map.shape))}

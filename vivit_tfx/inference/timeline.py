@@ -1,0 +1,161 @@
+"""`vivit-tfx predict --timeline`: when does the violence happen in a long video?
+
+A window of `window_s` seconds slides by `stride_s`; each window is sampled to T frames (as
+ingestion samples a whole video) and scored by the pushed model in batches. Frames are
+streamed: only the frames of windows still open are held, so memory does not grow with the
+video's length.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from vivit_tfx.components import clip_example, video_reader
+
+
+@dataclasses.dataclass
+class Window:
+  start_s: float
+  end_s: float
+  indices: List[int]  # the T source frames sampled from this window
+  score: Optional[float] = None  # P(violence)
+
+
+def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
+                 clip_frames: int) -> List[Window]:
+  """Windows over the whole video, each sampled to `clip_frames` frame indices."""
+  if window_s <= 0 or stride_s <= 0:
+    raise ValueError('window and stride must be positive seconds')
+  fps = fps or 25.0
+  length = max(1, min(num_frames, int(round(window_s * fps))))
+  stride = max(1, int(round(stride_s * fps)))
+  starts = list(range(0, num_frames - length + 1, stride)) or [0]
+  return [Window(s / fps, (s + length) / fps,
+                 [s + i for i in video_reader.sample_indices(length, clip_frames)])
+          for s in starts]
+
+
+def stream_windows(path: str, windows: List[Window],
+                   size: Tuple[int, int]) -> Iterator[Tuple[Window, np.ndarray]]:
+  """Yields (window, frames [T, H, W, 3]) in order, decoding the video once, front to back."""
+  wanted: Dict[int, List[Tuple[int, int]]] = {}
+  for w_index, w in enumerate(windows):
+    for slot, frame in enumerate(w.indices):
+      wanted.setdefault(frame, []).append((w_index, slot))
+  pending: Dict[int, Dict[int, np.ndarray]] = {}
+  capture = video_reader.open_video(path)
+  try:
+    position, last = 0, max(wanted)
+    while position <= last and capture.grab():
+      if position in wanted:
+        ok, bgr = capture.retrieve()
+        if ok:
+          frame = video_reader.resize_and_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+          for w_index, slot in wanted.pop(position):
+            slots = pending.setdefault(w_index, {})
+            slots[slot] = frame
+            if len(slots) == len(windows[w_index].indices):  # every slot has its frame
+              done = pending.pop(w_index)
+              yield windows[w_index], np.stack([done[i] for i in range(len(done))])
+      position += 1
+  finally:
+    capture.release()
+
+
+def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
+          batch_size: int = 16) -> Tuple[video_reader.VideoInfo, List[Window]]:
+  """Scores every window of `path` with the model's serving_default."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  clip = predict.clip_config_of(model_dir)
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  info = video_reader.probe(path)
+  windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames)
+  batch: List[Tuple[Window, bytes]] = []
+
+  def flush():
+    probs = serve(examples=tf.constant([b for _, b in batch]))['probabilities'].numpy()
+    for (w, _), p in zip(batch, probs):
+      w.score = float(p[-1]) if len(p) == 1 else float(p[1])
+    batch.clear()
+
+  for w, frames in stream_windows(path, windows, tuple(clip.frame_size)):
+    example = clip_example.clip_to_example(video_reader.Clip(frames, info, w.indices), 0,
+                                           os.path.basename(path), path, clip.jpeg_quality)
+    batch.append((w, example.SerializeToString()))
+    if len(batch) == batch_size:
+      flush()
+  if batch:
+    flush()
+  return info, [w for w in windows if w.score is not None]
+
+
+def segments(windows: List[Window], threshold: float = 0.5) -> List[Dict[str, float]]:
+  """Runs of consecutive windows scoring ≥ threshold, each as [start_s, end_s] and its peak.
+
+  A window below the threshold ends a segment, even when its neighbours overlap in time.
+  """
+  out: List[Dict[str, float]] = []
+  previous_above = False
+  for w in windows:
+    above = w.score >= threshold
+    if above and previous_above:
+      out[-1]['end_s'] = max(out[-1]['end_s'], w.end_s)
+      out[-1]['peak_score'] = max(out[-1]['peak_score'], w.score)
+    elif above:
+      out.append({'start_s': w.start_s, 'end_s': w.end_s, 'peak_score': w.score})
+    previous_above = above
+  return [{k: round(v, 3) for k, v in s.items()} for s in out]
+
+
+def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float, path: str,
+         title: str, truth: Optional[List[Dict[str, float]]] = None) -> str:
+  """Violence probability against time, detected segments shaded (and the truth, if known)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(11.5, 3.2))
+  centres = [(w.start_s + w.end_s) / 2 for w in windows]
+  ax.plot(centres, [w.score for w in windows], '-o', ms=3, color='#c0392b',
+          label='P(violence) per window')
+  ax.axhline(threshold, ls='--', color='#555555', lw=0.8, label=f'threshold {threshold}')
+  for i, s in enumerate(found):
+    ax.axvspan(s['start_s'], s['end_s'], color='#e74c3c', alpha=0.15,
+               label='detected' if i == 0 else None)
+  for i, t in enumerate(x for x in truth or [] if x['label'] == 1):
+    ax.axvspan(t['start_s'], t['end_s'], ymin=0, ymax=0.06, color='#2c3e50',
+               label='true violence' if i == 0 else None)
+  ax.set(xlabel='time (s)', ylabel='P(violence)', ylim=(-0.02, 1.02), title=title)
+  ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
+        threshold: float = 0.5) -> Dict[str, object]:
+  """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json."""
+  info, windows = score(path, model_dir, window_s, stride_s)
+  found = segments(windows, threshold)
+  os.makedirs(out_dir, exist_ok=True)
+  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+  truth_file = path + '.segments.json'
+  truth = json.load(open(truth_file)) if os.path.exists(truth_file) else None
+  png = plot(windows, found, threshold, stem + '.timeline.png',
+             f'{os.path.basename(path)} ({info.duration_s:.0f} s, window {window_s} s, '
+             f'stride {stride_s} s)', truth)
+  result = {'video': path, 'duration_s': round(info.duration_s, 3), 'window_s': window_s,
+            'stride_s': stride_s, 'threshold': threshold, 'segments': found,
+            'windows': [{'start_s': round(w.start_s, 3), 'end_s': round(w.end_s, 3),
+                         'score': round(w.score, 4)} for w in windows],
+            'png': png}
+  with open(stem + '.segments.json', 'w') as f:
+    json.dump(result, f, indent=1)
+  result['json'] = stem + '.segments.json'
+  return result

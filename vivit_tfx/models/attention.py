@@ -1,0 +1,66 @@
+"""Where does ViViT look? Token maps over the tubelet grid [n_t, n_h, n_w] for one clip.
+
+* `attention_rollout` (Abnar & Zuidema 2020) for Model 1: per layer, head-averaged attention
+  plus the residual (0.5·A + 0.5·I, rows renormalised), multiplied through the layers; read at
+  the CLS row, or averaged over all query tokens for GAP.
+* `gradient_map` for every variant: |∂ violence logit / ∂ input · input| summed per tubelet.
+Both return a map that sums to 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.models.vivit import ViViT
+
+
+def _normalise(values: np.ndarray, grid) -> np.ndarray:
+  values = np.maximum(np.asarray(values, np.float64), 0)
+  return (values / max(values.sum(), 1e-12)).reshape(grid)
+
+
+def attention_rollout(model: ViViT, clip: tf.Tensor) -> np.ndarray:
+  """clip [1, T, H, W, C] (normalised) → [n_t, n_h, n_w]; Model 1 (spatiotemporal) only."""
+  if model.config.variant != 'spatiotemporal':
+    raise ValueError('attention rollout needs one joint encoder (Model 1); use gradient_map '
+                     f'for {model.config.variant}')
+  encoder = model.encoder
+  x = model.tokenizer(clip)  # [1, N, D]
+  if encoder.cls:
+    x = encoder.cls(x)
+  x = encoder.position(x)
+  n = x.shape[1]
+  rollout = np.eye(n)
+  for block in encoder.blocks:
+    y = block.norm_attention(x)
+    _, scores = block.attention(y, y, return_attention_scores=True)  # [1, heads, N, N]
+    a = 0.5 * np.asarray(scores)[0].mean(0) + 0.5 * np.eye(n)
+    rollout = (a / a.sum(-1, keepdims=True)) @ rollout
+    x = block(x)
+  weights = rollout[0, 1:] if encoder.cls else rollout.mean(0)
+  return _normalise(weights, model.config.token_grid)
+
+
+def gradient_map(model: ViViT, clip: tf.Tensor) -> np.ndarray:
+  """clip [1, T, H, W, C] → [n_t, n_h, n_w]: gradient × input of the violence logit."""
+  clip = tf.convert_to_tensor(clip)
+  with tf.GradientTape() as tape:
+    tape.watch(clip)
+    logits = model(clip, training=False)
+    target = logits[:, -1] if logits.shape[-1] == 1 else logits[:, 1]
+  saliency = tf.reduce_sum(tf.abs(tape.gradient(target, clip) * clip), axis=-1)[0]  # [T, H, W]
+  t, h, w = model.config.tubelet_size
+  n_t, n_h, n_w = model.config.token_grid
+  per_tubelet = tf.reshape(saliency, (n_t, t, n_h, h, n_w, w))
+  return _normalise(tf.reduce_sum(per_tubelet, axis=(1, 3, 5)).numpy(), (n_t, n_h, n_w))
+
+
+def token_map(model: ViViT, clip: tf.Tensor, method: str = 'auto') -> np.ndarray:
+  """'auto': rollout for Model 1, gradient for the factorised variants."""
+  if method == 'auto':
+    method = 'rollout' if model.config.variant == 'spatiotemporal' else 'gradient'
+  if method == 'rollout':
+    return attention_rollout(model, clip)
+  if method == 'gradient':
+    return gradient_map(model, clip)
+  raise ValueError(f"method {method!r} is not one of 'auto', 'rollout', 'gradient'")

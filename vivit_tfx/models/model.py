@@ -1,0 +1,65 @@
+"""Trainer's `run_fn`: ViViT trained on clips decoded by the Transform graph, then exported
+(`models/export.py`) with `serving_default` (serialised raw tf.Examples → probabilities) and
+`transform_features`."""
+from __future__ import annotations
+
+from typing import List
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from vivit_tfx.models import augment, distribution, export, features, training
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import ViViTConfig
+
+
+def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
+             tf_transform_output: tft.TFTransformOutput, batch_size: int, n_classes: int,
+             training_mode: bool) -> tf.data.Dataset:
+  """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels)."""
+  dataset = data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL,
+                                     shuffle=training_mode, shuffle_buffer_size=256),
+      tf_transform_output.raw_metadata.schema)
+  tft_layer = tf_transform_output.transform_features_layer()
+
+  def _to_clips(raw, label):
+    clips = tft_layer({features.FRAMES: raw[features.FRAMES]})[features.CLIP_XF]
+    if training_mode:
+      clips = augment.augment(clips)
+    label = tf.reshape(label, [-1, 1])
+    return clips, (tf.cast(label, tf.float32) if n_classes == 2 else label)
+
+  return dataset.map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it."""
+  custom = fn_args.custom_config or {}
+  config = ViViTConfig.from_dict(custom['vivit'])
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
+                                       custom.get('tpu_address', ''))
+  batch_size = config.batch_size * strategy.num_replicas_in_sync
+  logging.info('ViViT %s on %s with %d replica(s), global batch %d', config.variant,
+               type(strategy).__name__, strategy.num_replicas_in_sync, batch_size)
+  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
+                   config.n_classes, training_mode=True)
+  evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                        batch_size, config.n_classes, training_mode=False)
+  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
+  epochs = max(1, fn_args.train_steps // steps_per_epoch)
+  with strategy.scope():
+    model = build_vivit(config)
+    training.compile_model(model, config, total_steps=epochs * steps_per_epoch)
+  model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
+            validation_steps=max(1, fn_args.eval_steps), verbose=2,
+            callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                                   update_freq='epoch')])
+  export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
+                fn_args.model_run_dir, fn_args.eval_files, custom.get('clip', {}))

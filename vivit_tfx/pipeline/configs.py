@@ -1,0 +1,127 @@
+"""Every knob of the pipeline in one place, with defaults for the embedded synthetic dataset.
+
+Each field is also a command-line option of `vivit-tfx run` / `compile` (`--train-steps 300`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Tuple
+
+PIPELINE_NAME = 'vivit-violence'
+PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
+RUN_FN = 'vivit_tfx.models.model.run_fn'
+INPUT_MODES = ('tfrecords', 'videos')
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  """Paths, clip shape, model, training, evaluation thresholds and Beam settings."""
+  # Names and paths.
+  pipeline_name: str = PIPELINE_NAME
+  model_name: str = 'vivit_violence'
+  output_root: str = 'output'          # pipeline root, metadata and serving dir live here
+  pipeline_root_uri: str = ''          # overrides <output_root>/pipeline_root (gs://, s3://, …)
+  serving_uri: str = ''                # overrides <output_root>/serving (Pusher destination)
+  videos_dir: str = 'data/synthetic_videos'  # RLVS layout; synthetic set written if absent
+  clips_dir: str = 'data/clips'        # ingested split TFRecords (ImportExampleGen input)
+  input_mode: str = 'tfrecords'        # 'tfrecords': ingest + ImportExampleGen;
+                                       # 'videos': VideoExampleGen reads videos on Beam
+  schema_file: str = ''                # default: the curated schemas/clip_schema.pbtxt
+  synthetic_clips: int = 200
+  # Clip shape.
+  num_frames: int = 8                  # T frames per clip
+  frame_size: Tuple[int, int] = (64, 64)   # stored JPEG frames (H, W)
+  image_size: Tuple[int, int] = (64, 64)   # model input after Transform's resize (H, W)
+  # Model and training.
+  preset: str = 'vivit-tiny'
+  variant: str = 'spatiotemporal'      # spatiotemporal | factorised_encoder |
+                                       # factorised_self_attention
+  vivit_overrides: str = '{}'          # JSON of extra ViViTConfig fields
+  batch_size: int = 16
+  learning_rate: float = 1e-3
+  train_steps: int = 600
+  eval_steps: int = 4
+  steps_per_epoch: int = 50
+  distribution: str = 'auto'           # auto | default | mirrored | multi_worker | tpu
+  tpu_address: str = ''
+  # Evaluation and blessing.
+  accuracy_threshold: float = 0.8      # bless only above this test accuracy ...
+  max_accuracy_drop: float = 0.0       # ... and no worse than the last blessed model by more
+  # Orchestration.
+  enable_cache: bool = True
+  beam_args: str = '--direct_num_workers=1'  # e.g. '--runner=DataflowRunner --project=…'
+
+  @property
+  def pipeline_root(self) -> str:
+    return absolute(self.pipeline_root_uri or os.path.join(self.output_root, 'pipeline_root'))
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_root, 'metadata.sqlite')
+
+  @property
+  def serving_dir(self) -> str:
+    """Pusher destination: TF Serving's <serving_dir>/<model_name>/<version>/ layout."""
+    return absolute(self.serving_uri or os.path.join(self.output_root, 'serving'))
+
+  @property
+  def beam_pipeline_args(self) -> List[str]:
+    return self.beam_args.split() if self.beam_args else []
+
+  def vivit_config(self):
+    """The ViViTConfig handed to the Trainer as hyperparameters."""
+    from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
+    overrides: Dict[str, Any] = dict(num_frames=self.num_frames, image_size=self.image_size,
+                                     variant=self.variant, batch_size=self.batch_size,
+                                     learning_rate=self.learning_rate)
+    if self.variant == 'factorised_self_attention':
+      overrides['classifier'] = 'gap'
+    overrides.update(json.loads(self.vivit_overrides or '{}'))
+    return preset(self.preset, **overrides)
+
+  def replace(self, **changes) -> 'PipelineConfig':
+    return dataclasses.replace(self, **changes)
+
+
+def absolute(path: str) -> str:
+  """An absolute local path; URIs (gs://, s3://, …) are returned as they are."""
+  return path if '://' in path else os.path.abspath(path)
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+  """'64' or '64x48' → (H, W)."""
+  parts = text.lower().split('x')
+  try:
+    values = tuple(int(p) for p in parts)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'expected SIZE or HxW, got {text!r}') from None
+  return values * 2 if len(values) == 1 else values[:2]
+
+
+def _parse_bool(text: str) -> bool:
+  if text.lower() in ('1', 'true', 'yes', 'on'):
+    return True
+  if text.lower() in ('0', 'false', 'no', 'off'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true/false, got {text!r}')
+
+
+def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
+  """Adds one `--field-name` option per PipelineConfig field (defaults from the dataclass)."""
+  group = parser.add_argument_group('pipeline configuration (pipeline/configs.py)')
+  for field in dataclasses.fields(PipelineConfig):
+    if field.name in exclude:
+      continue
+    kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
+        type(field.default), parse_size)
+    group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
+                       default=field.default, metavar=field.name.upper(),
+                       help=f'default: {field.default!r}')
+
+
+def from_args(args: argparse.Namespace) -> PipelineConfig:
+  names = {f.name for f in dataclasses.fields(PipelineConfig)}
+  return PipelineConfig(**{k: v for k, v in vars(args).items() if k in names})

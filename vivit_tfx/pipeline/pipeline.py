@@ -1,0 +1,165 @@
+"""`create_pipeline`: the one function that wires the TFX components (local and Kubeflow)."""
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from vivit_tfx import schemas
+from vivit_tfx.components.clip_transform import ClipTransform
+from vivit_tfx.components.validation_gate import ValidationGate
+from vivit_tfx.components.video_example_gen import VideoExampleGen
+from vivit_tfx.models import features
+from vivit_tfx.pipeline import configs
+
+SPLITS = ('train', 'eval', 'test')
+
+
+def code_fingerprint() -> str:
+  """Hash of the model code that Transform and Trainer load by dotted path.
+
+  TFX fingerprints `module_file`s but not dotted paths, so without this a change to models/
+  would be served a stale Trainer from the cache.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from vivit_tfx import models  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  root = os.path.dirname(models.__file__)
+  for name in sorted(os.listdir(root)):
+    if name.endswith('.py'):
+      with open(os.path.join(root, name), 'rb') as f:
+        digest.update(name.encode() + f.read())
+  return digest.hexdigest()[:16]
+
+
+def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
+  """TFMA: counts, accuracy, AUC, precision/recall, confusion matrix and calibration plots,
+  overall and per container/label; blessing needs accuracy above the threshold and no worse
+  than the last blessed model."""
+  accuracy = tfma.MetricConfig(
+      class_name='BinaryAccuracy',
+      threshold=tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(
+              lower_bound={'value': config.accuracy_threshold}),
+          # Ignored on the first run, when there is no baseline yet.
+          change_threshold=tfma.GenericChangeThreshold(
+              direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+              absolute={'value': -(config.max_accuracy_drop + 1e-10)})))
+  metrics = [tfma.MetricConfig(class_name=name) for name in (
+      'ExampleCount', 'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
+      'ConfusionMatrixPlot', 'CalibrationPlot')]
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
+                                  preprocessing_function_names=['transform_features'])],
+      slicing_specs=[tfma.SlicingSpec(),
+                     tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
+                     tfma.SlicingSpec(feature_keys=[features.LABEL])],
+      metrics_specs=[tfma.MetricsSpec(metrics=[accuracy] + metrics)])
+
+
+def _example_gen(config: configs.PipelineConfig):
+  if config.input_mode == 'videos':
+    # Raw videos read on Beam; hashing on video_id keeps each video in exactly one split.
+    return VideoExampleGen(
+        input_base=configs.absolute(config.videos_dir),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='all',
+                                                                   pattern='*/*')]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name='train', hash_buckets=14),
+                    tfx.proto.SplitConfig.Split(name='eval', hash_buckets=3),
+                    tfx.proto.SplitConfig.Split(name='test', hash_buckets=3)],
+            partition_feature_name=features.VIDEO_ID)),
+        custom_config={'clip': {'num_frames': config.num_frames,
+                                'frame_size': list(config.frame_size)}})
+  if config.input_mode != 'tfrecords':
+    raise ValueError(f'input_mode {config.input_mode!r} is not one of {configs.INPUT_MODES}')
+  # Split folders written by `vivit-tfx ingest` (stratified, by video).
+  return tfx.components.ImportExampleGen(
+      input_base=configs.absolute(config.clips_dir),
+      input_config=tfx.proto.Input(splits=[
+          tfx.proto.Input.Split(name=s, pattern=f'{s}/*') for s in SPLITS]))
+
+
+def create_pipeline(config: configs.PipelineConfig,
+                    metadata_connection_config=None,
+                    extra_components: Optional[List] = None) -> tfx.dsl.Pipeline:
+  """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
+  Trainer → Resolver + Evaluator → Pusher."""
+  vivit = config.vivit_config()
+
+  # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
+  example_gen = _example_gen(config)
+
+  # Computes statistics over the clips for visualisation and validation.
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+
+  # Imports the curated schema (shape of `frames` fixed to the configured clip length).
+  schema_file = config.schema_file or schemas.for_num_frames(
+      config.num_frames, os.path.join(config.output_root, 'schemas'))
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.absolute(schema_file))
+
+  # Detects anomalies of the clips against the schema ...
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+
+  # ... and stops the run on any, before Transform and Trainer.
+  validation_gate = ValidationGate(schema=schema_gen.outputs['schema'],
+                                   statistics=statistics_gen.outputs['statistics'],
+                                   anomalies=example_validator.outputs['anomalies'])
+  schema = validation_gate.outputs['validated_schema']
+
+  # Decodes and normalises clips (per-channel mean/std over the train split, on Beam). Not
+  # materialised: the Trainer applies the transform graph to the JPEG records on the fly.
+  # Batches are bounded so memory does not grow with the dataset.
+  transform = ClipTransform(
+      examples=example_gen.outputs['examples'], schema=schema,
+      preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
+      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()},
+  ).with_id('Transform')
+
+  # Trains ViViT with the config passed as hyperparameters.
+  trainer = tfx.components.Trainer(
+      run_fn=configs.RUN_FN,
+      examples=example_gen.outputs['examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema,
+      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.train_steps),
+      eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
+      custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
+                     'clip': {'num_frames': config.num_frames,
+                              'frame_size': list(config.frame_size)},
+                     'tpu_address': config.tpu_address,
+                     'steps_per_epoch': config.steps_per_epoch, 'code': code_fingerprint()})
+
+  # Finds the last blessed model, the baseline the candidate must not fall below.
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+
+  # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+      baseline_model=model_resolver.outputs['model'], eval_config=eval_config(config),
+      example_splits=['test'])
+
+  # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=f'{config.serving_dir}/{config.model_name}')))
+
+  components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate,
+                transform, trainer, model_resolver, evaluator, pusher] + list(
+                    extra_components or [])
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=components,
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=config.beam_pipeline_args)

@@ -1,0 +1,36 @@
+"""The curated schema of the raw clip records (imported by the pipeline's ImportSchemaGen)."""
+import os
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+from google.protobuf import text_format
+
+from vivit_tfx.models import features
+
+CLIP_SCHEMA_PATH = os.path.join(os.path.dirname(__file__), 'clip_schema.pbtxt')
+
+
+def load(path: str = CLIP_SCHEMA_PATH) -> schema_pb2.Schema:
+  with open(path) as f:
+    return text_format.Parse(f.read(), schema_pb2.Schema())
+
+
+def num_frames(schema: schema_pb2.Schema) -> int:
+  """The clip length T that the schema fixes for `frames`."""
+  feature = next(f for f in schema.feature if f.name == features.FRAMES)
+  return feature.shape.dim[0].size
+
+
+def for_num_frames(t: int, output_dir: str) -> str:
+  """The curated schema with `frames` fixed to length `t`, written to `output_dir`.
+
+  Returns the curated file itself when it already says `t`.
+  """
+  schema = load()
+  if num_frames(schema) == t:
+    return CLIP_SCHEMA_PATH
+  next(f for f in schema.feature if f.name == features.FRAMES).shape.dim[0].size = t
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, f'clip_schema_t{t}.pbtxt')
+  with open(path, 'w') as f:
+    f.write(text_format.MessageToString(schema))
+  return path
