@@ -36,8 +36,21 @@ def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
       output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
       vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
                                   'num_layers': 2, 'mlp_dim': 64}),
-      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0)
+      train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
+      min_test_examples_per_class=1, min_test_fraction_per_class=0.0)
   return configs.PipelineConfig(**{**settings, **changes})
+
+
+def cli_args(config: configs.PipelineConfig) -> list:
+  """`vivit-tfx run` options that reproduce `config` (only the fields off their default)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  args = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if value != field.default:
+      text = 'x'.join(map(str, value)) if isinstance(value, tuple) else str(value)
+      args += ['--' + field.name.replace('_', '-'), text]
+  return args
 
 
 
@@ -56,6 +69,8 @@ def trained_run(tmp_path_factory):
   trained long enough to detect motion: (config, RunSummary)."""
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('trained')
+  synthetic.generate(str(root / 'videos'), synthetic.SyntheticConfig(num_clips=120),
+                     progress=False)
   config = configs.PipelineConfig(
       output_root=str(root / 'output'), videos_dir=str(root / 'videos'),
       clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=500, steps_per_epoch=100,

@@ -26,6 +26,16 @@ def _labels(text: str) -> List[int]:
   return [int(c) for c in text]
 
 
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+  return value
+
+
 def _cmd_make_synthetic(args) -> int:
   from vivit_tfx.components import synthetic  # pylint: disable=g-import-not-at-top
   if args.long:
@@ -44,30 +54,36 @@ def _cmd_make_synthetic(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
   try:
-    summary = ingest.ingest(
-        args.input, args.output,
+    summary = ingest_output.ingest_into(
+        args.input, args.output, overwrite=args.overwrite, workers=args.workers,
         clip=ingest.ClipConfig(num_frames=args.num_frames, frame_size=args.frame_size,
                                jpeg_quality=args.jpeg_quality),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
-        clips_per_shard=args.clips_per_shard, workers=args.workers)
-  except FileNotFoundError as e:
+        clips_per_shard=args.clips_per_shard)
+  except ingest_output.NothingUsable as e:
+    print(e.summary.to_text())
+    raise UserError(f'{e}; {args.output} was left as it was') from None
+  except (FileNotFoundError, ingest_output.OutputError) as e:
     raise UserError(str(e)) from None
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
-  if summary.num_written == 0:
-    raise UserError(f'no usable video under {args.input}: nothing was written '
-                    f'({len(summary.skipped)} inputs skipped, see the manifest)')
   return 0
 
 
 def _cmd_run(args) -> int:
-  from vivit_tfx.pipeline import configs, local_runner  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import configs, local_runner, run_guard  # pylint: disable=g-import-not-at-top
   config = configs.from_args(args)
   try:
+    config.validate()
+  except configs.ConfigError as e:
+    raise UserError(str(e)) from None
+  try:
     summary = local_runner.run(config)
+  except (local_runner.DataError, run_guard.BusyError) as e:
+    raise UserError(str(e)) from None
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
                     f' (details above; metadata: {config.metadata_path})') from None
@@ -100,14 +116,16 @@ def _quiet() -> None:
 
 
 def _store(args):
+  """The store, opened read-only: inspection never writes to it."""
   from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
-  if not (args.mysql_host or args.grpc_host) and not os.path.exists(args.metadata):
-    raise UserError(f'{args.metadata}: no metadata store (run `vivit-tfx run` first, or pass '
-                    '--metadata / --mysql-host / --grpc-host)')
-  return metadata.open_store(metadata.connection_config(
-      sqlite_path=args.metadata, mysql_host=args.mysql_host, mysql_port=args.mysql_port,
-      mysql_database=args.mysql_database, mysql_user=args.mysql_user,
-      mysql_password=args.mysql_password, grpc_host=args.grpc_host, grpc_port=args.grpc_port))
+  try:
+    return metadata.open_store(metadata.connection_config(
+        sqlite_path=args.metadata, mysql_host=args.mysql_host, mysql_port=args.mysql_port,
+        mysql_database=args.mysql_database, mysql_user=args.mysql_user,
+        mysql_password=args.mysql_password, grpc_host=args.grpc_host, grpc_port=args.grpc_port,
+        read_only=True))
+  except metadata.NotAStoreError as e:
+    raise UserError(str(e)) from None
 
 
 def _cmd_lineage(args) -> int:
@@ -152,9 +170,28 @@ def _model_dir(args) -> str:
   return args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
 
 
+def _refuse_non_videos(paths: List[str]) -> List[str]:
+  """The paths that look like video files; each other one gets one line on stderr."""
+  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  kept = []
+  for path in paths:
+    if not os.path.isfile(path):
+      reason = 'no such file' if not os.path.exists(path) else 'not a regular file'
+    elif not path.lower().endswith(video_reader.VIDEO_EXTENSIONS):
+      reason = f'unsupported extension {os.path.splitext(path)[1] or "(none)"!r}'
+    else:
+      kept.append(path)
+      continue
+    print(f'{path}: skipped: {reason}', file=sys.stderr)
+  return kept
+
+
 def _cmd_predict(args) -> int:
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   _quiet()
+  args.videos = _refuse_non_videos(args.videos)
+  if not args.videos:
+    raise UserError('no video file among the inputs')
   try:
     model_dir = _model_dir(args)
     if args.rest_request:
@@ -162,9 +199,15 @@ def _cmd_predict(args) -> int:
       return 0
     if args.timeline:
       from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
+      failed = []
       for video in args.videos:
-        result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
-                              args.threshold)
+        try:
+          result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
+                                args.threshold)
+        except Exception as e:  # pylint: disable=broad-except
+          failed.append(video)
+          print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
+          continue
         if args.json:
           print_json(result)
           continue
@@ -173,7 +216,10 @@ def _cmd_predict(args) -> int:
         for seg in result['segments']:
           print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
         print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
-      return 0
+      if failed:
+        print(f'skipped {len(failed)} of {len(args.videos)} input(s): ' + ', '.join(failed),
+              file=sys.stderr)
+      return 0 if len(failed) < len(args.videos) else 1
     results = predict.predict(args.videos, model_dir)
   except ValueError as e:
     raise UserError(str(e)) from None
@@ -203,9 +249,6 @@ def _cmd_report(args) -> int:
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
   _quiet()
-  if not os.path.exists(configs.from_args(args).metadata_path):
-    raise UserError(f'{configs.from_args(args).metadata_path}: no metadata store (run '
-                    '`vivit-tfx run` first, or pass --output-root)')
   try:
     page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None)
   except ValueError as e:
@@ -255,15 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder with Violence/ and NonViolence/')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
-  p.add_argument('--num-frames', type=int, default=8, help='frames per clip (T)')
+  p.add_argument('--num-frames', type=_positive_int, default=8, help='frames per clip (T)')
   p.add_argument('--frame-size', type=parse_size, default=(64, 64), help='HxW of stored frames')
   p.add_argument('--jpeg-quality', type=int, default=90)
   p.add_argument('--train', type=float, default=0.7)
   p.add_argument('--eval', type=float, default=0.15)
   p.add_argument('--test', type=float, default=0.15)
   p.add_argument('--seed', type=int, default=42, help='split seed')
-  p.add_argument('--clips-per-shard', type=int, default=256)
+  p.add_argument('--clips-per-shard', type=_positive_int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace an earlier ingest output made from other input or settings '
+                 '(a folder ingest did not make is never replaced)')
   p.set_defaults(func=_cmd_ingest)
 
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
@@ -336,11 +382,17 @@ def main(argv: Optional[List[str]] = None) -> int:
   try:
     return args.func(args)
   except UserError as e:
-    print(f'vivit-tfx {args.command}: error: {e}', file=sys.stderr)
+    for line in str(e).splitlines() or ['failed']:
+      print(f'vivit-tfx {args.command}: error: {line}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)
     return 130
+
+
+def _one_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return text[0][:300] if text else type(error).__name__
 
 
 def print_json(obj) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
@@ -9,26 +10,67 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata as tfx_metadata
 
 
+class NotAStoreError(ValueError):
+  """The file is not an ML Metadata store; it was not modified."""
+
+
 def connection_config(sqlite_path: str = '', mysql_host: str = '', mysql_port: int = 3306,
                       mysql_database: str = '', mysql_user: str = '', mysql_password: str = '',
-                      grpc_host: str = '', grpc_port: int = 8080):
-  """A connection to the store: sqlite (local runs), MySQL, or the KFP metadata gRPC service."""
+                      grpc_host: str = '', grpc_port: int = 8080, read_only: bool = False):
+  """A connection to the store: sqlite (local runs), MySQL, or the KFP metadata gRPC service.
+  With `read_only`, a sqlite store is checked to be ML Metadata's and opened READONLY."""
   if grpc_host:
     return metadata_store_pb2.MetadataStoreClientConfig(host=grpc_host, port=grpc_port)
   if mysql_host:
     return tfx_metadata.mysql_metadata_connection_config(
         host=mysql_host, port=mysql_port, database=mysql_database, username=mysql_user,
         password=mysql_password)
-  return tfx_metadata.sqlite_metadata_connection_config(sqlite_path)
+  if not read_only:
+    return tfx_metadata.sqlite_metadata_connection_config(sqlite_path)
+  check_sqlite_store(sqlite_path)
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = sqlite_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return config
+
+
+# Tables every ML Metadata sqlite store has (ml-metadata's schema, any version).
+_MLMD_TABLES = {'Artifact', 'Execution', 'Context', 'Event', 'Type', 'MLMDEnv'}
+
+
+def check_sqlite_store(path: str) -> None:
+  """Raises NotAStoreError (one line) unless `path` is an ML Metadata sqlite store; opens the
+  file read-only, so another application's database is never modified."""
+  import sqlite3  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first, or pass '
+                         '--metadata / --output-root)')
+  try:
+    with open(path, 'rb') as f:
+      if f.read(16) != b'SQLite format 3\x00':
+        raise NotAStoreError(f'{path}: not an ML Metadata store (not an sqlite database); '
+                             'left untouched')
+    connection = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+    try:
+      tables = {row[0] for row in connection.execute(
+          "SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+      connection.close()
+  except (OSError, sqlite3.Error) as e:
+    raise NotAStoreError(f'{path}: cannot be read as an ML Metadata store ({e}); '
+                         'left untouched') from None
+  if not _MLMD_TABLES <= tables:
+    raise NotAStoreError(f'{path}: an sqlite database but not an ML Metadata store (no '
+                         f'{", ".join(sorted(_MLMD_TABLES - tables))} tables); left untouched')
 
 
 def open_store(config) -> mlmd.MetadataStore:
   return mlmd.MetadataStore(config)
 
 
-def open_sqlite(path: str) -> mlmd.MetadataStore:
-  """The sqlite store of a local (LocalDagRunner) run."""
-  return open_store(connection_config(sqlite_path=path))
+def open_sqlite(path: str, read_only: bool = False) -> mlmd.MetadataStore:
+  """The sqlite store of a local (LocalDagRunner) run; inspection tools pass `read_only`."""
+  return open_store(connection_config(sqlite_path=path, read_only=read_only))
 
 
 def property_value(node, name: str):

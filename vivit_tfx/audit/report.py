@@ -137,7 +137,7 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
 def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
           out_dir: Optional[str] = None) -> str:
   """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path."""
-  store = metadata.open_sqlite(config.metadata_path)
+  store = metadata.open_sqlite(config.metadata_path, read_only=True)
   runs = metadata.runs(store, config.pipeline_name)
   if not runs:
     raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')

@@ -74,7 +74,19 @@ def validation(evaluation_uri: str) -> Tuple[bool, List[str]]:
   """(blessed by the thresholds?, the failed checks as text)."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   result = tfma.load_validation_result(evaluation_uri)
-  failures = [f'{f.metric_key.name}{" (change vs baseline)" if f.metric_key.is_diff else ""}: '
-              f'{f.message}' for per_slice in result.metric_validations_per_slice
-              for f in per_slice.failures]
+  failures = [f'{f.metric_key.name}{" (change vs baseline)" if f.metric_key.is_diff else ""}'
+              f'{_slice_text(per_slice.slice_key)}: {f.message}'
+              for per_slice in result.metric_validations_per_slice for f in per_slice.failures]
+  failures += [f'no test example in slice {dict(spec.feature_values) or "overall"}'
+               for spec in result.missing_slices]
   return bool(result.validation_ok), failures
+
+
+def _slice_text(slice_key) -> str:
+  parts = [f'{c.column}={_value(getattr(c, c.WhichOneof("kind")))}'
+           for c in slice_key.single_slice_keys]
+  return f' on {", ".join(parts)}' if parts else ''
+
+
+def _value(v) -> str:
+  return v.decode() if isinstance(v, bytes) else str(v)

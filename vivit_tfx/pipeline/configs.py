@@ -14,6 +14,20 @@ PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
 RUN_FN = 'vivit_tfx.models.model.run_fn'
 INPUT_MODES = ('tfrecords', 'videos')
+IF_BUSY = ('stop', 'wait')
+DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
+
+
+class ConfigError(ValueError):
+  """Invalid settings: one line per problem."""
+
+  def __init__(self, errors: List[str]):
+    super().__init__('\n'.join(errors))
+    self.errors = errors
+
+
+def _flag(name: str) -> str:
+  return name.replace('_', '-')
 
 
 @dataclasses.dataclass
@@ -25,7 +39,7 @@ class PipelineConfig:
   output_root: str = 'output'          # pipeline root, metadata and serving dir live here
   pipeline_root_uri: str = ''          # overrides <output_root>/pipeline_root (gs://, s3://, …)
   serving_uri: str = ''                # overrides <output_root>/serving (Pusher destination)
-  videos_dir: str = 'data/synthetic_videos'  # RLVS layout; synthetic set written if absent
+  videos_dir: str = DEFAULT_VIDEOS_DIR  # RLVS layout; the default is written (synthetic) if absent
   clips_dir: str = 'data/clips'        # ingested split TFRecords (ImportExampleGen input)
   input_mode: str = 'tfrecords'        # 'tfrecords': ingest + ImportExampleGen;
                                        # 'videos': VideoExampleGen reads videos on Beam
@@ -49,10 +63,14 @@ class PipelineConfig:
   tpu_address: str = ''
   # Evaluation and blessing.
   accuracy_threshold: float = 0.8      # bless only above this test accuracy ...
-  max_accuracy_drop: float = 0.0       # ... and no worse than the last blessed model by more
+  max_accuracy_drop: float = 0.0       # ... and no worse than the last blessed model by more,
+  min_test_examples_per_class: int = 5     # ... and with at least this many test examples
+  min_test_fraction_per_class: float = 0.1  # and this share of the test split in every class
   # Orchestration.
   enable_cache: bool = True
   beam_args: str = '--direct_num_workers=1'  # e.g. '--runner=DataflowRunner --project=…'
+  overwrite: bool = False              # let `run` re-ingest over clips made from other settings
+  if_busy: str = 'stop'                # another run holds the output root: 'stop' | 'wait'
 
   @property
   def pipeline_root(self) -> str:
@@ -81,6 +99,45 @@ class PipelineConfig:
       overrides['classifier'] = 'gap'
     overrides.update(json.loads(self.vivit_overrides or '{}'))
     return preset(self.preset, **overrides)
+
+  def validate(self) -> None:
+    """Raises ConfigError listing every invalid setting, one line each, before data is
+    touched: known names, positive counts, frames and image size against the tubelet."""
+    from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
+    errors = []
+    for name in ('num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
+                 'synthetic_clips'):
+      if getattr(self, name) <= 0:
+        errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
+    for name in ('frame_size', 'image_size'):
+      if min(getattr(self, name)) <= 0:
+        errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
+    if self.learning_rate <= 0:
+      errors.append(f'--learning-rate must be positive, got {self.learning_rate}')
+    if self.min_test_examples_per_class < 0 or not 0 <= self.min_test_fraction_per_class <= 1:
+      errors.append('--min-test-examples-per-class must be ≥ 0 and '
+                    '--min-test-fraction-per-class within [0, 1]')
+    for name, value, allowed in (
+        ('input_mode', self.input_mode, INPUT_MODES),
+        ('distribution', self.distribution, STRATEGIES),
+        ('if_busy', self.if_busy, IF_BUSY)):
+      if value not in allowed:
+        errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(allowed)}')
+    if not 0 <= self.accuracy_threshold <= 1:
+      errors.append(f'--accuracy-threshold must be within [0, 1], got {self.accuracy_threshold}')
+    try:
+      overrides = json.loads(self.vivit_overrides or '{}')
+      if not isinstance(overrides, dict):
+        raise ValueError('not a JSON object')
+    except ValueError as e:
+      errors.append(f'--vivit-overrides is not a JSON object: {e}')
+    else:
+      try:
+        self.vivit_config()
+      except (ValueError, TypeError) as e:
+        errors.append(f'model configuration: {e}')
+    if errors:
+      raise ConfigError(errors)
 
   def replace(self, **changes) -> 'PipelineConfig':
     return dataclasses.replace(self, **changes)

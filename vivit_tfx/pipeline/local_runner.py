@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Dict, Optional
-
-from vivit_tfx.pipeline import configs
-
-
+from typing import Dict, List, Optional
 
 from vivit_tfx.audit import metadata, tfma_results
+from vivit_tfx.pipeline import configs, run_guard
 
 
 @dataclasses.dataclass
@@ -25,6 +22,7 @@ class RunSummary:
   metadata_path: str
   pipeline_root: str
   report: Optional[str] = None
+  not_blessed_because: List[str] = dataclasses.field(default_factory=list)
 
   def to_text(self) -> str:
     metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items())
@@ -32,7 +30,9 @@ class RunSummary:
     lines = [f'run {self.run_id}: {len(self.executions)} executions in {self.seconds:.0f} s',
              '  ' + ', '.join(f'{k}: {v}' for k, v in self.executions.items()),
              f'  test split: {metrics or "(no evaluation)"}',
-             f'  blessed: {self.blessed}',
+             f'  blessed: {self.blessed}' + (
+                 f' ({"; ".join(self.not_blessed_because)})' if self.not_blessed_because
+                 and not self.blessed else ''),
              f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
              f'  metadata: {self.metadata_path}',
              f'  pipeline root: {self.pipeline_root}',
@@ -40,85 +40,138 @@ class RunSummary:
     return '\n'.join(lines)
 
 
+class DataError(ValueError):
+  """The data the configuration names is missing or does not match it; nothing was touched."""
+
+
+def ingest_settings(config: configs.PipelineConfig) -> dict:
+  """The `ingest.ingest` settings `run` uses (and checks existing clips against)."""
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  return dict(clip=ingest.ClipConfig(num_frames=config.num_frames,
+                                     frame_size=tuple(config.frame_size)))
+
+
+def reingest_command(config: configs.PipelineConfig, videos_dir: str) -> str:
+  h, w = config.frame_size
+  return (f'vivit-tfx ingest --input {videos_dir} --output {config.clips_dir} '
+          f'--num-frames {config.num_frames} --frame-size {h}x{w} --overwrite')
+
+
 def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
-  """Writes the synthetic videos if the videos folder is absent, then ingests if needed."""
-  from vivit_tfx.components import ingest, synthetic  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(config.videos_dir):
-    print(f'[run] {config.videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
-    synthetic.generate(config.videos_dir,
-                       synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
+  """Makes sure the clips the pipeline reads were made from `videos_dir` with this config.
+
+  Synthetic videos are written only at the default path; a missing user path is an error.
+  Existing clips are used only if their marker names the same input and settings; otherwise
+  the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself).
+  """
+  from vivit_tfx.components import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
+  videos_dir = config.videos_dir
+  default_videos = os.path.normpath(videos_dir) == os.path.normpath(configs.DEFAULT_VIDEOS_DIR)
+  clips_made = ingest_output.read_provenance(config.clips_dir)
+  if (config.input_mode == 'tfrecords' and default_videos and clips_made is not None
+      and clips_made.input_root != os.path.realpath(videos_dir)):
+    videos_dir = clips_made.input_root  # no --videos-dir given: the clips' own input is the data
+  wanted = ingest_output.provenance_for(videos_dir, **ingest_settings(config))
+  if config.input_mode == 'tfrecords' and clips_made is not None and (
+      clips_made.fingerprint == wanted.fingerprint):
+    print(f'[run] using clips in {config.clips_dir} (ingested from {clips_made.input_root})')
+    return
+  if not _exists(videos_dir):
+    if videos_dir != config.videos_dir or not default_videos:
+      raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
+                      'check --videos-dir)')
+    print(f'[run] {videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
+    synthetic.generate(videos_dir, synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
                        progress=progress)
   if config.input_mode != 'tfrecords':
     return
-  summary_path = os.path.join(config.clips_dir, ingest.SUMMARY)
-  if os.path.exists(summary_path) and _clip_shape_matches(config):
-    print(f'[run] using ingested clips in {config.clips_dir}')
-    return
-  result = ingest.ingest(config.videos_dir, config.clips_dir,
-                         clip=ingest.ClipConfig(num_frames=config.num_frames,
-                                                frame_size=tuple(config.frame_size)),
-                         progress=progress)
+  if clips_made is not None and not config.overwrite:
+    raise DataError(
+        f'{config.clips_dir}: clips were made from other input or settings ('
+        + '; '.join(ingest_output.differences(clips_made, wanted)[:4])
+        + f'); nothing was changed. Re-ingest with: {reingest_command(config, videos_dir)}'
+        ' (or pass --overwrite true to `run`, or choose another --clips-dir)')
+  try:
+    result = ingest_output.ingest_into(videos_dir, config.clips_dir, overwrite=config.overwrite,
+                                       progress=progress, **ingest_settings(config))
+  except ingest_output.NothingUsable as e:
+    print(e.summary.to_text())
+    raise DataError(str(e)) from None
+  except (ingest_output.OutputError, FileNotFoundError) as e:
+    raise DataError(str(e)) from None
   print(result.to_text())
-  if result.num_written == 0:
-    raise ValueError(f'no usable video under {config.videos_dir}')
 
 
-def _clip_shape_matches(config: configs.PipelineConfig) -> bool:
-  """True if the ingested clips were made with this config's T and frame size."""
-  import glob  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(os.path.join(config.clips_dir, 'train', '*.tfrecord')))
-  if not files:
-    return False
-  record = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
-  if record is None:
-    return False
-  frames = clip_example.decode_frames(tf.train.Example.FromString(record.numpy()))
-  return frames.shape[:3] == (config.num_frames, *config.frame_size)
+def _exists(path: str) -> bool:
+  if '://' in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.isdir(path)
+  return os.path.isdir(path)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
-  """Runs the pipeline with LocalDagRunner; returns the run id."""
+  """Runs the pipeline with LocalDagRunner; returns the id of the run it started.
+
+  Call with the output root's RunLock held (`run` does): traces of an interrupted run are
+  cleaned up first, and this run's id is the one run it added to ML Metadata.
+  """
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
+  for line in run_guard.recover_interrupted_runs(config.metadata_path, config.pipeline_root):
+    print(f'[run] {line}')
+  before = _run_names(config)
   tfx_pipeline = create_pipeline(
       config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.abspath(config.metadata_path)))
   tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
-  return metadata.runs(metadata.open_sqlite(config.metadata_path),
-                       config.pipeline_name)[-1].name
+  run_id = run_guard.new_run_id(before, _run_names(config))
+  if run_id is None:
+    raise RuntimeError(f'the pipeline recorded no run in {config.metadata_path}')
+  return run_id
+
+
+def _run_names(config: configs.PipelineConfig) -> List[str]:
+  if not os.path.exists(config.metadata_path):
+    return []
+  return [r.name for r in metadata.runs(metadata.open_sqlite(config.metadata_path),
+                                        config.pipeline_name)]
 
 
 def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
               seconds: float = 0.0) -> RunSummary:
   """Reads a run's outcome back from ML Metadata: states, test metrics, blessing, push."""
-  store = metadata.open_sqlite(config.metadata_path)
+  store = metadata.open_sqlite(config.metadata_path, read_only=True)
   runs = metadata.runs(store, config.pipeline_name)
   run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
   if run is None:
     raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
   infos = metadata.executions_of_run(store, run)
-  states, test_metrics, blessed, pushed = {}, {}, None, None
+  states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
   for info in infos:
     states[metadata.node_id(store, info.execution) or info.type_name] = info.state
     for artifact in info.outputs.get('evaluation', []):
       test_metrics = tfma_results.overall_metrics(artifact.uri)
+      because = tfma_results.validation(artifact.uri)[1]
     for artifact in info.outputs.get('blessing', []):
       blessed = bool(metadata.property_value(artifact, 'blessed'))
     for artifact in info.outputs.get('pushed_model', []):
       if metadata.property_value(artifact, 'pushed'):
         pushed = metadata.property_value(artifact, 'pushed_destination')
   return RunSummary(run.name, seconds, states, test_metrics, blessed, pushed,
-                    os.path.abspath(config.metadata_path), config.pipeline_root)
+                    os.path.abspath(config.metadata_path), config.pipeline_root,
+                    not_blessed_because=because)
 
 
 def run(config: configs.PipelineConfig, progress: bool = True) -> RunSummary:
+  """The main job: validates the whole configuration before any data is touched, takes the
+  output root's lock, prepares the data, runs the pipeline and summarises this run."""
   start = time.time()
-  prepare_data(config, progress)
-  run_id = run_pipeline(config)
-  summary = summarize(config, run_id, time.time() - start)
-  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
-  summary.report = os.path.abspath(report.build(config, run_id))
+  config.validate()
+  with run_guard.RunLock(config.output_root, wait=config.if_busy == 'wait'):
+    prepare_data(config, progress)
+    run_id = run_pipeline(config)
+    summary = summarize(config, run_id, time.time() - start)
+    from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+    summary.report = os.path.abspath(report.build(config, run_id))
   return summary

@@ -1,6 +1,8 @@
 """`create_pipeline`: the one function that wires the TFX components (local and Kubeflow)."""
 from __future__ import annotations
 
+import json
+import math
 import os
 from typing import List, Optional
 
@@ -56,7 +58,37 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
-      metrics_specs=[tfma.MetricsSpec(metrics=[accuracy] + metrics)])
+      metrics_specs=[tfma.MetricsSpec(
+          metrics=[accuracy] + metrics,
+          per_slice_thresholds=examples_per_class_thresholds(config))])
+
+
+def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
+  """Fewest test examples a class needs for a blessing: the configured count, or the
+  configured share of the test split when ingest recorded its size, whichever is larger."""
+  test_size = sum(_ingest_summary(config).get('clips', {}).get('test', {}).values())
+  return max(config.min_test_examples_per_class,
+             math.ceil(config.min_test_fraction_per_class * test_size))
+
+
+def _ingest_summary(config: configs.PipelineConfig) -> dict:
+  path = os.path.join(config.clips_dir, 'summary.json')
+  if config.input_mode != 'tfrecords' or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def examples_per_class_thresholds(config: configs.PipelineConfig):
+  """A degenerate test split never blesses: every class slice must hold enough examples (a
+  class with none is a missing slice, which fails validation too)."""
+  classes = _ingest_summary(config).get('classes') or list(features.CLASS_NAMES)
+  threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+      lower_bound={'value': min_test_examples_per_class(config) - 0.5}))
+  return {'example_count': tfma.PerSliceMetricThresholds(thresholds=[
+      tfma.PerSliceMetricThreshold(
+          slicing_specs=[tfma.SlicingSpec(feature_values={features.LABEL: str(label)})],
+          threshold=threshold) for label in range(len(classes))])}
 
 
 def _example_gen(config: configs.PipelineConfig):

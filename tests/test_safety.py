@@ -1,0 +1,363 @@
+"""Safe by default: the user's data is never deleted or replaced, bad settings stop before any
+data is touched, runs are isolated, read-only tools stay read-only (issue 12's reproductions)."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vivit_tfx import cli
+from vivit_tfx.components import ingest, ingest_output, synthetic
+from vivit_tfx.pipeline import configs, run_guard
+from tests.conftest import TINY_CLIP, cli_args, tiny_config
+
+
+def tree_digest(root: str) -> dict:
+  """{relative path: sha256} of every file under root (byte-identical check)."""
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def one_error_line(capsys) -> str:
+  err = capsys.readouterr().err
+  assert 'Traceback' not in err
+  lines = [l for l in err.splitlines() if 'error:' in l]
+  assert len(lines) == 1, err
+  return lines[0]
+
+
+@pytest.fixture
+def rwf_like(video_root, tmp_path):
+  """An RWF-2000-shaped folder: ds/train/{Violence,NonViolence}/… (the user's videos)."""
+  ds = tmp_path / 'ds'
+  for split, names in (('train', slice(0, None, 2)), ('val', slice(1, None, 2))):
+    for cls in ('Violence', 'NonViolence'):
+      os.makedirs(ds / split / cls)
+      for name in sorted(os.listdir(os.path.join(video_root, cls)))[names]:
+        shutil.copy(os.path.join(video_root, cls, name), ds / split / cls / name)
+  return str(ds)
+
+
+# --- 1. ingest never deletes or replaces what it did not make --------------------------------
+
+@pytest.mark.parametrize('output', ['.', 'train', 'clips'])
+def test_ingest_refuses_an_output_equal_to_or_inside_its_input(rwf_like, output, capsys):
+  before = tree_digest(rwf_like)
+  code = cli.main(['ingest', '--input', rwf_like, '--output', os.path.join(rwf_like, output)])
+  assert code == 1
+  assert 'inside' in one_error_line(capsys)
+  assert tree_digest(rwf_like) == before  # the user's videos are byte-identical
+
+
+def test_ingest_refuses_an_output_that_contains_its_input(rwf_like, capsys):
+  parent = os.path.dirname(rwf_like)
+  before = tree_digest(parent)
+  assert cli.main(['ingest', '--input', rwf_like, '--output', parent]) == 1
+  assert 'contains the input' in one_error_line(capsys)
+  assert tree_digest(parent) == before
+
+
+def test_ingest_never_replaces_a_folder_it_did_not_make(video_root, tmp_path, capsys):
+  theirs = tmp_path / 'my_results'
+  os.makedirs(theirs / 'train')
+  (theirs / 'train' / 'notes.txt').write_text('mine')
+  before = tree_digest(str(theirs))
+  for extra in ([], ['--overwrite']):
+    assert cli.main(['ingest', '--input', video_root, '--output', str(theirs)] + extra) == 1
+    assert 'not made by `vivit-tfx ingest`' in one_error_line(capsys)
+  assert tree_digest(str(theirs)) == before
+
+
+def test_ingest_replaces_only_its_own_output_from_the_same_settings(video_root, tmp_path,
+                                                                    capsys):
+  out = str(tmp_path / 'clips')
+  base = ['ingest', '--input', video_root, '--output', out, '--frame-size', '32',
+          '--workers', '1']
+  assert cli.main(base) == 0
+  made = ingest_output.read_provenance(out)
+  assert made.input_root == os.path.realpath(video_root)
+  assert cli.main(base) == 0  # same input and settings: replaced in place
+  capsys.readouterr()
+  before = tree_digest(out)
+  assert cli.main(base + ['--num-frames', '4']) == 1  # other settings: refused …
+  assert 'num_frames: 8 → 4' in one_error_line(capsys)
+  assert tree_digest(out) == before
+  assert cli.main(base + ['--num-frames', '4', '--overwrite']) == 0  # … unless asked
+  assert ingest_output.read_provenance(out).settings['clip']['num_frames'] == 4
+  assert not [n for n in os.listdir(tmp_path) if 'staging' in n]
+
+
+def test_interrupted_ingest_leaves_the_previous_output_intact(video_root, tmp_path,
+                                                              monkeypatch):
+  out = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, out, clip=TINY_CLIP, workers=1, progress=False)
+  before = tree_digest(out)
+  real = ingest.ingest
+
+  def dies_half_way(root, output_dir, **kwargs):
+    real(root, output_dir, **kwargs)
+    raise KeyboardInterrupt  # e.g. Ctrl-C just before the end
+
+  monkeypatch.setattr(ingest, 'ingest', dies_half_way)
+  with pytest.raises(KeyboardInterrupt):
+    ingest_output.ingest_into(video_root, out, clip=TINY_CLIP, workers=1, progress=False)
+  assert tree_digest(out) == before
+  assert sorted(os.listdir(tmp_path)) == ['clips']  # no staging folder left behind
+
+
+def test_a_killed_ingest_staging_folder_is_removed_by_the_next(video_root, tmp_path):
+  out = str(tmp_path / 'clips')
+  child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+  orphan = f'{out}.ingest-staging-deadbeef'
+  os.makedirs(orphan)
+  with open(os.path.join(orphan, ingest_output.STAGING_MARKER), 'w') as f:
+    json.dump({'pid': child.pid, 'host': os.uname().nodename}, f)
+  child.kill()
+  child.wait()
+  foreign = f'{out}.ingest-staging-notours'  # same name pattern, no marker: not ours
+  os.makedirs(foreign)
+  ingest_output.ingest_into(video_root, out, clip=TINY_CLIP, workers=1, progress=False)
+  assert not os.path.exists(orphan) and os.path.isdir(foreign)
+
+
+# --- 1. run: synthetic data only at the default path; clips checked against the config -------
+
+def _tiny_run_args(clips, root, videos, **changes):
+  return ['run'] + cli_args(tiny_config(clips, root, videos_dir=videos, **changes))
+
+
+def test_run_with_a_missing_videos_dir_writes_nothing(tmp_path, capsys):
+  typo = tmp_path / 'my_vidoes'
+  code = cli.main(_tiny_run_args(str(tmp_path / 'clips'), tmp_path / 'out', str(typo)))
+  assert code == 1
+  assert 'my_vidoes: videos folder does not exist' in one_error_line(capsys)
+  assert not typo.exists() and not (tmp_path / 'clips').exists()
+
+
+def test_run_refuses_clips_made_with_other_settings(video_root, tmp_path, capsys):
+  clips = str(tmp_path / 'my_clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  before = tree_digest(clips)
+  code = cli.main(_tiny_run_args(clips, tmp_path / 'out', video_root, num_frames=16))
+  assert code == 1
+  line = one_error_line(capsys)
+  assert 'num_frames: 8 → 16' in line
+  assert f'vivit-tfx ingest --input {video_root} --output {clips} --num-frames 16' in line
+  assert tree_digest(clips) == before
+
+
+def test_run_refuses_clips_made_from_another_videos_folder(video_root, tmp_path, capsys):
+  clips = str(tmp_path / 'my_clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  other = str(tmp_path / 'other_videos')
+  shutil.copytree(video_root, other)
+  before = tree_digest(clips)
+  assert cli.main(_tiny_run_args(clips, tmp_path / 'out', other)) == 1
+  assert f'input: {os.path.realpath(video_root)} → {os.path.realpath(other)}' in (
+      one_error_line(capsys))
+  assert tree_digest(clips) == before
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--num-frames', '7'], 'num_frames 7 is not a multiple of the tubelet size 2'),
+    (['--train-steps', '-5'], '--train-steps must be positive, got -5'),
+    (['--batch-size', '0'], '--batch-size must be positive, got 0'),
+    (['--distribution', 'mirored'], "--distribution 'mirored' is not one of"),
+    (['--image-size', '30x32'], 'image height 30 is not a multiple'),
+])
+def test_invalid_settings_fail_before_any_data_is_touched(video_root, tmp_path, capsys, flags,
+                                                          message):
+  clips = str(tmp_path / 'my_clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  before = tree_digest(clips)
+  assert cli.main(_tiny_run_args(clips, tmp_path / 'out', video_root) + flags) == 1
+  assert message in one_error_line(capsys)
+  assert tree_digest(clips) == before and not (tmp_path / 'out').exists()
+
+
+def test_every_invalid_setting_is_listed_one_line_each():
+  config = configs.PipelineConfig(train_steps=-1, batch_size=0, distribution='x')
+  with pytest.raises(configs.ConfigError) as e:
+    config.validate()
+  assert len(e.value.errors) == 3
+
+
+# --- 4. runs are isolated: a lock on the output root, each run reports itself ----------------
+
+def test_a_second_run_on_a_locked_output_root_stops_with_a_clear_message(tmp_path, capsys):
+  with run_guard.RunLock(str(tmp_path)):
+    with pytest.raises(run_guard.BusyError, match='another run is using this output root'):
+      with run_guard.RunLock(str(tmp_path)):
+        pass
+  with run_guard.RunLock(str(tmp_path)):  # released on exit
+    pass
+
+
+def _cli(*args, **kwargs):
+  env = {**os.environ, 'PYTHONPATH': os.getcwd() + os.pathsep + os.environ.get('PYTHONPATH', '')}
+  return subprocess.Popen([sys.executable, '-m', 'vivit_tfx.cli', *args], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kwargs)
+
+
+def _lock_held(root: str) -> bool:
+  try:
+    with run_guard.RunLock(root):
+      return False
+  except run_guard.BusyError:
+    return True
+
+
+@pytest.mark.e2e
+def test_two_runs_on_one_output_root(video_root, tmp_path):
+  """A second run stops (or waits, per --if-busy); each run reports its own run id, and a
+  test split too small per class is not blessed, with the reason in the summary."""
+  clips = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  root = str(tmp_path / 'out')
+  # The defaults: ≥ 5 test clips per class, which the 24-video set does not have.
+  args = _tiny_run_args(clips, root, video_root, min_test_examples_per_class=5,
+                        min_test_fraction_per_class=0.1)
+  first = _cli(*args)
+  deadline = time.time() + 120
+  while not _lock_held(root):
+    assert first.poll() is None and time.time() < deadline, first.communicate()
+    time.sleep(0.2)
+  second = _cli(*args)
+  out, err = second.communicate(timeout=120)
+  assert second.returncode == 1 and 'another run is using this output root' in err, err
+  waiting = _cli(*args, '--if-busy', 'wait')
+  out_first, err_first = first.communicate(timeout=600)
+  out_wait, err_wait = waiting.communicate(timeout=600)
+  assert first.returncode == 0 and waiting.returncode == 0, err_first + err_wait
+  run_first = out_first.split('run ', 1)[1].split(':', 1)[0]
+  run_wait = out_wait.split('run ', 1)[1].split(':', 1)[0]
+  assert run_first != run_wait
+  assert 'waiting for the run' in out_wait
+  for out, run_id in ((out_first, run_first), (out_wait, run_wait)):
+    report = out.split('report: ', 1)[1].split()[0]
+    assert run_id.replace(':', '-') in report  # its own report
+    assert 'blessed: False (example_count on label=' in out, out
+    assert 'pushed model: (none' in out
+
+
+@pytest.mark.e2e
+def test_killed_run_leaves_no_running_execution_after_a_rerun(video_root, tmp_path):
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
+  clips = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  root = str(tmp_path / 'out')
+  args = _tiny_run_args(clips, root, video_root, train_steps=400, steps_per_epoch=100)
+  store_path = os.path.join(root, 'metadata.sqlite')
+  running = metadata_store_pb2.Execution.RUNNING
+
+  def running_nodes():
+    if not os.path.exists(store_path):
+      return []
+    try:
+      store = metadata.open_sqlite(store_path, read_only=True)
+      return [metadata.node_id(store, e) for e in store.get_executions()
+              if e.last_known_state == running]
+    except Exception:  # pylint: disable=broad-except
+      return []  # the store is being created
+
+  victim = _cli(*args)
+  deadline = time.time() + 300
+  while 'Trainer' not in running_nodes():
+    assert victim.poll() is None and time.time() < deadline, victim.communicate()
+    time.sleep(0.5)
+  time.sleep(2)
+  os.killpg(victim.pid, signal.SIGKILL)
+  victim.wait()
+  assert 'Trainer' in running_nodes()  # what the old code left behind forever
+
+  rerun = _cli(*_tiny_run_args(clips, root, video_root))
+  out, err = rerun.communicate(timeout=600)
+  assert rerun.returncode == 0, err
+  assert 'left RUNNING by an interrupted run: marked CANCELED' in out
+  assert running_nodes() == []
+  store = metadata.open_sqlite(store_path, read_only=True)
+  states = [metadata_store_pb2.Execution.State.Name(e.last_known_state)
+            for e in store.get_executions() if metadata.node_id(store, e) == 'Trainer']
+  assert sorted(states) == ['CANCELED', 'COMPLETE']
+
+
+# --- 5. read-only tools stay read-only ---------------------------------------------------------
+
+@pytest.fixture
+def foreign_sqlite(tmp_path):
+  path = str(tmp_path / 'app.db')
+  with sqlite3.connect(path) as db:
+    db.execute('CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)')
+    db.execute("INSERT INTO users (name) VALUES ('ada')")
+  return path
+
+
+def _digest(path):
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.parametrize('kind', ['sqlite', 'text', 'missing'])
+def test_lineage_and_report_refuse_a_file_that_is_not_a_store(foreign_sqlite, tmp_path, capsys,
+                                                              kind):
+  path = {'sqlite': foreign_sqlite, 'text': str(tmp_path / 'notes.txt'),
+          'missing': str(tmp_path / 'absent.sqlite')}[kind]
+  if kind == 'text':
+    with open(path, 'w') as f:
+      f.write('not a database\n')
+  before = _digest(path) if os.path.exists(path) else None
+  assert cli.main(['lineage', '--metadata', path, '--runs']) == 1
+  assert path in one_error_line(capsys)
+  output_root = tmp_path / 'root'
+  os.makedirs(output_root)
+  if before:
+    shutil.copy(path, output_root / 'metadata.sqlite')
+  assert cli.main(['report', '--output-root', str(output_root)]) == 1
+  assert 'metadata.sqlite' in one_error_line(capsys)
+  if before:
+    assert _digest(path) == before and _digest(output_root / 'metadata.sqlite') == before
+  if kind == 'sqlite':
+    with sqlite3.connect(path) as db:  # no ML Metadata table was added
+      assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")] == [
+          'users']
+  if kind == 'missing':
+    assert not os.path.exists(path)
+
+
+def test_lineage_leaves_a_real_store_byte_identical(first_run, tmp_path, capsys):
+  config, _ = first_run
+  before = _digest(config.metadata_path)
+  assert cli.main(['lineage', '--metadata', config.metadata_path, '--runs']) == 0
+  assert cli.main(['report', '--output-root', config.output_root,
+                   '--out-dir', str(tmp_path / 'report')]) == 0
+  assert _digest(config.metadata_path) == before
+
+
+def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, capsys):
+  config, _ = first_run
+  good = os.path.join(video_root, 'Violence', sorted(os.listdir(
+      os.path.join(video_root, 'Violence')))[0])
+  empty = tmp_path / 'empty.mp4'
+  empty.write_bytes(b'')
+  text = tmp_path / 'notes.txt'
+  text.write_text('hello')
+  code = cli.main(['predict', '--timeline', str(empty), str(text), good,
+                   '--serving-dir', config.serving_dir, '--out-dir', str(tmp_path / 'tl')])
+  captured = capsys.readouterr()
+  assert code == 0 and 'Traceback' not in captured.err
+  assert f'{empty}: error:' in captured.err
+  assert f"{text}: skipped: unsupported extension '.txt'" in captured.err
+  assert f'{good}: ' in captured.out and 'windows' in captured.out

@@ -1,0 +1,211 @@
+"""Where ingestion writes: checked, staged and swapped into place so no user data is lost.
+
+Ingest never writes into its own input, never replaces a folder it did not make, and writes
+into a staging folder beside the target that is renamed into place only when complete, so an
+interrupted ingest leaves the previous output intact. Its outputs carry a marker with the input
+and the settings they were made from, which `vivit-tfx run` checks before using them.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import uuid
+from typing import Any, Dict, Iterator, List, Optional
+
+MARKER = '.vivit-tfx-ingest.json'     # in a finished output: its provenance
+STAGING_MARKER = '.vivit-tfx-staging'  # in a staging folder: the pid that owns it
+_STAGING_INFIX = '.ingest-staging-'
+
+
+class OutputError(ValueError):
+  """The output folder cannot be written without risking data the tool does not own."""
+
+
+class NothingUsable(ValueError):
+  """No input decoded: the previous output (if any) is kept; `summary` says why."""
+
+  def __init__(self, summary):
+    super().__init__(f'no usable video under {summary.input_root}: nothing was written '
+                     f'({len(summary.skipped)} inputs skipped)')
+    self.summary = summary
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+  """What an ingest output was made from: the input folder and every output-shaping setting."""
+  input_root: str  # real path of the input folder
+  settings: Dict[str, Any]
+
+  @classmethod
+  def of(cls, input_root: str, **settings) -> 'Provenance':
+    """Settings may be dataclasses (ClipConfig, SplitConfig, …) or plain JSON values."""
+    plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+             for k, v in sorted(settings.items())}
+    return cls(os.path.realpath(input_root), json.loads(json.dumps(plain, default=list)))
+
+  @property
+  def fingerprint(self) -> str:
+    text = json.dumps({'input': self.input_root, 'settings': self.settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+  def to_json(self) -> Dict[str, Any]:
+    return {'tool': 'vivit-tfx ingest', 'input_root': self.input_root,
+            'settings': self.settings, 'fingerprint': self.fingerprint}
+
+
+def read_provenance(output_dir: str) -> Optional[Provenance]:
+  """The marker of an ingest output, or None if the folder was not made by ingest."""
+  try:
+    with open(os.path.join(output_dir, MARKER)) as f:
+      data = json.load(f)
+    return Provenance(data['input_root'], data['settings'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def differences(made: Provenance, wanted: Provenance) -> List[str]:
+  """Human-readable differences between two provenances ('num_frames: 8 → 16')."""
+  out = []
+  if made.input_root != wanted.input_root:
+    out.append(f'input: {made.input_root} → {wanted.input_root}')
+
+  def walk(prefix, a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+      for k in sorted(set(a) | set(b)):
+        walk(k, a.get(k), b.get(k))
+    elif a != b:
+      out.append(f'{prefix}: {a!r} → {b!r}')
+
+  walk('', made.settings, wanted.settings)
+  return out
+
+
+def _inside(path: str, parent: str) -> bool:
+  return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def check_target(input_root: str, output_dir: str, wanted: Provenance,
+                 overwrite: bool = False) -> None:
+  """Raises OutputError (one line) unless writing `output_dir` risks nothing the tool did not
+  make: not the input nor inside it, not above it, and either absent, empty, or an ingest
+  output made from the same input and settings (any ingest output with `overwrite`)."""
+  src, dst = os.path.realpath(input_root), os.path.realpath(output_dir)
+  if _inside(dst, src):
+    raise OutputError(f'{output_dir}: the output is the input folder or inside it; '
+                      'choose an --output outside ' + input_root)
+  if _inside(src, dst):
+    raise OutputError(f'{output_dir}: the output folder contains the input folder '
+                      f'{input_root}; choose another --output')
+  if os.path.exists(dst) and not os.path.isdir(dst):
+    raise OutputError(f'{output_dir}: exists and is not a folder; choose another --output')
+  if not os.path.isdir(dst) or not _user_entries(dst):
+    return
+  made = read_provenance(dst)
+  if made is None:
+    raise OutputError(f'{output_dir}: not empty and not made by `vivit-tfx ingest` (no '
+                      f'{MARKER}); it is left untouched: choose a new or empty --output')
+  if made.fingerprint != wanted.fingerprint and not overwrite:
+    raise OutputError(f'{output_dir}: holds clips made from other input or settings ('
+                      + '; '.join(differences(made, wanted)[:4])
+                      + '); pass --overwrite to replace them, or choose another --output')
+
+
+def _user_entries(path: str) -> List[str]:
+  return [n for n in os.listdir(path) if n != STAGING_MARKER]
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_orphaned_staging(output_dir: str) -> List[str]:
+  """Removes staging folders of `output_dir` left by an ingest whose process is gone."""
+  parent, base = os.path.split(os.path.abspath(output_dir))
+  removed = []
+  if not os.path.isdir(parent):
+    return removed
+  for name in os.listdir(parent):
+    if not name.startswith(base + _STAGING_INFIX):
+      continue
+    path = os.path.join(parent, name)
+    try:
+      with open(os.path.join(path, STAGING_MARKER)) as f:
+        owner = json.load(f)
+    except (OSError, ValueError):
+      continue  # not ours (no marker): never touched
+    if owner.get('host') == socket.gethostname() and not _pid_alive(int(owner.get('pid', 0))):
+      shutil.rmtree(path)
+      removed.append(path)
+  return removed
+
+
+@contextlib.contextmanager
+def staged(output_dir: str, provenance: Provenance) -> Iterator[str]:
+  """Yields a fresh staging folder beside `output_dir`; on success it replaces `output_dir`
+  (call `check_target` first), on failure it is removed and `output_dir` is untouched."""
+  target = os.path.abspath(output_dir)
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  remove_orphaned_staging(target)
+  staging = f'{target}{_STAGING_INFIX}{uuid.uuid4().hex[:8]}'
+  os.makedirs(staging)
+  with open(os.path.join(staging, STAGING_MARKER), 'w') as f:
+    json.dump({'pid': os.getpid(), 'host': socket.gethostname()}, f)
+  try:
+    yield staging
+    with open(os.path.join(staging, MARKER), 'w') as f:
+      json.dump(provenance.to_json(), f, indent=1, ensure_ascii=False)
+    os.remove(os.path.join(staging, STAGING_MARKER))
+    previous = None
+    if os.path.isdir(target):  # an ingest output (check_target) or an empty folder
+      previous = f'{target}{_STAGING_INFIX}old-{uuid.uuid4().hex[:8]}'
+      os.rename(target, previous)
+    os.rename(staging, target)
+    if previous:
+      shutil.rmtree(previous)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+
+
+_NOT_SETTINGS = ('workers', 'progress')  # change how fast, not what is written
+
+
+def provenance_for(input_root: str, **ingest_kwargs) -> Provenance:
+  """The provenance `ingest_into` records for these `ingest.ingest` keyword arguments."""
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  defaults = {'clip': ingest.ClipConfig(), 'splits': ingest.SplitConfig(), 'clips_per_shard': 256}
+  settings = {**defaults, **{k: v for k, v in ingest_kwargs.items() if k not in _NOT_SETTINGS}}
+  return Provenance.of(input_root, **settings)
+
+
+def ingest_into(input_root: str, output_dir: str, overwrite: bool = False, **ingest_kwargs):
+  """`ingest.ingest` made safe: checks the target, writes a staging folder, swaps it in.
+
+  Returns the IngestSummary. Raises FileNotFoundError for a missing input, OutputError when
+  the output would risk data ingest does not own, NothingUsable when no video decoded; the
+  previous output is untouched in every case.
+  """
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(input_root):
+    raise FileNotFoundError(f'{input_root}: input folder does not exist')
+  wanted = provenance_for(input_root, **ingest_kwargs)
+  check_target(input_root, output_dir, wanted, overwrite)
+  with staged(output_dir, wanted) as staging:
+    summary = ingest.ingest(input_root, staging, **ingest_kwargs)
+    if summary.num_written == 0:
+      raise NothingUsable(summary)
+    summary.output_dir = output_dir
+    with open(os.path.join(staging, ingest.SUMMARY), 'w') as f:
+      json.dump(dataclasses.asdict(summary), f, indent=1, ensure_ascii=False)
+  return summary
