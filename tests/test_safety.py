@@ -3,6 +3,7 @@ data is touched, runs are isolated, read-only tools stay read-only (issue 12's r
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -241,8 +242,8 @@ def test_two_runs_on_one_output_root(video_root, tmp_path):
   out_first, err_first = first.communicate(timeout=600)
   out_wait, err_wait = waiting.communicate(timeout=600)
   assert first.returncode == 0 and waiting.returncode == 0, err_first + err_wait
-  run_first = out_first.split('run ', 1)[1].split(':', 1)[0]
-  run_wait = out_wait.split('run ', 1)[1].split(':', 1)[0]
+  run_first, run_wait = (re.search(r'^run (\S+): \d+ executions', out, re.M).group(1)
+                         for out in (out_first, out_wait))
   assert run_first != run_wait
   assert 'waiting for the run' in out_wait
   for out, run_id in ((out_first, run_first), (out_wait, run_wait)):

@@ -49,8 +49,8 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
           change_threshold=tfma.GenericChangeThreshold(
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -(config.max_accuracy_drop + 1e-10)})))
-  metrics = [tfma.MetricConfig(class_name=name) for name in (
-      'ExampleCount', 'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
+  metrics = [examples_per_class(config)] + [tfma.MetricConfig(class_name=name) for name in (
+      'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
       'ConfusionMatrixPlot', 'CalibrationPlot')]
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
@@ -58,9 +58,7 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
-      metrics_specs=[tfma.MetricsSpec(
-          metrics=[accuracy] + metrics,
-          per_slice_thresholds=examples_per_class_thresholds(config))])
+      metrics_specs=[tfma.MetricsSpec(metrics=[accuracy] + metrics)])
 
 
 def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
@@ -79,16 +77,16 @@ def _ingest_summary(config: configs.PipelineConfig) -> dict:
     return json.load(f)
 
 
-def examples_per_class_thresholds(config: configs.PipelineConfig):
-  """A degenerate test split never blesses: every class slice must hold enough examples (a
-  class with none is a missing slice, which fails validation too)."""
+def examples_per_class(config: configs.PipelineConfig) -> tfma.MetricConfig:
+  """ExampleCount, with the rule that a degenerate test split never blesses: every class slice
+  must hold enough examples (a class with none is a missing slice, which fails too)."""
   classes = _ingest_summary(config).get('classes') or list(features.CLASS_NAMES)
   threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
       lower_bound={'value': min_test_examples_per_class(config) - 0.5}))
-  return {'example_count': tfma.PerSliceMetricThresholds(thresholds=[
+  return tfma.MetricConfig(class_name='ExampleCount', per_slice_thresholds=[
       tfma.PerSliceMetricThreshold(
           slicing_specs=[tfma.SlicingSpec(feature_values={features.LABEL: str(label)})],
-          threshold=threshold) for label in range(len(classes))])}
+          threshold=threshold) for label in range(len(classes))])
 
 
 def _example_gen(config: configs.PipelineConfig):
