@@ -362,3 +362,14 @@ def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, caps
   assert f'{empty}: error:' in captured.err
   assert f"{text}: skipped: unsupported extension '.txt'" in captured.err
   assert f'{good}: ' in captured.out and 'windows' in captured.out
+
+
+def test_make_synthetic_never_writes_into_an_existing_folder(rwf_like, tmp_path, capsys):
+  before = tree_digest(rwf_like)
+  assert cli.main(['make-synthetic', '--output', rwf_like, '--num-clips', '4']) == 1
+  assert 'not empty' in one_error_line(capsys)
+  existing = tmp_path / 'long.mp4'
+  existing.write_bytes(b'my video')
+  assert cli.main(['make-synthetic', '--long', str(existing)]) == 1
+  assert 'already exists' in one_error_line(capsys)
+  assert tree_digest(rwf_like) == before and existing.read_bytes() == b'my video'

@@ -38,6 +38,10 @@ def _positive_int(text: str) -> int:
 
 def _cmd_make_synthetic(args) -> int:
   from vivit_tfx.components import synthetic  # pylint: disable=g-import-not-at-top
+  target = args.long or args.output
+  if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+    raise UserError(f'{target}: already exists{" and is not empty" if os.path.isdir(target) else ""}'
+                    '; make-synthetic writes only to a new path or an empty folder')
   if args.long:
     os.makedirs(os.path.dirname(os.path.abspath(args.long)) or '.', exist_ok=True)
     truth = synthetic.long_video(args.long, args.segments, segment_s=args.segment_s, seed=args.seed)
