@@ -99,6 +99,7 @@ def _cmd_compile(args) -> int:
   from vivit_tfx.kubeflow import runner  # pylint: disable=g-import-not-at-top
   try:
     config, deployment = runner.from_args(args)
+    config.validate()
     path = runner.compile_pipeline(config, deployment)
   except ValueError as e:
     raise UserError(str(e)) from None
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
   from vivit_tfx.kubeflow import options as kubeflow_options  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('compile', help='compile the pipeline to a Kubeflow Pipelines v2 spec')
   kubeflow_options.add_arguments(p)
-  configs.add_arguments(p, exclude=('pipeline_root_uri', 'output_root'))
+  configs.add_arguments(p, exclude=('pipeline_root_uri', 'output_root', 'overwrite', 'if_busy'))
   p.set_defaults(func=_cmd_compile)
 
   p = sub.add_parser('lineage', help='trace the pushed model back to its data in ML Metadata')
