@@ -82,9 +82,12 @@ def _cmd_compile(args) -> int:
     path = runner.compile_pipeline(config, deployment)
   except ValueError as e:
     raise UserError(str(e)) from None
-  print(f'compile: wrote the Kubeflow Pipelines v2 spec {path}\n'
+  print(f'compile: wrote the Kubeflow Pipelines v2 spec {path} (target {deployment.target})\n'
         f'  image {deployment.image}, pipeline root {config.pipeline_root}\n'
         f'  beam args: {config.beam_args}')
+  if deployment.target == 'kfp':
+    print('  note: no baseline Resolver (open-source KFP does not run Resolver tasks): the '
+          'Evaluator blesses on the absolute accuracy threshold only')
   if '<' in config.beam_args:
     print('  note: fill in the <…> values of the Beam preset with --beam-args '
           "'--project=… --region=…' (later values win)")

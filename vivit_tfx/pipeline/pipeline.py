@@ -84,9 +84,14 @@ def _example_gen(config: configs.PipelineConfig):
 
 def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config=None,
-                    extra_components: Optional[List] = None) -> tfx.dsl.Pipeline:
+                    extra_components: Optional[List] = None,
+                    baseline: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
-  Trainer → Resolver + Evaluator → Pusher."""
+  Trainer → Resolver + Evaluator → Pusher.
+
+  baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
+  Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
+  """
   vivit = config.vivit_config()
 
   # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
@@ -138,12 +143,13 @@ def create_pipeline(config: configs.PipelineConfig,
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  ).with_id('latest_blessed_model_resolver') if baseline else None
 
   # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'], eval_config=eval_config(config),
+      baseline_model=model_resolver.outputs['model'] if baseline else None,
+      eval_config=eval_config(config),
       example_splits=['test'])
 
   # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.
@@ -153,9 +159,9 @@ def create_pipeline(config: configs.PipelineConfig,
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=f'{config.serving_dir}/{config.model_name}')))
 
-  components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate,
-                transform, trainer, model_resolver, evaluator, pusher] + list(
-                    extra_components or [])
+  components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator,
+                            validation_gate, transform, trainer, model_resolver, evaluator,
+                            pusher) if c is not None] + list(extra_components or [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
