@@ -206,11 +206,17 @@ def _cmd_report(args) -> int:
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
   _quiet()
-  if not os.path.exists(configs.from_args(args).metadata_path):
+  store = None
+  if args.grpc_host:  # Kubeflow's ML Metadata service
+    from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
+    store = metadata.open_store(metadata.connection_config(grpc_host=args.grpc_host,
+                                                           grpc_port=args.grpc_port))
+  elif not os.path.exists(configs.from_args(args).metadata_path):
     raise UserError(f'{configs.from_args(args).metadata_path}: no metadata store (run '
                     '`vivit-tfx run` first, or pass --output-root)')
   try:
-    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None)
+    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None,
+                        store=store)
   except ValueError as e:
     raise UserError(str(e)) from None
   print(f'report: {page}')
@@ -324,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')
   p.add_argument('--run-id', default='', help='default: the latest run')
   p.add_argument('--out-dir', default='', help='default: <output-root>/reports/<run id>')
+  p.add_argument('--grpc-host', default='',
+                 help='read a Kubeflow run from ML Metadata gRPC (metadata-grpc-service)')
+  p.add_argument('--grpc-port', type=int, default=8080)
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 

@@ -135,12 +135,16 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
 
 
 def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
-          out_dir: Optional[str] = None) -> str:
-  """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path."""
-  store = metadata.open_sqlite(config.metadata_path)
+          out_dir: Optional[str] = None, store=None) -> str:
+  """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path.
+
+  store: an open ML Metadata store (e.g. Kubeflow's); default: the local run's sqlite.
+  """
+  where = 'this metadata store' if store is not None else config.metadata_path
+  store = store if store is not None else metadata.open_sqlite(config.metadata_path)
   runs = metadata.runs(store, config.pipeline_name)
   if not runs:
-    raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
+    raise ValueError(f'no run of {config.pipeline_name} in {where}')
   run = next((r for r in runs if r.name == run_id), None) if run_id else runs[-1]
   if run is None:
     raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
@@ -158,8 +162,8 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
     from vivit_tfx.audit import lineage  # pylint: disable=g-import-not-at-top
     examples = next(iter(example_gen.outputs.get('examples', [])), None)
     origin = lineage.producer(store, examples) if examples is not None else None
-    summary = data_summary(metadata.property_value(origin or example_gen.execution,
-                                                   'input_base'))
+    summary = data_summary(metadata.execution_property(origin or example_gen.execution,
+                                                       'input_base'))
     if summary:
       from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
       rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(CLASS_NAMES))]
