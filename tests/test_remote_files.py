@@ -97,3 +97,34 @@ def test_predict_finds_the_newest_pushed_model_under_a_uri():
     predict.clip_config_of(f'{serving}/vivit/9')
   with pytest.raises(predict.NoModelError):
     predict.newest_version(serving, 'absent')
+
+
+def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
+  from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.export import WEIGHTS_FILE  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
+                       hidden_size=16, num_layers=1, num_heads=2, mlp_dim=16)
+  model = build_vivit(config)
+  local = str(tmp_path / 'vivit.weights.h5')
+  model.save_weights(local)
+  model_dir = _ram('serving/vivit/1')
+  tf.io.gfile.makedirs(f'{model_dir}/assets.extra')
+  tf.io.gfile.copy(local, f'{model_dir}/{WEIGHTS_FILE}')
+  with tf.io.gfile.GFile(f'{model_dir}/{CLIP_CONFIG_FILE}', 'w') as f:
+    f.write(json.dumps({'num_frames': 4, 'frame_size': [16, 16], 'vivit': config.to_dict()}))
+  rebuilt = explain.load_keras_model(model_dir)
+  for a, b in zip(model.get_weights(), rebuilt.get_weights()):
+    assert (a == b).all()
+
+
+def test_report_reads_the_manifest_under_a_uri():
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  clips = _ram('clips')
+  tf.io.gfile.makedirs(clips)
+  with tf.io.gfile.GFile(f'{clips}/manifest.jsonl', 'w') as f:
+    f.write(json.dumps({'split': 'train', 'label': 1, 'status': 'ok', 'duration_s': 2.0,
+                        'path': 'Fight/a.mp4'}) + '\n')
+  summary = report.data_summary(clips)
+  assert summary is not None and summary['counts'][('train', 1)] == 1

@@ -97,10 +97,11 @@ def plot_calibration(points, path: str) -> Optional[str]:
 
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
+  from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(input_base or '', 'manifest.jsonl')
-  if not input_base or not os.path.exists(path):
+  if not input_base or not remote_files.exists(path):
     return None
-  with open(path) as f:
+  with remote_files.open_text(path) as f:
     entries = [json.loads(line) for line in f]
   counts = collections.Counter((e['split'], e['label']) for e in entries if e['status'] == 'ok')
   durations = collections.defaultdict(list)

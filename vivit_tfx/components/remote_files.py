@@ -36,6 +36,10 @@ def listdir(path: str) -> List[str]:
   return [name.rstrip('/') for name in _gfile().listdir(path)]
 
 
+def open_text(path: str):
+  return _gfile().GFile(path, 'r')
+
+
 def read_json(path: str):
   with _gfile().GFile(path, 'r') as f:
     return json.load(f)
