@@ -34,9 +34,8 @@ from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
 from vivit_tfx.pipeline.pipeline import create_pipeline
 
-# Where the Dockerfile puts the project inside the image.
-IMAGE_PROJECT_DIR = '/pipeline'
-IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/vivit_tfx/schemas/clip_schema.pbtxt'
+# Where vivit_tfx/kubeflow/Dockerfile puts the curated schema inside the image.
+IMAGE_SCHEMA_FILE = '/pipeline/schemas/clip_schema.pbtxt'
 
 def trainer_resources(deployment: Deployment):
   """The Trainer's ResourceSpec (CPU/memory limits and accelerator), or None."""
