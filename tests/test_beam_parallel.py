@@ -7,9 +7,9 @@ import os
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
-from tfx.types import artifact_utils
 
 from vivit_tfx.audit import metadata
+from vivit_tfx.models import features
 from vivit_tfx.pipeline import local_runner
 
 from tests.conftest import tiny_config
@@ -30,12 +30,11 @@ def test_beam_components_run_on_two_worker_processes(video_root, tmp_path):
   for node in ('VideoExampleGen', 'StatisticsGen', 'Transform', 'Trainer', 'Evaluator'):
     assert infos[node].execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
   [examples] = infos['VideoExampleGen'].outputs['examples']
-  ids = set()
-  for split in artifact_utils.decode_split_names(examples.split_names):
-    files = glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
-    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
-      ids.add(tf.train.Example.FromString(record.numpy()).features.feature[
-          'video_id'].bytes_list.value[0])
-  assert len(ids) == 24  # every video exactly once across the worker processes
+  ids = []
+  files = glob.glob(os.path.join(examples.uri, 'Split-*', '*'))
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    ids.append(tf.train.Example.FromString(record.numpy()).features.feature[
+        features.VIDEO_ID].bytes_list.value[0])
+  assert len(ids) == len(set(ids)) == 24  # every video once across the worker processes
   [evaluation] = infos['Evaluator'].outputs['evaluation']
   assert tf.io.gfile.listdir(evaluation.uri)
