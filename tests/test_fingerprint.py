@@ -61,6 +61,13 @@ def test_an_edit_changes_the_keys_of_the_components_that_load_it(package_copy, r
   assert {name for name in before if before[name] != after[name]} == changed
 
 
+def test_unreadable_schema_has_an_empty_content_key(tmp_path):
+  assert fingerprint.file_content(str(tmp_path / 'absent.pbtxt')) == ''
+  path = tmp_path / 'schema.pbtxt'
+  path.write_text('feature {}')
+  assert len(fingerprint.file_content(str(path))) == 64
+
+
 def _exec_properties(config):
   pipeline = pipeline_lib.create_pipeline(config)
   return {c.id: json.dumps(c.exec_properties, sort_keys=True, default=str)

@@ -85,9 +85,11 @@ def dotted_module(dotted_path: str) -> str:
 
 def file_content(path: str) -> str:
   """sha256 of a file's content through tf.io.gfile (any URI); '' when it cannot be read
-  here (e.g. a path inside the pipeline image: the image tag keys it there)."""
+  here (a path inside the pipeline image, whose tag keys it there; a bucket this machine
+  cannot reach when compiling)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not tf.io.gfile.exists(path):
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      return hashlib.sha256(f.read()).hexdigest()
+  except tf.errors.OpError:
     return ''
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
