@@ -97,12 +97,16 @@ def plot_calibration(points, path: str) -> Optional[str]:
 
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(input_base or '', 'manifest.jsonl')
-  if not input_base or not remote_files.exists(path):
+  try:
+    if not input_base or not remote_files.exists(path):
+      return None
+    with remote_files.open_text(path) as f:
+      entries = [json.loads(line) for line in f]
+  except tf.errors.OpError:  # e.g. a bucket this machine cannot reach: no data section
     return None
-  with remote_files.open_text(path) as f:
-    entries = [json.loads(line) for line in f]
   counts = collections.Counter((e['split'], e['label']) for e in entries if e['status'] == 'ok')
   durations = collections.defaultdict(list)
   for e in entries:
