@@ -1,5 +1,8 @@
 """Kubeflow Pipelines v2: the compiled spec parses strictly, loads in the KFP SDK, mirrors the
-local pipeline's components and dependencies, carries image and accelerator, uploads nothing."""
+local pipeline's components and dependencies, carries image and accelerator, uploads nothing.
+
+Two targets: vertex (Vertex names, Resolver kept) and kfp (open-source KFP: schema 2.1.0, a
+Kubernetes resource name, a PlatformSpec node selector, no Resolver task)."""
 import os
 
 import kfp
@@ -16,18 +19,30 @@ from vivit_tfx.pipeline.pipeline import create_pipeline
 IMAGE = 'registry.example/vivit-violence-tfx:test'
 
 
-@pytest.fixture(scope='module')
-def compiled(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp('kfp')
+def _compile(tmp, *extra):
   root = str(tmp / 'pipeline_root')
   out = str(tmp / 'spec' / 'pipeline.yaml')
   rc = cli.main(['compile', '--image', IMAGE, '--pipeline-root', root, '--output', out,
                  '--clips-dir', 'gs://bucket/clips', '--accelerator-type', 'NVIDIA_TESLA_T4',
                  '--accelerator-count', '2', '--beam-preset', 'dataflow',
-                 '--beam-args', '--project=p1 --region=europe-west4'])
+                 '--beam-args', '--project=p1 --region=europe-west4', *extra])
   assert rc == 0
+  return out, root
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  out, root = _compile(tmp_path_factory.mktemp('vertex'), '--target', 'vertex')
   with open(out) as f:
     return yaml.safe_load(f), out, root
+
+
+@pytest.fixture(scope='module')
+def compiled_kfp(tmp_path_factory):
+  """The default target, open-source KFP: [PipelineSpec, PlatformSpec] YAML documents."""
+  out, _ = _compile(tmp_path_factory.mktemp('kfp'))
+  with open(out) as f:
+    return list(yaml.safe_load_all(f)), out
 
 
 def test_spec_parses_strictly_into_pipeline_spec(compiled):
@@ -79,6 +94,77 @@ def test_beam_preset_and_overrides_reach_the_spec(compiled):
 def test_compiling_uploads_and_builds_nothing(compiled):
   _, _, root = compiled
   assert not os.path.exists(root)  # no _wheels or anything else written to the root
+
+
+def test_kfp_target_gets_kubernetes_resource_and_node_selector(compiled_kfp):
+  (spec, platform), path = compiled_kfp
+  executors = spec['deploymentSpec']['executors']
+  trainer = executors['Trainer_executor']['container']
+  assert trainer['resources']['accelerator'] == {'type': 'nvidia.com/gpu', 'count': '2'}
+  kubernetes = platform['platforms']['kubernetes']['deploymentSpec']['executors']
+  assert kubernetes == {'Trainer_executor': {'nodeSelector': {'labels': {
+      'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}}}}
+  # The open-source API server accepts schema 2.1.0 only and cannot run Resolver executors.
+  assert spec['schemaVersion'] == '2.1.0'
+  assert not any('resolver' in e for e in executors.values())
+  assert not any('resolver' in t for t in spec['root']['dag']['tasks'])
+  # What kfp.Client does before upload: both documents parse strictly.
+  doc = kfp.client.client._extract_pipeline_yaml(path)  # pylint: disable=protected-access
+  assert doc.pipeline_spec.schema_version == '2.1.0'
+  selector = doc.platform_spec.platforms['kubernetes'].deployment_spec.executors[
+      'Trainer_executor']
+  assert dict(selector['nodeSelector']['labels']) == {
+      'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}
+
+
+def test_kfp_sdk_loads_the_kfp_target(compiled_kfp, tmp_path):
+  _, path = compiled_kfp
+  component = kfp.components.load_component_from_file(path)
+  out = str(tmp_path / 'recompiled.yaml')
+  kfp.compiler.Compiler().compile(component, out)
+  assert os.path.getsize(out) > 0
+
+
+def test_vertex_target_keeps_vertex_names_and_the_resolver(compiled):
+  spec, path, _ = compiled
+  assert any('resolver' in t for t in spec['root']['dag']['tasks'])
+  with open(path) as f:
+    assert len(list(yaml.safe_load_all(f))) == 1  # no PlatformSpec document
+
+
+@pytest.mark.parametrize('target,kind,selector,expected', [
+    ('kfp', 'NVIDIA_L4', [], ('nvidia.com/gpu', {
+        'cloud.google.com/gke-accelerator': 'nvidia-l4'})),
+    ('kfp', 'NVIDIA_A100_80GB', [], ('nvidia.com/gpu', {
+        'cloud.google.com/gke-accelerator': 'nvidia-a100-80gb'})),
+    ('kfp', 'nvidia.com/gpu', [], ('nvidia.com/gpu', {})),
+    ('kfp', 'amd.com/gpu', ['pool=mi300'], ('amd.com/gpu', {'pool': 'mi300'})),
+    ('kfp', 'NVIDIA_TESLA_T4', ['cloud.google.com/gke-accelerator=nvidia-l4'],
+     ('nvidia.com/gpu', {'cloud.google.com/gke-accelerator': 'nvidia-l4'})),
+    ('kfp', '', [], ('', {})),
+    ('vertex', 'NVIDIA_TESLA_T4', [], ('NVIDIA_TESLA_T4', {})),
+    ('vertex', 'TPU_V3', [], ('TPU_V3', {})),
+])
+def test_accelerator_mapping(target, kind, selector, expected):
+  deployment = options.Deployment(image=IMAGE, target=target, accelerator_type=kind,
+                                  node_selector=options.parse_node_selector(selector))
+  assert options.trainer_accelerator(deployment) == expected
+
+
+@pytest.mark.parametrize('target,kind,selector,message', [
+    ('kfp', 'TPU_V3', [], 'Kubernetes resource name'),
+    ('vertex', 'nvidia.com/gpu', [], 'Vertex accelerator names'),
+    ('vertex', 'NVIDIA_L4', ['a=b'], 'kfp only'),
+])
+def test_accelerator_mistakes_are_one_clear_line(target, kind, selector, message, tmp_path,
+                                                 capsys):
+  argv = ['compile', '--image', IMAGE, '--pipeline-root', str(tmp_path / 'root'),
+          '--output', str(tmp_path / 'p.yaml'), '--target', target,
+          '--accelerator-type', kind] + [a for s in selector for a in ('--node-selector', s)]
+  assert cli.main(argv) == 1
+  err = capsys.readouterr().err
+  assert message in err and 'Traceback' not in err and len(err.strip().splitlines()) == 1
+  assert not os.path.exists(tmp_path / 'p.yaml')
 
 
 def test_non_default_clip_length_needs_a_schema():

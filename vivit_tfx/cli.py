@@ -103,9 +103,12 @@ def _cmd_compile(args) -> int:
     path = runner.compile_pipeline(config, deployment)
   except ValueError as e:
     raise UserError(str(e)) from None
-  print(f'compile: wrote the Kubeflow Pipelines v2 spec {path}\n'
+  print(f'compile: wrote the Kubeflow Pipelines v2 spec {path} (target {deployment.target})\n'
         f'  image {deployment.image}, pipeline root {config.pipeline_root}\n'
         f'  beam args: {config.beam_args}')
+  if deployment.target == 'kfp':
+    print('  note: no baseline Resolver (open-source KFP does not run Resolver tasks): the '
+          'Evaluator blesses on the absolute accuracy threshold only')
   if '<' in config.beam_args:
     print('  note: fill in the <…> values of the Beam preset with --beam-args '
           "'--project=… --region=…' (later values win)")
@@ -254,8 +257,14 @@ def _cmd_report(args) -> int:
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
   _quiet()
+  store = None
+  if args.grpc_host:  # Kubeflow's ML Metadata service
+    from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
+    store = metadata.open_store(metadata.connection_config(grpc_host=args.grpc_host,
+                                                           grpc_port=args.grpc_port))
   try:
-    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None)
+    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None,
+                        store=store)
   except ValueError as e:
     raise UserError(str(e)) from None
   print(f'report: {page}')
@@ -372,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')
   p.add_argument('--run-id', default='', help='default: the latest run')
   p.add_argument('--out-dir', default='', help='default: <output-root>/reports/<run id>')
+  p.add_argument('--grpc-host', default='',
+                 help='read a Kubeflow run from ML Metadata gRPC (metadata-grpc-service)')
+  p.add_argument('--grpc-port', type=int, default=8080)
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 

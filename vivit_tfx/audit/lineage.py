@@ -74,7 +74,7 @@ def upstream(store, artifact) -> Lineage:
       t.id: t.name for t in store.get_artifact_types()}
   execution_types = {t.id: t.name for t in graph.execution_types} or {
       t.id: t.name for t in store.get_execution_types()}
-  runs = _runs_by_execution(store, [e.id for e in graph.executions])
+  runs = metadata.run_names_by_execution(store, [e.id for e in graph.executions])
   nodes = {}
   for e in graph.executions:
     nodes[f'e{e.id}'] = Node(
@@ -96,21 +96,12 @@ def upstream(store, artifact) -> Lineage:
              ('pushed', 'pushed_version', 'blessed', 'span', 'split_names')
              if metadata.property_value(art, k) is not None}
     nodes[f'a{art.id}'] = Node(
-        f'a{art.id}', 'artifact', art.id, artifact_types.get(art.type_id, '?'), art.uri,
+        f'a{art.id}', 'artifact', art.id,
+        metadata.short_type(artifact_types.get(art.type_id, '?')), art.uri,
         metadata_store_pb2.Artifact.State.Name(art.state),
         runs.get(producer.get(art.id, -1), ''), _time(art.create_time_since_epoch), props)
   edges = [e for e in edges if e[0] in nodes and e[1] in nodes]
   return Lineage(f'a{artifact.id}', nodes, sorted(set(edges)))
-
-
-def _runs_by_execution(store, execution_ids: List[int]) -> Dict[int, str]:
-  out = {}
-  run_type = store.get_context_type('pipeline_run')
-  for ex_id in execution_ids:
-    for c in store.get_contexts_by_execution(ex_id):
-      if c.type_id == run_type.id:
-        out[ex_id] = c.name
-  return out
 
 
 def chain_text(lineage: Lineage) -> str:
@@ -255,15 +246,15 @@ def run_facts(store, run) -> dict:
       for artifact in info.inputs.get('examples', [])[:1]:
         origin = producer(store, artifact)
         if origin is not None:
-          facts['inputs']['input_fingerprint'] = metadata.property_value(origin,
-                                                                         'input_fingerprint')
+          facts['inputs']['input_fingerprint'] = metadata.execution_property(
+              origin, 'input_fingerprint')
       for artifact in info.outputs.get('model', [])[:1]:
         trainer = producer(store, artifact) or info.execution
-        custom = json.loads(metadata.property_value(trainer, 'custom_config') or '{}')
+        custom = json.loads(metadata.execution_property(trainer, 'custom_config') or '{}')
         facts['hyperparameters'] = {**custom.get('vivit', {}),
                                     **{k: v for k, v in custom.items() if k != 'vivit'}}
         for key in ('train_args', 'eval_args'):
-          facts['hyperparameters'][key] = metadata.property_value(trainer, key)
+          facts['hyperparameters'][key] = metadata.execution_property(trainer, key)
     for artifact in info.outputs.get('evaluation', []):
       facts['metrics'] = tfma_results.overall_metrics(artifact.uri)
     for artifact in info.outputs.get('blessing', []):

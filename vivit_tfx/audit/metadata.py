@@ -73,6 +73,42 @@ def open_sqlite(path: str, read_only: bool = False) -> mlmd.MetadataStore:
   return open_store(connection_config(sqlite_path=path, read_only=read_only))
 
 
+# Two store layouts. Local TFX (LocalDagRunner): context types `pipeline`, `pipeline_run`,
+# `node` (tfx@v1.16.0 dsl/compiler/constants.py) and artifact types named `PushedModel`, ….
+# Kubeflow Pipelines v2 (its driver and launcher write MLMD): contexts `system.Pipeline` and
+# `system.PipelineRun` (the run a child of the pipeline), executions `system.ContainerExecution`
+# with custom properties `task_name` and `inputs` (a struct of the task's input parameters,
+# i.e. TFX's exec properties) (kubeflow/pipelines@2.1.0 backend/src/v2/metadata/client.go
+# `GetPipeline`, `CreateExecution`); artifact types are the schema titles, `tfx.PushedModel`
+# (tfx@v1.16.0 orchestration/kubeflow/v2/compiler_utils.py `get_artifact_title`), and TFX
+# properties arrive as custom properties, numbers as doubles (backend/src/v2/metadata/
+# converter.go `toMLMDArtifact`; tfx kubeflow/v2/container/kubeflow_v2_entrypoint_utils.py).
+PIPELINE_CONTEXT_TYPES = ('pipeline', 'system.Pipeline')
+RUN_CONTEXT_TYPES = ('pipeline_run', 'system.PipelineRun')
+KFP_TYPE_PREFIX = 'tfx.'
+
+
+def type_names(name: str) -> List[str]:
+  """An artifact type's names in either layout: ['PushedModel', 'tfx.PushedModel']."""
+  short = short_type(name)
+  return [short, KFP_TYPE_PREFIX + short]
+
+
+def short_type(name: str) -> str:
+  """'tfx.PushedModel' → 'PushedModel' (the local name); other names unchanged."""
+  return name[len(KFP_TYPE_PREFIX):] if name.startswith(KFP_TYPE_PREFIX) else name
+
+
+def _context_type_ids(store, names) -> Dict[int, str]:
+  found = {}
+  for name in names:
+    try:
+      found[store.get_context_type(name).id] = name
+    except mlmd.errors.NotFoundError:
+      pass
+  return found
+
+
 def property_value(node, name: str):
   """A (custom) property of an artifact/execution/context as a plain Python value."""
   for props in (node.properties, node.custom_properties):
@@ -86,14 +122,36 @@ def property_value(node, name: str):
   return None
 
 
+def execution_property(execution, name: str):
+  """An exec property of a TFX component: an execution property locally, an input
+  parameter (the `inputs` struct) on Kubeflow."""
+  value = property_value(execution, name)
+  if value is None:
+    value = (property_value(execution, 'inputs') or {}).get(name)
+  return value
+
+
 def runs(store: mlmd.MetadataStore, pipeline_name: str) -> List[metadata_store_pb2.Context]:
-  """Pipeline runs (context type 'pipeline_run') of a pipeline, oldest first."""
-  contexts = store.get_contexts_by_type('pipeline_run')
-  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
-  if pipeline is not None:
-    ids = {c.id for c in store.get_children_contexts_by_context(pipeline.id)}
-    contexts = [c for c in contexts if c.id in ids] or contexts
+  """Pipeline runs (`pipeline_run`, or KFP's `system.PipelineRun`) of a pipeline, oldest first."""
+  contexts = [c for t in RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
+  children = set()
+  for kind in PIPELINE_CONTEXT_TYPES:
+    pipeline = store.get_context_by_type_and_name(kind, pipeline_name)
+    if pipeline is not None:
+      children |= {c.id for c in store.get_children_contexts_by_context(pipeline.id)}
+  contexts = [c for c in contexts if c.id in children] or contexts
   return sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def run_names_by_execution(store, execution_ids: List[int]) -> Dict[int, str]:
+  """The run (context name) of each execution, in either layout."""
+  run_types = _context_type_ids(store, RUN_CONTEXT_TYPES)
+  out = {}
+  for ex_id in execution_ids:
+    for c in store.get_contexts_by_execution(ex_id):
+      if c.type_id in run_types:
+        out[ex_id] = c.name
+  return out
 
 
 @dataclasses.dataclass
@@ -130,7 +188,8 @@ def describe_executions(store, executions) -> List[ExecutionInfo]:
   out = []
   for e in sorted(executions, key=lambda x: (x.create_time_since_epoch, x.id)):
     info = ExecutionInfo(e, types.get(e.type_id, '?'),
-                         str(property_value(e, 'component_id') or e.name or ''), {}, {})
+                         str(property_value(e, 'component_id') or
+                             property_value(e, 'task_name') or e.name or ''), {}, {})
     for ev in events:
       if ev.execution_id != e.id or ev.artifact_id not in artifacts:
         continue
@@ -144,15 +203,18 @@ def describe_executions(store, executions) -> List[ExecutionInfo]:
 
 
 def node_id(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
-  """The pipeline node an execution belongs to ('Trainer', 'Evaluator', …)."""
+  """The pipeline node an execution belongs to ('Trainer', 'Evaluator', …): the `node`
+  context locally, the `task_name` custom property on Kubeflow."""
   for c in store.get_contexts_by_execution(execution.id):
     if store.get_context_types_by_id([c.type_id])[0].name == 'node':
       return c.name.split('.', 1)[-1]
-  return ''
+  return str(property_value(execution, 'task_name') or '')
 
 
 
 def latest_artifact(store: mlmd.MetadataStore, type_name: str,
                     where=lambda a: True) -> Optional[metadata_store_pb2.Artifact]:
-  candidates = [a for a in store.get_artifacts_by_type(type_name) if where(a)]
+  """The newest artifact of a type (local or `tfx.`-prefixed name) that passes `where`."""
+  candidates = [a for name in type_names(type_name)
+                for a in store.get_artifacts_by_type(name) if where(a)]
   return max(candidates, key=lambda a: (a.create_time_since_epoch, a.id), default=None)

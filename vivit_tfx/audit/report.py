@@ -97,11 +97,16 @@ def plot_calibration(points, path: str) -> Optional[str]:
 
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(input_base or '', 'manifest.jsonl')
-  if not input_base or not os.path.exists(path):
+  try:
+    if not input_base or not remote_files.exists(path):
+      return None
+    with remote_files.open_text(path) as f:
+      entries = [json.loads(line) for line in f]
+  except tf.errors.OpError:  # e.g. a bucket this machine cannot reach: no data section
     return None
-  with open(path) as f:
-    entries = [json.loads(line) for line in f]
   counts = collections.Counter((e['split'], e['label']) for e in entries if e['status'] == 'ok')
   durations = collections.defaultdict(list)
   for e in entries:
@@ -135,12 +140,16 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
 
 
 def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
-          out_dir: Optional[str] = None) -> str:
-  """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path."""
-  store = metadata.open_sqlite(config.metadata_path, read_only=True)
+          out_dir: Optional[str] = None, store=None) -> str:
+  """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path.
+
+  store: an open ML Metadata store (e.g. Kubeflow's); default: the local run's sqlite.
+  """
+  where = 'this metadata store' if store is not None else config.metadata_path
+  store = store if store is not None else metadata.open_sqlite(config.metadata_path, read_only=True)
   runs = metadata.runs(store, config.pipeline_name)
   if not runs:
-    raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
+    raise ValueError(f'no run of {config.pipeline_name} in {where}')
   run = next((r for r in runs if r.name == run_id), None) if run_id else runs[-1]
   if run is None:
     raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
@@ -158,8 +167,8 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
     from vivit_tfx.audit import lineage  # pylint: disable=g-import-not-at-top
     examples = next(iter(example_gen.outputs.get('examples', [])), None)
     origin = lineage.producer(store, examples) if examples is not None else None
-    summary = data_summary(metadata.property_value(origin or example_gen.execution,
-                                                   'input_base'))
+    summary = data_summary(metadata.execution_property(origin or example_gen.execution,
+                                                       'input_base'))
     if summary:
       from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
       rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(CLASS_NAMES))]

@@ -9,7 +9,8 @@ import os
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
-from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact
+from tfx.dsl.component.experimental.annotations import (InputArtifact, OutputArtifact,
+                                                       Parameter)
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -39,9 +40,14 @@ def ValidationGate(  # pylint: disable=invalid-name
     schema: InputArtifact[standard_artifacts.Schema],
     statistics: InputArtifact[standard_artifacts.ExampleStatistics],
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
-    validated_schema: OutputArtifact[standard_artifacts.Schema]):
-  """Raises DataAnomaliesError if ExampleValidator found anomalies; else passes the schema on."""
+    validated_schema: OutputArtifact[standard_artifacts.Schema],
+    code: Parameter[str] = ''):
+  """Raises DataAnomaliesError if ExampleValidator found anomalies; else passes the schema on.
+
+  `code`: the hash of this module's code, so an edit re-executes the gate (cache key only).
+  """
   del statistics  # an input for lineage: the validated schema derives from these statistics
+  del code
   problems = describe_anomalies(anomalies)
   if problems:
     raise DataAnomaliesError('data anomalies, the run stops before Transform/Trainer:\n  ' +

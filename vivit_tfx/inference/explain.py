@@ -2,7 +2,6 @@
 (an image strip and an animated GIF)."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Tuple
 
@@ -15,13 +14,15 @@ def load_keras_model(model_dir: str):
   """Rebuilds the Keras ViViT of a pushed model from its config and weights."""
   from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
   weights = os.path.join(model_dir, WEIGHTS_FILE)
-  if not os.path.exists(weights):
+  if not remote_files.exists(weights):
     raise ValueError(f'{model_dir} has no {WEIGHTS_FILE}: exported before attention maps '
                      'were supported; retrain to get one')
-  with open(os.path.join(model_dir, CLIP_CONFIG_FILE)) as f:
-    model = build_vivit(ViViTConfig.from_dict(json.load(f)['vivit']))
-  model.load_weights(weights)
+  clip_config = remote_files.read_json(os.path.join(model_dir, CLIP_CONFIG_FILE))
+  model = build_vivit(ViViTConfig.from_dict(clip_config['vivit']))
+  with remote_files.local_copy(weights) as local:  # h5 opens local paths only
+    model.load_weights(local)
   return model
 
 

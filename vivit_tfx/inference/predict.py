@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import os
 from typing import List, Optional
 
-from vivit_tfx.components import ingest
+from vivit_tfx.components import ingest, remote_files
 from vivit_tfx.models.features import CLASS_NAMES
 
 
@@ -21,10 +20,11 @@ class NoModelError(ValueError):
 
 
 def newest_version(serving_dir: str, model_name: str) -> str:
-  """<serving_dir>/<model_name>/<newest numeric version>/ (what TF Serving would load)."""
+  """<serving_dir>/<model_name>/<newest numeric version>/ (what TF Serving would load); any
+  URI tf.io.gfile reads (gs://, s3://, …)."""
   base = os.path.join(serving_dir, model_name)
-  versions = sorted((int(v) for v in os.listdir(base) if v.isdigit()), reverse=True) if (
-      os.path.isdir(base)) else []
+  versions = sorted((int(v) for v in remote_files.listdir(base) if v.isdigit()),
+                    reverse=True) if remote_files.isdir(base) else []
   if not versions:
     raise NoModelError(f'no pushed model under {base} (run `vivit-tfx run` first, or pass '
                        '--model-dir)')
@@ -34,10 +34,9 @@ def newest_version(serving_dir: str, model_name: str) -> str:
 def clip_config_of(model_dir: str) -> ingest.ClipConfig:
   from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
   path = os.path.join(model_dir, CLIP_CONFIG_FILE)
-  if not os.path.exists(path):
+  if not remote_files.exists(path):
     raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
-  with open(path) as f:
-    clip = json.load(f)
+  clip = remote_files.read_json(path)
   return ingest.ClipConfig(num_frames=clip['num_frames'], frame_size=tuple(clip['frame_size']))
 
 

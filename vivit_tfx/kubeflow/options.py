@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Dict, Tuple
 
 # Beam runners for StatisticsGen/Transform/Evaluator; <…> are values to fill in.
 BEAM_PRESETS = {
@@ -17,15 +19,68 @@ BEAM_PRESETS = {
 }
 
 
+TARGETS = ('kfp', 'vertex')  # open-source Kubeflow Pipelines, Vertex AI Pipelines
+
+# Open-source KFP's driver puts the accelerator type verbatim into the container's resource
+# limits (kubeflow/pipelines backend/src/v2/driver/driver.go, tags 2.0.0-2.5.0:
+# `res.Limits[k8score.ResourceName(accelerator.GetType())]`), so there it must be a Kubernetes
+# extended resource; the GPU model is picked by a node selector (GKE's label below).
+GPU_RESOURCE = 'nvidia.com/gpu'
+GKE_ACCELERATOR_LABEL = 'cloud.google.com/gke-accelerator'
+_VERTEX_GPU = re.compile(r'^NVIDIA_[A-Z0-9_]+$')  # NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_A100_80GB
+
+
 @dataclasses.dataclass
 class Deployment:
-  """Cluster-side settings: image, Trainer resources and accelerator."""
+  """Cluster-side settings: target, image, Trainer resources and accelerator."""
   image: str
   output: str = 'output/vivit_violence_pipeline.yaml'
-  accelerator_type: str = ''    # e.g. NVIDIA_TESLA_T4, NVIDIA_L4, TPU_V3 (KFP accelerator type)
+  target: str = 'kfp'            # kfp (open-source Kubeflow Pipelines) | vertex
+  accelerator_type: str = ''    # Vertex name (NVIDIA_TESLA_T4) or, for kfp, a Kubernetes
+                                 # resource name (nvidia.com/gpu)
   accelerator_count: int = 0
+  node_selector: Dict[str, str] = dataclasses.field(default_factory=dict)  # kfp only
   trainer_cpu: float = 0.0       # CPU limit of the Trainer pod (0: cluster default)
   trainer_memory_gib: float = 0.0
+
+
+def trainer_accelerator(deployment: Deployment) -> Tuple[str, Dict[str, str]]:
+  """(accelerator type for the Trainer's ResourceSpec, its node selector labels).
+
+  vertex: Vertex names as given (NVIDIA_TESLA_T4, TPU_V3). kfp: a Kubernetes resource name;
+  a Vertex GPU name is mapped to `nvidia.com/gpu` plus the GKE node selector
+  `cloud.google.com/gke-accelerator: nvidia-tesla-t4`; `--node-selector` labels win.
+  """
+  kind = deployment.accelerator_type
+  if deployment.target not in TARGETS:
+    raise ValueError(f'target {deployment.target!r} is not one of {list(TARGETS)}')
+  if deployment.target == 'vertex':
+    if '/' in kind:
+      raise ValueError(f'--target vertex takes Vertex accelerator names such as '
+                       f'NVIDIA_TESLA_T4, not the Kubernetes resource {kind!r}')
+    if deployment.node_selector:
+      raise ValueError('--node-selector applies to --target kfp only (Vertex picks machines '
+                       'by accelerator name)')
+    return kind, {}
+  labels: Dict[str, str] = {}
+  if _VERTEX_GPU.match(kind):
+    kind, labels = GPU_RESOURCE, {GKE_ACCELERATOR_LABEL: kind.lower().replace('_', '-')}
+  elif kind and '/' not in kind:
+    raise ValueError(f'--target kfp needs a Kubernetes resource name for --accelerator-type '
+                     f'(e.g. {GPU_RESOURCE}, google.com/tpu) or a Vertex GPU name '
+                     f'(NVIDIA_TESLA_T4), not {kind!r}')
+  return kind, {**labels, **deployment.node_selector}
+
+
+def parse_node_selector(items) -> Dict[str, str]:
+  """['key=value', …] from `--node-selector` into a dict."""
+  out = {}
+  for item in items or []:
+    key, sep, value = item.partition('=')
+    if not (sep and key and value):
+      raise ValueError(f'--node-selector {item!r}: expected KEY=VALUE')
+    out[key] = value
+  return out
 
 
 def beam_args_for(preset: str, extra: str = '') -> str:
@@ -36,6 +91,9 @@ def beam_args_for(preset: str, extra: str = '') -> str:
 
 def add_arguments(parser) -> None:
   g = parser.add_argument_group('Kubeflow deployment')
+  g.add_argument('--target', default='kfp', choices=TARGETS,
+                 help='kfp: open-source Kubeflow Pipelines (Kubernetes resource names, node '
+                 'selectors, no Resolver); vertex: Vertex AI Pipelines')
   g.add_argument('--image', required=True, help='pipeline image built from vivit_tfx/kubeflow/Dockerfile')
   g.add_argument('--pipeline-root', required=True,
                  help='pipeline root URI the pods can reach (gs://, s3://, minio://, a path)')
@@ -43,8 +101,13 @@ def add_arguments(parser) -> None:
   g.add_argument('--beam-preset', default='direct', choices=sorted(BEAM_PRESETS),
                  help='Beam runner for StatisticsGen/Transform/Evaluator (see README)')
   g.add_argument('--accelerator-type', default='',
-                 help='Trainer accelerator, e.g. NVIDIA_TESLA_T4, NVIDIA_L4, TPU_V3')
+                 help='Trainer accelerator: vertex: NVIDIA_TESLA_T4, NVIDIA_L4, TPU_V3, …; '
+                 'kfp: a Kubernetes resource (nvidia.com/gpu) or a Vertex GPU name, mapped to '
+                 'nvidia.com/gpu + the GKE node selector')
   g.add_argument('--accelerator-count', type=int, default=1)
+  g.add_argument('--node-selector', action='append', default=[], metavar='KEY=VALUE',
+                 help='kfp: node selector label of the Trainer pod (repeatable), e.g. '
+                 'cloud.google.com/gke-accelerator=nvidia-l4')
   g.add_argument('--trainer-cpu', type=float, default=0.0)
   g.add_argument('--trainer-memory-gib', type=float, default=0.0)
 

@@ -3,12 +3,29 @@
 Nothing is built or uploaded: user code is referenced by dotted paths
 (`vivit_tfx.models.preprocessing.preprocessing_fn`, `vivit_tfx.models.model.run_fn`) that resolve inside the
 pipeline image built from `vivit_tfx/kubeflow/Dockerfile`.
+
+Two targets differ in what their backends accept (kubeflow/pipelines at tags 2.0.0-2.5.0):
+* kfp (open source): the API server takes schema version 2.1.0 only
+  (backend/src/apiserver/template/v2_template.go `NewV2SpecTemplate`), its Argo compiler
+  rejects Resolver executors ("resolver executors not implemented",
+  backend/src/v2/compiler/argocompiler/dag.go), the driver uses the accelerator type as the
+  Kubernetes resource name, and node selectors come from a second YAML document, a
+  `PlatformSpec` whose `platforms.kubernetes.deploymentSpec.executors.<executor>` holds a
+  `KubernetesExecutorConfig` (kubernetes_platform/proto/kubernetes_executor_config.proto;
+  the kfp SDK writes it in sdk/python/kfp/compiler/pipeline_spec_builder.py
+  `write_pipeline_spec_to_file`, and `kfp.Client` reads it back in `_extract_pipeline_yaml`).
+  TFX's KubeflowV2DagRunner writes only the first document and takes only a ResourceSpec as
+  platform config (tfx@v1.16.0 orchestration/kubeflow/v2/kubeflow_v2_dag_runner.py,
+  step_builder.py), so the node selector document is appended here.
+* vertex: Vertex accelerator names, the Resolver kept, TFX's default schema version.
 """
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import Dict, Tuple
 
+import yaml
+from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
@@ -17,9 +34,8 @@ from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
 from vivit_tfx.pipeline.pipeline import create_pipeline
 
-# Where the Dockerfile puts the project inside the image.
-IMAGE_PROJECT_DIR = '/pipeline'
-IMAGE_SCHEMA_FILE = f'{IMAGE_PROJECT_DIR}/vivit_tfx/schemas/clip_schema.pbtxt'
+# Where vivit_tfx/kubeflow/Dockerfile puts the curated schema inside the image.
+IMAGE_SCHEMA_FILE = '/pipeline/schemas/clip_schema.pbtxt'
 
 def trainer_resources(deployment: Deployment):
   """The Trainer's ResourceSpec (CPU/memory limits and accelerator), or None."""
@@ -28,10 +44,29 @@ def trainer_resources(deployment: Deployment):
           deployment.trainer_memory_gib):
     return None
   resources = spec(cpu_limit=deployment.trainer_cpu, memory_limit=deployment.trainer_memory_gib)
-  if deployment.accelerator_type:
+  kind, _ = options.trainer_accelerator(deployment)
+  if kind:
     resources.accelerator.CopyFrom(spec.AcceleratorConfig(
-        type=deployment.accelerator_type, count=max(1, deployment.accelerator_count)))
+        type=kind, count=max(1, deployment.accelerator_count)))
   return resources
+
+
+def platform_spec(executor_label: str, node_selector: Dict[str, str]) -> dict:
+  """The PlatformSpec document that gives one executor's pod a node selector (kfp only)."""
+  message = pipeline_spec_pb2.PlatformSpec()
+  config = message.platforms['kubernetes'].deployment_spec.executors[executor_label]
+  config.update({'nodeSelector': {'labels': dict(node_selector)}})
+  return json_format.MessageToDict(message)
+
+
+def _append_platform_spec(path: str, task: str, node_selector: Dict[str, str]) -> None:
+  with open(path) as f:
+    spec = yaml.safe_load(f)
+  component = spec['root']['dag']['tasks'][task]['componentRef']['name']
+  label = spec['components'][component]['executorLabel']
+  with open(path, 'a') as f:
+    f.write('---\n')
+    yaml.safe_dump(platform_spec(label, node_selector), f, sort_keys=True)
 
 
 def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
@@ -44,8 +79,9 @@ def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
 
 
 def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> str:
-  """Writes the KFP v2 PipelineSpec YAML and returns its path."""
-  pipeline = create_pipeline(kubeflow_config(config))
+  """Writes the KFP v2 PipelineSpec YAML (for kfp with its PlatformSpec) and returns its path."""
+  _, node_selector = options.trainer_accelerator(deployment)  # validates before any work
+  pipeline = create_pipeline(kubeflow_config(config), baseline=deployment.target == 'vertex')
   resources = trainer_resources(deployment)
   if resources is not None:
     trainer = next(c for c in pipeline.components if c.id == 'Trainer')
@@ -56,10 +92,14 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
   os.makedirs(out_dir, exist_ok=True)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-          display_name=config.pipeline_name, default_image=deployment.image),
+          display_name=config.pipeline_name, default_image=deployment.image,
+          use_pipeline_spec_2_1=deployment.target == 'kfp'),
       output_dir=out_dir, output_filename=name)
   runner.run(pipeline)
-  return os.path.join(out_dir, name)
+  path = os.path.join(out_dir, name)
+  if node_selector:
+    _append_platform_spec(path, 'Trainer', node_selector)
+  return path
 
 
 def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
@@ -69,7 +109,8 @@ def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
       beam_args=options.beam_args_for(args.beam_preset,
                               '' if args.beam_args == configs.PipelineConfig.beam_args
                               else args.beam_args))
-  deployment = Deployment(image=args.image, output=args.output,
+  deployment = Deployment(image=args.image, output=args.output, target=args.target,
+                          node_selector=options.parse_node_selector(args.node_selector),
                           accelerator_type=args.accelerator_type,
                           accelerator_count=args.accelerator_count if args.accelerator_type
                           else 0, trainer_cpu=args.trainer_cpu,

@@ -4,36 +4,35 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from vivit_tfx import schemas
 from vivit_tfx.components.clip_transform import ClipTransform
+from vivit_tfx.components.schema_import import ImportSchemaGen
 from vivit_tfx.components.validation_gate import ValidationGate
 from vivit_tfx.components.video_example_gen import VideoExampleGen
 from vivit_tfx.models import features
-from vivit_tfx.pipeline import configs
+from vivit_tfx.pipeline import configs, fingerprint
 
 SPLITS = ('train', 'eval', 'test')
 
 
-def code_fingerprint() -> str:
-  """Hash of the model code that Transform and Trainer load by dotted path.
+def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
+  """Per component, the hash of the project code it loads (its cache key follows the code).
 
-  TFX fingerprints `module_file`s but not dotted paths, so without this a change to models/
-  would be served a stale Trainer from the cache.
+  root: the `vivit_tfx` folder to read (default: the imported package's).
   """
-  import hashlib  # pylint: disable=g-import-not-at-top
-  from vivit_tfx import models  # pylint: disable=g-import-not-at-top
-  digest = hashlib.sha256()
-  root = os.path.dirname(models.__file__)
-  for name in sorted(os.listdir(root)):
-    if name.endswith('.py'):
-      with open(os.path.join(root, name), 'rb') as f:
-        digest.update(name.encode() + f.read())
-  return digest.hexdigest()[:16]
+  modules = {
+      'VideoExampleGen': ['vivit_tfx.components.video_example_gen.component'],
+      'ValidationGate': ['vivit_tfx.components.validation_gate'],
+      'Transform': ['vivit_tfx.components.clip_transform',
+                    fingerprint.dotted_module(configs.PREPROCESSING_FN)],
+      'Trainer': [fingerprint.dotted_module(configs.RUN_FN)],
+  }
+  return {name: fingerprint.code(m, root) for name, m in modules.items()}
 
 
 def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
@@ -89,7 +88,7 @@ def examples_per_class(config: configs.PipelineConfig) -> tfma.MetricConfig:
           threshold=threshold) for label in range(len(classes))])
 
 
-def _example_gen(config: configs.PipelineConfig):
+def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam; hashing on video_id keeps each video in exactly one split.
     return VideoExampleGen(
@@ -102,7 +101,7 @@ def _example_gen(config: configs.PipelineConfig):
                     tfx.proto.SplitConfig.Split(name='test', hash_buckets=3)],
             partition_feature_name=features.VIDEO_ID)),
         custom_config={'clip': {'num_frames': config.num_frames,
-                                'frame_size': list(config.frame_size)}})
+                                'frame_size': list(config.frame_size)}, 'code': code})
   if config.input_mode != 'tfrecords':
     raise ValueError(f'input_mode {config.input_mode!r} is not one of {configs.INPUT_MODES}')
   # Split folders written by `vivit-tfx ingest` (stratified, by video).
@@ -114,21 +113,28 @@ def _example_gen(config: configs.PipelineConfig):
 
 def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config=None,
-                    extra_components: Optional[List] = None) -> tfx.dsl.Pipeline:
+                    extra_components: Optional[List] = None,
+                    baseline: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
-  Trainer → Resolver + Evaluator → Pusher."""
+  Trainer → Resolver + Evaluator → Pusher.
+
+  baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
+  Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
+  """
   vivit = config.vivit_config()
+  code = code_fingerprints()
 
   # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
-  example_gen = _example_gen(config)
+  example_gen = _example_gen(config, code['VideoExampleGen'])
 
   # Computes statistics over the clips for visualisation and validation.
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
 
-  # Imports the curated schema (shape of `frames` fixed to the configured clip length).
+  # Imports the curated schema (shape of `frames` fixed to the configured clip length); the
+  # cache key includes the file's content.
   schema_file = config.schema_file or schemas.for_num_frames(
       config.num_frames, os.path.join(config.output_root, 'schemas'))
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.absolute(schema_file))
+  schema_gen = ImportSchemaGen(schema_file=configs.absolute(schema_file))
 
   # Detects anomalies of the clips against the schema ...
   example_validator = tfx.components.ExampleValidator(
@@ -137,7 +143,8 @@ def create_pipeline(config: configs.PipelineConfig,
   # ... and stops the run on any, before Transform and Trainer.
   validation_gate = ValidationGate(schema=schema_gen.outputs['schema'],
                                    statistics=statistics_gen.outputs['statistics'],
-                                   anomalies=example_validator.outputs['anomalies'])
+                                   anomalies=example_validator.outputs['anomalies'],
+                                   code=code['ValidationGate'])
   schema = validation_gate.outputs['validated_schema']
 
   # Decodes and normalises clips (per-channel mean/std over the train split, on Beam). Not
@@ -146,7 +153,7 @@ def create_pipeline(config: configs.PipelineConfig,
   transform = ClipTransform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
-      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()},
+      custom_config={'image_size': list(config.image_size), 'code': code['Transform']},
   ).with_id('Transform')
 
   # Trains ViViT with the config passed as hyperparameters.
@@ -161,19 +168,20 @@ def create_pipeline(config: configs.PipelineConfig,
                      'clip': {'num_frames': config.num_frames,
                               'frame_size': list(config.frame_size)},
                      'tpu_address': config.tpu_address,
-                     'steps_per_epoch': config.steps_per_epoch, 'code': code_fingerprint()})
+                     'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
   # Finds the last blessed model, the baseline the candidate must not fall below.
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  ).with_id('latest_blessed_model_resolver') if baseline else None
 
   # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'], eval_config=eval_config(config),
+      baseline_model=model_resolver.outputs['model'] if baseline else None,
+      eval_config=eval_config(config),
       example_splits=['test'])
 
   # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.
@@ -183,9 +191,9 @@ def create_pipeline(config: configs.PipelineConfig,
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=f'{config.serving_dir}/{config.model_name}')))
 
-  components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate,
-                transform, trainer, model_resolver, evaluator, pusher] + list(
-                    extra_components or [])
+  components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator,
+                            validation_gate, transform, trainer, model_resolver, evaluator,
+                            pusher) if c is not None] + list(extra_components or [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
-from vivit_tfx.components import ingest
+from vivit_tfx.components import ingest, remote_files
 
 
 def clip_config_from(exec_properties: Dict[str, Any]) -> ingest.ClipConfig:
@@ -21,6 +21,15 @@ def clip_config_from(exec_properties: Dict[str, Any]) -> ingest.ClipConfig:
   custom = json.loads(custom) if isinstance(custom, str) else dict(custom)
   return ingest.ClipConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in custom.get('clip', {}).items()})
+
+
+def _read_example(path: str, rel: str, label: int, clip: ingest.ClipConfig):
+  """ingest.read_example on any URI: OpenCV reads a local temporary copy of a remote video."""
+  try:
+    with remote_files.local_copy(path) as local:
+      return ingest.read_example(local, rel, label, clip)
+  except (tf.errors.OpError, OSError) as e:
+    return None, f'cannot copy it to read it: {type(e).__name__}: {e}'.splitlines()[0]
 
 
 class _ReadVideo(beam.DoFn):
@@ -38,7 +47,7 @@ class _ReadVideo(beam.DoFn):
     if label is None:
       example, reason = None, f'unknown class folder {top!r}'
     else:
-      example, reason = ingest.read_example(path, rel, label, self._clip)
+      example, reason = _read_example(path, rel, label, self._clip)
     if example is None:
       self._skipped.inc()
       logging.warning('VideoExampleGen skipped %s: %s', rel, reason)

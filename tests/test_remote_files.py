@@ -1,0 +1,130 @@
+"""Inputs and pushed models under a URI, not a local path: TF's `ram://` filesystem stands in
+for gs:// / s3:// (tf.io.gfile reads it; OpenCV and h5py cannot)."""
+import glob
+import json
+import os
+import tempfile
+import uuid
+
+import pytest
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from vivit_tfx.components import remote_files
+from vivit_tfx.components.video_example_gen import executor
+from vivit_tfx.inference import predict
+from vivit_tfx.models import features
+from vivit_tfx.models.export import CLIP_CONFIG_FILE
+
+
+def _ram(name):
+  return f'ram://{uuid.uuid4().hex}/{name}'
+
+
+def _upload(local_dir, uri):
+  for folder, _, files in os.walk(local_dir):
+    target = os.path.join(uri, os.path.relpath(folder, local_dir)).rstrip('.').rstrip('/')
+    tf.io.gfile.makedirs(target)
+    for name in files:
+      tf.io.gfile.copy(os.path.join(folder, name), f'{target}/{name}')
+
+
+def _our_temp_folders():
+  return set(glob.glob(os.path.join(tempfile.gettempdir(), 'vivit_tfx_*')))
+
+
+def test_local_copy_of_a_ram_file_is_removed_after():
+  uri = _ram('a/clip.weights.h5')
+  tf.io.gfile.makedirs(os.path.dirname(uri))
+  with tf.io.gfile.GFile(uri, 'wb') as f:
+    f.write(b'\x00payload')
+  before = _our_temp_folders()
+  with remote_files.local_copy(uri) as local:
+    assert os.path.isfile(local) and local.endswith('clip.weights.h5')
+    with open(local, 'rb') as f:
+      assert f.read() == b'\x00payload'
+  assert not os.path.exists(local) and _our_temp_folders() == before
+  with remote_files.local_copy('/some/local/path.mp4') as same:
+    assert same == '/some/local/path.mp4'
+
+
+def test_video_example_gen_reads_videos_under_a_uri(video_root, tmp_path):
+  videos = _ram('videos')
+  _upload(video_root, videos)
+  with tf.io.gfile.GFile(f'{videos}/Fight/broken.mp4', 'wb') as f:
+    f.write(b'not a video')
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'out')
+  exec_properties = {
+      'input_base': videos,
+      'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
+      'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
+          split_config=example_gen_pb2.SplitConfig(splits=[
+              example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=3),
+              example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)],
+              partition_feature_name=features.VIDEO_ID))),
+      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
+      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+      'custom_config': json.dumps({'clip': {'num_frames': 4, 'frame_size': [16, 16]}}),
+  }
+  before = _our_temp_folders()
+  executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
+  ids = set()
+  for split in ('train', 'eval'):
+    files = glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+      ex = tf.train.Example.FromString(record.numpy())
+      assert len(ex.features.feature[features.FRAMES].bytes_list.value) == 4
+      ids.add(ex.features.feature[features.VIDEO_ID].bytes_list.value[0])
+  assert len(ids) == 24  # every video read from ram://, the broken one skipped
+  assert _our_temp_folders() == before  # each local copy deleted
+
+
+def test_predict_finds_the_newest_pushed_model_under_a_uri():
+  serving = _ram('serving')
+  for version in ('9', '12', 'tmp'):
+    tf.io.gfile.makedirs(f'{serving}/vivit/{version}/assets.extra')
+  with tf.io.gfile.GFile(f'{serving}/vivit/12/{CLIP_CONFIG_FILE}', 'w') as f:
+    f.write(json.dumps({'num_frames': 6, 'frame_size': [24, 32]}))
+  newest = predict.newest_version(serving, 'vivit')
+  assert newest == f'{serving}/vivit/12'
+  clip = predict.clip_config_of(newest)
+  assert clip.num_frames == 6 and tuple(clip.frame_size) == (24, 32)
+  with pytest.raises(predict.NoModelError):
+    predict.clip_config_of(f'{serving}/vivit/9')
+  with pytest.raises(predict.NoModelError):
+    predict.newest_version(serving, 'absent')
+
+
+def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
+  from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.export import WEIGHTS_FILE  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
+                       hidden_size=16, num_layers=1, num_heads=2, mlp_dim=16)
+  model = build_vivit(config)
+  local = str(tmp_path / 'vivit.weights.h5')
+  model.save_weights(local)
+  model_dir = _ram('serving/vivit/1')
+  tf.io.gfile.makedirs(f'{model_dir}/assets.extra')
+  tf.io.gfile.copy(local, f'{model_dir}/{WEIGHTS_FILE}')
+  with tf.io.gfile.GFile(f'{model_dir}/{CLIP_CONFIG_FILE}', 'w') as f:
+    f.write(json.dumps({'num_frames': 4, 'frame_size': [16, 16], 'vivit': config.to_dict()}))
+  rebuilt = explain.load_keras_model(model_dir)
+  for a, b in zip(model.get_weights(), rebuilt.get_weights()):
+    assert (a == b).all()
+
+
+def test_report_reads_the_manifest_under_a_uri():
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  clips = _ram('clips')
+  tf.io.gfile.makedirs(clips)
+  with tf.io.gfile.GFile(f'{clips}/manifest.jsonl', 'w') as f:
+    f.write(json.dumps({'split': 'train', 'label': 1, 'status': 'ok', 'duration_s': 2.0,
+                        'path': 'Fight/a.mp4'}) + '\n')
+  summary = report.data_summary(clips)
+  assert summary is not None and summary['counts'][('train', 1)] == 1

@@ -1,0 +1,63 @@
+"""Files under any URI (`gs://`, `s3://`, TF's `ram://`, a local path) through tf.io.gfile.
+
+Libraries that open local paths only (OpenCV, h5py) get a local temporary copy, deleted after.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterator, List
+
+_CHUNK = 1 << 22
+
+
+def _gfile():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+def is_local(path: str) -> bool:
+  return '://' not in path
+
+
+def exists(path: str) -> bool:
+  return _gfile().exists(path)
+
+
+def isdir(path: str) -> bool:
+  return _gfile().isdir(path)
+
+
+def listdir(path: str) -> List[str]:
+  """Entry names (object stores list folders as 'name/': the slash is dropped)."""
+  return [name.rstrip('/') for name in _gfile().listdir(path)]
+
+
+def open_text(path: str):
+  return _gfile().GFile(path, 'r')
+
+
+def read_json(path: str):
+  with _gfile().GFile(path, 'r') as f:
+    return json.load(f)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+  """A local path holding `path`'s bytes: `path` itself when local, else a copy with the same
+  file name (readers go by the extension, e.g. Keras' `.weights.h5`) in a temporary folder
+  removed on exit."""
+  if is_local(path):
+    yield path
+    return
+  folder = tempfile.mkdtemp(prefix='vivit_tfx_')
+  try:
+    local = os.path.join(folder, os.path.basename(path.rstrip('/')) or 'file')
+    with _gfile().GFile(path, 'rb') as src, open(local, 'wb') as out:
+      shutil.copyfileobj(src, out, _CHUNK)
+    yield local
+  finally:
+    shutil.rmtree(folder, ignore_errors=True)
