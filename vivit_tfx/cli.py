@@ -222,6 +222,41 @@ def _cmd_bench(args) -> int:
   return pipeline_bench.main(args.rest)
 
 
+# --- issue 16: live detection (watch) and the local server (serve) ----------------------------
+def _cmd_serve(args) -> int:
+  from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    config = server.ServerConfig(
+        model_dir=args.model_dir or os.path.join(args.serving_dir, args.model_name),
+        model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
+        videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+    server.serve(config)
+  except (ValueError, OSError) as e:
+    raise UserError(str(e)) from None
+  return 0
+
+
+def _add_serve_watch_parsers(sub) -> None:
+  p = sub.add_parser('serve', help="local server: TF Serving's REST API for the pushed model "
+                     'and a review page')
+  p.add_argument('--model-dir', default='',
+                 help='a SavedModel, or a folder of numbered versions (default: '
+                 '<serving-dir>/<model-name>, newest version)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence', help='the name in /v1/models/<name>')
+  p.add_argument('--host', default='127.0.0.1', help='0.0.0.0 to listen on every interface')
+  p.add_argument('--port', type=int, default=8501, help="TF Serving's REST port by default")
+  p.add_argument('--work-dir', default='output/serve',
+                 help='the only folder the server writes to (uploads, review results)')
+  p.add_argument('--videos-dir', default='', help='videos the review page offers to pick')
+  p.add_argument('--max-request-mb', type=float, default=64, help='REST request body limit')
+  p.add_argument('--max-upload-mb', type=float, default=512, help='review upload limit')
+  p.set_defaults(func=_cmd_serve)
+# --- end issue 16 ------------------------------------------------------------------------------
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
   """Videos to look at and which pushed model to use (predict, attention)."""
   p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
@@ -323,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--out-dir', default='', help='default: <output-root>/reports/<run id>')
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
+
+  _add_serve_watch_parsers(sub)  # issue 16
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
   p.add_argument('what', choices=['model', 'pipeline'])

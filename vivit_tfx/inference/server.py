@@ -142,3 +142,31 @@ def serve(config: ServerConfig) -> None:
         f'  REST: {url}/v1/models/{config.model_name}[:predict]\n'
         f'  work folder: {os.path.abspath(config.work_dir)}', flush=True)
   uvicorn.run(app, host=config.host, port=config.port, log_level='warning')
+
+
+class BackgroundServer:
+  """The server on a background thread (tests, benchmarks): `with BackgroundServer(c) as url:`."""
+
+  def __init__(self, config: ServerConfig, model: Optional[rest.ModelServer] = None):
+    import uvicorn  # pylint: disable=g-import-not-at-top
+    self.app = create_app(config, model)
+    self._server = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port,
+                                                 log_level='warning'))
+    self.url = f'http://{config.host}:{config.port}'
+    self._thread = None
+
+  def __enter__(self) -> str:
+    import threading  # pylint: disable=g-import-not-at-top
+    import time  # pylint: disable=g-import-not-at-top
+    self._thread = threading.Thread(target=self._server.run, daemon=True)
+    self._thread.start()
+    deadline = time.monotonic() + 30
+    while not self._server.started:
+      if not self._thread.is_alive() or time.monotonic() > deadline:
+        raise OSError(f'the server did not start on {self.url}')
+      time.sleep(0.05)
+    return self.url
+
+  def __exit__(self, *exc) -> None:
+    self._server.should_exit = True
+    self._thread.join(timeout=10)
