@@ -238,7 +238,54 @@ def _cmd_serve(args) -> int:
   return 0
 
 
+def _cmd_watch(args) -> int:
+  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import watch  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    config = watch.WatchConfig(
+        source=args.source, model_dir=_model_dir(args), out_dir=args.out_dir,
+        stride_s=args.stride_s, average=args.average, ema=args.ema,
+        start_threshold=args.start_threshold, stop_threshold=args.stop_threshold,
+        min_event_s=args.min_event_s, webhooks=tuple(args.webhook),
+        webhook_timeout_s=args.webhook_timeout, max_seconds=args.max_seconds,
+        reconnect_s=args.reconnect_s, realtime=args.realtime)
+    if config.stop_threshold > config.start_threshold:
+      raise ValueError('--stop-threshold must not exceed --start-threshold')
+    watch.watch(config)
+  except (ValueError, video_reader.VideoReadError) as e:
+    raise UserError(str(e)) from None
+  return 0
+
+
 def _add_serve_watch_parsers(sub) -> None:
+  p = sub.add_parser('watch', help='live detection on a camera, stream or file: events as JSON '
+                     'lines, snapshots, webhooks')
+  p.add_argument('source', help='a video file, a webcam index (0), or an rtsp:// / http(s):// '
+                 'stream URL')
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence')
+  p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
+                 'timestamped folder in here')
+  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
+  p.add_argument('--average', type=int, default=3, help='smooth: mean of the last k windows')
+  p.add_argument('--ema', type=float, default=0.0,
+                 help='smooth with an exponential moving average of this weight instead')
+  p.add_argument('--start-threshold', type=float, default=0.6)
+  p.add_argument('--stop-threshold', type=float, default=0.4)
+  p.add_argument('--min-event-s', type=float, default=1.0)
+  p.add_argument('--webhook', action='append', default=[], metavar='URL',
+                 help='POST each event as JSON here (repeatable)')
+  p.add_argument('--webhook-timeout', type=float, default=5.0, help='seconds per attempt')
+  p.add_argument('--max-seconds', type=float, default=0.0, help='stop after this long (0: never)')
+  p.add_argument('--reconnect-s', type=float, default=30.0,
+                 help='give up on a live source after this long without frames')
+  p.add_argument('--realtime', action='store_true',
+                 help='read a file at its frame rate, like a camera (default: as fast as the '
+                 'model goes, nothing dropped)')
+  p.set_defaults(func=_cmd_watch)
+
   p = sub.add_parser('serve', help="local server: TF Serving's REST API for the pushed model "
                      'and a review page')
   p.add_argument('--model-dir', default='',
