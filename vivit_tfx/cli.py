@@ -9,6 +9,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from vivit_tfx.console import quiet as quiet_console
 from vivit_tfx.pipeline.configs import parse_size
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -66,12 +67,15 @@ def _cmd_ingest(args) -> int:
 def _cmd_run(args) -> int:
   from vivit_tfx.pipeline import configs, local_runner  # pylint: disable=g-import-not-at-top
   config = configs.from_args(args)
+  log = ''
   try:
-    summary = local_runner.run(config)
+    with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
+      summary = local_runner.run(config)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
-                    f' (details above; metadata: {config.metadata_path})') from None
+                    f' (details above and in {log}; metadata: {config.metadata_path})') from None
   print(summary.to_text())
+  print(f'  log: {log}')
   return 0
 
 
@@ -231,7 +235,7 @@ def _cmd_serve(args) -> int:
         model_dir=args.model_dir or os.path.join(args.serving_dir, args.model_name),
         model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
         videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
-        max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold)
     server.serve(config)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
@@ -300,6 +304,8 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--videos-dir', default='', help='videos the review page offers to pick')
   p.add_argument('--max-request-mb', type=float, default=64, help='REST request body limit')
   p.add_argument('--max-upload-mb', type=float, default=512, help='review upload limit')
+  p.add_argument('--threshold', type=float, default=0.5,
+                 help='review page: flag timeline windows at or above this P(violence)')
   p.set_defaults(func=_cmd_serve)
 # --- end issue 16 ------------------------------------------------------------------------------
 
@@ -352,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)
+  p.add_argument('--verbose', action='store_true',  # issue 16
+                 help='also show library warnings (always in <output-root>/logs/run-*.log)')
   p.set_defaults(func=_cmd_run)
 
   from vivit_tfx.kubeflow import options as kubeflow_options  # pylint: disable=g-import-not-at-top

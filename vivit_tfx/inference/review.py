@@ -51,9 +51,10 @@ class Reviewer:
     job_id = uuid.uuid4().hex[:12]
     folder = os.path.join(self.jobs_dir, job_id)
     os.makedirs(folder)
-    ext = os.path.splitext(name)[1].lower()
-    upload = os.path.join(folder, 'video' + (ext if ext in video_reader.VIDEO_EXTENSIONS
-                                             else '.upload'))
+    stem, ext = os.path.splitext(os.path.basename(name))
+    stem = re.sub(r'[^A-Za-z0-9_-]', '_', stem)[:80] or 'video'  # a safe local name
+    ext = ext.lower() if ext.lower() in video_reader.VIDEO_EXTENSIONS else '.upload'
+    upload = os.path.join(folder, stem + ext)
     return Job(job_id, folder, os.path.basename(name)[:200] or 'upload', upload)
 
   def discard(self, job: Job) -> None:

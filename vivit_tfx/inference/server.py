@@ -33,6 +33,7 @@ class ServerConfig:
   videos_dir: str = ''  # review page: videos offered for picking ('' = upload only)
   max_request_bytes: int = 64 << 20  # REST bodies
   max_upload_bytes: int = 512 << 20  # review uploads
+  threshold: float = 0.5  # review page: windows at or above it are flagged
 
 
 class BodyTooLarge(Exception):
@@ -64,7 +65,8 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
                reviewer: Optional[review.Reviewer] = None) -> Starlette:
   """The ASGI app; `model` and `reviewer` are built from `config` unless given."""
   model = model or rest.ModelServer(config.model_dir, config.model_name)
-  reviewer = reviewer or review.Reviewer(model.servable.path, config.work_dir, config.videos_dir)
+  reviewer = reviewer or review.Reviewer(model.servable.path, config.work_dir, config.videos_dir,
+                                         threshold=config.threshold)
 
   async def models(request: Request) -> Response:
     try:
