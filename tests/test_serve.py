@@ -90,7 +90,8 @@ def test_status_endpoint_reports_the_version(served):
     ({'instances': [{'examples': {'b64': '***'}}]}, 'not valid base64'),
     ({'instances': [{'clips': {'b64': ''}}]}, 'unknown input'),
     ({'instances': [{'b64': 'AAAA'}], 'signature_name': 'nope'}, 'not found in signature def'),
-    ({'instances': [{'b64': base64.b64encode(b'not a tf.Example').decode()}]}, ''),
+    ({'instances': [{'b64': base64.b64encode(b'not a tf.Example').decode()}]},
+     'Could not parse example input'),
     ({'inputs': {'examples': [[{'b64': 'AAAA'}]]}}, 'does not match'),
     ({'instances': [{'examples': 3.5}]}, 'expected strings'),
 ])

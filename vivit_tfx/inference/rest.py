@@ -236,5 +236,9 @@ def _rows(outputs: Dict[str, np.ndarray]) -> List[Any]:
 
 
 def _first_line(e: Exception) -> str:
-  text = str(getattr(e, 'message', '') or e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
+  """The informative line of a (TensorFlow) error, without graph and stack boilerplate."""
+  lines = [l.strip() for l in str(getattr(e, 'message', '') or e).splitlines()]
+  skip = ('Graph execution error', 'Detected at node', '<stack traces', '[[', 'File "')
+  useful = [l for l in lines if l and not l.startswith(skip)]
+  line = useful[0] if useful else (lines[0] if lines and lines[0] else type(e).__name__)
+  return line if len(line) <= 500 else line[:500] + '…'
