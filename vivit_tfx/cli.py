@@ -219,6 +219,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+  if args.what in ('serve', 'watch'):  # issue 16
+    from vivit_tfx.bench import serve_bench, watch_bench  # pylint: disable=g-import-not-at-top
+    return (serve_bench if args.what == 'serve' else watch_bench).main(args.rest)
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
@@ -417,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_serve_watch_parsers(sub)  # issue 16
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
-  p.add_argument('what', choices=['model', 'pipeline'])
+  p.add_argument('what', choices=['model', 'pipeline', 'serve', 'watch'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser
