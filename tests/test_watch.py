@@ -112,7 +112,7 @@ def test_watch_a_live_stream_that_drops(trained_run, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, '-m', 'vivit_tfx.cli', 'watch', url, '--model-dir', model_dir,
          '--out-dir', str(tmp_path / 'watch'), '--webhook', dead_url, '--webhook',
-         receiver.url, '--webhook-timeout', '10', '--reconnect-s', '4', '--max-seconds', '120'],
+         receiver.url, '--webhook-timeout', '30', '--reconnect-s', '4', '--max-seconds', '120'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
       lines.append((time.time(), json.loads(line)))
@@ -142,5 +142,5 @@ def test_watch_a_live_stream_that_drops(trained_run, tmp_path):
   assert [(e['id'], e['event']) for e in receiver.events] == [(e['id'], e['event'])
                                                              for e in events]
   delays = [arrival - _unix(r['wall']) for arrival, r in lines if r['event'] != 'summary']
-  assert max(delays) < 3.0, delays
+  assert max(delays) < 8.0, delays  # a blocking hook would add ≥ 30 s
   assert summary['webhooks'][0]['sent'] == 0 and summary['webhooks'][1]['sent'] == len(events)
