@@ -114,3 +114,9 @@ def test_path_parsing():
                    ('m/versions/3:predict', True), ('m/metadata', True), ('m/x/y', False),
                    ('', False)):
     assert bool(rest._PATH.match(path)) == ok, path  # pylint: disable=protected-access
+
+
+def test_serve_without_a_model_is_a_clear_error(tmp_path, capsys):
+  assert cli.main(['serve', '--model-dir', str(tmp_path)]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith('vivit-tfx serve: error: ') and 'numbered SavedModel' in err, err

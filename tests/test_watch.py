@@ -144,3 +144,15 @@ def test_watch_a_live_stream_that_drops(trained_run, tmp_path):
   delays = [arrival - _unix(r['wall']) for arrival, r in lines if r['event'] != 'summary']
   assert max(delays) < 8.0, delays  # a blocking hook would add ≥ 30 s
   assert summary['webhooks'][0]['sent'] == 0 and summary['webhooks'][1]['sent'] == len(events)
+
+
+def test_a_source_that_cannot_be_one_is_a_clear_error(tmp_path, capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  text = tmp_path / 'notes.mp4'
+  text.write_text('not a video')
+  for source, words in ((str(tmp_path / 'missing.mp4'), 'no such file'),
+                        (str(text), 'not a readable video')):
+    assert cli.main(['watch', source, '--model-dir', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('vivit-tfx watch: error: ') and words in err and len(
+        err.strip().splitlines()) == 1, err

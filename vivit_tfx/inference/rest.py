@@ -143,7 +143,7 @@ class ModelServer:
     try:
       outputs = {k: v.numpy() for k, v in fn(**tensors).items()}
     except Exception as e:  # pylint: disable=broad-except
-      raise RestError(_first_line(e)) from None
+      raise RestError(first_line(e)) from None
     if row:
       return {'predictions': _rows(outputs)}
     if len(outputs) == 1:
@@ -235,7 +235,7 @@ def _rows(outputs: Dict[str, np.ndarray]) -> List[Any]:
   return [{k: columns[k][i] for k in columns} for i in range(len(next(iter(columns.values()))))]
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
   """The informative line of a (TensorFlow) error, without graph and stack boilerplate."""
   lines = [l.strip() for l in str(getattr(e, 'message', '') or e).splitlines()]
   skip = ('Graph execution error', 'Detected at node', '<stack traces', '[[', 'File "')

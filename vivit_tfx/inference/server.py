@@ -16,7 +16,7 @@ from typing import Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -92,9 +92,15 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     except BodyTooLarge as e:
       reviewer.discard(job)
       return _error(str(e), 413)
+    except ClientDisconnect:
+      reviewer.discard(job)
+      return _error('the upload was interrupted', 400)
     except review.NotAVideo as e:
       reviewer.discard(job)
       return _error(str(e), 400)
+    except Exception as e:  # pylint: disable=broad-except
+      reviewer.discard(job)
+      return _error(f'{job.name}: the review failed ({rest.first_line(e)})', 500)
     return JSONResponse({'job': job.id, 'url': f'/review/{job.id}', 'label': result['label']})
 
   async def pick(request: Request) -> Response:
@@ -109,6 +115,9 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     except review.NotAVideo as e:
       reviewer.discard(job)
       return _error(str(e), 400)
+    except Exception as e:  # pylint: disable=broad-except
+      reviewer.discard(job)
+      return _error(f'{job.name}: the review failed ({rest.first_line(e)})', 500)
     return JSONResponse({'job': job.id, 'url': f'/review/{job.id}'})
 
   async def result(request: Request) -> Response:

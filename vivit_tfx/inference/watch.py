@@ -70,6 +70,15 @@ def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
 
 
 # --- capture ---------------------------------------------------------------------------------
+def check_source(spec: str) -> None:
+  """Fails fast (before the model loads) on a source that cannot be one."""
+  if os.path.exists(spec):
+    video_reader.probe(spec)  # raises VideoReadError with the reason
+  elif not spec.isdigit() and '://' not in spec:
+    raise video_reader.VideoReadError(f'{spec}: no such file, and not a stream URL '
+                                      '(rtsp://, http(s)://) or a webcam index')
+
+
 class Source:
   """Frames with their stream time; a live source that drops is reopened with backoff.
 
@@ -411,6 +420,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   """Runs until the end of a file, Ctrl-C, `max_seconds` or a live source lost for good."""
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
+  check_source(config.source)
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
