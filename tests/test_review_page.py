@@ -119,8 +119,8 @@ def test_a_file_that_is_not_a_video_gets_a_clear_message(site, browser, tmp_path
 def test_pick_a_video_from_the_library(site, browser):
   url, _ = site
   browser.get(url + '/')
-  options = browser.find_elements(By.CSS_SELECTOR, '#library option')
-  assert len(options) >= 20 and options[0].text.startswith('NonViolence')
+  names = [o.text for o in browser.find_elements(By.CSS_SELECTOR, '#library option')]
+  assert len(names) >= 20 and names[0].startswith('NonViolence')
   browser.find_element(By.ID, 'pick').click()
   WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
-  assert browser.find_element(By.TAG_NAME, 'h1').text == os.path.basename(options[0].text)
+  assert browser.find_element(By.TAG_NAME, 'h1').text == os.path.basename(names[0])
