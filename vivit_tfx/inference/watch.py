@@ -92,6 +92,8 @@ class Source:
     self.live = not os.path.exists(spec)
     self.realtime = realtime and not self.live
     self.reconnects = 0
+    if self.live:
+      cv2.setLogLevel(0)  # failed reconnection tries: our one line each, not OpenCV's warnings
     self._capture = None
     self._index, self._t0, self._fps = 0, None, 25.0
     self._open()  # a source that cannot be opened at all fails now, with the reason
