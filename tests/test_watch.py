@@ -156,3 +156,14 @@ def test_a_source_that_cannot_be_one_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith('vivit-tfx watch: error: ') and words in err and len(
         err.strip().splitlines()) == 1, err
+
+
+def test_sampling_rule_comes_from_the_model(tmp_path):
+  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  os.makedirs(tmp_path / 'assets.extra')
+  clip = {'num_frames': 16, 'frame_size': [32, 48]}
+  (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps({**clip, 'sample_fps': 5.0}))
+  assert watch.sampling_rule(str(tmp_path)) == (16, (32, 48), 5.0, '')
+  (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps(clip))  # older models: T over 2 s
+  t, size, fps, note = watch.sampling_rule(str(tmp_path))
+  assert (t, size, fps) == (16, (32, 48), 8.0) and 'no sample_fps' in note

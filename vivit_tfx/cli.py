@@ -247,11 +247,12 @@ def _cmd_serve(args) -> int:
 
 def _cmd_watch(args) -> int:
   from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import watch  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import rest, watch  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
+    watch.check_source(args.source)
     config = watch.WatchConfig(
-        source=args.source, model_dir=_model_dir(args), out_dir=args.out_dir,
+        source=args.source, model_dir=rest.version_dir(_model_dir(args))[0], out_dir=args.out_dir,
         stride_s=args.stride_s, average=args.average, ema=args.ema,
         start_threshold=args.start_threshold, stop_threshold=args.stop_threshold,
         min_event_s=args.min_event_s, webhooks=tuple(args.webhook),
@@ -270,7 +271,8 @@ def _add_serve_watch_parsers(sub) -> None:
                      'lines, snapshots, webhooks')
   p.add_argument('source', help='a video file, a webcam index (0), or an rtsp:// / http(s):// '
                  'stream URL')
-  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  p.add_argument('--model-dir', default='', help='a SavedModel or a folder of numbered '
+                 'versions (default: newest pushed)')
   p.add_argument('--serving-dir', default='output/serving')
   p.add_argument('--model-name', default='vivit_violence')
   p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
