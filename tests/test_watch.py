@@ -96,6 +96,7 @@ def _unix(iso: str) -> float:
   return datetime.datetime.fromisoformat(iso).timestamp()
 
 
+@pytest.mark.e2e
 def test_watch_a_live_stream_that_drops(trained_run, tmp_path):
   config, _ = trained_run
   model_dir = predict.newest_version(config.serving_dir, config.model_name)
