@@ -4,6 +4,8 @@ import os
 import sys
 import warnings
 
+import pytest
+
 from vivit_tfx import console
 
 
@@ -16,6 +18,18 @@ def _chatter():
   warnings.warn('invalid value encountered in divide', RuntimeWarning)
   os.write(2, b'W0000 op_level_cost_estimator.cc:699] Error in PredictCost()\n')  # C++ code
   logging.getLogger('tfx.orchestration').error('Trainer failed: out of memory')
+
+
+@pytest.fixture(autouse=True)
+def library_loggers_at_warning():
+  """Other tests' read-only commands raise these loggers to ERROR; `run` leaves them be."""
+  loggers = [logging.getLogger(n) for n in ('absl', 'tensorflow', 'apache_beam')]
+  levels = [l.level for l in loggers]
+  for l in loggers:
+    l.setLevel(logging.WARNING)
+  yield
+  for l, level in zip(loggers, levels):
+    l.setLevel(level)
 
 
 def test_library_warnings_go_to_the_log_and_errors_stay_visible(tmp_path, capfd):

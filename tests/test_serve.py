@@ -120,3 +120,15 @@ def test_serve_without_a_model_is_a_clear_error(tmp_path, capsys):
   assert cli.main(['serve', '--model-dir', str(tmp_path)]) == 1
   err = capsys.readouterr().err
   assert err.startswith('vivit-tfx serve: error: ') and 'numbered SavedModel' in err, err
+
+
+def test_a_newly_pushed_version_is_served(first_run, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  config, _ = first_run
+  pushed = predict.newest_version(config.serving_dir, config.model_name)
+  shutil.copytree(pushed, tmp_path / '7')
+  model = rest.ModelServer(str(tmp_path), 'm')
+  assert model.servable.version == 7 and not model.refresh()
+  shutil.copytree(pushed, tmp_path / '12')
+  assert model.refresh() and model.handle('GET', 'm/versions/12')['model_version_status'][0][
+      'version'] == '12'

@@ -238,7 +238,8 @@ def _cmd_serve(args) -> int:
         model_dir=args.model_dir or os.path.join(args.serving_dir, args.model_name),
         model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
         videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
-        max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold)
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold,
+        poll_s=args.poll_s)
     server.serve(config)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
@@ -311,6 +312,8 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--max-upload-mb', type=float, default=512, help='review upload limit')
   p.add_argument('--threshold', type=float, default=0.5,
                  help='review page: flag timeline windows at or above this P(violence)')
+  p.add_argument('--poll-s', type=float, default=30.0,
+                 help='serve a newly pushed version found within this many seconds (0: never)')
   p.set_defaults(func=_cmd_serve)
 # --- end issue 16 ------------------------------------------------------------------------------
 

@@ -68,12 +68,27 @@ class Servable:
 
 
 class ModelServer:
-  """Serves one model (the newest version of its folder, as TF Serving's default policy)."""
+  """Serves one model: the newest version of its folder, as TF Serving's default policy.
+
+  `refresh()` loads a newer version pushed since (TF Serving polls its folder the same way);
+  requests in flight finish on the version they started with.
+  """
 
   def __init__(self, model_dir: str, name: str):
+    self.model_dir, self.name = model_dir, name
+    self.servable = self._load(*version_dir(model_dir))
+
+  def _load(self, path: str, version: int) -> Servable:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    path, version = version_dir(model_dir)
-    self.servable = Servable(name, version, path, tf.saved_model.load(path))
+    return Servable(self.name, version, path, tf.saved_model.load(path))
+
+  def refresh(self) -> bool:
+    """True if a newer version was found and is now served."""
+    path, version = version_dir(self.model_dir)
+    if version <= self.servable.version:
+      return False
+    self.servable = self._load(path, version)  # one assignment: requests see old or new
+    return True
 
   # --- routing ---------------------------------------------------------------------------
   def handle(self, method: str, path: str, body: bytes = b'') -> Dict[str, Any]:

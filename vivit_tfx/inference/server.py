@@ -9,9 +9,13 @@ Request bodies are read with a size cap; everything the server writes goes under
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
+import threading
+import time
 from typing import Optional
 
 from starlette.applications import Starlette
@@ -34,6 +38,7 @@ class ServerConfig:
   max_request_bytes: int = 64 << 20  # REST bodies
   max_upload_bytes: int = 512 << 20  # review uploads
   threshold: float = 0.5  # review page: windows at or above it are flagged
+  poll_s: float = 30.0  # look for a newly pushed version this often (0: never)
 
 
 class BodyTooLarge(Exception):
@@ -132,7 +137,27 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     except KeyError:
       return Response('not found', status_code=404)
 
-  return Starlette(routes=[
+  def poll(stop: threading.Event) -> None:
+    while not stop.wait(config.poll_s):
+      try:
+        if model.refresh():
+          reviewer.model_dir = model.servable.path
+          print(f'serve: now serving version {model.servable.version} '
+                f'({model.servable.path})', flush=True)
+      except Exception as e:  # pylint: disable=broad-except  # keep serving the loaded one
+        print(f'serve: could not load a new version: {rest.first_line(e)}', file=sys.stderr,
+              flush=True)
+
+  @contextlib.asynccontextmanager
+  async def lifespan(app):
+    del app
+    stop = threading.Event()
+    if config.poll_s > 0:
+      threading.Thread(target=poll, args=(stop,), daemon=True, name='version poll').start()
+    yield
+    stop.set()
+
+  return Starlette(lifespan=lifespan, routes=[
       Route('/v1/models/{path:path}', models, methods=['GET', 'POST']),
       Route('/', page),
       Route('/review/upload', upload, methods=['POST']),
@@ -167,8 +192,6 @@ class BackgroundServer:
     self._thread = None
 
   def __enter__(self) -> str:
-    import threading  # pylint: disable=g-import-not-at-top
-    import time  # pylint: disable=g-import-not-at-top
     self._thread = threading.Thread(target=self._server.run, daemon=True)
     self._thread.start()
     deadline = time.monotonic() + 30
