@@ -87,8 +87,9 @@ class Source:
   """
 
   def __init__(self, spec: str, reconnect_s: float = 30.0, realtime: bool = False,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, stop_at: float = float('inf')):
     self.spec, self.reconnect_s, self.log = spec, reconnect_s, log
+    self.stop_at = stop_at  # time.monotonic() after which no reconnection is tried
     self.live = not os.path.exists(spec)
     self.realtime = realtime and not self.live
     self.reconnects = 0
@@ -145,7 +146,7 @@ class Source:
     if self._capture is not None:
       self._capture.release()
       self._capture = None
-    deadline, delay = time.monotonic() + self.reconnect_s, 0.5
+    deadline, delay = min(time.monotonic() + self.reconnect_s, self.stop_at), 0.5
     while time.monotonic() < deadline:
       self.log(f'watch: {self.spec}: no frames; reconnecting in {delay:g} s')
       time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -428,7 +429,8 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
     log(f'watch: {note}')
   stride = max(1, int(round(config.stride_s * fps)))
   scorer = Scorer(config.model_dir, (num_frames,) + size)
-  source = Source(config.source, config.reconnect_s, config.realtime, log)
+  stop_at = time.monotonic() + config.max_seconds if config.max_seconds else float('inf')
+  source = Source(config.source, config.reconnect_s, config.realtime, log, stop_at)
   run_dir = os.path.join(config.out_dir, datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f'))
   os.makedirs(run_dir)
   hooks = [Webhook(u, config.webhook_timeout_s, config.webhook_retries, log=log)
