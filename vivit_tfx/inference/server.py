@@ -88,12 +88,13 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     del request
     return HTMLResponse(review.index_page(model.servable, reviewer.library()))
 
-  async def upload(request: Request) -> Response:
-    job = reviewer.new_job(request.query_params.get('name', 'upload'))
+  async def reviewed(job: review.Job, path: str, upload: Optional[Request] = None) -> Response:
+    """Receives the upload (if any) into the job folder, reviews; a failed job is removed."""
     try:
-      with open(job.upload_path, 'wb') as sink:
-        await _body(request, config.max_upload_bytes, sink)
-      result = await run_in_threadpool(reviewer.review, job, job.upload_path)
+      if upload is not None:
+        with open(job.upload_path, 'wb') as sink:
+          await _body(upload, config.max_upload_bytes, sink)
+      await run_in_threadpool(reviewer.review, job, path)
     except BodyTooLarge as e:
       reviewer.discard(job)
       return _error(str(e), 413)
@@ -106,7 +107,11 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     except Exception as e:  # pylint: disable=broad-except
       reviewer.discard(job)
       return _error(f'{job.name}: the review failed ({rest.first_line(e)})', 500)
-    return JSONResponse({'job': job.id, 'url': f'/review/{job.id}', 'label': result['label']})
+    return JSONResponse({'job': job.id, 'url': f'/review/{job.id}'})
+
+  async def upload(request: Request) -> Response:
+    job = reviewer.new_job(request.query_params.get('name', 'upload'))
+    return await reviewed(job, job.upload_path, request)
 
   async def pick(request: Request) -> Response:
     try:
@@ -114,16 +119,7 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
       path = reviewer.library_path(name)
     except (BodyTooLarge, ValueError, AttributeError) as e:
       return _error(str(e) or 'expected {"name": "<video in the library>"}', 400)
-    job = reviewer.new_job(name)
-    try:
-      await run_in_threadpool(reviewer.review, job, path)
-    except review.NotAVideo as e:
-      reviewer.discard(job)
-      return _error(str(e), 400)
-    except Exception as e:  # pylint: disable=broad-except
-      reviewer.discard(job)
-      return _error(f'{job.name}: the review failed ({rest.first_line(e)})', 500)
-    return JSONResponse({'job': job.id, 'url': f'/review/{job.id}'})
+    return await reviewed(reviewer.new_job(name), path)
 
   async def result(request: Request) -> Response:
     try:
