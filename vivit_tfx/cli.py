@@ -9,6 +9,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from vivit_tfx.console import quiet as quiet_console
 from vivit_tfx.pipeline.configs import parse_size
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -80,18 +81,21 @@ def _cmd_ingest(args) -> int:
 def _cmd_run(args) -> int:
   from vivit_tfx.pipeline import configs, local_runner, run_guard  # pylint: disable=g-import-not-at-top
   config = configs.from_args(args)
+  log = ''
   try:
     config.validate()
   except configs.ConfigError as e:
     raise UserError(str(e)) from None
   try:
-    summary = local_runner.run(config)
+    with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
+      summary = local_runner.run(config)
   except (local_runner.DataError, run_guard.BusyError) as e:
     raise UserError(str(e)) from None
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
-                    f' (details above; metadata: {config.metadata_path})') from None
+                    f' (details above and in {log}; metadata: {config.metadata_path})') from None
   print(summary.to_text())
+  print(f'  log: {log}')
   return 0
 
 
@@ -272,11 +276,103 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+  if args.what in ('serve', 'watch'):  # issue 16
+    from vivit_tfx.bench import serve_bench, watch_bench  # pylint: disable=g-import-not-at-top
+    return (serve_bench if args.what == 'serve' else watch_bench).main(args.rest)
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
+
+
+# --- issue 16: live detection (watch) and the local server (serve) ----------------------------
+def _cmd_serve(args) -> int:
+  from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    config = server.ServerConfig(
+        model_dir=args.model_dir or os.path.join(args.serving_dir, args.model_name),
+        model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
+        videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold,
+        poll_s=args.poll_s)
+    server.serve(config)
+  except (ValueError, OSError) as e:
+    raise UserError(str(e)) from None
+  return 0
+
+
+def _cmd_watch(args) -> int:
+  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import rest, watch  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    watch.check_source(args.source)
+    config = watch.WatchConfig(
+        source=args.source, model_dir=rest.version_dir(_model_dir(args))[0], out_dir=args.out_dir,
+        stride_s=args.stride_s, average=args.average, ema=args.ema,
+        start_threshold=args.start_threshold, stop_threshold=args.stop_threshold,
+        min_event_s=args.min_event_s, webhooks=tuple(args.webhook),
+        webhook_timeout_s=args.webhook_timeout, max_seconds=args.max_seconds,
+        reconnect_s=args.reconnect_s, realtime=args.realtime)
+    if config.stop_threshold > config.start_threshold:
+      raise ValueError('--stop-threshold must not exceed --start-threshold')
+    watch.watch(config)
+  except (ValueError, video_reader.VideoReadError) as e:
+    raise UserError(str(e)) from None
+  return 0
+
+
+def _add_serve_watch_parsers(sub) -> None:
+  p = sub.add_parser('watch', help='live detection on a camera, stream or file: events as JSON '
+                     'lines, snapshots, webhooks')
+  p.add_argument('source', help='a video file, a webcam index (0), or an rtsp:// / http(s):// '
+                 'stream URL')
+  p.add_argument('--model-dir', default='', help='a SavedModel or a folder of numbered '
+                 'versions (default: newest pushed)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence')
+  p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
+                 'timestamped folder in here')
+  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
+  p.add_argument('--average', type=int, default=3, help='smooth: mean of the last k windows')
+  p.add_argument('--ema', type=float, default=0.0,
+                 help='smooth with an exponential moving average of this weight instead')
+  p.add_argument('--start-threshold', type=float, default=0.6)
+  p.add_argument('--stop-threshold', type=float, default=0.4)
+  p.add_argument('--min-event-s', type=float, default=1.0)
+  p.add_argument('--webhook', action='append', default=[], metavar='URL',
+                 help='POST each event as JSON here (repeatable)')
+  p.add_argument('--webhook-timeout', type=float, default=5.0, help='seconds per attempt')
+  p.add_argument('--max-seconds', type=float, default=0.0, help='stop after this long (0: never)')
+  p.add_argument('--reconnect-s', type=float, default=30.0,
+                 help='give up on a live source after this long without frames')
+  p.add_argument('--realtime', action='store_true',
+                 help='read a file at its frame rate, like a camera (default: as fast as the '
+                 'model goes, nothing dropped)')
+  p.set_defaults(func=_cmd_watch)
+
+  p = sub.add_parser('serve', help="local server: TF Serving's REST API for the pushed model "
+                     'and a review page')
+  p.add_argument('--model-dir', default='',
+                 help='a SavedModel, or a folder of numbered versions (default: '
+                 '<serving-dir>/<model-name>, newest version)')
+  p.add_argument('--serving-dir', default='output/serving')
+  p.add_argument('--model-name', default='vivit_violence', help='the name in /v1/models/<name>')
+  p.add_argument('--host', default='127.0.0.1', help='0.0.0.0 to listen on every interface')
+  p.add_argument('--port', type=int, default=8501, help="TF Serving's REST port by default")
+  p.add_argument('--work-dir', default='output/serve',
+                 help='the only folder the server writes to (uploads, review results)')
+  p.add_argument('--videos-dir', default='', help='videos the review page offers to pick')
+  p.add_argument('--max-request-mb', type=float, default=64, help='REST request body limit')
+  p.add_argument('--max-upload-mb', type=float, default=512, help='review upload limit')
+  p.add_argument('--threshold', type=float, default=0.5,
+                 help='review page: flag timeline windows at or above this P(violence)')
+  p.add_argument('--poll-s', type=float, default=30.0,
+                 help='serve a newly pushed version found within this many seconds (0: never)')
+  p.set_defaults(func=_cmd_serve)
+# --- end issue 16 ------------------------------------------------------------------------------
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -330,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)
+  p.add_argument('--verbose', action='store_true',  # issue 16
+                 help='also show library warnings (always in <output-root>/logs/run-*.log)')
   p.set_defaults(func=_cmd_run)
 
   from vivit_tfx.kubeflow import options as kubeflow_options  # pylint: disable=g-import-not-at-top
@@ -387,8 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 
+  _add_serve_watch_parsers(sub)  # issue 16
+
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
-  p.add_argument('what', choices=['model', 'pipeline'])
+  p.add_argument('what', choices=['model', 'pipeline', 'serve', 'watch'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser

@@ -1,0 +1,126 @@
+"""The review page of `vivit-tfx serve`, driven in a real headless browser (Debian's chromium).
+
+The browser is installed with apt when it is missing and this runs as root; otherwise the tests
+skip and say why.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from vivit_tfx.components import synthetic
+from vivit_tfx.inference import server
+from vivit_tfx.models import features
+from tests.test_serve import free_port
+
+pytestmark = pytest.mark.e2e
+webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed '
+                                '(pip install -c constraints.txt selenium)')
+from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+APT_PACKAGES = ['chromium', 'chromium-driver']
+
+
+def _browser_binaries():
+  """(chromium, chromedriver) paths, installing them with apt if missing and possible."""
+  def found():
+    return shutil.which('chromium'), shutil.which('chromedriver')
+  if all(found()):
+    return found()
+  if os.geteuid() != 0 or not shutil.which('apt-get'):
+    pytest.skip('no chromium/chromedriver, and apt-get as root is not available to install '
+                f'them (install: apt-get install {" ".join(APT_PACKAGES)})')
+  env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+  for command in (['apt-get', 'install', '-y', '-q'] + APT_PACKAGES, ['apt-get', 'update', '-q'],
+                  ['apt-get', 'install', '-y', '-q'] + APT_PACKAGES):
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    if command[1] == 'install' and done.returncode == 0 and all(found()):
+      return found()
+  pytest.skip(f'could not install {" ".join(APT_PACKAGES)} with apt: '
+              f'{(done.stderr or done.stdout).strip().splitlines()[-1:]}')
+
+
+@pytest.fixture(scope='module')
+def browser():
+  chromium, chromedriver = _browser_binaries()
+  options = webdriver.ChromeOptions()
+  for flag in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'):
+    options.add_argument(flag)
+  options.binary_location = chromium
+  driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+  yield driver
+  driver.quit()
+
+
+@pytest.fixture(scope='module')
+def site(first_run, video_root, tmp_path_factory):
+  """(URL, work folder) of `serve` on the tiny pushed model, the tiny videos as its library."""
+  config, _ = first_run
+  work = str(tmp_path_factory.mktemp('review_work'))
+  settings = server.ServerConfig(
+      model_dir=os.path.join(config.serving_dir, config.model_name), model_name=config.model_name,
+      port=free_port(), work_dir=work, videos_dir=video_root, threshold=0.0)  # flag every window
+  with server.BackgroundServer(settings) as url:
+    yield url, work
+
+
+def _files(root):
+  return sorted((os.path.relpath(os.path.join(r, n), root), os.path.getmtime(os.path.join(r, n)))
+                for r, _, names in os.walk(root) for n in names)
+
+
+def test_upload_a_video_then_see_label_timeline_segments(site, browser, tmp_path, video_root):
+  url, work = site
+  video = str(tmp_path / 'clip.mp4')
+  synthetic.long_video(video, [0, 1], segment_s=2.0, seed=1)
+  library_before = _files(video_root)
+  browser.get(url + '/')
+  browser.find_element(By.ID, 'file').send_keys(video)
+  browser.find_element(By.ID, 'upload').click()
+  WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
+  assert browser.find_element(By.ID, 'label').text in features.CLASS_NAMES
+  assert 0 <= float(browser.find_element(By.ID, 'probability').text) <= 1
+  timeline_width = browser.execute_script(
+      "return document.getElementById('timeline').naturalWidth")
+  assert timeline_width > 100  # the PNG loaded
+  rows = browser.find_elements(By.CSS_SELECTOR, '#segments tr')
+  assert len(rows) >= 2  # header + at least one flagged segment (threshold 0)
+  thumbs = browser.find_elements(By.CSS_SELECTOR, '#segments img.thumb')
+  assert thumbs and all(browser.execute_script('return arguments[0].naturalWidth', t) > 0
+                        for t in thumbs)
+  assert browser.find_elements(By.ID, 'attention')
+  # Everything the review wrote is in the server's work folder; the library is untouched.
+  job = os.path.join(work, 'jobs', browser.current_url.rstrip('/').rsplit('/', 1)[1])
+  assert os.path.exists(os.path.join(job, 'clip.mp4'))
+  assert os.path.exists(os.path.join(job, 'clip.timeline.png'))
+  assert _files(video_root) == library_before
+
+
+def test_a_file_that_is_not_a_video_gets_a_clear_message(site, browser, tmp_path):
+  url, work = site
+  for name, content, words in (('notes.txt', b'hello', 'not a video file'),
+                               ('fake.mp4', b'\x00' * 4096, 'cannot be read as a video')):
+    path = tmp_path / name
+    path.write_bytes(content)
+    jobs_before = set(os.listdir(os.path.join(work, 'jobs')))
+    browser.get(url + '/')
+    browser.find_element(By.ID, 'file').send_keys(str(path))
+    browser.find_element(By.ID, 'upload').click()
+    message = browser.find_element(By.ID, 'message')
+    WebDriverWait(browser, 60).until(lambda d: message.get_attribute('class') == 'error')
+    assert name in message.text and words in message.text, message.text
+    assert set(os.listdir(os.path.join(work, 'jobs'))) == jobs_before  # nothing left behind
+
+
+def test_pick_a_video_from_the_library(site, browser):
+  url, _ = site
+  browser.get(url + '/')
+  names = [o.text for o in browser.find_elements(By.CSS_SELECTOR, '#library option')]
+  assert len(names) >= 20 and names[0].startswith('NonViolence')
+  browser.find_element(By.ID, 'pick').click()
+  WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
+  assert browser.find_element(By.TAG_NAME, 'h1').text == os.path.basename(names[0])

@@ -1,0 +1,170 @@
+"""`vivit-tfx watch`: live detection on a loopback MJPEG camera, webhooks, reconnection."""
+import datetime
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from vivit_tfx.bench.mjpeg_stream import MjpegStream
+from vivit_tfx.components import synthetic
+from vivit_tfx.inference import predict, watch
+
+
+# --- the decision logic, without a model ----------------------------------------------------
+def _windows(scores, stride=1.0, span=2.0):
+  blank = np.zeros((1, 1, 3), np.uint8)
+  return [watch.Window(blank[None], i * stride, i * stride + span, 0.0, 1000.0 + i * stride,
+                       blank, score=s) for i, s in enumerate(scores)]
+
+
+def _events(scores, **changes):
+  config = watch.WatchConfig(source='x', model_dir='x', **changes)
+  out = []
+  detector = watch.Detector(config, lambda record, peak: out.append((record, peak.score)))
+  for w in _windows(scores):
+    detector.update(w)
+  detector.finish()
+  return out
+
+
+def test_hysteresis_smoothing_and_minimum_length():
+  # One spike does not lift a mean of 3 over 0.6; a run of highs does, and dips inside the
+  # run (above the stop threshold on average) do not split it.
+  events = _events([0, 0, 0.9, 0, 0, 0, 0.9, 0.95, 0.3, 0.9, 0.8, 0.1, 0, 0, 0])
+  assert [(r['event'], r['id']) for r, _ in events] == [('start', 1), ('end', 1)]
+  end = events[1][0]
+  assert (end['start_s'], end['end_s'], end['peak_score']) == (6.0, 12.0, 0.95)
+  assert events[1][1] == 0.95 and end['start_wall'].startswith('1970-01-01T00:16:44')
+  # Stop threshold: a mean that stays at 0.5 keeps the event open until the stream ends.
+  events = _events([0.9, 0.9, 0.9, 0.5, 0.5, 0.5], average=1)
+  assert [r['event'] for r, _ in events] == ['start', 'end'] and events[1][0]['end_s'] == 4.0
+  # Minimum length: a 2 s event is dropped when 3 s are required; EMA smoothing works too.
+  assert _events([0, 0.9, 0, 0, 0], average=1, min_event_s=3.0) == []
+  assert len(_events([0, 0.9, 0.9, 0.9, 0, 0, 0], ema=0.5)) == 2
+
+
+def test_sampler_keeps_the_model_rate():
+  sampler = watch.Sampler(4.0)
+  kept = [t for t in np.arange(0, 10, 1 / 30) if sampler.keep(t)]
+  assert len(kept) == 40 and np.allclose(np.diff(kept), 0.25, atol=1 / 30)
+
+
+def test_mailbox_replaces_unscored_windows_for_live_sources():
+  box = watch.Mailbox()
+  for w in _windows([0.1, 0.2, 0.3]):
+    box.put(w, wait=False)
+  assert box.replaced == 2 and box.get().score == 0.3
+  box.close()
+  assert box.get() is None
+
+
+# --- end to end on a live stream --------------------------------------------------------------
+class Receiver:
+  """A webhook endpoint on 127.0.0.1 that records every JSON body POSTed to it."""
+
+  def __init__(self):
+    self.events = []
+    received = self.events
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def log_message(self, *args):
+        pass
+
+      def do_POST(self):  # pylint: disable=invalid-name
+        received.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+        self.send_response(204)
+        self.end_headers()
+
+    self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    self.url = f'http://127.0.0.1:{self.server.server_address[1]}/hook'
+    threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+  def close(self):
+    self.server.shutdown()
+    self.server.server_close()
+
+
+def _unix(iso: str) -> float:
+  return datetime.datetime.fromisoformat(iso).timestamp()
+
+
+@pytest.mark.e2e
+def test_watch_a_live_stream_that_drops(trained_run, tmp_path):
+  config, _ = trained_run
+  model_dir = predict.newest_version(config.serving_dir, config.model_name)
+  video = str(tmp_path / 'camera.mp4')
+  truth = synthetic.long_video(video, [0, 1, 0, 0, 1, 0], segment_s=4.0, seed=5)
+  receiver = Receiver()
+  dead = socket.socket()  # accepts connections (the kernel does) but never answers
+  dead.bind(('127.0.0.1', 0))
+  dead.listen(16)
+  dead_url = f'http://127.0.0.1:{dead.getsockname()[1]}/hook'
+  lines = []  # (arrival time, JSON line)
+  camera = MjpegStream(video, cut_at_s=10.0, gap_s=2.0)
+  with camera as url:
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'vivit_tfx.cli', 'watch', url, '--model-dir', model_dir,
+         '--out-dir', str(tmp_path / 'watch'), '--webhook', dead_url, '--webhook',
+         receiver.url, '--webhook-timeout', '30', '--reconnect-s', '4', '--max-seconds', '120'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+      lines.append((time.time(), json.loads(line)))
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, stderr
+  receiver.close()
+  dead.close()
+  records = [r for _, r in lines]
+  summary = records[-1]
+  events = [r for r in records if r['event'] in ('start', 'end')]
+  ends = [r for r in events if r['event'] == 'end']
+  assert summary['event'] == 'summary' and summary['reconnects'] >= 1, (summary, stderr)
+  assert 'reconnected' in stderr and camera.connections >= 2
+
+  # Every violent segment gives an event; ≥ 60 % of event time is violent (in video time).
+  spans = [(camera.video_time(_unix(e['start_wall'])), camera.video_time(_unix(e['end_wall'])))
+           for e in ends]
+  violent = [(t['start_s'], t['end_s']) for t in truth if t['label'] == 1]
+  overlap = lambda a, b: max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+  for v in violent:
+    assert any(overlap(v, s) > 0 for s in spans), (v, spans, events)
+  detected = sum(s[1] - s[0] for s in spans)
+  assert sum(overlap(v, s) for v in violent for s in spans) >= 0.6 * detected, (spans, truth)
+  for e in events:
+    assert cv2.imread(e['snapshot']) is not None
+  # The live webhook got every event; the dead one delayed none of them.
+  assert [(e['id'], e['event']) for e in receiver.events] == [(e['id'], e['event'])
+                                                             for e in events]
+  delays = [arrival - _unix(r['wall']) for arrival, r in lines if r['event'] != 'summary']
+  assert max(delays) < 8.0, delays  # a blocking hook would add ≥ 30 s
+  assert summary['webhooks'][0]['sent'] == 0 and summary['webhooks'][1]['sent'] == len(events)
+
+
+def test_a_source_that_cannot_be_one_is_a_clear_error(tmp_path, capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  text = tmp_path / 'notes.mp4'
+  text.write_text('not a video')
+  for source, words in ((str(tmp_path / 'missing.mp4'), 'no such file'),
+                        (str(text), 'not a readable video')):
+    assert cli.main(['watch', source, '--model-dir', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('vivit-tfx watch: error: ') and words in err and len(
+        err.strip().splitlines()) == 1, err
+
+
+def test_sampling_rule_comes_from_the_model(tmp_path):
+  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  os.makedirs(tmp_path / 'assets.extra')
+  clip = {'num_frames': 16, 'frame_size': [32, 48]}
+  (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps({**clip, 'sample_fps': 5.0}))
+  assert watch.sampling_rule(str(tmp_path)) == (16, (32, 48), 5.0, '')
+  (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps(clip))  # older models: T over 2 s
+  t, size, fps, note = watch.sampling_rule(str(tmp_path))
+  assert (t, size, fps) == (16, (32, 48), 8.0) and 'no sample_fps' in note

@@ -1,0 +1,202 @@
+"""`vivit-tfx serve`: one local server for the pushed model (Starlette on uvicorn).
+
+* `/v1/models/…`: TF Serving's REST API (`vivit_tfx.inference.rest`), so a client written for
+  TF Serving works unchanged against a machine without Docker or the TF Serving binary.
+* `/`: the review page (`vivit_tfx.inference.review`): upload a video or pick one from a
+  configured folder; label, timeline, segment thumbnails and attention overlay.
+
+Request bodies are read with a size cap; everything the server writes goes under its work folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import threading
+import time
+from typing import Optional
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from vivit_tfx.inference import rest, review
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+  model_dir: str
+  model_name: str = 'vivit_violence'
+  host: str = '127.0.0.1'
+  port: int = 8501  # TF Serving's REST port
+  work_dir: str = 'output/serve'
+  videos_dir: str = ''  # review page: videos offered for picking ('' = upload only)
+  max_request_bytes: int = 64 << 20  # REST bodies
+  max_upload_bytes: int = 512 << 20  # review uploads
+  threshold: float = 0.5  # review page: windows at or above it are flagged
+  poll_s: float = 30.0  # look for a newly pushed version this often (0: never)
+
+
+class BodyTooLarge(Exception):
+  pass
+
+
+async def _body(request: Request, limit: int, sink=None) -> bytes:
+  """The request body, refused past `limit` bytes; streamed into `sink` (a file) if given."""
+  declared = request.headers.get('content-length', '')
+  if declared.isdigit() and int(declared) > limit:
+    raise BodyTooLarge(f'request body of {int(declared)} bytes exceeds the limit of {limit}')
+  chunks, size = [], 0
+  async for chunk in request.stream():
+    size += len(chunk)
+    if size > limit:
+      raise BodyTooLarge(f'request body exceeds the limit of {limit} bytes')
+    if sink is None:
+      chunks.append(chunk)
+    else:
+      sink.write(chunk)
+  return b''.join(chunks)
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+  return JSONResponse({'error': message}, status_code=status)
+
+
+def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
+               reviewer: Optional[review.Reviewer] = None) -> Starlette:
+  """The ASGI app; `model` and `reviewer` are built from `config` unless given."""
+  model = model or rest.ModelServer(config.model_dir, config.model_name)
+  reviewer = reviewer or review.Reviewer(model.servable.path, config.work_dir, config.videos_dir,
+                                         threshold=config.threshold)
+
+  async def models(request: Request) -> Response:
+    try:
+      body = await _body(request, config.max_request_bytes) if request.method == 'POST' else b''
+      reply = await run_in_threadpool(model.handle, request.method,
+                                      request.path_params['path'], body)
+    except BodyTooLarge as e:
+      return _error(str(e), 413)
+    except rest.RestError as e:
+      return _error(str(e), e.status)
+    return JSONResponse(reply)
+
+  async def page(request: Request) -> Response:
+    del request
+    return HTMLResponse(review.index_page(model.servable, reviewer.library()))
+
+  async def reviewed(job: review.Job, path: str, upload: Optional[Request] = None) -> Response:
+    """Receives the upload (if any) into the job folder, reviews; a failed job is removed."""
+    try:
+      if upload is not None:
+        with open(job.upload_path, 'wb') as sink:
+          await _body(upload, config.max_upload_bytes, sink)
+      await run_in_threadpool(reviewer.review, job, path)
+    except BodyTooLarge as e:
+      reviewer.discard(job)
+      return _error(str(e), 413)
+    except ClientDisconnect:
+      reviewer.discard(job)
+      return _error('the upload was interrupted', 400)
+    except review.NotAVideo as e:
+      reviewer.discard(job)
+      return _error(str(e), 400)
+    except Exception as e:  # pylint: disable=broad-except
+      reviewer.discard(job)
+      return _error(f'{job.name}: the review failed ({rest.first_line(e)})', 500)
+    return JSONResponse({'job': job.id, 'url': f'/review/{job.id}'})
+
+  async def upload(request: Request) -> Response:
+    job = reviewer.new_job(request.query_params.get('name', 'upload'))
+    return await reviewed(job, job.upload_path, request)
+
+  async def pick(request: Request) -> Response:
+    try:
+      name = json.loads(await _body(request, 4096)).get('name', '')
+      path = reviewer.library_path(name)
+    except (BodyTooLarge, ValueError, AttributeError) as e:
+      return _error(str(e) or 'expected {"name": "<video in the library>"}', 400)
+    return await reviewed(reviewer.new_job(name), path)
+
+  async def result(request: Request) -> Response:
+    try:
+      return HTMLResponse(review.result_page(reviewer.result(request.path_params['job'])))
+    except KeyError:
+      return HTMLResponse('<p>No such review.</p>', status_code=404)
+
+  async def files(request: Request) -> Response:
+    try:
+      return FileResponse(reviewer.file(request.path_params['job'], request.path_params['name']))
+    except KeyError:
+      return Response('not found', status_code=404)
+
+  def poll(stop: threading.Event) -> None:
+    while not stop.wait(config.poll_s):
+      try:
+        if model.refresh():
+          reviewer.model_dir = model.servable.path
+          print(f'serve: now serving version {model.servable.version} '
+                f'({model.servable.path})', flush=True)
+      except Exception as e:  # pylint: disable=broad-except  # keep serving the loaded one
+        print(f'serve: could not load a new version: {rest.first_line(e)}', file=sys.stderr,
+              flush=True)
+
+  @contextlib.asynccontextmanager
+  async def lifespan(app):
+    del app
+    stop = threading.Event()
+    if config.poll_s > 0:
+      threading.Thread(target=poll, args=(stop,), daemon=True, name='version poll').start()
+    yield
+    stop.set()
+
+  return Starlette(lifespan=lifespan, routes=[
+      Route('/v1/models/{path:path}', models, methods=['GET', 'POST']),
+      Route('/', page),
+      Route('/review/upload', upload, methods=['POST']),
+      Route('/review/library', pick, methods=['POST']),
+      Route('/review/{job}', result),
+      Route('/files/{job}/{name}', files),
+  ])
+
+
+def serve(config: ServerConfig) -> None:
+  """Loads the model, prints where to find it and runs until Ctrl-C."""
+  import uvicorn  # pylint: disable=g-import-not-at-top
+  model = rest.ModelServer(config.model_dir, config.model_name)
+  app = create_app(config, model)
+  url = f'http://{config.host}:{config.port}'
+  print(f'serve: {model.servable.path} as {config.model_name} version {model.servable.version}\n'
+        f'  review page: {url}/\n'
+        f'  REST: {url}/v1/models/{config.model_name}[:predict]\n'
+        f'  work folder: {os.path.abspath(config.work_dir)}', flush=True)
+  uvicorn.run(app, host=config.host, port=config.port, log_level='warning')
+
+
+class BackgroundServer:
+  """The server on a background thread (tests, benchmarks): `with BackgroundServer(c) as url:`."""
+
+  def __init__(self, config: ServerConfig, model: Optional[rest.ModelServer] = None):
+    import uvicorn  # pylint: disable=g-import-not-at-top
+    self.app = create_app(config, model)
+    self._server = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port,
+                                                 log_level='warning'))
+    self.url = f'http://{config.host}:{config.port}'
+    self._thread = None
+
+  def __enter__(self) -> str:
+    self._thread = threading.Thread(target=self._server.run, daemon=True)
+    self._thread.start()
+    deadline = time.monotonic() + 30
+    while not self._server.started:
+      if not self._thread.is_alive() or time.monotonic() > deadline:
+        raise OSError(f'the server did not start on {self.url}')
+      time.sleep(0.05)
+    return self.url
+
+  def __exit__(self, *exc) -> None:
+    self._server.should_exit = True
+    self._thread.join(timeout=10)
