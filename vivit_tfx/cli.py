@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from vivit_tfx.pipeline.configs import parse_size
+from vivit_tfx.pipeline.configs import parse_size, split_names
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -52,8 +52,11 @@ def _cmd_ingest(args) -> int:
                                jpeg_quality=args.jpeg_quality),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
+        dataset=ingest.DatasetConfig(layout=args.layout, classes=split_names(args.classes),
+                                     positive_class=args.positive_class,
+                                     group_regex=args.group_regex),
         clips_per_shard=args.clips_per_shard, workers=args.workers)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, ValueError) as e:
     raise UserError(str(e)) from None
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
@@ -253,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
-                 help='folder with Violence/ and NonViolence/')
+                 help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   p.add_argument('--num-frames', type=int, default=8, help='frames per clip (T)')
   p.add_argument('--frame-size', type=parse_size, default=(64, 64), help='HxW of stored frames')
@@ -264,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--seed', type=int, default=42, help='split seed')
   p.add_argument('--clips-per-shard', type=int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+  # Dataset layout and classes (issue 13).
+  p.add_argument('--layout', default='auto',
+                 choices=['auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv'],
+                 help='how labels are read from the input (auto: detected)')
+  p.add_argument('--classes', default='',
+                 help='comma-separated class names in label order (default: the layout\'s)')
+  p.add_argument('--positive-class', default='',
+                 help='binary sets: the positive class (label 1)')
+  p.add_argument('--group-regex', default='',
+                 help='regex on the relative path; videos with the same group (group 1, else '
+                 'the match) never land in two splits')
   p.set_defaults(func=_cmd_ingest)
 
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top

@@ -20,11 +20,16 @@ from vivit_tfx.models.vivit_config import ViViTConfig
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, n_classes: int,
              training_mode: bool) -> tf.data.Dataset:
-  """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels)."""
+  """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels).
+
+  Training: shuffled, repeated forever. Validation: one pass over the whole split in its
+  (ingest-shuffled) record order, so every epoch's validation covers every class.
+  """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL,
-                                     shuffle=training_mode, shuffle_buffer_size=256),
+                                     shuffle=training_mode, shuffle_buffer_size=256,
+                                     num_epochs=None if training_mode else 1),
       tf_transform_output.raw_metadata.schema)
   tft_layer = tf_transform_output.transform_features_layer()
 
@@ -58,7 +63,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=epochs * steps_per_epoch)
   model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
-            validation_steps=max(1, fn_args.eval_steps), verbose=2,
+            verbose=2,  # validation: the whole eval split each epoch (input_fn)
             callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                    update_freq='epoch')])
   export.export(model, config, tf_transform_output, fn_args.serving_model_dir,

@@ -31,6 +31,11 @@ class PipelineConfig:
                                        # 'videos': VideoExampleGen reads videos on Beam
   schema_file: str = ''                # default: the curated schemas/clip_schema.pbtxt
   synthetic_clips: int = 200
+  # Dataset (issue 13): layout of videos_dir, class order, positive class, grouping.
+  layout: str = 'auto'                 # auto | rlvs | rwf2000 | hockey | folders | csv
+  classes: str = ''                    # comma-separated label order, e.g. 'Normal,Abuse,Fight'
+  positive_class: str = ''             # binary sets: the positive class (label 1)
+  group_regex: str = ''                # videos whose relative paths share group 1 stay together
   # Clip shape.
   num_frames: int = 8                  # T frames per clip
   frame_size: Tuple[int, int] = (64, 64)   # stored JPEG frames (H, W)
@@ -82,6 +87,12 @@ class PipelineConfig:
     overrides.update(json.loads(self.vivit_overrides or '{}'))
     return preset(self.preset, **overrides)
 
+  def dataset_config(self):
+    """The DatasetConfig that ingest and VideoExampleGen read the videos with."""
+    from vivit_tfx.components.layouts import DatasetConfig  # pylint: disable=g-import-not-at-top
+    return DatasetConfig(layout=self.layout, classes=split_names(self.classes),
+                         positive_class=self.positive_class, group_regex=self.group_regex)
+
   def replace(self, **changes) -> 'PipelineConfig':
     return dataclasses.replace(self, **changes)
 
@@ -89,6 +100,11 @@ class PipelineConfig:
 def absolute(path: str) -> str:
   """An absolute local path; URIs (gs://, s3://, …) are returned as they are."""
   return path if '://' in path else os.path.abspath(path)
+
+
+def split_names(text: str) -> Tuple[str, ...]:
+  """'A, B,C' → ('A', 'B', 'C')."""
+  return tuple(n.strip() for n in text.split(',') if n.strip())
 
 
 def parse_size(text: str) -> Tuple[int, int]:

@@ -57,7 +57,7 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   result = ingest.ingest(config.videos_dir, config.clips_dir,
                          clip=ingest.ClipConfig(num_frames=config.num_frames,
                                                 frame_size=tuple(config.frame_size)),
-                         progress=progress)
+                         dataset=config.dataset_config(), progress=progress)
   print(result.to_text())
   if result.num_written == 0:
     raise ValueError(f'no usable video under {config.videos_dir}')

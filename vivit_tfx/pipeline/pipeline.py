@@ -1,8 +1,9 @@
 """`create_pipeline`: the one function that wires the TFX components (local and Kubeflow)."""
 from __future__ import annotations
 
+import collections
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -34,12 +35,31 @@ def code_fingerprint() -> str:
   return digest.hexdigest()[:16]
 
 
-def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
-  """TFMA: counts, accuracy, AUC, precision/recall, confusion matrix and calibration plots,
-  overall and per container/label; blessing needs accuracy above the threshold and no worse
-  than the last blessed model."""
+def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
+  """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
+  scan of the videos folder, else --classes, else the RLVS layout's two classes."""
+  import json  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
+  summary = os.path.join(config.clips_dir, ingest.SUMMARY)
+  if config.input_mode == 'tfrecords' and tf.io.gfile.exists(summary):
+    with tf.io.gfile.GFile(summary) as f:
+      classes = json.load(f).get('classes')
+    if classes:
+      return tuple(classes)
+  if '://' not in config.videos_dir and os.path.exists(config.videos_dir):
+    return layouts.scan(config.videos_dir, config.dataset_config()).classes
+  return configs.split_names(config.classes) or layouts.RLVS_CLASSES
+
+
+def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.EvalConfig:
+  """TFMA, overall and per container/label. Two classes: counts, binary accuracy, AUC,
+  precision/recall, confusion matrix and calibration plots. More: accuracy, per-class
+  precision/recall (one-vs-rest) and the multi-class confusion matrix. Blessing needs accuracy
+  above the threshold and no worse than the last blessed model."""
+  binary = n_classes == 2
   accuracy = tfma.MetricConfig(
-      class_name='BinaryAccuracy',
+      class_name='BinaryAccuracy' if binary else 'SparseCategoricalAccuracy',
       threshold=tfma.MetricThreshold(
           value_threshold=tfma.GenericValueThreshold(
               lower_bound={'value': config.accuracy_threshold}),
@@ -47,32 +67,55 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
           change_threshold=tfma.GenericChangeThreshold(
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -(config.max_accuracy_drop + 1e-10)})))
-  metrics = [tfma.MetricConfig(class_name=name) for name in (
-      'ExampleCount', 'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
-      'ConfusionMatrixPlot', 'CalibrationPlot')]
+  if binary:
+    metrics_specs = [tfma.MetricsSpec(metrics=[accuracy] + [
+        tfma.MetricConfig(class_name=name) for name in (
+            'ExampleCount', 'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
+            'ConfusionMatrixPlot', 'CalibrationPlot')])]
+  else:
+    metrics_specs = [
+        tfma.MetricsSpec(metrics=[accuracy] + [tfma.MetricConfig(class_name=name) for name in (
+            'ExampleCount', 'MultiClassConfusionMatrixPlot')]),
+        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name)
+                                  for name in ('Precision', 'Recall')],
+                         binarize=tfma.BinarizationOptions(class_ids={'values': list(
+                             range(n_classes))}))]
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
                                   preprocessing_function_names=['transform_features'])],
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
-      metrics_specs=[tfma.MetricsSpec(metrics=[accuracy] + metrics)])
+      metrics_specs=metrics_specs)
+
+
+def _videos_pattern(config: configs.PipelineConfig) -> str:
+  """A glob (relative to videos_dir) matching the videos, for ExampleGen's input fingerprint."""
+  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  if '://' in config.videos_dir or not os.path.exists(config.videos_dir):
+    return '*/*'
+  found = layouts.scan(config.videos_dir, config.dataset_config())
+  if found.layout == 'csv':
+    return os.path.basename(layouts.csv_file(config.videos_dir))
+  depths = collections.Counter(c.path.count(os.sep) for c in found.candidates)
+  return '*/' * (depths.most_common(1)[0][0] if depths else 1) + '*'
 
 
 def _example_gen(config: configs.PipelineConfig):
   if config.input_mode == 'videos':
-    # Raw videos read on Beam; hashing on video_id keeps each video in exactly one split.
+    # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
     return VideoExampleGen(
         input_base=configs.absolute(config.videos_dir),
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='all',
-                                                                   pattern='*/*')]),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+            name='all', pattern=_videos_pattern(config))]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name='train', hash_buckets=14),
-                    tfx.proto.SplitConfig.Split(name='eval', hash_buckets=3),
-                    tfx.proto.SplitConfig.Split(name='test', hash_buckets=3)],
-            partition_feature_name=features.VIDEO_ID)),
+            splits=[tfx.proto.SplitConfig.Split(name=s, hash_buckets=1) for s in SPLITS])),
         custom_config={'clip': {'num_frames': config.num_frames,
-                                'frame_size': list(config.frame_size)}})
+                                'frame_size': list(config.frame_size)},
+                       'dataset': dataclasses.asdict(config.dataset_config()),
+                       'splits': dataclasses.asdict(ingest.SplitConfig())})
   if config.input_mode != 'tfrecords':
     raise ValueError(f'input_mode {config.input_mode!r} is not one of {configs.INPUT_MODES}')
   # Split folders written by `vivit-tfx ingest` (stratified, by video).
@@ -87,7 +130,8 @@ def create_pipeline(config: configs.PipelineConfig,
                     extra_components: Optional[List] = None) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
   Trainer → Resolver + Evaluator → Pusher."""
-  vivit = config.vivit_config()
+  classes = dataset_classes(config)
+  vivit = config.vivit_config().replace(n_classes=len(classes))
 
   # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
   example_gen = _example_gen(config)
@@ -96,8 +140,8 @@ def create_pipeline(config: configs.PipelineConfig,
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
 
   # Imports the curated schema (shape of `frames` fixed to the configured clip length).
-  schema_file = config.schema_file or schemas.for_num_frames(
-      config.num_frames, os.path.join(config.output_root, 'schemas'))
+  schema_file = config.schema_file or schemas.for_clips(
+      config.num_frames, len(classes), os.path.join(config.output_root, 'schemas'))
   schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.absolute(schema_file))
 
   # Detects anomalies of the clips against the schema ...
@@ -129,7 +173,10 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
                      'clip': {'num_frames': config.num_frames,
-                              'frame_size': list(config.frame_size)},
+                              'frame_size': list(config.frame_size),
+                              'class_names': list(classes),
+                              'positive_class': classes[1] if len(classes) == 2 else (
+                                  config.positive_class)},
                      'tpu_address': config.tpu_address,
                      'steps_per_epoch': config.steps_per_epoch, 'code': code_fingerprint()})
 
@@ -143,7 +190,7 @@ def create_pipeline(config: configs.PipelineConfig,
   # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'], eval_config=eval_config(config),
+      baseline_model=model_resolver.outputs['model'], eval_config=eval_config(config, len(classes)),
       example_splits=['test'])
 
   # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.
