@@ -102,10 +102,11 @@ def _looks_rwf2000(path: str) -> bool:
   return bool({c.lower() for c in FIGHT_CLASSES} & set(inner))
 
 
-def _looks_hockey(path: str) -> bool:
+def _looks_hockey(path: str, strict: bool = True) -> bool:
+  """A flat folder of fi*/no* videos (not strict: some of them, others are skipped)."""
   dirs, files = _listdir(path)
-  videos = [f for f in files if _is_video(f)]
-  return not dirs and bool(videos) and all(f.lower().startswith(('fi', 'no')) for f in videos)
+  named = [f.lower().startswith(('fi', 'no')) for f in files if _is_video(f)]
+  return not dirs and any(named) and (all(named) or not strict)
 
 
 def csv_file(path: str) -> Optional[str]:
@@ -272,6 +273,8 @@ def scan(root: str, config: DatasetConfig = DatasetConfig()) -> Scan:
   files = _walk(root, skipped)
   prefix = ''
   looks = dict(_DETECTORS).get(layout)
+  if layout == 'hockey':
+    looks = lambda path: _looks_hockey(path, strict=False)
   if looks is not None:
     base = _base(root, looks)
     if base is None:
@@ -366,25 +369,26 @@ def assign_splits(candidates: Sequence[Candidate], fractions: Dict[str, float],
   splits) stratum groups are ordered by a seeded hash of their id and each goes to the split
   furthest below its share. Every allowed split gets a group of the class when there are ≥ 3.
   """
-  groups: Dict[str, List[Candidate]] = collections.defaultdict(list)
-  for c in candidates:
-    groups[c.group_id].append(c)
-  strata: Dict[Tuple[int, Tuple[str, ...]], List[str]] = collections.defaultdict(list)
-  for gid, members in groups.items():
+  groups: Dict[Tuple[str, Tuple[str, ...]], List[Candidate]] = collections.defaultdict(list)
+  for c in candidates:  # an official partition wins over a group that crosses it
+    groups[(c.group_id, c.allowed)].append(c)
+  strata: Dict[Tuple[int, Tuple[str, ...]], List] = collections.defaultdict(list)
+  for key, members in groups.items():
     label = collections.Counter(m.label for m in members).most_common(1)[0][0]
-    allowed = tuple(s for s in SPLITS if all(s in m.allowed for m in members)) or (
-        members[0].allowed)
-    strata[(label, allowed)].append(gid)
+    strata[(label, key[1])].append(key)
   out = {}
   for (_, allowed), gids in sorted(strata.items()):
     share = {s: fractions[s] for s in allowed}
     total = sum(share.values()) or 1.0
     n = sum(len(groups[g]) for g in gids)
-    target = {s: n * share[s] / total for s in allowed}
-    if len(gids) >= len(allowed):  # every split with a share gets a group of the class
-      target = {s: max(t, 1.0) if share[s] else t for s, t in target.items()}
+    # Videos per split: rounded shares; with enough groups every split with a share gets one;
+    # the first allowed split (train) takes the rest.
+    target = {s: round(n * share[s] / total) for s in allowed[1:]}
+    if len(gids) >= len(allowed):
+      target = {s: max(t, 1) if share[s] else t for s, t in target.items()}
+    target[allowed[0]] = max(n - sum(target.values()), 0)
     taken = dict.fromkeys(allowed, 0)
-    for gid in sorted(gids, key=lambda g: _rank(seed, g)):
+    for gid in sorted(gids, key=lambda g: _rank(seed, g[0])):
       # The split furthest below its target; ties go to the earlier split (train first).
       split = max(allowed, key=lambda s: (target[s] - taken[s], -allowed.index(s)))
       if share[split] == 0:
