@@ -55,7 +55,7 @@ def stream_windows(path: str, windows: List[Window],
       if position in wanted:
         ok, bgr = capture.retrieve()
         if ok:
-          frame = video_reader.resize_and_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+          frame = cv2.cvtColor(video_reader.resize_and_crop(bgr, size), cv2.COLOR_BGR2RGB)
           for w_index, slot in wanted.pop(position):
             slots = pending.setdefault(w_index, {})
             slots[slot] = frame
