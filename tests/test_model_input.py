@@ -39,7 +39,7 @@ def _count(clips_dir, split):
 def test_each_validation_epoch_covers_the_whole_eval_split(clips_dir):
   pattern = [os.path.join(clips_dir, 'eval', '*')]
   dataset = model.input_fn(pattern, _accessor(clips_dir), _TransformOutput(), batch_size=2,
-                           n_classes=2, training_mode=False)
+                           n_classes=2, training_mode=False, num_frames=8)
   n = _count(clips_dir, 'eval')
   for _ in range(2):  # two epochs: the same finite pass each time
     labels, clips = [], 0
@@ -53,7 +53,7 @@ def test_each_validation_epoch_covers_the_whole_eval_split(clips_dir):
 def test_training_input_repeats(clips_dir):
   pattern = [os.path.join(clips_dir, 'train', '*')]
   dataset = model.input_fn(pattern, _accessor(clips_dir), _TransformOutput(), batch_size=8,
-                           n_classes=2, training_mode=True)
+                           n_classes=2, training_mode=True, num_frames=8)
   batches = list(dataset.take(_count(clips_dir, 'train') // 8 + 2))
   assert len(batches) == _count(clips_dir, 'train') // 8 + 2
   assert {int(v) for _, y in batches for v in y.numpy().ravel()} == {0, 1}

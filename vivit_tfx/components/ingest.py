@@ -34,10 +34,27 @@ _DECODED = '.decoded.tfrecord'
 
 @dataclasses.dataclass(frozen=True)
 class ClipConfig:
-  """How a video becomes a clip: frames kept, frame size (H, W), JPEG quality."""
+  """How a video becomes a record: frames per clip (T), frame size (H, W), JPEG quality, and
+  the temporal sampling rule.
+
+  sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
+  T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
+  `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
+  position in training, K evenly spaced views at evaluation: `models.clip_views`).
+  sample_fps = 0: T frames spread over the whole video (one clip per video).
+  """
   num_frames: int = 8
   frame_size: Tuple[int, int] = (64, 64)
   jpeg_quality: int = 90
+  sample_fps: float = 0.0
+  max_duration_s: float = 10.0
+
+  @property
+  def stored_frames(self) -> int:
+    """Frame slots per record (N)."""
+    if self.sample_fps <= 0:
+      return self.num_frames
+    return max(self.num_frames, int(math.ceil(self.max_duration_s * self.sample_fps - 1e-6)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +114,10 @@ def read_jpegs(path: str, clip: ClipConfig):
   Needs only OpenCV (no TensorFlow), so ingestion workers start fast and stay small.
   """
   try:
-    sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size))
-    return (clip_example.encode_clip(sampled, clip.jpeg_quality), sampled.info), None
+    sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size),
+                                     clip.sample_fps, clip.stored_frames)
+    jpegs = clip_example.encode_clip(sampled, clip.jpeg_quality)
+    return (jpegs + [b''] * (clip.stored_frames - len(jpegs)), sampled.info), None
   except video_reader.VideoReadError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except

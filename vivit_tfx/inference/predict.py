@@ -33,18 +33,12 @@ def newest_version(serving_dir: str, model_name: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelClipConfig:
-  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults.
-
-  Has the fields of `ingest.ClipConfig`, so it samples clips wherever one is taken.
-  """
-  num_frames: int = 8
-  frame_size: Tuple[int, int] = (64, 64)
-  jpeg_quality: int = 90
+class ModelClipConfig(ingest.ClipConfig):
+  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults: the
+  ingestion ClipConfig (T, frame size, sampling rule) plus the classes and the views."""
   class_names: Tuple[str, ...] = CLASS_NAMES  # label order
   positive_class: str = ''  # binary sets: class_names[1]
-  sample_fps: float = 0.0  # 0: a clip's T frames spread over the whole video (or window)
-  num_views: int = 1
+  num_views: int = 1  # K clips per video averaged by serving_default
 
   @property
   def positive_index(self) -> Optional[int]:
@@ -103,6 +97,26 @@ class Prediction:
     if clip.positive_index is not None and clip.positive_index < len(names):
       self.positive_class = names[clip.positive_index]
       self.positive_probability = clip.positive_score(row)
+
+
+def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
+  """Seconds of the source frames that serving_default's K views of this video use (the same
+  rule as evaluation: `ingest.ClipConfig` sampling, then `models.clip_views`)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
+  if clip.sample_fps > 0:
+    indices = video_reader.rate_indices(info.num_frames, info.fps, clip.sample_fps,
+                                        clip.stored_frames)
+  else:
+    indices = video_reader.sample_indices(info.num_frames, clip.num_frames)
+  slots = [str(i).encode() for i in range(len(indices))]
+  slots = tf.constant([slots + [b''] * (clip.stored_frames - len(slots))])  # [1, N]
+  starts = clip_views.view_starts(clip_views.valid_counts(slots), clip.num_frames,
+                                  clip.num_views)
+  views = clip_views.gather_clips(slots, starts, clip.num_frames)[0].numpy()  # [K, T]
+  fps = info.fps or 25.0
+  return [[round(indices[int(v)] / fps, 4) for v in view] for view in views]
 
 
 def serialized_clip(path: str, clip: ModelClipConfig) -> bytes:

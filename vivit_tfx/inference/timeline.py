@@ -1,7 +1,8 @@
 """`vivit-tfx predict --timeline`: when does the violence happen in a long video?
 
-A window of `window_s` seconds slides by `stride_s`; each window is sampled to T frames (as
-ingestion samples a whole video) and scored by the pushed model in batches. Frames are
+A window slides by `stride_s`; each window is sampled to T frames as the model's evaluation
+samples a clip (T frames at its `sample_fps`, a window of T / sample_fps s; models without a
+rate: T frames spread over `window_s`) and scored by the pushed model in batches. Frames are
 streamed: only the frames of windows still open are held, so memory does not grow with the
 video's length.
 """
@@ -27,17 +28,25 @@ class Window:
 
 
 def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
-                 clip_frames: int) -> List[Window]:
-  """Windows over the whole video, each sampled to `clip_frames` frame indices."""
+                 clip_frames: int, sample_fps: float = 0.0) -> List[Window]:
+  """Windows over the whole video, each sampled to `clip_frames` frame indices.
+
+  With a model's sampling rate (`sample_fps` > 0) a window is one clip as evaluation takes it:
+  `clip_frames` frames every 1/sample_fps s (`window_s` is then clip_frames / sample_fps).
+  """
   if window_s <= 0 or stride_s <= 0:
     raise ValueError('window and stride must be positive seconds')
   fps = fps or 25.0
+  if sample_fps > 0:
+    window_s = clip_frames / sample_fps
   length = max(1, min(num_frames, int(round(window_s * fps))))
   stride = max(1, int(round(stride_s * fps)))
   starts = list(range(0, num_frames - length + 1, stride)) or [0]
-  return [Window(s / fps, (s + length) / fps,
-                 [s + i for i in video_reader.sample_indices(length, clip_frames)])
-          for s in starts]
+  if sample_fps > 0:
+    offsets = [min(length - 1, int(j * fps / sample_fps + 1e-6)) for j in range(clip_frames)]
+  else:
+    offsets = video_reader.sample_indices(length, clip_frames)
+  return [Window(s / fps, (s + length) / fps, [s + i for i in offsets]) for s in starts]
 
 
 def stream_windows(path: str, windows: List[Window],
@@ -75,7 +84,8 @@ def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.
   clip = predict.clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   info = video_reader.probe(path)
-  windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames)
+  windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames,
+                         clip.sample_fps)
   batch: List[Tuple[Window, bytes]] = []
 
   def flush():
@@ -145,6 +155,8 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   info, windows = score(path, model_dir, window_s, stride_s)
   clip = predict.clip_config_of(model_dir)
+  if clip.sample_fps > 0:  # a window is one clip of the model's sampling rule
+    window_s = clip.num_frames / clip.sample_fps
   positive = (clip.class_names[clip.positive_index] if clip.positive_index is not None
               else f'not {clip.class_names[0]}')
   found = segments(windows, threshold)

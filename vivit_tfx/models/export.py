@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import features
+from vivit_tfx.models import clip_views, features
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 SERVING_OUTPUT = 'probabilities'
@@ -60,36 +60,52 @@ def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> 
 
 def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                        n_classes: int, clip: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-  """serving_default: examples → {'probabilities': [B, 1] (binary) or [B, K]};
+  """serving_default: examples → {'probabilities': [B, 1] (binary) or [B, K]}, the mean over
+  the clip config's `num_views` evaluation views of each video (`clip_views`);
   transform_features: examples → transformed features (used by TFMA).
 
-  serving_default checks its input: an empty batch gives an empty result, an example with
-  another frame count than the model's T is an InvalidArgumentError naming T, and frames of
-  another size than the clips' frame size are conformed as ingestion does (`conform_frames`).
+  serving_default checks its input: an empty batch gives an empty result; an example with
+  more frames than a record holds (exactly T when the model takes one clip per video) is an
+  InvalidArgumentError naming T; frames of another size than the clips' frame size are
+  conformed as ingestion does (`conform_frames`).
   """
   model.tft_layer = tf_transform_output.transform_features_layer()  # tracked for export
   raw_spec = tf_transform_output.raw_feature_spec()
-  num_frames = int(raw_spec[features.FRAMES].shape[0])
+  stored = int(raw_spec[features.FRAMES].shape[0])  # N
   clip = clip or {}
+  num_frames = int(clip.get('num_frames', stored))  # T
+  num_views = max(1, int(clip.get('num_views', 1)))  # K
   frame_size = clip.get('frame_size')
   quality = int(clip.get('jpeg_quality', 90))
   num_outputs = 1 if n_classes == 2 else n_classes
+  if stored == num_frames:
+    allowed, expected = (num_frames, num_frames), f'exactly {num_frames} frames'
+  else:
+    allowed = (1, stored)
+    expected = (f'1 to {stored} frames (clips of T = {num_frames} frames at '
+                f'{clip.get("sample_fps")} fps)')
 
   def probabilities(examples):
     frames = tf.io.parse_example(
         examples, {features.FRAMES: tf.io.RaggedFeature(tf.string)})[features.FRAMES]
     counts = frames.row_lengths()  # [B]
-    check = tf.debugging.assert_equal(
-        counts, tf.cast(num_frames, counts.dtype),
-        message=f'serving_default: each example must hold exactly {num_frames} frames '
-        f'(this model\'s T = {num_frames})')
+    check = tf.debugging.Assert(
+        tf.reduce_all((counts >= allowed[0]) & (counts <= allowed[1])),
+        [f'serving_default: each example must hold {expected}; this model\'s T is '
+         f'{num_frames}, got frame counts', counts], summarize=8)
     with tf.control_dependencies([check]):
-      dense = frames.to_tensor(shape=[None, num_frames])  # [B, T]
+      records = frames.to_tensor(default_value='', shape=[None, stored])  # [B, N]
+    views = clip_views.gather_clips(
+        records, clip_views.view_starts(clip_views.valid_counts(records), num_frames,
+                                        num_views), num_frames)  # [B, K, T]
+    views = tf.reshape(views, [-1, num_frames])  # [B*K, T]
     if frame_size:
-      dense = tf.reshape(conform_frames(tf.reshape(dense, [-1]), frame_size, quality),
+      views = tf.reshape(conform_frames(tf.reshape(views, [-1]), frame_size, quality),
                          [-1, num_frames])
-    clips = model.tft_layer({features.FRAMES: dense})[features.CLIP_XF]
-    return _probabilities(model(clips, training=False), n_classes)
+    clips = model.tft_layer({features.FRAMES: clip_views.as_records(views, stored)})[
+        features.CLIP_XF]  # [B*K, T, H, W, 3]
+    per_view = _probabilities(model(clips, training=False), n_classes)  # [B*K, P]
+    return tf.reduce_mean(tf.reshape(per_view, [-1, num_views, num_outputs]), axis=1)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(examples):

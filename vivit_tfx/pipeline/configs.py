@@ -40,6 +40,11 @@ class PipelineConfig:
   num_frames: int = 8                  # T frames per clip
   frame_size: Tuple[int, int] = (64, 64)   # stored JPEG frames (H, W)
   image_size: Tuple[int, int] = (64, 64)   # model input after Transform's resize (H, W)
+  # Temporal sampling rule (issue 13; models/clip_views.py).
+  sample_fps: float = 0.0              # frames per second of a clip (spans T / sample_fps s);
+                                       # 0: T frames spread over the whole video
+  max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
+  num_views: int = 1                   # K clips per video averaged at evaluation and serving
   # Model and training.
   preset: str = 'vivit-tiny'
   variant: str = 'spatiotemporal'      # spatiotemporal | factorised_encoder |
@@ -86,6 +91,12 @@ class PipelineConfig:
       overrides['classifier'] = 'gap'
     overrides.update(json.loads(self.vivit_overrides or '{}'))
     return preset(self.preset, **overrides)
+
+  def clip_config(self):
+    """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
+    from vivit_tfx.components.ingest import ClipConfig  # pylint: disable=g-import-not-at-top
+    return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
+                      sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
 
   def dataset_config(self):
     """The DatasetConfig that ingest and VideoExampleGen read the videos with."""

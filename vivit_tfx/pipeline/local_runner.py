@@ -55,9 +55,8 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
     print(f'[run] using ingested clips in {config.clips_dir}')
     return
   result = ingest.ingest(config.videos_dir, config.clips_dir,
-                         clip=ingest.ClipConfig(num_frames=config.num_frames,
-                                                frame_size=tuple(config.frame_size)),
-                         dataset=config.dataset_config(), progress=progress)
+                         clip=config.clip_config(), dataset=config.dataset_config(),
+                         progress=progress)
   print(result.to_text())
   if result.num_written == 0:
     raise ValueError(f'no usable video under {config.videos_dir}')
@@ -68,14 +67,18 @@ def _clip_shape_matches(config: configs.PipelineConfig) -> bool:
   import glob  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import features  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(os.path.join(config.clips_dir, 'train', '*.tfrecord')))
   if not files:
     return False
   record = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
   if record is None:
     return False
-  frames = clip_example.decode_frames(tf.train.Example.FromString(record.numpy()))
-  return frames.shape[:3] == (config.num_frames, *config.frame_size)
+  example = tf.train.Example.FromString(record.numpy())
+  frames = clip_example.decode_frames(example)
+  stored = len(example.features.feature[features.FRAMES].bytes_list.value)
+  return stored == config.clip_config().stored_frames and frames.shape[1:3] == tuple(
+      config.frame_size)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:

@@ -112,8 +112,7 @@ def _example_gen(config: configs.PipelineConfig):
             name='all', pattern=_videos_pattern(config))]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
             splits=[tfx.proto.SplitConfig.Split(name=s, hash_buckets=1) for s in SPLITS])),
-        custom_config={'clip': {'num_frames': config.num_frames,
-                                'frame_size': list(config.frame_size)},
+        custom_config={'clip': dataclasses.asdict(config.clip_config()),
                        'dataset': dataclasses.asdict(config.dataset_config()),
                        'splits': dataclasses.asdict(ingest.SplitConfig())})
   if config.input_mode != 'tfrecords':
@@ -141,7 +140,8 @@ def create_pipeline(config: configs.PipelineConfig,
 
   # Imports the curated schema (shape of `frames` fixed to the configured clip length).
   schema_file = config.schema_file or schemas.for_clips(
-      config.num_frames, len(classes), os.path.join(config.output_root, 'schemas'))
+      config.clip_config().stored_frames, len(classes),
+      os.path.join(config.output_root, 'schemas'))
   schema_gen = tfx.components.ImportSchemaGen(schema_file=configs.absolute(schema_file))
 
   # Detects anomalies of the clips against the schema ...
@@ -160,7 +160,8 @@ def create_pipeline(config: configs.PipelineConfig,
   transform = ClipTransform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
-      custom_config={'image_size': list(config.image_size), 'code': code_fingerprint()},
+      custom_config={'image_size': list(config.image_size), 'num_frames': config.num_frames,
+                     'code': code_fingerprint()},
   ).with_id('Transform')
 
   # Trains ViViT with the config passed as hyperparameters.
@@ -174,6 +175,9 @@ def create_pipeline(config: configs.PipelineConfig,
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
                      'clip': {'num_frames': config.num_frames,
                               'frame_size': list(config.frame_size),
+                              'sample_fps': config.sample_fps,
+                              'max_duration_s': config.max_duration_s,
+                              'num_views': config.num_views,
                               'class_names': list(classes),
                               'positive_class': classes[1] if len(classes) == 2 else (
                                   config.positive_class)},
