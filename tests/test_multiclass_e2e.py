@@ -1,5 +1,6 @@
 """Three classes end to end: folders layout → ingest → Trainer (3 logits) → TFMA multi-class
-metrics → serving output [B, 3] → clip config and `predict` with class names → report."""
+metrics → serving output [B, 3] → clip config and `predict` with class names → report; with
+the temporal sampling rule (4 fps, 3 s kept, 2 views averaged: video-level metrics)."""
 import glob
 import json
 import os
@@ -29,23 +30,29 @@ def three_class_run(video_root, tmp_path_factory):
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, folder / f'{i:02d}{os.path.splitext(src)[1]}')
   clips = str(root / 'clips')
-  summary = ingest.ingest(str(root / 'videos'), clips, clip=TINY_CLIP,
+  rule = dict(sample_fps=4.0, max_duration_s=3.0)
+  summary = ingest.ingest(str(root / 'videos'), clips,
+                          clip=ingest.ClipConfig(TINY_CLIP.num_frames, TINY_CLIP.frame_size,
+                                                 **rule),
                           dataset=ingest.DatasetConfig(classes=tuple(CLASSES)), workers=1,
                           progress=False)
   assert summary.classes == CLASSES and summary.layout == 'folders'
-  config = tiny_config(clips, root / 'out', train_steps=2, steps_per_epoch=2)
+  config = tiny_config(clips, root / 'out', train_steps=2, steps_per_epoch=2, num_views=2,
+                       **rule)
   summary = local_runner.summarize(config, local_runner.run_pipeline(config))
   return config, summary, str(root / 'videos')
 
 
 def test_tfma_reports_multiclass_metrics(three_class_run):
-  _, summary, _ = three_class_run
+  config, summary, _ = three_class_run
   assert summary.executions['Evaluator'] == 'COMPLETE' and summary.pushed_model
   metrics = summary.test_metrics
   assert 'sparse_categorical_accuracy' in metrics and 'binary_accuracy' not in metrics
   for i in range(3):  # per-class precision and recall (one-vs-rest)
     assert f'precision[classId:{i}]' in metrics and f'recall[classId:{i}]' in metrics
   assert tfma_results.readable('recall[classId:2]', CLASSES) == 'recall[Fighting]'
+  test_videos = sum(1 for e in ingest.read_manifest(config.clips_dir) if e.get('split') == 'test')
+  assert metrics['example_count'] == test_videos  # one example per video: K views averaged
   evaluation = glob.glob(os.path.join(summary.pipeline_root, 'Evaluator', 'evaluation', '*'))
   cm = tfma_results.multiclass_confusion(tfma_results.load(evaluation[0]))
   assert len(cm['matrix']) == 3
@@ -56,6 +63,7 @@ def test_serving_and_predict_speak_class_names(three_class_run, capsys):
   model_dir = summary.pushed_model
   clip = predict.clip_config_of(model_dir)
   assert list(clip.class_names) == CLASSES
+  assert (clip.sample_fps, clip.num_views, clip.stored_frames) == (4.0, 2, 12)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   assert serve.structured_outputs['probabilities'].shape.as_list() == [None, 3]
   video = sorted(glob.glob(os.path.join(videos, 'Abuse', '*')))[0]
