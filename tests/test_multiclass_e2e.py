@@ -66,6 +66,16 @@ def test_serving_and_predict_speak_class_names(three_class_run, capsys):
   assert (clip.sample_fps, clip.num_views, clip.stored_frames) == (4.0, 2, 12)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   assert serve.structured_outputs['probabilities'].shape.as_list() == [None, 3]
+  frame = tf.io.encode_jpeg(tf.zeros([32, 32, 3], tf.uint8)).numpy()
+  for count, ok in ((8, True), (3, True), (13, False)):  # a record holds 12 frames (4 fps, 3 s)
+    example = tf.train.Example()
+    example.features.feature['frames'].bytes_list.value.extend([frame] * count)
+    if ok:
+      assert serve(examples=tf.constant([example.SerializeToString()]))[
+          'probabilities'].shape == (1, 3)
+    else:
+      with pytest.raises(tf.errors.InvalidArgumentError, match='1 to 12 frames.*T is 8'):
+        serve(examples=tf.constant([example.SerializeToString()]))
   video = sorted(glob.glob(os.path.join(videos, 'Abuse', '*')))[0]
   rc = cli.main(['predict', video, '--model-dir', model_dir, '--json'])
   out = json.loads(capsys.readouterr().out)['predictions'][0]

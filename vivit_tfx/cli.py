@@ -49,7 +49,8 @@ def _cmd_ingest(args) -> int:
     summary = ingest.ingest(
         args.input, args.output,
         clip=ingest.ClipConfig(num_frames=args.num_frames, frame_size=args.frame_size,
-                               jpeg_quality=args.jpeg_quality),
+                               jpeg_quality=args.jpeg_quality, sample_fps=args.sample_fps,
+                               max_duration_s=args.max_duration_s),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
         dataset=ingest.DatasetConfig(layout=args.layout, classes=split_names(args.classes),
@@ -267,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--seed', type=int, default=42, help='split seed')
   p.add_argument('--clips-per-shard', type=int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+  p.add_argument('--sample-fps', type=float, default=0.0,
+                 help='frames per second of a clip (a clip spans T / fps s); frames of the '
+                 'central --max-duration-s of each video are kept (0: T frames over the whole '
+                 'video)')
+  p.add_argument('--max-duration-s', type=float, default=10.0)
   # Dataset layout and classes (issue 13).
   p.add_argument('--layout', default='auto',
                  choices=['auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv'],
