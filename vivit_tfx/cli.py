@@ -34,7 +34,8 @@ def _cmd_make_synthetic(args) -> int:
     print(f'make-synthetic: wrote {args.long} ({len(truth)} segments of {args.segment_s} s, '
           f'truth in {args.long}.segments.json)')
     return 0
-  config = synthetic.SyntheticConfig(num_clips=args.num_clips, seed=args.seed)
+  config = (synthetic.hard_config(args.num_clips, args.seed) if args.difficulty == 'hard' else
+            synthetic.SyntheticConfig(num_clips=args.num_clips, seed=args.seed))
   paths = synthetic.generate(args.output, config, workers=args.workers)
   if args.with_bad_inputs:
     bad = synthetic.add_bad_inputs(args.output)
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--num-clips', type=int, default=200)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+  p.add_argument('--difficulty', default='default', choices=['default', 'hard'],
+                 help='hard: 2-30 s, camera shake, clutter, light changes, compression noise, '
+                 'fast non-violent motion')
   p.add_argument('--with-bad-inputs', action='store_true',
                  help='also write corrupt and non-video files (to see how ingest copes)')
   p.add_argument('--long', default='', metavar='PATH.mp4',
