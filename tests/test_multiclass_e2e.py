@@ -93,3 +93,11 @@ def test_report_names_the_classes(three_class_run):
     page = f.read()
   assert '<th>Fighting</th>' in page and 'recall[Fighting]' in page
   assert 'NonViolence' not in page
+
+
+def test_bench_views_scores_clips_and_videos(three_class_run):
+  from vivit_tfx.bench import views_bench  # pylint: disable=g-import-not-at-top
+  config, summary, _ = three_class_run
+  row = views_bench.accuracies(summary.pushed_model, config.clips_dir)
+  assert row['videos'] == summary.test_metrics['example_count'] and row['views_per_video'] == 2
+  assert 0 <= row['clip_level_accuracy'] <= 1 and 0 <= row['video_level_accuracy'] <= 1

@@ -223,6 +223,9 @@ def _cmd_bench(args) -> int:
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
+  if args.what == 'views':
+    from vivit_tfx.bench import views_bench  # pylint: disable=g-import-not-at-top
+    return views_bench.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
 
@@ -348,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 
-  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
-  p.add_argument('what', choices=['model', 'pipeline'])
+  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, views)')
+  p.add_argument('what', choices=['model', 'pipeline', 'views'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser
