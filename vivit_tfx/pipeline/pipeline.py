@@ -42,11 +42,14 @@ def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
   summary = os.path.join(config.clips_dir, ingest.SUMMARY)
-  if config.input_mode == 'tfrecords' and tf.io.gfile.exists(summary):
-    with tf.io.gfile.GFile(summary) as f:
-      classes = json.load(f).get('classes')
-    if classes:
-      return tuple(classes)
+  try:
+    if config.input_mode == 'tfrecords' and tf.io.gfile.exists(summary):
+      with tf.io.gfile.GFile(summary) as f:
+        classes = json.load(f).get('classes')
+      if classes:
+        return tuple(classes)
+  except tf.errors.OpError:  # a remote store not reachable from here (compiling for Kubeflow)
+    pass
   if '://' not in config.videos_dir and os.path.exists(config.videos_dir):
     return layouts.scan(config.videos_dir, config.dataset_config()).classes
   return configs.split_names(config.classes) or layouts.RLVS_CLASSES
