@@ -80,6 +80,7 @@ class ManifestEntry:
   class_name: Optional[str] = None  # written as "class"
   reason: Optional[str] = None
   video_id: Optional[str] = None
+  group: Optional[str] = None  # videos of one group share a split
   num_frames_original: Optional[int] = None
   duration_s: Optional[float] = None
   fps: Optional[float] = None
@@ -230,7 +231,7 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
     counts[split][found.classes[c.label]] += 1
     entries.append(ManifestEntry(c.path, 'ok', split=split, label=c.label,
                                  class_name=found.classes[c.label], video_id=c.video_id,
-                                 num_frames_original=info.num_frames,
+                                 group=c.group or None, num_frames_original=info.num_frames,
                                  duration_s=round(info.duration_s, 3), fps=info.fps))
   _write_splits(decoded_path, [split_of[c.video_id] for c, _ in usable], output_dir,
                 clips_per_shard)
