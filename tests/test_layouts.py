@@ -125,6 +125,7 @@ def test_csv_rows_with_group_and_split(tmp_path):
           f'{"test" if i == 7 else ""}\n' for i in range(8)) + 'v/9.mp4,calm,,holdout\n')
   found = layouts.scan(str(tmp_path / 'set.csv'))
   assert found.layout == 'csv' and found.root == str(tmp_path)
+  assert layouts.detect(str(tmp_path)) == 'csv'  # a folder holding one CSV beside its videos
   assert len(found.candidates) == 8 and 'unknown split' in dict(found.skipped)['v/9.mp4']
   split_of = layouts.assign_splits(found.candidates, ingest.SplitConfig().fractions(), 0)
   assert split_of['v/7'] == 'test'

@@ -112,10 +112,10 @@ def _looks_hockey(path: str, strict: bool = True) -> bool:
 def csv_file(path: str) -> Optional[str]:
   if os.path.isfile(path) and path.lower().endswith('.csv'):
     return path
-  if os.path.isdir(path):
-    dirs, files = _listdir(path)
+  if os.path.isdir(path):  # a folder holding one CSV (and no videos) beside its folders
+    files = _listdir(path)[1]
     csvs = [f for f in files if f.lower().endswith('.csv')]
-    if len(csvs) == 1 and not any(_is_video(f) for f in files) and not dirs:
+    if len(csvs) == 1 and not any(_is_video(f) for f in files):
       return os.path.join(path, csvs[0])
   return None
 
@@ -137,15 +137,16 @@ def _base(root: str, looks: Callable[[str], bool]) -> Optional[str]:
 
 
 def detect(root: str) -> str:
-  """The layout of `root`: csv, rwf2000, rlvs, hockey, else folders."""
-  if csv_file(root):
+  """The layout of `root`: a CSV file, else rwf2000, rlvs, hockey, a folder with one CSV, else
+  folders."""
+  if os.path.isfile(root) and csv_file(root):
     return 'csv'
   if not os.path.isdir(root):
     raise FileNotFoundError(f'{root}: input folder does not exist')
   for name, looks in _DETECTORS:
     if _base(root, looks):
       return name
-  return 'folders'
+  return 'csv' if csv_file(root) else 'folders'
 
 
 # ---------------------------------------------------------------- classes

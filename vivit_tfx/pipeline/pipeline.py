@@ -109,8 +109,11 @@ def _example_gen(config: configs.PipelineConfig):
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
     import dataclasses  # pylint: disable=g-import-not-at-top
     from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+    videos = configs.absolute(config.videos_dir)
+    if os.path.isfile(videos):  # a CSV file: its folder is the input (one CSV there)
+      videos = os.path.dirname(videos)
     return VideoExampleGen(
-        input_base=configs.absolute(config.videos_dir),
+        input_base=videos,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
             name='all', pattern=_videos_pattern(config))]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
