@@ -134,3 +134,35 @@ def test_serving_rejects_malformed_requests(first_run):
   bad.features.feature[features.FRAMES].bytes_list.value.extend([b'not jpeg'] * 8)
   with pytest.raises(tf.errors.InvalidArgumentError):
     serve(examples=tf.constant([bad.SerializeToString()]))
+
+
+def test_serving_checks_its_input(first_run):
+  """Issue 12: empty batch → empty result; wrong frame count → an error naming T."""
+  config, _ = first_run
+  serve = tf.saved_model.load(_pushed(config)).signatures['serving_default']
+  empty = serve(examples=tf.constant([], tf.string))['probabilities'].numpy()
+  assert empty.shape == (0, 1)
+  frame = tf.io.encode_jpeg(tf.zeros([32, 32, 3], tf.uint8)).numpy()
+  sixteen = tf.train.Example()
+  sixteen.features.feature[features.FRAMES].bytes_list.value.extend([frame] * 16)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='exactly 8 frames') as error:
+    serve(examples=tf.constant([sixteen.SerializeToString()]))
+  assert "Can't parse" not in str(error.value)
+
+
+def test_client_frames_of_another_size_score_as_ingested(first_run, video_root):
+  """Issue 12: the same video through ingest and through a client that encodes its own
+  frames at another size (the source's, JPEG quality 95) gives the same probability."""
+  from vivit_tfx.components import clip_example, video_reader  # pylint: disable=g-import-not-at-top
+  config, _ = first_run
+  model_dir = _pushed(config)
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  clip = predict.clip_config_of(model_dir)
+  path = os.path.join(video_root, 'Violence', 'V_0001.mp4')
+  info = video_reader.probe(path)
+  own = video_reader.read_clip(path, clip.num_frames, (info.height, info.width))
+  client = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in own.frames],
+                                   info, 0, 'client', path)
+  records = [predict.serialized_clip(path, clip), client.SerializeToString()]
+  ingested, sent = serve(examples=tf.constant(records))['probabilities'].numpy()[:, 0]
+  assert abs(ingested - sent) < 1e-3, (ingested, sent)

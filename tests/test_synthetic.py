@@ -52,3 +52,33 @@ def test_label_needs_time_not_single_frames(tmp_path):
   motion_acc = cross_val_score(model, motion, labels, cv=4).mean()
   assert pixel_acc < 0.68, pixel_acc
   assert motion_acc > 0.9, motion_acc
+
+
+def test_hard_set_defeats_single_frames_and_motion_energy():
+  """`--difficulty hard` on a fresh draw: one frame's pixel statistics ≤ 0.55 accuracy, a
+  motion-energy classifier (over the clip and over consecutive frames) ≤ 0.70."""
+  specs = synthetic.plan(synthetic.hard_config(num_clips=200, seed=2026))
+  assert min(s.num_frames / s.fps for s in specs) >= 2 - 0.1
+  assert max(s.num_frames / s.fps for s in specs) > 20
+  pixel, motion = [], []
+  for spec in specs:
+    middle = spec.num_frames // 2
+    spread = video_reader.sample_indices(spec.num_frames, 8)
+    frames = synthetic.render(spec, spread + list(range(middle - 4, middle + 4)))
+    frames = np.stack([video_reader.resize_and_crop(f, (32, 32)) for f in frames])
+    pixel.append(synthetic.pixel_statistics(frames[0]))
+    motion.append([synthetic.motion_energy(frames[:8]), synthetic.motion_energy(frames[8:])])
+  labels = [s.label for s in specs]
+  model = LogisticRegression(max_iter=5000)
+  pixel_acc = cross_val_score(model, np.array(pixel), labels, cv=4).mean()
+  motion_acc = cross_val_score(model, np.array(motion), labels, cv=4).mean()
+  assert pixel_acc <= 0.55, pixel_acc
+  assert motion_acc <= 0.70, motion_acc
+
+
+def test_hard_set_writes_real_videos(tmp_path):
+  config = synthetic.hard_config(num_clips=2, seed=1)
+  paths = synthetic.generate(str(tmp_path), config, workers=1, progress=False)
+  for path, spec in zip(paths, synthetic.plan(config)):
+    info = video_reader.probe(path)
+    assert info.num_frames == spec.num_frames and 2 - 0.1 <= info.duration_s <= 30

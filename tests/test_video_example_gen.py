@@ -1,5 +1,5 @@
 """VideoExampleGen's executor reads raw videos on Beam into the same clip records as ingest,
-splits by video_id hash, and skips bad files."""
+splits them exactly as ingest does (after decoding, group-safe), and skips bad files."""
 import glob
 import json
 import os
@@ -10,12 +10,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from vivit_tfx.components import synthetic
+from vivit_tfx.components import ingest, synthetic
 from vivit_tfx.components.video_example_gen import executor
 from vivit_tfx.models import features
 
 
-def test_executor_reads_videos_into_split_examples(video_root, tmp_path):
+def test_executor_reads_videos_into_the_splits_of_ingest(video_root, clips_dir, tmp_path):
   root = str(tmp_path / 'videos')
   shutil.copytree(video_root, root)
   synthetic.add_bad_inputs(root)
@@ -27,22 +27,25 @@ def test_executor_reads_videos_into_split_examples(video_root, tmp_path):
           example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
       'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
           split_config=example_gen_pb2.SplitConfig(splits=[
-              example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=3),
-              example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)],
-              partition_feature_name=features.VIDEO_ID))),
+              example_gen_pb2.SplitConfig.Split(name=s, hash_buckets=1)
+              for s in ingest.SPLITS]))),
       'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
       'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
       'custom_config': json.dumps({'clip': {'num_frames': 4, 'frame_size': [16, 16]}}),
   }
   executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
   ids = {}
-  for split in ('train', 'eval'):
+  for split in ingest.SPLITS:
     files = glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
       ex = tf.train.Example.FromString(record.numpy())
       assert len(ex.features.feature[features.FRAMES].bytes_list.value) == 4
-      vid = ex.features.feature[features.VIDEO_ID].bytes_list.value[0]
+      vid = ex.features.feature[features.VIDEO_ID].bytes_list.value[0].decode()
       assert vid not in ids
       ids[vid] = split
   # 24 good videos; the truncated, text and zero-byte .mp4 files are skipped, not fatal.
-  assert len(ids) == 24 and set(ids.values()) == {'train', 'eval'}
+  assert len(ids) == 24
+  # Same test set as `vivit-tfx ingest` of the same folder (bad files take no split slot).
+  ingested = {e['video_id']: e['split'] for e in ingest.read_manifest(clips_dir)
+              if e['status'] == 'ok'}
+  assert ids == ingested

@@ -10,7 +10,7 @@ import warnings
 from typing import List, Optional
 
 from vivit_tfx.console import quiet as quiet_console
-from vivit_tfx.pipeline.configs import parse_size
+from vivit_tfx.pipeline.configs import parse_size, split_names
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -49,7 +49,8 @@ def _cmd_make_synthetic(args) -> int:
     print(f'make-synthetic: wrote {args.long} ({len(truth)} segments of {args.segment_s} s, '
           f'truth in {args.long}.segments.json)')
     return 0
-  config = synthetic.SyntheticConfig(num_clips=args.num_clips, seed=args.seed)
+  config = (synthetic.hard_config(args.num_clips, args.seed) if args.difficulty == 'hard' else
+            synthetic.SyntheticConfig(num_clips=args.num_clips, seed=args.seed))
   paths = synthetic.generate(args.output, config, workers=args.workers)
   if args.with_bad_inputs:
     bad = synthetic.add_bad_inputs(args.output)
@@ -64,14 +65,18 @@ def _cmd_ingest(args) -> int:
     summary = ingest_output.ingest_into(
         args.input, args.output, overwrite=args.overwrite, workers=args.workers,
         clip=ingest.ClipConfig(num_frames=args.num_frames, frame_size=args.frame_size,
-                               jpeg_quality=args.jpeg_quality),
+                               jpeg_quality=args.jpeg_quality, sample_fps=args.sample_fps,
+                               max_duration_s=args.max_duration_s),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
+        dataset=ingest.DatasetConfig(layout=args.layout, classes=split_names(args.classes),
+                                     positive_class=args.positive_class,
+                                     group_regex=args.group_regex),
         clips_per_shard=args.clips_per_shard)
   except ingest_output.NothingUsable as e:
     print(e.summary.to_text())
     raise UserError(f'{e}; {args.output} was left as it was') from None
-  except (FileNotFoundError, ingest_output.OutputError) as e:
+  except (FileNotFoundError, ValueError) as e:
     raise UserError(str(e)) from None
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
@@ -282,6 +287,9 @@ def _cmd_bench(args) -> int:
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
+  if args.what == 'views':
+    from vivit_tfx.bench import views_bench  # pylint: disable=g-import-not-at-top
+    return views_bench.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
 
@@ -395,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--num-clips', type=int, default=200)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+  p.add_argument('--difficulty', default='default', choices=['default', 'hard'],
+                 help='hard: 2-30 s, camera shake, clutter, light changes, compression noise, '
+                 'fast non-violent motion')
   p.add_argument('--with-bad-inputs', action='store_true',
                  help='also write corrupt and non-video files (to see how ingest copes)')
   p.add_argument('--long', default='', metavar='PATH.mp4',
@@ -406,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
-                 help='folder with Violence/ and NonViolence/')
+                 help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   p.add_argument('--num-frames', type=_positive_int, default=8, help='frames per clip (T)')
   p.add_argument('--frame-size', type=parse_size, default=(64, 64), help='HxW of stored frames')
@@ -420,6 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
                  '(a folder ingest did not make is never replaced)')
+  p.add_argument('--sample-fps', type=float, default=0.0,
+                 help='frames per second of a clip (a clip spans T / fps s); frames of the '
+                 'central --max-duration-s of each video are kept (0: T frames over the whole '
+                 'video)')
+  p.add_argument('--max-duration-s', type=float, default=10.0)
+  # Dataset layout and classes (issue 13).
+  p.add_argument('--layout', default='auto',
+                 choices=['auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv'],
+                 help='how labels are read from the input (auto: detected)')
+  p.add_argument('--classes', default='',
+                 help='comma-separated class names in label order (default: the layout\'s)')
+  p.add_argument('--positive-class', default='',
+                 help='binary sets: the positive class (label 1)')
+  p.add_argument('--group-regex', default='',
+                 help='regex on the relative path; videos with the same group (group 1, else '
+                 'the match) never land in two splits')
   p.set_defaults(func=_cmd_ingest)
 
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
@@ -487,8 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   _add_serve_watch_parsers(sub)  # issue 16
 
-  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
-  p.add_argument('what', choices=['model', 'pipeline', 'serve', 'watch'])
+  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
+                     'views, serve, watch)')
+  p.add_argument('what', choices=['model', 'pipeline', 'views', 'serve', 'watch'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser

@@ -61,17 +61,21 @@ def plot_curves(curves, path: str) -> Optional[str]:
   return path
 
 
-def plot_confusion(cm: Dict[str, float], path: str) -> str:
+def plot_confusion(cm: Dict[str, float], path: str, classes: List[str]) -> str:
+  """A binary {tp, fp, tn, fn} dict or a multi-class {'matrix': [[count]]} (true × predicted)."""
   plt = _plt()
-  matrix = [[cm['tn'], cm['fp']], [cm['fn'], cm['tp']]]
-  fig, ax = plt.subplots(figsize=(3.6, 3.2))
+  matrix = cm['matrix'] if 'matrix' in cm else [[cm['tn'], cm['fp']], [cm['fn'], cm['tp']]]
+  n = len(matrix)
+  names = [classes[i] if i < len(classes) else str(i) for i in range(n)]
+  fig, ax = plt.subplots(figsize=(2.4 + 0.7 * n, 2.2 + 0.6 * n))
   ax.imshow(matrix, cmap='Blues')
-  for i in range(2):
-    for j in range(2):
+  for i in range(n):
+    for j in range(n):
       ax.text(j, i, f'{matrix[i][j]:.0f}', ha='center', va='center', fontsize=14)
-  ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=['NonViolence', 'Violence'],
-         yticklabels=['NonViolence', 'Violence'], xlabel='predicted', ylabel='true',
-         title=f'test split, threshold {cm["threshold"]:.2f}')
+  ax.set(xticks=list(range(n)), yticks=list(range(n)), xticklabels=names, yticklabels=names,
+         xlabel='predicted', ylabel='true',
+         title='test split' + (f', threshold {cm["threshold"]:.2f}' if 'threshold' in cm
+                               else ''))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -112,24 +116,48 @@ def data_summary(input_base: str) -> Optional[dict]:
   for e in entries:
     if e['status'] == 'ok' and e.get('duration_s') is not None:
       durations[e['label']].append(e['duration_s'])
-  return {'counts': counts, 'durations': durations,
+  classes = None
+  summary_path = os.path.join(input_base, 'summary.json')
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      classes = json.load(f).get('classes')
+  if not classes:
+    from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+    classes = list(CLASS_NAMES)  # clips ingested before class lists were recorded
+  return {'counts': counts, 'durations': durations, 'classes': classes,
           'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
 
 
-def plot_durations(durations, path: str) -> Optional[str]:
+def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
   if not durations:
     return None
-  from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
   plt = _plt()
   fig, ax = plt.subplots(figsize=(4.6, 3.0))
   for label in sorted(durations):
-    ax.hist(durations[label], bins=15, alpha=0.6, label=CLASS_NAMES[label])
+    ax.hist(durations[label], bins=15, alpha=0.6,
+            label=classes[label] if label < len(classes) else str(label))
   ax.set(xlabel='duration (s)', ylabel='videos', title='video durations')
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def model_classes(trainer) -> List[str]:
+  """Class names in label order from the trained model's clip config (RLVS's if absent)."""
+  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = next(iter(trainer.outputs.get('model', [])), None) if trainer else None
+  path = os.path.join(model.uri, 'Format-Serving', CLIP_CONFIG_FILE) if model else ''
+  try:
+    if path and tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        return list(json.load(f).get('class_names') or CLASS_NAMES)
+  except tf.errors.OpError:  # a bucket this machine cannot reach
+    pass
+  return list(CLASS_NAMES)
 
 
 def _table(header: List[str], rows: List[List[object]]) -> str:
@@ -170,12 +198,12 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
     summary = data_summary(metadata.execution_property(origin or example_gen.execution,
                                                        'input_base'))
     if summary:
-      from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
-      rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(CLASS_NAMES))]
+      classes = summary['classes']
+      rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(classes))]
               for split in ('train', 'eval', 'test')]
-      parts += ['<h2>Data</h2>', _table(['split', *CLASS_NAMES], rows),
+      parts += ['<h2>Data</h2>', _table(['split', *classes], rows),
                 figure(plot_durations(summary['durations'],
-                                      os.path.join(out_dir, 'durations.png'))),
+                                      os.path.join(out_dir, 'durations.png'), classes)),
                 f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
       if summary['skipped']:
         parts.append(_table(['file', 'reason'], summary['skipped']))
@@ -192,12 +220,18 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
   if evaluation is not None:
     result = tfma_results.load(evaluation.uri)
     rows = tfma_results.metrics_by_slice(result)
-    names = ['example_count', 'binary_accuracy', 'auc', 'precision', 'recall']
+    classes = model_classes(trainer)
+    names = ['example_count', 'binary_accuracy', 'sparse_categorical_accuracy', 'auc',
+             'precision', 'recall']
+    names += sorted({n for _, m in rows for n in m if '[' in n and not n.endswith('_diff')})
+    names = [n for n in names if any(n in m for _, m in rows)]
+    header = [tfma_results.readable(n, classes) for n in names]
     parts += ['<h2>Evaluation (TFMA, test split)</h2>',
-              _table(['slice', *names], [[s, *[m.get(n, '') for n in names]] for s, m in rows])]
-    cm = tfma_results.confusion_matrix(result)
+              _table(['slice', *header], [[s, *[m.get(n, '') for n in names]] for s, m in rows])]
+    cm = tfma_results.confusion_matrix(result) or tfma_results.multiclass_confusion(result)
     if cm:
-      parts.append(figure(plot_confusion(cm, os.path.join(out_dir, 'confusion.png'))))
+      parts.append(figure(plot_confusion(cm, os.path.join(out_dir, 'confusion.png'),
+                                         classes)))
     parts.append(figure(plot_calibration(tfma_results.calibration(result),
                                          os.path.join(out_dir, 'calibration.png'))))
     ok, failures = tfma_results.validation(evaluation.uri)

@@ -1,6 +1,7 @@
 """Reading an Evaluator output with TFMA's own loaders: metrics per slice, plots, validation."""
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Tuple
 
 
@@ -15,13 +16,37 @@ def load(evaluation_uri: str):
 
 
 def _scalars(values: dict) -> Dict[str, float]:
+  """{metric name: value}; a per-class metric is named 'precision[classId:2]'."""
   flat = {}
   for per_output in values.values():
-    for per_class in per_output.values():
+    for sub_key, per_class in per_output.items():
       for name, value in per_class.items():
         if isinstance(value, dict) and 'doubleValue' in value:
-          flat[name] = float(value['doubleValue'])
+          flat[f'{name}[{sub_key}]' if sub_key else name] = float(value['doubleValue'])
   return flat
+
+
+def readable(name: str, classes: List[str]) -> str:
+  """'precision[classId:2]' → 'precision[Fighting]' (class names in label order)."""
+  match = re.fullmatch(r'(.*)\[classId:(\d+)\](.*)', name)
+  if not match or int(match.group(2)) >= len(classes):
+    return name
+  return f'{match.group(1)}[{classes[int(match.group(2))]}]{match.group(3)}'
+
+
+def multiclass_confusion(result) -> Optional[Dict[str, list]]:
+  """{'matrix': [[count]]} (true class × predicted class) of the overall slice, if plotted."""
+  plot = _overall_plots(result).get('multiClassConfusionMatrixAtThresholds', {})
+  entries = (plot.get('matrices') or [{}])[0].get('entries', [])
+  if not entries:
+    return None
+  n = 1 + max(max(int(e.get('actualClassId', 0)), int(e.get('predictedClassId', 0)))
+              for e in entries)
+  matrix = [[0.0] * n for _ in range(n)]
+  for e in entries:
+    matrix[int(e.get('actualClassId', 0))][int(e.get('predictedClassId', 0))] += float(
+        e.get('numWeightedExamples', 0.0))
+  return {'matrix': matrix}
 
 
 def slice_name(slice_key: Tuple) -> str:
@@ -39,7 +64,7 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
 
 
 def _overall_plots(result) -> dict:
-  for slice_key, plots in result.plots:
+  for slice_key, plots in getattr(result, 'plots', None) or []:
     if slice_key == ():
       return {name: value for per_output in plots.values()
               for per_class in per_output.values() for name, value in per_class.items()}

@@ -71,9 +71,10 @@ def container_of(path: str) -> str:
 
 
 def decode_frames(example) -> np.ndarray:
-  """Decodes the JPEG frames of a record back to [T, H, W, 3] uint8 RGB."""
+  """Decodes the JPEG frames of a record back to [n, H, W, 3] uint8 RGB (empty slots left
+  out: n ≤ the record's frame slots)."""
   frames = example.features.feature[features.FRAMES].bytes_list.value
   return np.stack([
       cv2.cvtColor(cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR),
-                   cv2.COLOR_BGR2RGB) for f in frames
+                   cv2.COLOR_BGR2RGB) for f in frames if f
   ])

@@ -1,39 +1,60 @@
-"""Ingestion: a folder of videos (RLVS layout) → sharded clip TFRecords per split + manifest.
+"""Ingestion: a folder of labelled videos (any layout) → sharded clip TFRecords per split.
 
 Output layout, read by TFX's ImportExampleGen with `Input.Split(pattern='<split>/*')`:
   <out>/train/clips-00000-of-00001.tfrecord   (also eval/, test/)
-  <out>/manifest.jsonl   one line per input file: split, or skipped with the reason
-  <out>/summary.json     counts per split and class, skip reasons, timing
+  <out>/manifest.jsonl   one line per input file: split, label and class, or the skip reason
+  <out>/summary.json     classes (label order), layout, counts per split and class, skips
+
+Every video is decoded first; splits are assigned afterwards over the videos that decoded
+(group-safe and stratified, `layouts.assign_splits`), so a bad file never takes a split slot.
+Videos are read in a seeded shuffled order, so every shard mixes the classes.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import math
 import multiprocessing
 import os
-import shutil
+import random
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vivit_tfx.components import clip_example, video_reader
-from vivit_tfx.models.features import CLASS_NAMES
+from vivit_tfx.components import clip_example, layouts, video_reader
 
-SPLITS = ('train', 'eval', 'test')
+SPLITS = layouts.SPLITS
 MANIFEST = 'manifest.jsonl'
 SUMMARY = 'summary.json'
+# Decoded records wait here (inside the output folder) until the splits are known.
+_DECODED = '.decoded.tfrecord'
 
 
 @dataclasses.dataclass(frozen=True)
 class ClipConfig:
-  """How a video becomes a clip: frames kept, frame size (H, W), JPEG quality."""
+  """How a video becomes a record: frames per clip (T), frame size (H, W), JPEG quality, and
+  the temporal sampling rule.
+
+  sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
+  T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
+  `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
+  position in training, K evenly spaced views at evaluation: `models.clip_views`).
+  sample_fps = 0: T frames spread over the whole video (one clip per video).
+  """
   num_frames: int = 8
   frame_size: Tuple[int, int] = (64, 64)
   jpeg_quality: int = 90
+  sample_fps: float = 0.0
+  max_duration_s: float = 10.0
+
+  @property
+  def stored_frames(self) -> int:
+    """Frame slots per record (N)."""
+    if self.sample_fps <= 0:
+      return self.num_frames
+    return max(self.num_frames, int(math.ceil(self.max_duration_s * self.sample_fps - 1e-6)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,89 +77,29 @@ class ManifestEntry:
   status: str  # 'ok' | 'skipped'
   split: Optional[str] = None
   label: Optional[int] = None
+  class_name: Optional[str] = None  # written as "class"
   reason: Optional[str] = None
   video_id: Optional[str] = None
+  group: Optional[str] = None  # videos of one group share a split
   num_frames_original: Optional[int] = None
   duration_s: Optional[float] = None
   fps: Optional[float] = None
 
 
-_LABELS = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
-
-
-def label_of(class_folder: str) -> Optional[int]:
-  """Label of an RLVS class folder name (case-insensitive), or None if it is not one."""
-  return _LABELS.get(class_folder.lower())
-
-
-@dataclasses.dataclass
-class Candidate:
-  """An input file that looks like a labelled video."""
-  path: str  # relative to the input root
-  label: int
-
-  @property
-  def video_id(self) -> str:
-    return os.path.splitext(self.path)[0]
-
-
-def scan(root: str) -> Tuple[List[Candidate], List[ManifestEntry], List[str]]:
-  """Lists the input folder: candidate videos, skipped entries and folder-level warnings."""
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f'{root}: input folder does not exist')
-  candidates, skipped, warnings = [], [], []
-  seen_classes = collections.Counter()
-  for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-    dirnames.sort()
-    rel_dir = os.path.relpath(dirpath, root)
-    for d in dirnames:
-      if os.path.islink(os.path.join(dirpath, d)):
-        skipped.append(ManifestEntry(os.path.normpath(os.path.join(rel_dir, d)), 'skipped',
-                                     reason='symlinked folder, not followed'))
-    for name in sorted(filenames):
-      rel = os.path.normpath(os.path.join(rel_dir, name))
-      top = rel.split(os.sep)[0] if os.sep in rel else None
-      if top is None:
-        reason = 'not inside a class folder (expected ' + ' or '.join(CLASS_NAMES) + ')'
-      elif label_of(top) is None:
-        reason = f'unknown class folder {top!r} (expected ' + ' or '.join(CLASS_NAMES) + ')'
-      elif not name.lower().endswith(video_reader.VIDEO_EXTENSIONS):
-        reason = f'unsupported extension {os.path.splitext(name)[1] or "(none)"!r}'
-      else:
-        label = label_of(top)
-        seen_classes[label] += 1
-        candidates.append(Candidate(rel, label))
-        continue
-      skipped.append(ManifestEntry(rel, 'skipped', reason=reason))
-  for i, name in enumerate(CLASS_NAMES):
-    if not seen_classes[i]:
-      warnings.append(f'class folder {name!r} is missing or holds no video files')
-  return candidates, skipped, warnings
+Candidate = layouts.Candidate
+DatasetConfig = layouts.DatasetConfig
 
 
 def assign_splits(candidates: Sequence[Candidate], config: SplitConfig) -> Dict[str, str]:
-  """Deterministic split per video, stratified by class: video_id → split.
+  """Group-safe split per video, stratified by class (see `layouts.assign_splits`)."""
+  return layouts.assign_splits(candidates, config.fractions(), config.seed)
 
-  Videos of a class are ordered by a seeded hash of their id, then cut by the fractions, so
-  the assignment does not depend on listing order and every split gets its share of a class.
-  """
-  by_class = collections.defaultdict(list)
-  for c in candidates:
-    by_class[c.label].append(c.video_id)
-  fractions = config.fractions()
-  out = {}
-  for ids in by_class.values():
-    ids = sorted(set(ids), key=lambda v: hashlib.sha1(f'{config.seed}:{v}'.encode()).hexdigest())
-    n = len(ids)
-    n_eval = int(round(n * fractions['eval']))
-    n_test = int(round(n * fractions['test']))
-    if n >= 3:  # every split gets at least one video of the class
-      n_eval, n_test = max(n_eval, 1 if fractions['eval'] else 0), max(
-          n_test, 1 if fractions['test'] else 0)
-    n_train = n - n_eval - n_test
-    for i, vid in enumerate(ids):
-      out[vid] = 'train' if i < n_train else ('eval' if i < n_train + n_eval else 'test')
-  return out
+
+def shuffled(items: Sequence, seed: int) -> List:
+  """A seeded shuffle of `items` (the order records are read and written in)."""
+  order = list(items)
+  random.Random(seed).shuffle(order)
+  return order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +115,10 @@ def read_jpegs(path: str, clip: ClipConfig):
   Needs only OpenCV (no TensorFlow), so ingestion workers start fast and stay small.
   """
   try:
-    sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size))
-    return (clip_example.encode_clip(sampled, clip.jpeg_quality), sampled.info), None
+    sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size),
+                                     clip.sample_fps, clip.stored_frames)
+    jpegs = clip_example.encode_clip(sampled, clip.jpeg_quality)
+    return (jpegs + [b''] * (clip.stored_frames - len(jpegs)), sampled.info), None
   except video_reader.VideoReadError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except
@@ -204,6 +167,8 @@ class IngestSummary:
   """What an ingestion run did; also written to summary.json."""
   input_root: str
   output_dir: str
+  classes: List[str]  # label order
+  layout: str
   clips: Dict[str, Dict[str, int]]  # split → class name → count
   skipped: List[Dict[str, str]]
   warnings: List[str]
@@ -215,13 +180,15 @@ class IngestSummary:
     return sum(sum(v.values()) for v in self.clips.values())
 
   def to_text(self) -> str:
-    lines = [f'ingest: {self.input_root} → {self.output_dir}',
+    lines = [f'ingest: {self.input_root} → {self.output_dir} (layout {self.layout}, classes '
+             f'{", ".join(self.classes)})',
              f'  inputs: {self.total_inputs}, clips written: {self.num_written}, '
              f'skipped: {len(self.skipped)}, {self.seconds:.1f} s '
              f'({self.num_written / max(self.seconds, 1e-9):.1f} clips/s)']
     for split in SPLITS:
       counts = self.clips.get(split, {})
-      lines.append(f'  {split:5s}: ' + ', '.join(f'{c}={counts.get(c, 0)}' for c in CLASS_NAMES))
+      lines.append(f'  {split:5s}: ' + ', '.join(f'{c}={counts.get(c, 0)}'
+                                                 for c in self.classes))
     for s in self.skipped:
       lines.append(f'  skipped {s["path"]}: {s["reason"]}')
     for w in self.warnings:
@@ -230,54 +197,80 @@ class IngestSummary:
 
 
 def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
-           splits: SplitConfig = SplitConfig(), clips_per_shard: int = 256, workers: int = 0,
+           splits: SplitConfig = SplitConfig(), dataset: DatasetConfig = DatasetConfig(),
+           clips_per_shard: int = 256, workers: int = 0,
            progress: bool = True) -> IngestSummary:
-  """Ingests every video under `root`; bad inputs are skipped and listed, never fatal."""
+  """Ingests every video of `root` (a folder, or a CSV for the csv layout) into `output_dir`.
+
+  Bad inputs are skipped and listed, never fatal. Writes only new files into `output_dir`
+  (the caller gives a fresh folder) and deletes nothing of the user's.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   start = time.time()
-  candidates, skipped, warnings = scan(root)
-  split_of = assign_splits(candidates, splits)
-  planned = collections.Counter(split_of[c.video_id] for c in candidates)
-  for split in SPLITS:
-    shutil.rmtree(os.path.join(output_dir, split), ignore_errors=True)
+  found = layouts.scan(root, dataset)
+  entries = [ManifestEntry(path, 'skipped', reason=reason) for path, reason in found.skipped]
   os.makedirs(output_dir, exist_ok=True)
-  writers = {
-      s: _ShardedWriter(os.path.join(output_dir, s), max(1, math.ceil(planned[s] /
-                                                                        clips_per_shard)))
-      for s in SPLITS if planned[s]
-  }
-  entries = list(skipped)
-  counts = {s: collections.Counter() for s in SPLITS}
-  jobs = [_Job(root, c, clip) for c in candidates]
-  try:
+  decoded_path = os.path.join(output_dir, _DECODED)
+  jobs = [_Job(found.root, c, clip) for c in shuffled(found.candidates, splits.seed)]
+  usable: List[Tuple[Candidate, video_reader.VideoInfo]] = []
+  with tf.io.TFRecordWriter(decoded_path) as decoded:  # in the shuffled order
     for c, result, reason in tqdm(_run(jobs, workers), total=len(jobs), desc='ingest',
                                   unit='clip', disable=not progress):
-      split = split_of[c.video_id]
       if result is None:
-        entries.append(ManifestEntry(c.path, 'skipped', label=c.label, reason=reason))
+        entries.append(ManifestEntry(c.path, 'skipped', label=c.label,
+                                     class_name=found.classes[c.label], reason=reason))
         continue
       jpegs, info = result
-      writers[split].write(clip_example.to_example(jpegs, info, c.label, c.video_id,
-                                                   c.path).SerializeToString())
-      counts[split][CLASS_NAMES[c.label]] += 1
-      entries.append(ManifestEntry(c.path, 'ok', split=split, label=c.label,
-                                   video_id=c.video_id, num_frames_original=info.num_frames,
-                                   duration_s=round(info.duration_s, 3), fps=info.fps))
-  finally:
-    for w in writers.values():
-      w.close()
+      decoded.write(clip_example.to_example(jpegs, info, c.label, c.video_id,
+                                            c.path).SerializeToString())
+      usable.append((c, info))
+  split_of = assign_splits([c for c, _ in usable], splits)
+  counts = {s: collections.Counter() for s in SPLITS}
+  for c, info in usable:
+    split = split_of[c.video_id]
+    counts[split][found.classes[c.label]] += 1
+    entries.append(ManifestEntry(c.path, 'ok', split=split, label=c.label,
+                                 class_name=found.classes[c.label], video_id=c.video_id,
+                                 group=c.group or None, num_frames_original=info.num_frames,
+                                 duration_s=round(info.duration_s, 3), fps=info.fps))
+  _write_splits(decoded_path, [split_of[c.video_id] for c, _ in usable], output_dir,
+                clips_per_shard)
+  os.remove(decoded_path)  # ingest's own scratch file
   entries.sort(key=lambda e: e.path)
   with open(os.path.join(output_dir, MANIFEST), 'w') as f:
     for e in entries:
-      f.write(json.dumps({k: v for k, v in dataclasses.asdict(e).items() if v is not None},
-                         ensure_ascii=False) + '\n')
+      f.write(json.dumps(_manifest_line(e), ensure_ascii=False) + '\n')
   summary = IngestSummary(
-      input_root=root, output_dir=output_dir,
-      clips={s: dict(counts[s]) for s in SPLITS},
+      input_root=root, output_dir=output_dir, classes=list(found.classes),
+      layout=found.layout, clips={s: dict(counts[s]) for s in SPLITS},
       skipped=[{'path': e.path, 'reason': e.reason} for e in entries if e.status == 'skipped'],
-      warnings=warnings, seconds=time.time() - start, total_inputs=len(entries))
+      warnings=found.warnings, seconds=time.time() - start, total_inputs=len(entries))
   with open(os.path.join(output_dir, SUMMARY), 'w') as f:
     json.dump(dataclasses.asdict(summary), f, indent=1, ensure_ascii=False)
   return summary
+
+
+def _manifest_line(e: ManifestEntry) -> dict:
+  line = {k: v for k, v in dataclasses.asdict(e).items() if v is not None}
+  if 'class_name' in line:
+    line['class'] = line.pop('class_name')
+  return line
+
+
+def _write_splits(decoded_path: str, split_per_record: List[str], output_dir: str,
+                  clips_per_shard: int) -> None:
+  """Copies the decoded records, in their (shuffled) order, into each split's shards."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  planned = collections.Counter(split_per_record)
+  writers = {s: _ShardedWriter(os.path.join(output_dir, s),
+                               max(1, math.ceil(planned[s] / clips_per_shard)))
+             for s in SPLITS if planned[s]}
+  try:
+    for split, record in zip(split_per_record, tf.data.TFRecordDataset(decoded_path)):
+      writers[split].write(record.numpy())
+  finally:
+    for w in writers.values():
+      w.close()
 
 
 def _run(jobs: List[_Job], workers: int) -> Iterator:

@@ -183,8 +183,9 @@ _NOT_SETTINGS = ('workers', 'progress')  # change how fast, not what is written
 
 def provenance_for(input_root: str, **ingest_kwargs) -> Provenance:
   """The provenance `ingest_into` records for these `ingest.ingest` keyword arguments."""
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
-  defaults = {'clip': ingest.ClipConfig(), 'splits': ingest.SplitConfig(), 'clips_per_shard': 256}
+  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
+  defaults = {'clip': ingest.ClipConfig(), 'splits': ingest.SplitConfig(),
+              'dataset': layouts.DatasetConfig(), 'clips_per_shard': 256}
   settings = {**defaults, **{k: v for k, v in ingest_kwargs.items() if k not in _NOT_SETTINGS}}
   return Provenance.of(input_root, **settings)
 
@@ -197,7 +198,7 @@ def ingest_into(input_root: str, output_dir: str, overwrite: bool = False, **ing
   previous output is untouched in every case.
   """
   from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(input_root):
+  if not os.path.exists(input_root):
     raise FileNotFoundError(f'{input_root}: input folder does not exist')
   wanted = provenance_for(input_root, **ingest_kwargs)
   check_target(input_root, output_dir, wanted, overwrite)

@@ -8,6 +8,11 @@ label information:
   between them) with erratic per-frame jitter.
 Resolution, fps, duration (some clips shorter than the sampled clip length) and container
 (.mp4 / .avi) vary per clip.
+
+`difficulty='hard'` (`hard_config`): 2–30 s videos with camera shake, moving clutter, lighting
+changes and compression noise; non-violent clips hold fast motion (running, juggling, dancing
+pairs) and violent clips strikes and collisions at a matched speed, so that neither one frame
+nor motion energy decides the label.
 """
 from __future__ import annotations
 
@@ -40,6 +45,16 @@ class SyntheticConfig:
   fps_choices: Tuple[float, ...] = (10.0, 12.0, 15.0, 20.0, 25.0)
   duration_s: Tuple[float, float] = (0.4, 3.0)
   containers: Tuple[str, ...] = ('mp4', 'avi')
+  difficulty: str = 'default'  # 'default' | 'hard'
+
+
+DIFFICULTIES = ('default', 'hard')
+
+
+def hard_config(num_clips: int = 200, seed: int = 0) -> SyntheticConfig:
+  """The hard benchmark: 2–30 s videos, fast non-violent motion, shake, clutter, light, noise."""
+  return SyntheticConfig(num_clips=num_clips, seed=seed, duration_s=(2.0, 30.0),
+                         fps_choices=(10.0, 12.0, 15.0), difficulty='hard')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +68,7 @@ class ClipSpec:
   num_frames: int
   container: str
   seed: int
+  difficulty: str = 'default'
 
   @property
   def relative_path(self) -> str:
@@ -71,7 +87,7 @@ def plan(config: SyntheticConfig) -> List[ClipSpec]:
     specs.append(ClipSpec(index=i, label=i % 2, width=int(width), height=int(height), fps=fps,
                           num_frames=max(2, int(round(duration * fps))),
                           container=config.containers[(i // 2) % len(config.containers)],
-                          seed=int(rng.integers(2**31))))
+                          seed=int(rng.integers(2**31)), difficulty=config.difficulty))
   return specs
 
 
@@ -80,6 +96,8 @@ def actor_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
   Returns (centres [F, A, 2] as (x, y), radii [A], colours [A, 3]).
   """
+  if spec.difficulty == 'hard':
+    return _hard_tracks(spec)
   rng = np.random.default_rng(spec.seed)
   side = min(spec.width, spec.height)
   num_actors = int(rng.integers(2, 4))
@@ -110,8 +128,117 @@ def actor_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   return pos * np.array([spec.width, spec.height]), radii, colours
 
 
-def render(spec: ClipSpec) -> np.ndarray:
-  """Frames of one clip, [F, H, W, 3] uint8 RGB."""
+def _bounce(x: np.ndarray) -> np.ndarray:
+  """Positions reflected into [0.1, 0.9] (a path that bounces off the walls)."""
+  y = np.mod(x - 0.1, 1.6)
+  return 0.1 + np.where(y > 0.8, 1.6 - y, y)
+
+
+def _hard_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Hard set: fast non-violent motion (label 0) or strikes and collisions (label 1).
+
+  Both classes move their pair at the same mean speed (0.35–0.8 units/s) and keep it within
+  reach of each other; what differs is the kind of motion: smooth and periodic (running side by
+  side, juggling, dancing round each other) against impulsive (lunges that end in contact, a
+  knock-back, sudden stops).
+  """
+  rng = np.random.default_rng(spec.seed)
+  side = min(spec.width, spec.height)
+  num_actors = int(rng.integers(2, 5))
+  radii = rng.uniform(0.07, 0.12, num_actors) * side
+  colours = PALETTE[rng.choice(len(PALETTE), num_actors, replace=False)]
+  t = np.arange(spec.num_frames) / spec.fps  # [F]
+  speed = rng.uniform(0.35, 0.8)  # units/s, both classes
+  centre = rng.uniform(0.35, 0.65, 2)
+  angle = rng.uniform(0, 2 * np.pi)
+  axis = np.array([np.cos(angle), np.sin(angle)])
+  normal = np.array([-axis[1], axis[0]])
+  gap = rng.uniform(0.15, 0.25)
+  pos = np.empty((spec.num_frames, num_actors, 2))
+  if spec.label == 0:
+    kind = rng.integers(3)
+    if kind == 0:  # running: the pair runs side by side, bouncing off the walls
+      heading = rng.uniform(0, 2 * np.pi)
+      path = centre[None] + speed * t[:, None] * np.array([np.cos(heading), np.sin(heading)])
+      pos[:, 0] = _bounce(path + normal * gap / 2)
+      pos[:, 1] = _bounce(path - normal * gap / 2)
+    elif kind == 1:  # juggling: a fast small ball above a swaying juggler
+      freq = speed / (4 * 0.12)  # a 0.12-unit vertical throw at the same mean speed
+      pos[:, 0] = centre + 0.02 * np.sin(2 * np.pi * 0.5 * t)[:, None] * axis
+      pos[:, 1] = pos[:, 0] + np.array([0.0, -0.1]) - np.abs(
+          np.sin(np.pi * freq * t))[:, None] * np.array([0.0, 0.12])
+    else:  # dancing: the pair circles its centre
+      omega = speed / (gap / 2)
+      phase = omega * t + rng.uniform(0, 2 * np.pi)
+      ring = np.stack([np.cos(phase), np.sin(phase)], -1) * gap / 2
+      pos[:, 0], pos[:, 1] = centre + ring, centre - ring
+  else:  # strikes: actor 0 lunges at actor 1 (contact), actor 1 is knocked back, then a pause
+    pos[:, 0], pos[:, 1] = centre - axis * gap / 2, centre + axis * gap / 2
+    strike_every = rng.uniform(0.5, 1.0)
+    lunge = np.mod(t + rng.uniform(0, 1), strike_every) / strike_every  # [F] in [0, 1)
+    reach = np.where(lunge < 0.25, lunge / 0.25, np.maximum(0.0, 1 - (lunge - 0.25) / 0.2))
+    hit = np.where((lunge > 0.2) & (lunge < 0.6), np.exp(-(lunge - 0.2) * 12), 0.0)
+    amplitude = speed * strike_every / 2.4  # the same mean speed as the other class
+    pos[:, 0] += axis * (reach * amplitude)[:, None]
+    pos[:, 1] += axis * (hit * amplitude * 0.8)[:, None]
+    pos[:, :2] += rng.normal(0, 0.006, (spec.num_frames, 2, 2))
+  for a in range(2, num_actors):  # bystanders walking slowly
+    heading = rng.uniform(0, 2 * np.pi)
+    pos[:, a] = _bounce(rng.uniform(0.15, 0.85, 2)[None] + rng.uniform(0.02, 0.1) * t[:, None] *
+                        np.array([np.cos(heading), np.sin(heading)]))
+  pos = np.clip(pos, 0.05, 0.95)
+  return pos * np.array([spec.width, spec.height]), radii, colours
+
+
+def _hard_render(spec: ClipSpec, indices: Sequence[int]) -> np.ndarray:
+  """Hard set frames: shake, moving clutter, light changes and JPEG noise (both classes)."""
+  rng = np.random.default_rng(spec.seed + 2)
+  margin = max(4, min(spec.width, spec.height) // 10)
+  h, w = spec.height + 2 * margin, spec.width + 2 * margin
+  background = np.empty((h, w, 3), np.uint8)
+  background[:] = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+  for _ in range(int(rng.integers(6, 14))):  # static clutter
+    x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+    colour = tuple(int(c) for c in PALETTE[rng.integers(len(PALETTE))] // 2 + 40)
+    cv2.rectangle(background, (x0, y0), (x0 + int(rng.integers(6, w // 3)),
+                                         y0 + int(rng.integers(6, h // 3))), colour, -1)
+  t = np.arange(spec.num_frames) / spec.fps
+  shake_px = rng.uniform(0, 0.9) * margin
+  shake = np.cumsum(rng.normal(0, 1, (spec.num_frames, 2)), 0)
+  shake = np.clip(shake - shake.mean(0), -1, 1) * shake_px  # [F, 2] camera offset
+  shake = shake + rng.normal(0, rng.uniform(0, 0.25) * margin, shake.shape)  # handheld jitter
+  movers = int(rng.integers(0, 4))  # moving clutter: cars, leaves, ...
+  mover_start = rng.uniform(0, 1, (movers, 2))
+  mover_speed = rng.uniform(-0.5, 0.5, (movers, 2))
+  mover_colour = PALETTE[rng.integers(len(PALETTE), size=movers)] // 3 + 60
+  light = 1 + rng.uniform(0, 0.35) * np.sin(2 * np.pi * rng.uniform(0.05, 1.0) * t +
+                                            rng.uniform(0, 6.3))
+  light = light * np.where(rng.uniform(0, 1, spec.num_frames) < rng.uniform(0, 0.08),
+                           rng.uniform(0.6, 1.4), 1.0)  # flicker
+  quality = int(rng.integers(12, 45))
+  centres, radii, colours = actor_tracks(spec)
+  out = np.empty((len(indices), spec.height, spec.width, 3), np.uint8)
+  for k, f in enumerate(indices):
+    frame = background.copy()
+    for m in range(movers):
+      x, y = (_bounce(mover_start[m] + mover_speed[m] * t[f]) * [w, h]).astype(int)
+      cv2.rectangle(frame, (x - 6, y - 4), (x + 6, y + 4),
+                    tuple(int(c) for c in mover_colour[m]), -1)
+    for (x, y), r, c in zip(centres[f] + margin, radii, colours):
+      cv2.circle(frame, (int(x), int(y)), int(r), tuple(int(v) for v in c), -1, cv2.LINE_AA)
+    dx, dy = np.clip(margin + shake[f], 0, 2 * margin).astype(int)
+    frame = np.clip(frame[dy:dy + spec.height, dx:dx + spec.width] * light[f], 0, 255)
+    ok, jpeg = cv2.imencode('.jpg', frame.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    out[k] = cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if ok else frame
+  return out
+
+
+def render(spec: ClipSpec, indices: Sequence[int] = None) -> np.ndarray:
+  """Frames of one clip (all, or those at `indices`), [F, H, W, 3] uint8 RGB."""
+  if spec.difficulty == 'hard':
+    return _hard_render(spec, range(spec.num_frames) if indices is None else indices)
+  if indices is not None:
+    return render(spec)[list(indices)]
   rng = np.random.default_rng(spec.seed + 1)
   background = np.empty((spec.height, spec.width, 3), np.uint8)
   background[:] = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]

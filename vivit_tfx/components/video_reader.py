@@ -1,6 +1,8 @@
-"""Ingestion step 1: read a video file and sample a fixed-length clip of frames.
+"""Ingestion step 1: read a video file and sample its frames.
 
-Frames are sampled uniformly across the whole video (the centre of T equal segments).
+Two rules: at a fixed rate (`rate_indices`: frames every 1/sample_fps seconds over the video's
+central `max_frames / sample_fps` seconds; clips are cut from them later), or, when no rate is
+set, T frames spread over the whole video (`sample_indices`: the centre of T equal segments).
 Frames that are not kept are never converted to RGB: short gaps are *grabbed* (decoded by the
 codec only), long gaps are skipped by seeking; kept frames are resized (aspect-preserving) and
 centre-cropped.
@@ -69,6 +71,22 @@ def sample_indices(num_frames: int, num_samples: int) -> List[int]:
   return [int((i + 0.5) * num_frames / num_samples) for i in range(num_samples)]
 
 
+def rate_indices(num_frames: int, fps: float, sample_fps: float, max_frames: int) -> List[int]:
+  """Source frame indices every 1/sample_fps seconds over the video's central part.
+
+  At most `max_frames` frames (the central max_frames / sample_fps seconds); a video shorter
+  than one sample interval gives its first frame. fps 0 (unknown) is taken as 25.
+  """
+  if num_frames <= 0 or sample_fps <= 0 or max_frames <= 0:
+    raise ValueError(f'need positive frames, rate and maximum, got {num_frames}, {sample_fps}, '
+                     f'{max_frames}')
+  fps = fps or 25.0
+  duration = num_frames / fps
+  n = max(1, min(max_frames, int(duration * sample_fps + 1e-6)))
+  start = max(0.0, (duration - n / sample_fps) / 2)
+  return [min(num_frames - 1, int((start + j / sample_fps) * fps + 1e-6)) for j in range(n)]
+
+
 def resize_and_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
   """Aspect-preserving resize so the frame covers `size` (H, W), then centre crop."""
   out_h, out_w = size
@@ -90,13 +108,17 @@ def probe(path: str) -> VideoInfo:
     capture.release()
 
 
-def read_clip(path: str, num_frames: int, size: Tuple[int, int]) -> Clip:
-  """Samples `num_frames` frames of `path`, resized and cropped to `size` (H, W)."""
+def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: float = 0.0,
+              max_frames: int = 0) -> Clip:
+  """Samples frames of `path`, resized and cropped to `size` (H, W): `num_frames` spread over
+  the whole video, or with `sample_fps` up to `max_frames` at that rate (`rate_indices`)."""
+  choose = (lambda info: rate_indices(info.num_frames, info.fps, sample_fps, max_frames)) if (
+      sample_fps > 0) else (lambda info: sample_indices(info.num_frames, num_frames))
   capture = open_video(path)
   try:
     info = _info(capture, path)
-    indices = sample_indices(info.num_frames, num_frames)
-    frames, decoded = _grab_indices(capture, indices)
+    indices = choose(info)
+    frames, decoded = _grab_indices(capture, indices, size)
   finally:
     capture.release()
   if decoded < info.num_frames and max(indices) >= decoded:
@@ -104,21 +126,20 @@ def read_clip(path: str, num_frames: int, size: Tuple[int, int]) -> Clip:
     if decoded == 0:
       raise VideoReadError('no decodable frames')
     info = dataclasses.replace(info, num_frames=decoded)
-    return _reread(path, info, num_frames, size)
-  return Clip(np.stack([resize_and_crop(frames[i], size) for i in indices]), info, indices)
+    return _reread(path, info, choose(info), size)
+  return Clip(np.stack([frames[i] for i in indices]), info, indices)
 
 
-def _reread(path: str, info: VideoInfo, num_frames: int, size: Tuple[int, int]) -> Clip:
-  indices = sample_indices(info.num_frames, num_frames)
+def _reread(path: str, info: VideoInfo, indices: List[int], size: Tuple[int, int]) -> Clip:
   capture = open_video(path)
   try:
-    frames, _ = _grab_indices(capture, indices)
+    frames, _ = _grab_indices(capture, indices, size)
   finally:
     capture.release()
   missing = [i for i in indices if i not in frames]
   if missing:
     raise VideoReadError(f'frames {missing[:3]} could not be decoded')
-  return Clip(np.stack([resize_and_crop(frames[i], size) for i in indices]), info, indices)
+  return Clip(np.stack([frames[i] for i in indices]), info, indices)
 
 
 def open_video(path: str) -> cv2.VideoCapture:
@@ -154,8 +175,12 @@ def _info(capture: cv2.VideoCapture, path: str) -> VideoInfo:
   return VideoInfo(num_frames=num_frames, fps=fps, width=width, height=height)
 
 
-def _grab_indices(capture: cv2.VideoCapture, indices: List[int]) -> Tuple[dict, int]:
-  """Reads the wanted frames in order; returns ({index: RGB frame}, frames reached).
+def _grab_indices(capture: cv2.VideoCapture, indices: List[int],
+                  size: Tuple[int, int]) -> Tuple[dict, int]:
+  """Reads the wanted frames in order; returns ({index: RGB frame of `size`}, frames reached).
+
+  Each kept frame is resized and cropped (`resize_and_crop`) *before* its colour conversion,
+  so only `size` pixels are converted.
 
   Between two wanted frames that are far apart the reader seeks (the demuxer jumps to the
   nearest keyframe) instead of decoding everything in between; short gaps are `grab()`bed,
@@ -173,7 +198,7 @@ def _grab_indices(capture: cv2.VideoCapture, indices: List[int]) -> Tuple[dict, 
     ok, bgr = capture.read()
     if not ok or bgr is None:
       return frames, position
-    frames[index] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    frames[index] = cv2.cvtColor(resize_and_crop(bgr, size), cv2.COLOR_BGR2RGB)
     position += 1
   return frames, position
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.components import ingest, remote_files
+# Only for models exported before class names were recorded (the RLVS layout's classes).
 from vivit_tfx.models.features import CLASS_NAMES
 
 
@@ -31,31 +32,93 @@ def newest_version(serving_dir: str, model_name: str) -> str:
   return os.path.join(base, str(versions[0]))
 
 
-def clip_config_of(model_dir: str) -> ingest.ClipConfig:
+@dataclasses.dataclass(frozen=True)
+class ModelClipConfig(ingest.ClipConfig):
+  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults: the
+  ingestion ClipConfig (T, frame size, sampling rule) plus the classes and the views."""
+  class_names: Tuple[str, ...] = CLASS_NAMES  # label order
+  positive_class: str = ''  # binary sets: class_names[1]
+  num_views: int = 1  # K clips per video averaged by serving_default
+
+  @property
+  def positive_index(self) -> Optional[int]:
+    """Label of the positive class: the named one, else label 1 of a binary set."""
+    if self.positive_class in self.class_names:
+      return self.class_names.index(self.positive_class)
+    return 1 if len(self.class_names) == 2 else None
+
+  def positive_score(self, probabilities: Sequence[float]) -> float:
+    """P(positive class) from a serving output row ([1] binary, [K] multi-class); for a
+    multi-class set without a positive class, 1 − P(first class)."""
+    if len(probabilities) == 1:
+      return float(probabilities[0])
+    index = self.positive_index
+    return float(probabilities[index]) if index is not None else 1.0 - float(probabilities[0])
+
+
+def clip_config_of(model_dir: str) -> ModelClipConfig:
   from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
   path = os.path.join(model_dir, CLIP_CONFIG_FILE)
   if not remote_files.exists(path):
     raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
   clip = remote_files.read_json(path)
-  return ingest.ClipConfig(num_frames=clip['num_frames'], frame_size=tuple(clip['frame_size']))
+  names = {f.name for f in dataclasses.fields(ModelClipConfig)}
+  return ModelClipConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in clip.items() if k in names and v not in (None, '')})
 
 
 @dataclasses.dataclass
 class Prediction:
   path: str
-  label: Optional[str] = None
-  probability: Optional[float] = None  # of the predicted label
-  violence_probability: Optional[float] = None
+  label: Optional[str] = None  # class name
+  probability: Optional[float] = None  # of the predicted class
+  probabilities: Optional[Dict[str, float]] = None  # per class name
+  positive_class: Optional[str] = None
+  positive_probability: Optional[float] = None
   error: Optional[str] = None
 
   def to_text(self) -> str:
     if self.error:
       return f'{self.path}: error: {self.error}'
-    return (f'{self.path}: {self.label} (p={self.probability:.3f}, '
-            f'p_violence={self.violence_probability:.3f})')
+    positive = (f', p_{self.positive_class}={self.positive_probability:.3f}'
+                if self.positive_class else '')
+    return f'{self.path}: {self.label} (p={self.probability:.3f}{positive})'
+
+  def fill(self, row: Sequence[float], clip: ModelClipConfig) -> None:
+    """Sets the fields from one serving output row."""
+    names = clip.class_names
+    probs = [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
+    index = max(range(len(probs)), key=lambda i: probs[i])
+    self.label = names[index] if index < len(names) else str(index)
+    self.probability = probs[index]
+    self.probabilities = {(names[i] if i < len(names) else str(i)): p
+                          for i, p in enumerate(probs)}
+    if clip.positive_index is not None and clip.positive_index < len(names):
+      self.positive_class = names[clip.positive_index]
+      self.positive_probability = clip.positive_score(row)
 
 
-def serialized_clip(path: str, clip: ingest.ClipConfig) -> bytes:
+def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
+  """Seconds of the source frames that serving_default's K views of this video use (the same
+  rule as evaluation: `ingest.ClipConfig` sampling, then `models.clip_views`)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
+  if clip.sample_fps > 0:
+    indices = video_reader.rate_indices(info.num_frames, info.fps, clip.sample_fps,
+                                        clip.stored_frames)
+  else:
+    indices = video_reader.sample_indices(info.num_frames, clip.num_frames)
+  slots = [str(i).encode() for i in range(len(indices))]
+  slots = tf.constant([slots + [b''] * (clip.stored_frames - len(slots))])  # [1, N]
+  starts = clip_views.view_starts(clip_views.valid_counts(slots), clip.num_frames,
+                                  clip.num_views)
+  views = clip_views.gather_clips(slots, starts, clip.num_frames)[0].numpy()  # [K, T]
+  fps = info.fps or 25.0
+  return [[round(indices[int(v)] / fps, 4) for v in view] for view in views]
+
+
+def serialized_clip(path: str, clip: ModelClipConfig) -> bytes:
   """A video file → the serialised raw tf.Example the model's serving signature takes."""
   example, reason = ingest.read_example(path, os.path.basename(path), 0, clip)
   if example is None:
@@ -79,15 +142,7 @@ def predict(paths: List[str], model_dir: str, batch_size: int = 16) -> List[Pred
     batch = ready[start:start + batch_size]
     probs = serve(examples=tf.constant([b for _, b in batch]))['probabilities'].numpy()
     for (r, _), p in zip(batch, probs):
-      if len(p) == 1:  # binary: p = P(Violence)
-        r.violence_probability = float(p[0])
-        index = int(p[0] >= 0.5)
-        r.probability = float(p[0] if index else 1 - p[0])
-      else:
-        index = int(p.argmax())
-        r.probability = float(p[index])
-        r.violence_probability = float(p[CLASS_NAMES.index('Violence')])
-      r.label = CLASS_NAMES[index] if index < len(CLASS_NAMES) else str(index)
+      r.fill(p, clip)
   return results
 
 

@@ -1,7 +1,8 @@
 """`vivit-tfx predict --timeline`: when does the violence happen in a long video?
 
-A window of `window_s` seconds slides by `stride_s`; each window is sampled to T frames (as
-ingestion samples a whole video) and scored by the pushed model in batches. Frames are
+A window slides by `stride_s`; each window is sampled to T frames as the model's evaluation
+samples a clip (T frames at its `sample_fps`, a window of T / sample_fps s; models without a
+rate: T frames spread over `window_s`) and scored by the pushed model in batches. Frames are
 streamed: only the frames of windows still open are held, so memory does not grow with the
 video's length.
 """
@@ -23,21 +24,29 @@ class Window:
   start_s: float
   end_s: float
   indices: List[int]  # the T source frames sampled from this window
-  score: Optional[float] = None  # P(violence)
+  score: Optional[float] = None  # P(positive class), see ModelClipConfig.positive_score
 
 
 def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
-                 clip_frames: int) -> List[Window]:
-  """Windows over the whole video, each sampled to `clip_frames` frame indices."""
+                 clip_frames: int, sample_fps: float = 0.0) -> List[Window]:
+  """Windows over the whole video, each sampled to `clip_frames` frame indices.
+
+  With a model's sampling rate (`sample_fps` > 0) a window is one clip as evaluation takes it:
+  `clip_frames` frames every 1/sample_fps s (`window_s` is then clip_frames / sample_fps).
+  """
   if window_s <= 0 or stride_s <= 0:
     raise ValueError('window and stride must be positive seconds')
   fps = fps or 25.0
+  if sample_fps > 0:
+    window_s = clip_frames / sample_fps
   length = max(1, min(num_frames, int(round(window_s * fps))))
   stride = max(1, int(round(stride_s * fps)))
   starts = list(range(0, num_frames - length + 1, stride)) or [0]
-  return [Window(s / fps, (s + length) / fps,
-                 [s + i for i in video_reader.sample_indices(length, clip_frames)])
-          for s in starts]
+  if sample_fps > 0:
+    offsets = [min(length - 1, int(j * fps / sample_fps + 1e-6)) for j in range(clip_frames)]
+  else:
+    offsets = video_reader.sample_indices(length, clip_frames)
+  return [Window(s / fps, (s + length) / fps, [s + i for i in offsets]) for s in starts]
 
 
 def stream_windows(path: str, windows: List[Window],
@@ -55,7 +64,7 @@ def stream_windows(path: str, windows: List[Window],
       if position in wanted:
         ok, bgr = capture.retrieve()
         if ok:
-          frame = video_reader.resize_and_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+          frame = cv2.cvtColor(video_reader.resize_and_crop(bgr, size), cv2.COLOR_BGR2RGB)
           for w_index, slot in wanted.pop(position):
             slots = pending.setdefault(w_index, {})
             slots[slot] = frame
@@ -75,13 +84,14 @@ def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.
   clip = predict.clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   info = video_reader.probe(path)
-  windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames)
+  windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames,
+                         clip.sample_fps)
   batch: List[Tuple[Window, bytes]] = []
 
   def flush():
     probs = serve(examples=tf.constant([b for _, b in batch]))['probabilities'].numpy()
     for (w, _), p in zip(batch, probs):
-      w.score = float(p[-1]) if len(p) == 1 else float(p[1])
+      w.score = clip.positive_score(p)
     batch.clear()
 
   for w, frames in stream_windows(path, windows, tuple(clip.frame_size)):
@@ -114,23 +124,24 @@ def segments(windows: List[Window], threshold: float = 0.5) -> List[Dict[str, fl
 
 
 def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float, path: str,
-         title: str, truth: Optional[List[Dict[str, float]]] = None) -> str:
-  """Violence probability against time, detected segments shaded (and the truth, if known)."""
+         title: str, truth: Optional[List[Dict[str, float]]] = None,
+         positive: str = 'positive class') -> str:
+  """P(positive class) against time, detected segments shaded (and the truth, if known)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(11.5, 3.2))
   centres = [(w.start_s + w.end_s) / 2 for w in windows]
   ax.plot(centres, [w.score for w in windows], '-o', ms=3, color='#c0392b',
-          label='P(violence) per window')
+          label=f'P({positive}) per window')
   ax.axhline(threshold, ls='--', color='#555555', lw=0.8, label=f'threshold {threshold}')
   for i, s in enumerate(found):
     ax.axvspan(s['start_s'], s['end_s'], color='#e74c3c', alpha=0.15,
                label='detected' if i == 0 else None)
   for i, t in enumerate(x for x in truth or [] if x['label'] == 1):
     ax.axvspan(t['start_s'], t['end_s'], ymin=0, ymax=0.06, color='#2c3e50',
-               label='true violence' if i == 0 else None)
-  ax.set(xlabel='time (s)', ylabel='P(violence)', ylim=(-0.02, 1.02), title=title)
+               label=f'true {positive}' if i == 0 else None)
+  ax.set(xlabel='time (s)', ylabel=f'P({positive})', ylim=(-0.02, 1.02), title=title)
   ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -141,7 +152,13 @@ def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float,
 def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
         threshold: float = 0.5) -> Dict[str, object]:
   """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json."""
+  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   info, windows = score(path, model_dir, window_s, stride_s)
+  clip = predict.clip_config_of(model_dir)
+  if clip.sample_fps > 0:  # a window is one clip of the model's sampling rule
+    window_s = clip.num_frames / clip.sample_fps
+  positive = (clip.class_names[clip.positive_index] if clip.positive_index is not None
+              else f'not {clip.class_names[0]}')
   found = segments(windows, threshold)
   os.makedirs(out_dir, exist_ok=True)
   stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
@@ -149,8 +166,9 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
   truth = json.load(open(truth_file)) if os.path.exists(truth_file) else None
   png = plot(windows, found, threshold, stem + '.timeline.png',
              f'{os.path.basename(path)} ({info.duration_s:.0f} s, window {window_s} s, '
-             f'stride {stride_s} s)', truth)
-  result = {'video': path, 'duration_s': round(info.duration_s, 3), 'window_s': window_s,
+             f'stride {stride_s} s)', truth, positive)
+  result = {'video': path, 'duration_s': round(info.duration_s, 3), 'score': f'P({positive})',
+            'window_s': window_s,
             'stride_s': stride_s, 'threshold': threshold, 'segments': found,
             'windows': [{'start_s': round(w.start_s, 3), 'end_s': round(w.end_s, 3),
                          'score': round(w.score, 4)} for w in windows],

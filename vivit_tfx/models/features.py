@@ -1,7 +1,7 @@
 """Names of every feature of the raw clip record and of the transformed features (one place)."""
 
 # Raw clip record (written by ingestion / VideoExampleGen).
-FRAMES = 'frames'                      # bytes[T]: JPEG frames
+FRAMES = 'frames'                      # bytes[N]: JPEG frames at the sampling rate, then ''
 LABEL = 'label'                        # int64: class index (see CLASS_NAMES)
 VIDEO_ID = 'video_id'                  # bytes: '<class folder>/<file stem>', unique per video
 SOURCE_PATH = 'source_path'            # bytes: path relative to the input root

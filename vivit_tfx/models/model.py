@@ -12,24 +12,34 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from vivit_tfx.models import augment, distribution, export, features, training
+from vivit_tfx.models import augment, clip_views, distribution, export, features, training
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, n_classes: int,
-             training_mode: bool) -> tf.data.Dataset:
-  """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels)."""
+             training_mode: bool, num_frames: int = 0) -> tf.data.Dataset:
+  """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels).
+
+  Training: shuffled, repeated forever, one clip at a random position of each video per visit
+  (`clip_views`). Validation: one pass over the whole split in its (ingest-shuffled) record
+  order, the central clip of each video, so every epoch's validation covers every class.
+  """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL,
-                                     shuffle=training_mode, shuffle_buffer_size=256),
+                                     shuffle=training_mode, shuffle_buffer_size=256,
+                                     num_epochs=None if training_mode else 1),
       tf_transform_output.raw_metadata.schema)
   tft_layer = tf_transform_output.transform_features_layer()
+  num_frames = num_frames or tf_transform_output.raw_feature_spec()[features.FRAMES].shape[0]
 
   def _to_clips(raw, label):
-    clips = tft_layer({features.FRAMES: raw[features.FRAMES]})[features.CLIP_XF]
+    frames = raw[features.FRAMES]  # [B, N]
+    if training_mode:
+      frames = clip_views.random_clip_records(frames, num_frames)
+    clips = tft_layer({features.FRAMES: frames})[features.CLIP_XF]  # [B, T, H, W, 3]
     if training_mode:
       clips = augment.augment(clips)
     label = tf.reshape(label, [-1, 1])
@@ -49,7 +59,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('ViViT %s on %s with %d replica(s), global batch %d', config.variant,
                type(strategy).__name__, strategy.num_replicas_in_sync, batch_size)
   train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                   config.n_classes, training_mode=True)
+                   config.n_classes, training_mode=True, num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         batch_size, config.n_classes, training_mode=False)
   steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
@@ -58,7 +68,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=epochs * steps_per_epoch)
   model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
-            validation_steps=max(1, fn_args.eval_steps), verbose=2,
+            verbose=2,  # validation: the whole eval split each epoch (input_fn)
             callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                    update_freq='epoch')])
   export.export(model, config, tf_transform_output, fn_args.serving_model_dir,

@@ -1,7 +1,9 @@
 """Transform's `preprocessing_fn`: JPEG frames → normalised float clips (Beam analyzers).
 
 Runs with `materialize=False`: nothing float is written; the same graph is applied in the
-Trainer's input pipeline and inside the serving signature.
+Trainer's input pipeline and inside the serving signature. Records may hold more frames than a
+clip (the sampling rule of `clip_views`): the graph decodes the central clip of T frames;
+callers choose another clip by handing a record that holds only that clip.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import features
+from vivit_tfx.models import clip_views, features
 
 DEFAULT_IMAGE_SIZE = (64, 64)
 
@@ -34,8 +36,12 @@ def decode_clips(frames: tf.Tensor, size) -> tf.Tensor:
 def preprocessing_fn(inputs: Dict[str, tf.Tensor],
                      custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
   """Decodes clips and standardises each channel with mean/std over the whole train split."""
-  size = tuple((custom_config or {}).get('image_size', DEFAULT_IMAGE_SIZE))
-  clips = decode_clips(inputs[features.FRAMES], size)  # [B, T, H, W, 3]
+  custom_config = custom_config or {}
+  size = tuple(custom_config.get('image_size', DEFAULT_IMAGE_SIZE))
+  frames = inputs[features.FRAMES]  # [B, N]
+  frames = clip_views.central_clip(frames, int(custom_config.get('num_frames',
+                                                                  frames.shape[1])))  # [B, T]
+  clips = decode_clips(frames, size)  # [B, T, H, W, 3]
   pixels = tf.reshape(clips, [-1, 3])  # every pixel of the batch is one row: [B*T*H*W, 3]
   mean = tft.mean(pixels, reduce_instance_dims=False)  # [3]
   var = tft.var(pixels, reduce_instance_dims=False)  # [3]

@@ -45,10 +45,20 @@ class PipelineConfig:
                                        # 'videos': VideoExampleGen reads videos on Beam
   schema_file: str = ''                # default: the curated schemas/clip_schema.pbtxt
   synthetic_clips: int = 200
+  # Dataset (issue 13): layout of videos_dir, class order, positive class, grouping.
+  layout: str = 'auto'                 # auto | rlvs | rwf2000 | hockey | folders | csv
+  classes: str = ''                    # comma-separated label order, e.g. 'Normal,Abuse,Fight'
+  positive_class: str = ''             # binary sets: the positive class (label 1)
+  group_regex: str = ''                # videos whose relative paths share group 1 stay together
   # Clip shape.
   num_frames: int = 8                  # T frames per clip
   frame_size: Tuple[int, int] = (64, 64)   # stored JPEG frames (H, W)
   image_size: Tuple[int, int] = (64, 64)   # model input after Transform's resize (H, W)
+  # Temporal sampling rule (issue 13; models/clip_views.py).
+  sample_fps: float = 0.0              # frames per second of a clip (spans T / sample_fps s);
+                                       # 0: T frames spread over the whole video
+  max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
+  num_views: int = 1                   # K clips per video averaged at evaluation and serving
   # Model and training.
   preset: str = 'vivit-tiny'
   variant: str = 'spatiotemporal'      # spatiotemporal | factorised_encoder |
@@ -103,6 +113,7 @@ class PipelineConfig:
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
     touched: known names, positive counts, frames and image size against the tubelet."""
+    from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
     from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
     errors = []
     for name in ('num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
@@ -112,6 +123,9 @@ class PipelineConfig:
     for name in ('frame_size', 'image_size'):
       if min(getattr(self, name)) <= 0:
         errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
+    if self.num_views <= 0 or self.sample_fps < 0 or self.max_duration_s <= 0:
+      errors.append('--num-views and --max-duration-s must be positive and --sample-fps ≥ 0 '
+                    f'(got {self.num_views}, {self.max_duration_s}, {self.sample_fps})')
     if self.learning_rate <= 0:
       errors.append(f'--learning-rate must be positive, got {self.learning_rate}')
     if self.min_test_examples_per_class < 0 or not 0 <= self.min_test_fraction_per_class <= 1:
@@ -120,7 +134,7 @@ class PipelineConfig:
     for name, value, allowed in (
         ('input_mode', self.input_mode, INPUT_MODES),
         ('distribution', self.distribution, STRATEGIES),
-        ('if_busy', self.if_busy, IF_BUSY)):
+        ('if_busy', self.if_busy, IF_BUSY), ('layout', self.layout, LAYOUTS)):
       if value not in allowed:
         errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(allowed)}')
     if not 0 <= self.accuracy_threshold <= 1:
@@ -139,6 +153,18 @@ class PipelineConfig:
     if errors:
       raise ConfigError(errors)
 
+  def clip_config(self):
+    """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
+    from vivit_tfx.components.ingest import ClipConfig  # pylint: disable=g-import-not-at-top
+    return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
+                      sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
+
+  def dataset_config(self):
+    """The DatasetConfig that ingest and VideoExampleGen read the videos with."""
+    from vivit_tfx.components.layouts import DatasetConfig  # pylint: disable=g-import-not-at-top
+    return DatasetConfig(layout=self.layout, classes=split_names(self.classes),
+                         positive_class=self.positive_class, group_regex=self.group_regex)
+
   def replace(self, **changes) -> 'PipelineConfig':
     return dataclasses.replace(self, **changes)
 
@@ -146,6 +172,11 @@ class PipelineConfig:
 def absolute(path: str) -> str:
   """An absolute local path; URIs (gs://, s3://, …) are returned as they are."""
   return path if '://' in path else os.path.abspath(path)
+
+
+def split_names(text: str) -> Tuple[str, ...]:
+  """'A, B,C' → ('A', 'B', 'C')."""
+  return tuple(n.strip() for n in text.split(',') if n.strip())
 
 
 def parse_size(text: str) -> Tuple[int, int]:

@@ -46,15 +46,20 @@ class DataError(ValueError):
 
 def ingest_settings(config: configs.PipelineConfig) -> dict:
   """The `ingest.ingest` settings `run` uses (and checks existing clips against)."""
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
-  return dict(clip=ingest.ClipConfig(num_frames=config.num_frames,
-                                     frame_size=tuple(config.frame_size)))
+  return dict(clip=config.clip_config(), dataset=config.dataset_config())
 
 
 def reingest_command(config: configs.PipelineConfig, videos_dir: str) -> str:
+  """The `vivit-tfx ingest` command that makes the clips this run wants."""
   h, w = config.frame_size
+  options = [f'--num-frames {config.num_frames}', f'--frame-size {h}x{w}']
+  defaults = configs.PipelineConfig()
+  for name in ('layout', 'classes', 'positive_class', 'group_regex', 'sample_fps',
+               'max_duration_s'):
+    if getattr(config, name) != getattr(defaults, name):
+      options.append(f'--{name.replace("_", "-")} {getattr(config, name)}')
   return (f'vivit-tfx ingest --input {videos_dir} --output {config.clips_dir} '
-          f'--num-frames {config.num_frames} --frame-size {h}x{w} --overwrite')
+          + ' '.join(options) + ' --overwrite')
 
 
 def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
@@ -105,8 +110,8 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
 def _exists(path: str) -> bool:
   if '://' in path:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.isdir(path)
-  return os.path.isdir(path)
+    return tf.io.gfile.exists(path)
+  return os.path.exists(path)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:

@@ -1,10 +1,11 @@
 """`create_pipeline`: the one function that wires the TFX components (local and Kubeflow)."""
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -35,12 +36,34 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
   return {name: fingerprint.code(m, root) for name, m in modules.items()}
 
 
-def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
-  """TFMA: counts, accuracy, AUC, precision/recall, confusion matrix and calibration plots,
-  overall and per container/label; blessing needs accuracy above the threshold and no worse
-  than the last blessed model."""
+def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
+  """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
+  scan of the videos folder, else --classes, else the RLVS layout's two classes."""
+  import json  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
+  summary = os.path.join(config.clips_dir, ingest.SUMMARY)
+  try:
+    if config.input_mode == 'tfrecords' and tf.io.gfile.exists(summary):
+      with tf.io.gfile.GFile(summary) as f:
+        classes = json.load(f).get('classes')
+      if classes:
+        return tuple(classes)
+  except tf.errors.OpError:  # a remote store not reachable from here (compiling for Kubeflow)
+    pass
+  if '://' not in config.videos_dir and os.path.exists(config.videos_dir):
+    return layouts.scan(config.videos_dir, config.dataset_config()).classes
+  return configs.split_names(config.classes) or layouts.RLVS_CLASSES
+
+
+def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.EvalConfig:
+  """TFMA, overall and per container/label. Two classes: counts, binary accuracy, AUC,
+  precision/recall, confusion matrix and calibration plots. More: accuracy, per-class
+  precision/recall (one-vs-rest) and the multi-class confusion matrix. Blessing needs accuracy
+  above the threshold and no worse than the last blessed model."""
+  binary = n_classes == 2
   accuracy = tfma.MetricConfig(
-      class_name='BinaryAccuracy',
+      class_name='BinaryAccuracy' if binary else 'SparseCategoricalAccuracy',
       threshold=tfma.MetricThreshold(
           value_threshold=tfma.GenericValueThreshold(
               lower_bound={'value': config.accuracy_threshold}),
@@ -48,16 +71,39 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
           change_threshold=tfma.GenericChangeThreshold(
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -(config.max_accuracy_drop + 1e-10)})))
-  metrics = [examples_per_class(config)] + [tfma.MetricConfig(class_name=name) for name in (
-      'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
-      'ConfusionMatrixPlot', 'CalibrationPlot')]
+  counts = examples_per_class(config, n_classes)
+  if binary:
+    metrics_specs = [tfma.MetricsSpec(metrics=[accuracy, counts] + [
+        tfma.MetricConfig(class_name=name) for name in (
+            'AUC', 'Precision', 'Recall', 'MeanLabel', 'MeanPrediction',
+            'ConfusionMatrixPlot', 'CalibrationPlot')])]
+  else:
+    metrics_specs = [
+        tfma.MetricsSpec(metrics=[accuracy, counts, tfma.MetricConfig(
+            class_name='MultiClassConfusionMatrixPlot')]),
+        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name)
+                                  for name in ('Precision', 'Recall')],
+                         binarize=tfma.BinarizationOptions(class_ids={'values': list(
+                             range(n_classes))}))]
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
                                   preprocessing_function_names=['transform_features'])],
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
-      metrics_specs=[tfma.MetricsSpec(metrics=[accuracy] + metrics)])
+      metrics_specs=metrics_specs)
+
+
+def _videos_pattern(config: configs.PipelineConfig) -> str:
+  """A glob (relative to videos_dir) matching the videos, for ExampleGen's input fingerprint."""
+  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  if '://' in config.videos_dir or not os.path.exists(config.videos_dir):
+    return '*/*'
+  found = layouts.scan(config.videos_dir, config.dataset_config())
+  if found.layout == 'csv':
+    return os.path.basename(layouts.csv_file(config.videos_dir))
+  depths = collections.Counter(c.path.count(os.sep) for c in found.candidates)
+  return '*/' * (depths.most_common(1)[0][0] if depths else 1) + '*'
 
 
 def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
@@ -76,32 +122,34 @@ def _ingest_summary(config: configs.PipelineConfig) -> dict:
     return json.load(f)
 
 
-def examples_per_class(config: configs.PipelineConfig) -> tfma.MetricConfig:
+def examples_per_class(config: configs.PipelineConfig, n_classes: int) -> tfma.MetricConfig:
   """ExampleCount, with the rule that a degenerate test split never blesses: every class slice
   must hold enough examples (a class with none is a missing slice, which fails too)."""
-  classes = _ingest_summary(config).get('classes') or list(features.CLASS_NAMES)
   threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
       lower_bound={'value': min_test_examples_per_class(config) - 0.5}))
   return tfma.MetricConfig(class_name='ExampleCount', per_slice_thresholds=[
       tfma.PerSliceMetricThreshold(
           slicing_specs=[tfma.SlicingSpec(feature_values={features.LABEL: str(label)})],
-          threshold=threshold) for label in range(len(classes))])
+          threshold=threshold) for label in range(n_classes)])
 
 
 def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
-    # Raw videos read on Beam; hashing on video_id keeps each video in exactly one split.
+    # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+    videos = configs.absolute(config.videos_dir)
+    if os.path.isfile(videos):  # a CSV file: its folder is the input (one CSV there)
+      videos = os.path.dirname(videos)
     return VideoExampleGen(
-        input_base=configs.absolute(config.videos_dir),
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='all',
-                                                                   pattern='*/*')]),
+        input_base=videos,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+            name='all', pattern=_videos_pattern(config))]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name='train', hash_buckets=14),
-                    tfx.proto.SplitConfig.Split(name='eval', hash_buckets=3),
-                    tfx.proto.SplitConfig.Split(name='test', hash_buckets=3)],
-            partition_feature_name=features.VIDEO_ID)),
-        custom_config={'clip': {'num_frames': config.num_frames,
-                                'frame_size': list(config.frame_size)}, 'code': code})
+            splits=[tfx.proto.SplitConfig.Split(name=s, hash_buckets=1) for s in SPLITS])),
+        custom_config={'clip': dataclasses.asdict(config.clip_config()),
+                       'dataset': dataclasses.asdict(config.dataset_config()),
+                       'splits': dataclasses.asdict(ingest.SplitConfig()), 'code': code})
   if config.input_mode != 'tfrecords':
     raise ValueError(f'input_mode {config.input_mode!r} is not one of {configs.INPUT_MODES}')
   # Split folders written by `vivit-tfx ingest` (stratified, by video).
@@ -121,7 +169,8 @@ def create_pipeline(config: configs.PipelineConfig,
   baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
   Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
   """
-  vivit = config.vivit_config()
+  classes = dataset_classes(config)
+  vivit = config.vivit_config().replace(n_classes=len(classes))
   code = code_fingerprints()
 
   # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
@@ -132,8 +181,9 @@ def create_pipeline(config: configs.PipelineConfig,
 
   # Imports the curated schema (shape of `frames` fixed to the configured clip length); the
   # cache key includes the file's content.
-  schema_file = config.schema_file or schemas.for_num_frames(
-      config.num_frames, os.path.join(config.output_root, 'schemas'))
+  schema_file = config.schema_file or schemas.for_clips(
+      config.clip_config().stored_frames, len(classes),
+      os.path.join(config.output_root, 'schemas'))
   schema_gen = ImportSchemaGen(schema_file=configs.absolute(schema_file))
 
   # Detects anomalies of the clips against the schema ...
@@ -153,7 +203,8 @@ def create_pipeline(config: configs.PipelineConfig,
   transform = ClipTransform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
-      custom_config={'image_size': list(config.image_size), 'code': code['Transform']},
+      custom_config={'image_size': list(config.image_size), 'num_frames': config.num_frames,
+                     'code': code['Transform']},
   ).with_id('Transform')
 
   # Trains ViViT with the config passed as hyperparameters.
@@ -166,7 +217,13 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
                      'clip': {'num_frames': config.num_frames,
-                              'frame_size': list(config.frame_size)},
+                              'frame_size': list(config.frame_size),
+                              'sample_fps': config.sample_fps,
+                              'max_duration_s': config.max_duration_s,
+                              'num_views': config.num_views,
+                              'class_names': list(classes),
+                              'positive_class': classes[1] if len(classes) == 2 else (
+                                  config.positive_class)},
                      'tpu_address': config.tpu_address,
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
@@ -181,7 +238,7 @@ def create_pipeline(config: configs.PipelineConfig,
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if baseline else None,
-      eval_config=eval_config(config),
+      eval_config=eval_config(config, len(classes)),
       example_splits=['test'])
 
   # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.

@@ -20,17 +20,27 @@ def num_frames(schema: schema_pb2.Schema) -> int:
   return feature.shape.dim[0].size
 
 
-def for_num_frames(t: int, output_dir: str) -> str:
-  """The curated schema with `frames` fixed to length `t`, written to `output_dir`.
+def num_classes(schema: schema_pb2.Schema) -> int:
+  """The number of classes the schema's label domain allows."""
+  feature = next(f for f in schema.feature if f.name == features.LABEL)
+  return feature.int_domain.max + 1
 
-  Returns the curated file itself when it already says `t`.
-  """
+
+def for_clips(t: int, n_classes: int, output_dir: str) -> str:
+  """The curated schema with `frames` fixed to length `t` and labels in [0, n_classes),
+  written to `output_dir`. Returns the curated file itself when it already says so."""
   schema = load()
-  if num_frames(schema) == t:
+  if num_frames(schema) == t and num_classes(schema) == n_classes:
     return CLIP_SCHEMA_PATH
   next(f for f in schema.feature if f.name == features.FRAMES).shape.dim[0].size = t
+  next(f for f in schema.feature if f.name == features.LABEL).int_domain.max = n_classes - 1
   os.makedirs(output_dir, exist_ok=True)
-  path = os.path.join(output_dir, f'clip_schema_t{t}.pbtxt')
+  path = os.path.join(output_dir, f'clip_schema_t{t}_c{n_classes}.pbtxt')
   with open(path, 'w') as f:
     f.write(text_format.MessageToString(schema))
   return path
+
+
+def for_num_frames(t: int, output_dir: str) -> str:
+  """`for_clips` for a binary label."""
+  return for_clips(t, 2, output_dir)

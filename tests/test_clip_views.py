@@ -1,0 +1,85 @@
+"""The temporal sampling rule: frames at a fixed rate, K evaluation views, a random clip per
+training visit, and the same timestamps for evaluation's views and for `predict`."""
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.components import ingest, video_reader
+from vivit_tfx.components.video_reader import VideoInfo
+from vivit_tfx.inference import predict
+from vivit_tfx.models import clip_views, features
+
+
+def _slots(n, stored):
+  return tf.constant([[str(i).encode() for i in range(n)] + [b''] * (stored - n)])
+
+
+def _ints(clips):
+  return [[int(v) for v in row] for row in clips.numpy().astype(str)]
+
+
+def test_rate_indices_take_the_central_seconds():
+  # 2.7 s at 10 fps sampled at 4 fps: 10 frames, centred (0.1 s to 2.6 s).
+  assert video_reader.rate_indices(27, 10.0, 4.0, 12) == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23]
+  # A 60 s video keeps only its central max_frames / sample_fps seconds.
+  idx = video_reader.rate_indices(1800, 30.0, 4.0, 40)
+  assert len(idx) == 40 and idx[0] == 25 * 30 and idx[1] - idx[0] in (7, 8)
+
+
+def test_views_are_segment_centres_and_short_clips_loop():
+  frames = _slots(10, 12)  # 10 frames in 12 slots
+  starts = clip_views.view_starts(clip_views.valid_counts(frames), 4, 2)
+  assert starts.numpy().tolist() == [[1, 4]]
+  assert _ints(clip_views.gather_clips(frames, starts, 4)[0]) == [[1, 2, 3, 4], [4, 5, 6, 7]]
+  assert _ints(clip_views.central_clip(frames, 4)) == [[3, 4, 5, 6]]
+  short = _slots(2, 12)
+  assert _ints(clip_views.central_clip(short, 4)) == [[0, 1, 0, 1]]
+  records = clip_views.view_records(frames, 4, 2)  # [B*K, N], each the central clip of itself
+  assert records.shape == (2, 12)
+  assert _ints(clip_views.central_clip(records, 4)) == [[1, 2, 3, 4], [4, 5, 6, 7]]
+
+
+def test_training_draws_every_clip_position():
+  frames = tf.repeat(_slots(10, 12), 400, axis=0)
+  records = clip_views.random_clip_records(frames, 4)  # [400, 12]
+  assert set(clip_views.valid_counts(records).numpy()) == {4}
+  firsts = {int(r[0]) for r in records.numpy()[:, :1].astype(str)}
+  assert firsts == set(range(7))  # every start 0..n-T is drawn
+
+
+def test_predict_reports_the_view_timestamps():
+  clip = predict.ModelClipConfig(num_frames=4, sample_fps=4.0, max_duration_s=3.0, num_views=2)
+  times = predict.view_timestamps(VideoInfo(27, 10.0, 64, 48), clip)
+  assert times == [[0.3, 0.6, 0.8, 1.1], [1.1, 1.3, 1.6, 1.8]]
+
+
+def test_evaluation_views_and_predict_use_the_same_frames(video_root, tmp_path):
+  path = max(sorted(glob.glob(os.path.join(video_root, 'Violence', '*.mp4'))),
+             key=lambda p: video_reader.probe(p).duration_s)  # the longest: views differ
+  clip = predict.ModelClipConfig(num_frames=4, frame_size=(32, 32), sample_fps=8.0,
+                                 max_duration_s=3.0, num_views=3)
+  ingest.ingest(os.path.dirname(os.path.dirname(path)), str(tmp_path / 'out'),
+                clip=ingest.ClipConfig(4, (32, 32), sample_fps=8.0, max_duration_s=3.0),
+                workers=1, progress=False)
+  records = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
+      glob.glob(str(tmp_path / 'out' / '*' / '*.tfrecord')))]
+  rel = os.path.relpath(path, video_root)
+  stored = next(r for r in records if r.features.feature[features.SOURCE_PATH].bytes_list.value[
+      0].decode() == rel).features.feature[features.FRAMES].bytes_list.value
+  sent = tf.train.Example.FromString(predict.serialized_clip(path, clip)).features.feature[
+      features.FRAMES].bytes_list.value
+  assert list(stored) == list(sent) and len(stored) == clip.stored_frames == 24
+  # The frames serving_default's views take from the record ...
+  frames = tf.constant([list(stored)])
+  views = clip_views.gather_clips(frames, clip_views.view_starts(
+      clip_views.valid_counts(frames), 4, 3), 4)[0].numpy()  # [K, T]
+  # ... are the source frames at the timestamps predict reports.
+  info = video_reader.probe(path)
+  times = predict.view_timestamps(info, clip)
+  index = {i: slot for slot, i in enumerate(video_reader.rate_indices(
+      info.num_frames, info.fps, 8.0, clip.stored_frames))}
+  for view, seconds in zip(views, times):
+    assert [stored[index[int(round(t * info.fps))]] for t in seconds] == list(view)
+  assert len({tuple(t) for t in times}) == 3 and np.all(np.diff(times[0]) > 0)

@@ -1,0 +1,69 @@
+"""The temporal sampling rule, in the graph: which T of a record's stored frames form a clip.
+
+A record holds N frame slots (`ingest.ClipConfig.stored_frames`): a video's n frames taken at
+`sample_fps`, then empty strings. A clip is T consecutive stored frames (T / sample_fps
+seconds), looped when n < T:
+  training         one clip at a uniformly random position, drawn at every visit;
+  evaluation and   K views at the centres of K equal segments of the n - T possible starts
+  serving          (K = 1: the central clip); their probabilities are averaged.
+Transform's `preprocessing_fn` decodes the central clip (`central_clip`); the Trainer and the
+serving signature choose a clip by handing it a record holding only that clip (`as_records`).
+Selection works on JPEG bytes, so only the T chosen frames are ever decoded.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def valid_counts(frames: tf.Tensor) -> tf.Tensor:
+  """[B, N] JPEG bytes ('' = empty slot) → [B] int32 number of frames."""
+  return tf.reduce_sum(tf.cast(tf.strings.length(frames) > 0, tf.int32), axis=1)
+
+
+def view_starts(counts: tf.Tensor, num_frames: int, num_views: int) -> tf.Tensor:
+  """[B] frame counts → [B, K] first stored frame of each evaluation view."""
+  room = tf.cast(tf.maximum(counts - num_frames, 0), tf.float32)  # [B]
+  centres = (tf.range(num_views, dtype=tf.float32) + 0.5) / num_views  # [K]
+  return tf.cast(tf.floor(room[:, None] * centres[None, :]), tf.int32)
+
+
+def random_starts(counts: tf.Tensor, num_frames: int) -> tf.Tensor:
+  """[B] frame counts → [B, 1] a uniformly random first frame per record."""
+  room = tf.maximum(counts - num_frames, 0) + 1  # [B] possible starts
+  draw = tf.random.uniform(tf.shape(counts), 0.0, 1.0)
+  return tf.minimum(tf.cast(draw * tf.cast(room, tf.float32), tf.int32), room - 1)[:, None]
+
+
+def gather_clips(frames: tf.Tensor, starts: tf.Tensor, num_frames: int) -> tf.Tensor:
+  """[B, N] frames, [B, K] starts → [B, K, T] the frames of each clip (looped if short)."""
+  counts = tf.maximum(valid_counts(frames), 1)  # [B]
+  index = starts[:, :, None] + tf.range(num_frames)[None, None, :]  # [B, K, T]
+  index = index % counts[:, None, None]
+  return tf.gather(frames, index, batch_dims=1)
+
+
+def as_records(clips: tf.Tensor, stored_frames: int) -> tf.Tensor:
+  """[M, T] clips → [M, N] records holding only that clip (whose central clip it is)."""
+  pad = tf.fill([tf.shape(clips)[0], stored_frames - clips.shape[1]], '')
+  return tf.concat([clips, pad], axis=1)
+
+
+def central_clip(frames: tf.Tensor, num_frames: int) -> tf.Tensor:
+  """[B, N] → [B, T]: the one evaluation view (K = 1)."""
+  starts = view_starts(valid_counts(frames), num_frames, 1)
+  return gather_clips(frames, starts, num_frames)[:, 0]
+
+
+def random_clip_records(frames: tf.Tensor, num_frames: int) -> tf.Tensor:
+  """[B, N] → [B, N]: records holding one clip each, at a random position (training)."""
+  if frames.shape[1] == num_frames:  # one clip per video: nothing to choose
+    return frames
+  clips = gather_clips(frames, random_starts(valid_counts(frames), num_frames), num_frames)
+  return as_records(clips[:, 0], frames.shape[1])
+
+
+def view_records(frames: tf.Tensor, num_frames: int, num_views: int) -> tf.Tensor:
+  """[B, N] → [B * K, N]: records holding one evaluation view each (video-major)."""
+  starts = view_starts(valid_counts(frames), num_frames, num_views)
+  clips = gather_clips(frames, starts, num_frames)  # [B, K, T]
+  return as_records(tf.reshape(clips, [-1, num_frames]), frames.shape[1])
