@@ -65,7 +65,11 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_run(args) -> int:
   from vivit_tfx.pipeline import configs, local_runner  # pylint: disable=g-import-not-at-top
-  config = configs.from_args(args)
+  try:
+    config = configs.from_args(args)
+    print(config.model_summary())  # the effective model config, once
+  except ValueError as e:
+    raise UserError(str(e)) from None
   try:
     summary = local_runner.run(config)
   except Exception as e:  # pylint: disable=broad-except

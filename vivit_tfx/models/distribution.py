@@ -41,3 +41,16 @@ def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Str
   if kind == 'mirrored':
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy):
+  """(is this worker the chief, its worker index): the 'chief' task, or worker 0 when the
+  cluster has none; always (True, 0) outside multi-worker training."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None)
+  task_id = getattr(resolver, 'task_id', None) or 0
+  if not task_type:
+    return True, 0
+  has_chief = 'chief' in (resolver.cluster_spec().as_dict() or {})
+  return (task_type == 'chief' or (task_type == 'worker' and task_id == 0 and not has_chief),
+          int(task_id))
