@@ -32,12 +32,13 @@ def learning_rate_schedule(config: ViViTConfig, total_steps: int):
 
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
-  """AdamW over `total_steps` batches: one update every `accumulation_steps` batches (the
-  schedule counts updates), gradients clipped at global norm `clipnorm` after averaging;
-  wrapped in dynamic loss scaling for mixed_float16."""
+  """AdamW over `total_steps` batches: one update every `accumulation_steps` batches,
+  gradients averaged then clipped at global norm `clipnorm`; wrapped in dynamic loss scaling
+  for mixed_float16. The schedule (and `warmup_steps`) counts batches: Keras 3.6 evaluates it
+  at the optimizer's raw batch counter, accumulation included."""
   k = config.accumulation_steps
   opt = keras.optimizers.AdamW(
-      learning_rate=learning_rate_schedule(config, max(1, total_steps // k)),
+      learning_rate=learning_rate_schedule(config, total_steps),
       weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
       gradient_accumulation_steps=k if k > 1 else None)
   opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
@@ -94,6 +95,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
   def __init__(self, model: keras.Model, directory: str, every: int, is_chief: bool = True,
                worker_id: int = 0):
     super().__init__()
+    self.set_model(model)
     self.every = max(1, every)
     self.directory = directory if is_chief else f'{directory}_worker{worker_id}_scratch'
     self.is_chief = is_chief
