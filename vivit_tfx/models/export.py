@@ -120,7 +120,7 @@ def _variable_at(model: keras.Model, key: str):
       node = node[int(part)] if part.isdigit() else getattr(node, part)
     except (AttributeError, IndexError, TypeError):
       return None
-  return node if isinstance(node, keras.Variable) else None
+  return node if hasattr(node, 'assign') and hasattr(node, 'path') else None  # a variable
 
 
 def load_keras_model(model_dir: str) -> ViViT:
