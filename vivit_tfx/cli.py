@@ -222,6 +222,12 @@ def _cmd_bench(args) -> int:
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
+  if args.what == 'train':
+    from vivit_tfx.bench import train_bench  # pylint: disable=g-import-not-at-top
+    return train_bench.main(args.rest)
+  if args.what == 'export':
+    from vivit_tfx.bench import export_size  # pylint: disable=g-import-not-at-top
+    return export_size.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
 
@@ -328,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 
-  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline)')
-  p.add_argument('what', choices=['model', 'pipeline'])
+  p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
+                     'train, export)')
+  p.add_argument('what', choices=['model', 'pipeline', 'train', 'export'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser
