@@ -184,3 +184,28 @@ def test_preset_recipe_applies_unless_a_flag_overrides_it():
   assert (tiny.num_frames, tiny.batch_size, tiny.image_size) == (16, 4, (64, 64))
   assert 'recipe: learning_rate=0.0001' in config.model_summary()
   assert set(model.to_dict()) == set(model.architecture.__dict__) | set(model.recipe.__dict__)
+
+
+def test_init_checkpoint_reaches_the_trainer_and_a_missing_one_stops_run(tmp_path, capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  config = configs.PipelineConfig(output_root=str(tmp_path / 'out'), init_checkpoint='vit.npz')
+  trainer = [c for c in pipeline.create_pipeline(config).components
+             if c.id == 'Trainer'][0]
+  vivit = trainer.exec_properties['custom_config']
+  assert '"init_checkpoint": "' + os.path.abspath('vit.npz') in str(vivit)
+  assert config.vivit_config().kernel_init == 'central_frame'  # default with a checkpoint
+  rc = cli.main(['run', '--init-checkpoint', str(tmp_path / 'absent.npz'),
+                 '--output-root', str(tmp_path / 'out2')])
+  err = capsys.readouterr().err
+  assert rc == 1 and 'absent.npz: no such file' in err and len(err.strip().splitlines()) == 1
+  assert not os.path.exists(tmp_path / 'out2')
+
+
+def test_bench_train_prints_a_row(capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  assert cli.main(['bench', 'train', '--preset', 'vivit-tiny', '--frames', '4', '--image-size',
+                   '32', '--batch-size', '2', '--precision', 'float32', '--jit-compile', 'false',
+                   '--steps', '1', '--warmup', '1']) == 0
+  row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
+  assert row[1].strip() == 'vivit-tiny' and row[3].strip() == '4x32' and float(row[8]) > 0

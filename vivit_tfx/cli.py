@@ -70,6 +70,11 @@ def _cmd_run(args) -> int:
     print(config.model_summary())  # the effective model config, once
   except ValueError as e:
     raise UserError(str(e)) from None
+  if config.init_checkpoint:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if not tf.io.gfile.exists(config.init_checkpoint):
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
+                      'ViT .npz; nothing is downloaded)')
   try:
     summary = local_runner.run(config)
   except Exception as e:  # pylint: disable=broad-except
