@@ -71,6 +71,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   checkpoint = training.TrainingCheckpoint(
       model, os.path.join(fn_args.model_run_dir, 'checkpoints'),
       config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
+  distribution.prepare_multi_worker_fit(model, strategy, train)
   logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
   training.fit_resumable(model, train, steps_per_epoch, total_steps, checkpoint,
                          validation_data=evaluation,
