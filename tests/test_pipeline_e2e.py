@@ -54,6 +54,12 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   assert probabilities.shape == (3, 1)
   assert np.all((probabilities >= 0) & (probabilities <= 1))
   assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
+  # The Keras model (attention maps) rebuilds from the SavedModel's own variables.
+  from vivit_tfx.models import export, features  # pylint: disable=g-import-not-at-top
+  clips = model.signatures['transform_features'](examples=tf.constant(records))[
+      features.CLIP_XF]
+  keras_model = export.load_keras_model(pushed)
+  np.testing.assert_allclose(tf.sigmoid(keras_model(clips)).numpy(), probabilities, atol=1e-5)
 
 
 def test_rerun_is_served_from_cache(first_run):

@@ -85,12 +85,21 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_run(args) -> int:
   from vivit_tfx.pipeline import configs, local_runner, run_guard  # pylint: disable=g-import-not-at-top
-  config = configs.from_args(args)
+  try:
+    config = configs.from_args(args)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   log = ''
   try:
     config.validate()
   except configs.ConfigError as e:
     raise UserError(str(e)) from None
+  if config.init_checkpoint:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if not tf.io.gfile.exists(config.init_checkpoint):
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
+                      'ViT .npz; nothing is downloaded)')
+  print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
       summary = local_runner.run(config)
@@ -290,6 +299,12 @@ def _cmd_bench(args) -> int:
   if args.what == 'views':
     from vivit_tfx.bench import views_bench  # pylint: disable=g-import-not-at-top
     return views_bench.main(args.rest)
+  if args.what == 'train':
+    from vivit_tfx.bench import train_bench  # pylint: disable=g-import-not-at-top
+    return train_bench.main(args.rest)
+  if args.what == 'export':
+    from vivit_tfx.bench import export_size  # pylint: disable=g-import-not-at-top
+    return export_size.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
 
@@ -515,8 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
   _add_serve_watch_parsers(sub)  # issue 16
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
-                     'views, serve, watch)')
-  p.add_argument('what', choices=['model', 'pipeline', 'views', 'serve', 'watch'])
+                     'train, export, views, serve, watch)')
+  p.add_argument('what', choices=['model', 'pipeline', 'train', 'export', 'views', 'serve',
+                                  'watch'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser

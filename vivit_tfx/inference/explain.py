@@ -7,23 +7,11 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from vivit_tfx.models.export import CLIP_CONFIG_FILE, WEIGHTS_FILE
-
 
 def load_keras_model(model_dir: str):
-  """Rebuilds the Keras ViViT of a pushed model from its config and weights."""
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
-  weights = os.path.join(model_dir, WEIGHTS_FILE)
-  if not remote_files.exists(weights):
-    raise ValueError(f'{model_dir} has no {WEIGHTS_FILE}: exported before attention maps '
-                     'were supported; retrain to get one')
-  clip_config = remote_files.read_json(os.path.join(model_dir, CLIP_CONFIG_FILE))
-  model = build_vivit(ViViTConfig.from_dict(clip_config['vivit']))
-  with remote_files.local_copy(weights) as local:  # h5 opens local paths only
-    model.load_weights(local)
-  return model
+  """Rebuilds the Keras ViViT of a pushed model from its config and SavedModel variables."""
+  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
+  return export.load_keras_model(model_dir)
 
 
 def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarray, np.ndarray]:

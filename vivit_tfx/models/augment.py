@@ -25,12 +25,13 @@ def random_resized_crop(clips: tf.Tensor, min_scale: float = 0.75) -> tf.Tensor:
 
 
 def temporal_jitter(clips: tf.Tensor, min_fraction: float = 0.75) -> tf.Tensor:
-  """Resamples a random window of ≥ `min_fraction` of the frames back to T frames."""
-  t = clips.shape[1]
-  length = tf.random.uniform([], min_fraction, 1.0) * t
-  start = tf.random.uniform([]) * (t - length)
-  idx = tf.cast(tf.round(start + tf.linspace(0.0, length - 1.0, t)), tf.int32)
-  return tf.gather(clips, tf.clip_by_value(idx, 0, t - 1), axis=1)
+  """Resamples, per clip, a random window of ≥ `min_fraction` of its frames back to T frames.
+  [B, T, H, W, C] → same."""
+  b, t = tf.shape(clips)[0], clips.shape[1]
+  length = tf.random.uniform([b, 1], min_fraction, 1.0) * t  # [B, 1]
+  start = tf.random.uniform([b, 1]) * (t - length)
+  idx = tf.cast(tf.round(start + tf.linspace(0.0, 1.0, t)[None] * (length - 1.0)), tf.int32)
+  return tf.gather(clips, tf.clip_by_value(idx, 0, t - 1), axis=1, batch_dims=1)  # idx [B, T]
 
 
 def augment(clips: tf.Tensor) -> tf.Tensor:

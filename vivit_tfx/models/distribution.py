@@ -41,3 +41,35 @@ def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Str
   if kind == 'mirrored':
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy):
+  """(is this worker the chief, its worker index): the 'chief' task, or worker 0 when the
+  cluster has none; always (True, 0) outside multi-worker training."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None)
+  task_id = getattr(resolver, 'task_id', None) or 0
+  if not task_type:
+    return True, 0
+  has_chief = 'chief' in (resolver.cluster_spec().as_dict() or {})
+  return (task_type == 'chief' or (task_type == 'worker' and task_id == 0 and not has_chief),
+          int(task_id))
+
+
+def prepare_multi_worker_fit(model, strategy: tf.distribute.Strategy, dataset) -> None:
+  """Works around Keras 3.6's fit under MultiWorkerMirroredStrategy: it passes the whole
+  distributed (x, y) batch to one `strategy.reduce` call (keras/src/backend/tensorflow/
+  trainer.py, `_maybe_symbolic_build`), which fails with "Attempt to convert a value
+  (PerReplica…) to a Tensor". Builds the loss and metrics from one local batch instead and
+  skips that step. It then reduces each step's scalar logs with `strategy.reduce('MEAN', v,
+  axis=0)` ("Invalid reduction dimension 0 for input with 0 dimensions"): the steps return
+  their logs as [1] vectors. No-op for other strategies."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return
+  with strategy.scope():
+    model._symbolic_build(data_batch=next(iter(dataset)))  # pylint: disable=protected-access
+  model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # pylint: disable=protected-access
+  for name in ('train_step', 'test_step'):
+    step = getattr(model, name)
+    setattr(model, name, lambda data, step=step: {
+        k: tf.reshape(v, [1]) for k, v in step(data).items()})

@@ -1,5 +1,11 @@
-"""Export of the trained ViViT: the SavedModel's signatures, TF Serving warm-up requests, the
-clip config that inference tools read, and the Keras weights (Trainer step, after `fit`)."""
+"""Export of the trained ViViT: the SavedModel's signatures, TF Serving warm-up requests from
+synthetic clips, and the clip config that inference tools read (Trainer step, after `fit`).
+
+The SavedModel holds the model, not the optimizer: a fresh float32 copy of the trained network
+is exported, so the directory is about the parameters' bytes plus the graph. Tools that need
+the Keras model (attention maps) rebuild it from the clip config and the SavedModel's own
+variables (`load_keras_model`). Every path goes through tf.io.gfile (gs://, s3://, ram://).
+"""
 from __future__ import annotations
 
 import json
@@ -7,18 +13,19 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from vivit_tfx.models import clip_views, features
+from vivit_tfx.models.vivit import ViViT, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 SERVING_OUTPUT = 'probabilities'
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # How clips must be sampled for this model (read by `vivit-tfx predict`).
 CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
-# Keras weights, so tools (attention maps) can rebuild the Keras model from the ViViTConfig.
-WEIGHTS_FILE = os.path.join('assets.extra', 'vivit.weights.h5')
+WARMUP_CLIPS = 4
 
 
 def _probabilities(logits: tf.Tensor, n_classes: int) -> tf.Tensor:
@@ -120,12 +127,32 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
   return {'serving_default': serve, 'transform_features': transform_features}
 
 
+def synthetic_examples(num_frames: int, frame_size, count: int = WARMUP_CLIPS) -> List[bytes]:
+  """Serialised clip records of synthetic frames (a bright square moving over a gradient),
+  never the user's data: what the warm-up requests send. frames: bytes[T] JPEG [H, W, 3]."""
+  h, w = frame_size
+  ys, xs = np.mgrid[0:h, 0:w]
+  records = []
+  for i in range(count):
+    frames = []
+    for t in range(num_frames):
+      image = np.stack([xs * 255 // max(w - 1, 1), ys * 255 // max(h - 1, 1),
+                        np.full_like(xs, 40 * i)], -1).astype(np.uint8)  # [H, W, 3]
+      y0, x0 = (t * 3 + i * 5) % max(h // 2, 1), (t * 5 + i * 3) % max(w // 2, 1)
+      image[y0:y0 + h // 4, x0:x0 + w // 4] = 255
+      frames.append(tf.io.encode_jpeg(image).numpy())
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.FRAMES: tf.train.Feature(bytes_list=tf.train.BytesList(value=frames))}))
+    records.append(example.SerializeToString())
+  return records
+
+
 def write_warmup_requests(export_dir: str, serialized_examples: List[bytes]) -> str:
   """Writes TF Serving warm-up requests (PredictionLog records) into the SavedModel."""
   from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
   path = os.path.join(export_dir, WARMUP_FILE)
   tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.TFRecordWriter(path) as writer:
+  with tf.io.TFRecordWriter(path) as writer:  # TFRecordWriter writes through tf.io.gfile
     for examples in (serialized_examples[:1], serialized_examples):  # batch 1 and batch N
       request = predict_pb2.PredictRequest(
           model_spec=model_pb2.ModelSpec(signature_name='serving_default'))
@@ -136,26 +163,58 @@ def write_warmup_requests(export_dir: str, serialized_examples: List[bytes]) -> 
   return path
 
 
-def _sample_records(file_pattern: List[str], count: int) -> List[bytes]:
-  files = [f for p in file_pattern for f in tf.io.gfile.glob(p)]
-  dataset = tf.data.TFRecordDataset(files, compression_type=_compression(files))
-  return [r.numpy() for r in dataset.take(count)]
+def serving_copy(model: ViViT) -> ViViT:
+  """A float32 ViViT with the trained weights and no optimizer (what gets exported)."""
+  copy = build_vivit(model.config.replace(precision='float32'), initialise=False)
+  copy.set_weights([np.asarray(w) for w in model.get_weights()])
+  return copy
 
 
-def _compression(files: List[str]) -> str:
-  return 'GZIP' if files and files[0].endswith('.gz') else ''
-
-
-def export(model: keras.Model, config: ViViTConfig, tf_transform_output: tft.TFTransformOutput,
-           serving_model_dir: str, model_run_dir: str, eval_files: List[str],
-           clip: Dict[str, Any]) -> None:
-  """Writes the SavedModel with its signatures, warm-up requests, clip config and weights."""
-  signatures = serving_signatures(model, tf_transform_output, config.n_classes, clip)
-  tf.saved_model.save(model, serving_model_dir, signatures=signatures)
-  write_warmup_requests(serving_model_dir, _sample_records(eval_files, 4))
+def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransformOutput,
+           serving_model_dir: str, clip: Dict[str, Any],
+           init_source: Optional[Dict[str, str]] = None) -> None:
+  """Writes the SavedModel (model only) with its signatures, synthetic warm-up requests and
+  the clip config (with the checkpoint the model started from, for lineage)."""
+  exported = serving_copy(model)
+  signatures = serving_signatures(exported, tf_transform_output, config.n_classes, clip)
+  tf.saved_model.save(exported, serving_model_dir, signatures=signatures)
+  write_warmup_requests(serving_model_dir, synthetic_examples(
+      config.num_frames, clip.get('frame_size', config.image_size)))
   with tf.io.gfile.GFile(os.path.join(serving_model_dir, CLIP_CONFIG_FILE), 'w') as f:
     f.write(json.dumps({'class_names': list(features.CLASS_NAMES), **clip,
-                        'vivit': config.to_dict()}, indent=1))
-  local_weights = os.path.join(model_run_dir, 'vivit.weights.h5')
-  model.save_weights(local_weights)  # h5 needs a local file; copy for remote model dirs
-  tf.io.gfile.copy(local_weights, os.path.join(serving_model_dir, WEIGHTS_FILE), overwrite=True)
+                        **(init_source or {}), 'vivit': config.to_dict()}, indent=1))
+
+
+def _variable_at(model: keras.Model, key: str):
+  """The model variable at a SavedModel checkpoint key ('encoder/blocks/0/mlp_in/_kernel/
+  .ATTRIBUTES/VARIABLE_VALUE'), or None when the key is not the model's (e.g. tft_layer)."""
+  node = model
+  for part in key.split('/.ATTRIBUTES/')[0].split('/'):
+    try:
+      node = node[int(part)] if part.isdigit() else getattr(node, part)
+    except (AttributeError, IndexError, TypeError):
+      return None
+  return node if hasattr(node, 'assign') and hasattr(node, 'path') else None  # a variable
+
+
+def load_keras_model(model_dir: str) -> ViViT:
+  """Rebuilds the exported Keras ViViT from its clip config and the SavedModel's variables."""
+  path = os.path.join(model_dir, CLIP_CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
+  with tf.io.gfile.GFile(path) as f:
+    config = ViViTConfig.from_dict(json.load(f)['vivit']).replace(precision='float32')
+  model = build_vivit(config, initialise=False)
+  reader = tf.compat.v1.train.NewCheckpointReader(
+      os.path.join(model_dir, 'variables', 'variables'))
+  loaded = set()
+  for key in reader.get_variable_to_shape_map():
+    variable = _variable_at(model, key)
+    if variable is not None:
+      variable.assign(reader.get_tensor(key))
+      loaded.add(id(variable))
+  missing = [v.path for v in model.weights if id(v) not in loaded]
+  if missing:
+    raise ValueError(f'{model_dir}: the SavedModel lacks {len(missing)} variables of its '
+                     f'ViViT config, e.g. {missing[0]} (exported by another version?)')
+  return model

@@ -3,6 +3,7 @@
 `transform_features`."""
 from __future__ import annotations
 
+import os
 from typing import List
 
 import keras
@@ -49,27 +50,42 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it."""
+  """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
+
+  Resumes from the newest checkpoint in `<model_run_dir>/checkpoints` when the same
+  execution is restarted (e.g. a preempted pod). Under multi-worker training only the chief
+  writes the SavedModel, warm-up requests, clip config and TensorBoard logs.
+  """
   custom = fn_args.custom_config or {}
   config = ViViTConfig.from_dict(custom['vivit'])
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
                                        custom.get('tpu_address', ''))
-  batch_size = config.batch_size * strategy.num_replicas_in_sync
-  logging.info('ViViT %s on %s with %d replica(s), global batch %d', config.variant,
-               type(strategy).__name__, strategy.num_replicas_in_sync, batch_size)
+  chief, worker_id = distribution.is_chief(strategy)
+  replicas = strategy.num_replicas_in_sync
+  batch_size = config.batch_size * replicas
+  logging.info('ViViT %s on %s with %d replica(s): %d clips per step, %d per update '
+               '(%d accumulation steps), precision %s, XLA %s', config.variant,
+               type(strategy).__name__, replicas, batch_size,
+               batch_size * config.accumulation_steps, config.accumulation_steps,
+               config.precision, config.jit_compile)
   train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
                    config.n_classes, training_mode=True, num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         batch_size, config.n_classes, training_mode=False)
   steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
-  epochs = max(1, fn_args.train_steps // steps_per_epoch)
+  total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
   with strategy.scope():
-    model = build_vivit(config)
-    training.compile_model(model, config, total_steps=epochs * steps_per_epoch)
-  model.fit(train, steps_per_epoch=steps_per_epoch, epochs=epochs, validation_data=evaluation,
-            verbose=2,  # validation: the whole eval split each epoch (input_fn)
-            callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                                   update_freq='epoch')])
-  export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
-                fn_args.model_run_dir, fn_args.eval_files, custom.get('clip', {}))
+    model = build_vivit(config)  # from config.init_checkpoint when one is given
+    training.compile_model(model, config, total_steps=total_steps)
+  checkpoint = training.TrainingCheckpoint(
+      model, os.path.join(fn_args.model_run_dir, 'checkpoints'),
+      config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
+  distribution.prepare_multi_worker_fit(model, strategy, train)
+  logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
+  training.fit_resumable(model, train, steps_per_epoch, total_steps, checkpoint,
+                         validation_data=evaluation,  # the whole eval split (input_fn)
+                         callbacks=logs if chief else [])
+  if chief:
+    export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
+                  custom.get('clip', {}), model.init_source)

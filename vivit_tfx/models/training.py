@@ -1,10 +1,15 @@
 """ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS), linear
-warm-up + cosine decay, (label-smoothed) cross-entropy on logits, metrics."""
+warm-up + cosine decay, clipping by global norm, gradient accumulation, loss scaling for
+float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
+training (checkpoints every N steps through tf.io.gfile, restored after a restart)."""
 from __future__ import annotations
 
-from typing import List
+import math
+from typing import List, Optional
 
 import keras
+import tensorflow as tf
+from absl import logging
 
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -27,9 +32,18 @@ def learning_rate_schedule(config: ViViTConfig, total_steps: int):
 
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
-  opt = keras.optimizers.AdamW(learning_rate=learning_rate_schedule(config, total_steps),
-                               weight_decay=config.weight_decay)
+  """AdamW over `total_steps` batches: one update every `accumulation_steps` batches,
+  gradients averaged then clipped at global norm `clipnorm`; wrapped in dynamic loss scaling
+  for mixed_float16. The schedule (and `warmup_steps`) counts batches: Keras 3.6 evaluates it
+  at the optimizer's raw batch counter, accumulation included."""
+  k = config.accumulation_steps
+  opt = keras.optimizers.AdamW(
+      learning_rate=learning_rate_schedule(config, total_steps),
+      weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
+      gradient_accumulation_steps=k if k > 1 else None)
   opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
+  if config.precision == 'mixed_float16':
+    opt = keras.optimizers.LossScaleOptimizer(opt)
   return opt
 
 
@@ -64,5 +78,71 @@ def metrics(config: ViViTConfig) -> list:
 
 
 def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> None:
+  """`jit_compile` is passed as a bool: Keras's 'auto' turns XLA off under any tf.distribute
+  strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
   model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
-                metrics=metrics(config))
+                metrics=metrics(config), jit_compile=bool(config.jit_compile))
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+  """Model + optimizer + step counter, saved every `every` training steps into `directory`
+  (tf.train.CheckpointManager: any tf.io.gfile URI, keeps the newest only).
+
+  Under MultiWorkerMirroredStrategy every worker saves (the save is collective); only the
+  chief into `directory`, the others into a scratch folder that is removed afterwards.
+  """
+
+  def __init__(self, model: keras.Model, directory: str, every: int, is_chief: bool = True,
+               worker_id: int = 0):
+    super().__init__()
+    self.set_model(model)
+    self.every = max(1, every)
+    self.directory = directory if is_chief else f'{directory}_worker{worker_id}_scratch'
+    self.is_chief = is_chief
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='trained_steps')
+    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                          step=self.step)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
+
+  def restore(self) -> int:
+    """Restores the newest checkpoint, if any; returns the steps already trained."""
+    latest = self.manager.latest_checkpoint
+    if not latest:
+      return 0
+    self.model.optimizer.build(self.model.trainable_variables)  # slots exist before restoring
+    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s after %d steps', latest, int(self.step))
+    return int(self.step)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.step.assign_add(1)
+    if int(self.step) % self.every == 0:
+      self.manager.save(checkpoint_number=int(self.step))
+
+  def cleanup(self) -> None:
+    if not self.is_chief and tf.io.gfile.exists(self.directory):
+      tf.io.gfile.rmtree(self.directory)
+
+
+def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: int,
+                  checkpoint: TrainingCheckpoint, validation_data=None,
+                  validation_steps: Optional[int] = None,
+                  callbacks: Optional[list] = None) -> int:
+  """Trains up to `total_steps` steps (epochs of `steps_per_epoch`), continuing from the
+  checkpoint's step after a restart: a partial epoch first, then whole epochs. Returns the
+  number of steps run by this call."""
+  done = checkpoint.restore()
+  callbacks = [checkpoint] + list(callbacks or [])
+  run = 0
+  if done % steps_per_epoch and done < total_steps:
+    rest = min(steps_per_epoch - done % steps_per_epoch, total_steps - done)
+    model.fit(train, steps_per_epoch=rest, epochs=1, verbose=2, callbacks=callbacks)
+    run, done = run + rest, done + rest
+  epochs = math.ceil(total_steps / steps_per_epoch)
+  if done < total_steps:
+    model.fit(train, steps_per_epoch=steps_per_epoch, initial_epoch=done // steps_per_epoch,
+              epochs=epochs, validation_data=validation_data, validation_steps=validation_steps,
+              verbose=2, callbacks=callbacks)
+    run += total_steps - done
+  checkpoint.cleanup()
+  return run

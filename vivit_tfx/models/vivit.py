@@ -1,16 +1,18 @@
-"""ViViT (Arnab et al., ICCV 2021) in Keras 3: tokenizers, encoder blocks and the three variants.
+"""ViViT (Arnab et al., ICCV 2021) in Keras 3: tokenizers, encoder blocks and the four variants.
 
 Shapes: clips [B, T, H, W, C]; tokens [B, N, D] with N = n_t * n_h * n_w ordered time-major
 (token index = i_t * n_h * n_w + i_h * n_w + i_w).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import keras
 import numpy as np
 from keras import layers, ops
 
+from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 _PACKAGE = 'vivit'
@@ -105,10 +107,10 @@ class ClassToken(layers.Layer):
 class StochasticDepth(layers.Layer):
   """Drops the whole residual branch per example with probability `rate` while training."""
 
-  def __init__(self, rate: float, **kwargs):
+  def __init__(self, rate: float, seed: int = 1337, **kwargs):
     super().__init__(**kwargs)
-    self.rate = rate
-    self.seed = keras.random.SeedGenerator(1337)
+    self.rate, self.seed_value = rate, seed
+    self.seed = keras.random.SeedGenerator(seed)  # one stream per layer: independent masks
 
   def call(self, x, training=None):
     if not training or self.rate == 0.0:
@@ -119,7 +121,7 @@ class StochasticDepth(layers.Layer):
     return x / keep * mask
 
   def get_config(self):
-    return {**super().get_config(), 'rate': self.rate}
+    return {**super().get_config(), 'rate': self.rate, 'seed': self.seed_value}
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
@@ -128,15 +130,19 @@ class EncoderBlock(layers.Layer):
 
   With `temporal_grid=(n_t, n_s)` it is Model 3's factorised self-attention block: spatial MHA
   within each frame, then temporal MHA across frames at each position (its output projection
-  zero-initialised, so it starts as identity), then the MLP.
+  zero-initialised, so it starts as identity), then the MLP. With `dot_product_grid=(n_t, n_s)`
+  it is Model 4's factorised dot-product attention: one MHA whose first half of the heads
+  attends over space (within a frame), the second half over time (at a position).
   """
 
   def __init__(self, hidden_size, num_heads, mlp_dim, dropout=0.0, attention_dropout=0.0,
-               drop_path=0.0, temporal_grid=None, **kwargs):
+               drop_path=0.0, temporal_grid=None, dot_product_grid=None, seed=1337, **kwargs):
     super().__init__(**kwargs)
     self.hidden_size, self.num_heads, self.mlp_dim = hidden_size, num_heads, mlp_dim
     self.dropout, self.attention_dropout, self.drop_path = dropout, attention_dropout, drop_path
     self.temporal_grid = tuple(temporal_grid) if temporal_grid else None
+    self.dot_product_grid = tuple(dot_product_grid) if dot_product_grid else None
+    self.seed = seed
     mha = lambda name, **kw: layers.MultiHeadAttention(
         num_heads, key_dim=hidden_size // num_heads, dropout=attention_dropout,
         kernel_initializer='glorot_uniform', name=name, **kw)
@@ -149,7 +155,7 @@ class EncoderBlock(layers.Layer):
     self.mlp_in = layers.Dense(mlp_dim, activation='gelu', name='mlp_in')
     self.mlp_out = layers.Dense(hidden_size, name='mlp_out')
     self.drop = layers.Dropout(dropout)
-    self.drop_branch = StochasticDepth(drop_path)
+    self.drop_branch = StochasticDepth(drop_path, seed=seed)
 
   def build(self, input_shape):
     _, n, d = input_shape
@@ -171,8 +177,29 @@ class EncoderBlock(layers.Layer):
     return self.drop_branch(self.drop(mha(x, x, training=training), training=training),
                             training=training)
 
+  def _dot_product_attention(self, x, training):
+    """Model 4: [B, N, D] → [B, N, D]; heads [0, H/2) over space, [H/2, H) over time."""
+    # pylint: disable=protected-access
+    mha, (n_t, n_s) = self.attention, self.dot_product_grid
+    heads, head_dim = self.num_heads, self.hidden_size // self.num_heads
+    half = heads // 2
+    split = lambda t: ops.reshape(t, (-1, n_t, n_s, heads, head_dim))  # [B, n_t, n_s, H, hd]
+    q = split(mha._query_dense(x)) * ops.cast(1.0 / np.sqrt(head_dim), x.dtype)
+    k, v = split(mha._key_dense(x)), split(mha._value_dense(x))
+    softmax = lambda a: mha._dropout_layer(
+        ops.cast(ops.softmax(ops.cast(a, 'float32'), axis=-1), v.dtype), training=training)
+    spatial = softmax(ops.einsum('btshd,btzhd->bthsz', q[..., :half, :], k[..., :half, :]))
+    spatial = ops.einsum('bthsz,btzhd->btshd', spatial, v[..., :half, :])
+    temporal = softmax(ops.einsum('btshd,bushd->bshtu', q[..., half:, :], k[..., half:, :]))
+    temporal = ops.einsum('bshtu,bushd->btshd', temporal, v[..., half:, :])
+    heads_out = ops.concatenate([spatial, temporal], axis=3)  # [B, n_t, n_s, H, hd]
+    return mha._output_dense(ops.reshape(heads_out, (-1, n_t * n_s, heads, head_dim)))
+
   def call(self, x, training=None):  # [B, N, D] → [B, N, D]
-    if self.temporal_grid:
+    if self.dot_product_grid:
+      y = self._dot_product_attention(self.norm_attention(x), training)
+      x = x + self.drop_branch(self.drop(y, training=training), training=training)
+    elif self.temporal_grid:
       n_t, n_s = self.temporal_grid
       d = self.hidden_size
       y = ops.reshape(self.norm_attention(x), (-1, n_s, d))  # [B*n_t, n_s, D]
@@ -191,7 +218,8 @@ class EncoderBlock(layers.Layer):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
             'num_heads': self.num_heads, 'mlp_dim': self.mlp_dim, 'dropout': self.dropout,
             'attention_dropout': self.attention_dropout, 'drop_path': self.drop_path,
-            'temporal_grid': self.temporal_grid}
+            'temporal_grid': self.temporal_grid, 'dot_product_grid': self.dot_product_grid,
+            'seed': self.seed}
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
@@ -199,11 +227,12 @@ class Encoder(layers.Layer):
   """[optional CLS] + positional embedding + dropout + L blocks + final LayerNorm."""
 
   def __init__(self, config_dict, num_layers, class_token, positional='learned', grid=None,
-               temporal_grid=None, drop_path_offset=0, **kwargs):
+               temporal_grid=None, drop_path_offset=0, dot_product_grid=None, **kwargs):
     super().__init__(**kwargs)
     c = ViViTConfig.from_dict(config_dict)
     self.config_dict, self.num_layers, self.class_token = config_dict, num_layers, class_token
     self.positional, self.grid, self.temporal_grid = positional, grid, temporal_grid
+    self.dot_product_grid = dot_product_grid
     self.drop_path_offset = drop_path_offset
     total = c.num_layers + (c.num_temporal_layers if c.variant == 'factorised_encoder' else 0)
     self.cls = ClassToken(name='cls') if class_token else None
@@ -214,7 +243,8 @@ class Encoder(layers.Layer):
     self.blocks = [
         EncoderBlock(c.hidden_size, c.num_heads, c.mlp_dim, c.dropout, c.attention_dropout,
                      drop_path=c.stochastic_depth * (drop_path_offset + i + 1) / total,
-                     temporal_grid=temporal_grid, name=f'block_{i}')
+                     temporal_grid=temporal_grid, dot_product_grid=dot_product_grid,
+                     seed=1337 + drop_path_offset + i, name=f'block_{i}')
         for i in range(num_layers)
     ]
     self.norm = layers.LayerNormalization(epsilon=1e-6, name='norm')
@@ -240,25 +270,43 @@ class Encoder(layers.Layer):
     return {**super().get_config(), 'config_dict': self.config_dict,
             'num_layers': self.num_layers, 'class_token': self.class_token,
             'positional': self.positional, 'grid': self.grid,
-            'temporal_grid': self.temporal_grid, 'drop_path_offset': self.drop_path_offset}
+            'temporal_grid': self.temporal_grid, 'drop_path_offset': self.drop_path_offset,
+            'dot_product_grid': self.dot_product_grid}
 
 
 def _pool(x, classifier):  # [B, N(+1), D] → [B, D]
   return x[:, 0] if classifier == 'token' else ops.mean(x, axis=1)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+  """Layers constructed inside get the dtype policy `name` ('float32', 'mixed_bfloat16', …)."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(name)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
 @keras.saving.register_keras_serializable(_PACKAGE)
 class ViViT(keras.Model):
-  """Video Vision Transformer; `config.variant` picks Model 1, 2 or 3. Outputs logits.
+  """Video Vision Transformer; `config.variant` picks Model 1, 2, 3 or 4. Outputs logits.
 
-  clips [B, T, H, W, C] float → logits [B, 1] (binary) or [B, n_classes].
+  clips [B, T, H, W, C] float → logits [B, 1] (binary) or [B, n_classes], always float32
+  (layers compute in `config.precision`; variables stay float32).
   """
 
   def __init__(self, config: ViViTConfig, **kwargs):
-    super().__init__(**kwargs)
     if isinstance(config, dict):
       config = ViViTConfig.from_dict(config)
+    kwargs.pop('dtype', None)
+    super().__init__(dtype=config.precision, **kwargs)
     self.config = config
+    with dtype_policy(config.precision):
+      self._make_layers(config)
+
+  def _make_layers(self, config: ViViTConfig) -> None:
     c = config
     n_t, n_h, n_w = c.token_grid
     cd = c.to_dict()
@@ -273,8 +321,12 @@ class ViViT(keras.Model):
       grid = (n_t, n_h * n_w)
       self.encoder = Encoder(cd, c.num_layers, token, c.positional, grid,
                              temporal_grid=grid if c.variant == 'factorised_self_attention'
+                             else None,
+                             dot_product_grid=grid if c.variant == 'factorised_dot_product'
                              else None, name='encoder')
-    self.head = layers.Dense(c.num_outputs, kernel_initializer='zeros', name='head')
+    # Logits (and so the loss) in float32 whatever the compute precision.
+    self.head = layers.Dense(c.num_outputs, kernel_initializer='zeros', dtype='float32',
+                             name='head')
 
   def build(self, input_shape):
     c = self.config
@@ -286,8 +338,6 @@ class ViViT(keras.Model):
     else:
       self.encoder.build((None, c.num_tokens, c.hidden_size))
     self.head.build((None, c.hidden_size))
-    if c.kernel_init != 'random':
-      load_tubelet_kernel(self, c.kernel_init_checkpoint, c.kernel_init)
 
   def check_input(self, shape) -> None:
     expected = (self.config.num_frames, *self.config.image_size, self.config.channels)
@@ -321,38 +371,32 @@ class ViViT(keras.Model):
     return cls(ViViTConfig.from_dict(config['config']), name=config.get('name'))
 
 
-def build_vivit(config: ViViTConfig, name: str = 'vivit') -> ViViT:
-  """Builds the model (weights created) for clips [B, T, H, W, C]."""
+def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True) -> ViViT:
+  """Builds the model (weights created) for clips [B, T, H, W, C]; with `initialise`, loads
+  `config.init_checkpoint` (an image ViT, models/vit_checkpoint.py) or the tubelet kernel of
+  `kernel_init_checkpoint`. `model.init_source` records what was loaded (lineage)."""
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
+  model.init_source = {}
+  if initialise and config.init_checkpoint:
+    from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
+    model.init_source = vit_checkpoint.initialise(model)
+  elif initialise and config.kernel_init != 'random':
+    load_tubelet_kernel(model, config.kernel_init_checkpoint, config.kernel_init)
   return model
 
 
-def inflate_2d_kernel(kernel_2d: np.ndarray, t: int, method: str) -> np.ndarray:
-  """2D patch kernel [h, w, C, D] → 3D tubelet kernel [t, h, w, C, D] (ViViT §3.4).
-
-  'filter_inflation': the 2D kernel replicated over time and divided by t (same response on
-  a static clip). 'central_frame': the 2D kernel at frame t // 2, zeros elsewhere.
-  """
-  if kernel_2d.ndim != 4:
-    raise ValueError(f'expected a 2D patch kernel [h, w, C, D], got shape {kernel_2d.shape}')
-  if method == 'filter_inflation':
-    return np.repeat(kernel_2d[None], t, axis=0) / t
-  if method == 'central_frame':
-    kernel = np.zeros((t,) + kernel_2d.shape, kernel_2d.dtype)
-    kernel[t // 2] = kernel_2d
-    return kernel
-  raise ValueError(f'unknown kernel init {method!r}')
-
-
 def load_tubelet_kernel(model: ViViT, checkpoint: str, method: str) -> None:
-  """Initialises the tubelet kernel from a local .npz ('kernel' [h, w, C, D], opt. 'bias')."""
+  """Initialises the tubelet kernel from an .npz ('kernel' [h, w, C, D], opt. 'bias') read
+  through tf.io.gfile."""
+  from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
   if not checkpoint:
-    raise ValueError(f"kernel_init={method!r} needs kernel_init_checkpoint (a local .npz with "
-                     "'kernel' [h, w, C, D]); nothing is downloaded")
-  with np.load(checkpoint) as data:
-    kernel = inflate_2d_kernel(data['kernel'], model.config.tubelet_size[0], method)
-    bias: Optional[np.ndarray] = data['bias'] if 'bias' in data else None
+    raise ValueError(f"kernel_init={method!r} needs kernel_init_checkpoint (an .npz with "
+                     "'kernel' [h, w, C, D]) or init_checkpoint (a ViT .npz); nothing is "
+                     'downloaded')
+  data = vit_checkpoint.read_npz(checkpoint)
+  kernel = inflate_2d_kernel(data['kernel'], model.config.tubelet_size[0], method)
+  bias: Optional[np.ndarray] = data.get('bias')
   conv = model.tokenizer.projection
   if tuple(conv.kernel.shape) != kernel.shape:
     raise ValueError(f'{checkpoint}: inflated kernel {kernel.shape} does not match the '

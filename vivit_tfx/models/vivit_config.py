@@ -9,22 +9,25 @@ import dataclasses
 import json
 from typing import Any, Dict, Tuple
 
-VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention')
+VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
+            'factorised_dot_product')
 TOKENIZERS = ('tubelet', 'uniform_frame')
 CLASSIFIERS = ('token', 'gap')
 POSITIONAL = ('learned', 'factorised')
 KERNEL_INITS = ('random', 'central_frame', 'filter_inflation')
+POSITIONAL_INITS = ('tile', 'resize', 'resize_tile')
+PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16')
 
 
 @dataclasses.dataclass
-class ViViTConfig:
-  """Architecture plus training recipe, in one JSON-serialisable object."""
+class Architecture:
+  """What the network is (Scenic's `config.model`): input clip, layers, initialisation."""
   # Input clip: [T, H, W, C].
   num_frames: int = 8
   image_size: Tuple[int, int] = (64, 64)
   channels: int = 3
   # Architecture.
-  variant: str = 'spatiotemporal'      # Model 1 / 2 / 3 of the paper
+  variant: str = 'spatiotemporal'      # Model 1 / 2 / 3 / 4 of the paper
   tokenizer: str = 'tubelet'           # or 'uniform_frame' (2D patches of every frame)
   tubelet_size: Tuple[int, int, int] = (2, 16, 16)  # (t, h, w), time first
   hidden_size: int = 64
@@ -38,18 +41,37 @@ class ViViTConfig:
   classifier: str = 'gap'              # 'token' (CLS) or 'gap'
   positional: str = 'learned'          # 'learned' over all tokens or 'factorised' space + time
   n_classes: int = 2
-  kernel_init: str = 'random'          # 3D tubelet kernel from a 2D patch kernel (paper §3.4)
-  kernel_init_checkpoint: str = ''     # local .npz with 'kernel' [h, w, C, D] (and 'bias')
-  # Training recipe.
+  # Initialisation from an image ViT (paper §3.4, models/vit_checkpoint.py).
+  init_checkpoint: str = ''            # ViT .npz (google-research/vision_transformer keys)
+  kernel_init: str = 'random'          # tubelet kernel from the 2D patch kernel
+  init_positional: str = 'tile'        # 'tile' | 'resize' | 'resize_tile' (spatial table)
+  kernel_init_checkpoint: str = ''     # .npz with only 'kernel' [h, w, C, D] (and 'bias')
+
+
+@dataclasses.dataclass
+class Recipe:
+  """How it is trained (Scenic's optimiser/schedule configs): one place for the Trainer."""
   learning_rate: float = 1e-3
   weight_decay: float = 0.05
   warmup_steps: int = 100
   label_smoothing: float = 0.0
-  batch_size: int = 16
+  batch_size: int = 16                 # per replica
+  precision: str = 'float32'           # 'float32' | 'mixed_bfloat16' | 'mixed_float16'
+  jit_compile: bool = False            # XLA, also under tf.distribute strategies
+  clipnorm: float = 1.0                # clip by global norm (Scenic: 1); 0 = off
+  accumulation_steps: int = 1          # optimiser update every k batches
+  checkpoint_steps: int = 0            # training checkpoint every N steps (0: every epoch)
+
+
+@dataclasses.dataclass
+class ViViTConfig(Recipe, Architecture):
+  """Architecture plus training recipe, in one JSON-serialisable object (flat keys)."""
 
   def __post_init__(self):
     self.image_size = tuple(self.image_size)
     self.tubelet_size = tuple(self.tubelet_size)
+    if self.init_checkpoint and self.kernel_init == 'random':
+      self.kernel_init = 'central_frame'  # Scenic's K400 choice; paper Table 1's best
     if self.tokenizer == 'uniform_frame':
       self.tubelet_size = (1,) + self.tubelet_size[1:]
     self.validate()
@@ -58,7 +80,9 @@ class ViViTConfig:
     """Raises ValueError naming the offending field."""
     for field, allowed in (('variant', VARIANTS), ('tokenizer', TOKENIZERS),
                            ('classifier', CLASSIFIERS), ('positional', POSITIONAL),
-                           ('kernel_init', KERNEL_INITS)):
+                           ('kernel_init', KERNEL_INITS),
+                           ('init_positional', POSITIONAL_INITS),
+                           ('precision', PRECISIONS)):
       if getattr(self, field) not in allowed:
         raise ValueError(f'{field}={getattr(self, field)!r} is not one of {allowed}')
     t, h, w = self.tubelet_size
@@ -71,9 +95,18 @@ class ViViTConfig:
     if self.hidden_size % self.num_heads:
       raise ValueError(f'hidden_size {self.hidden_size} is not divisible by num_heads '
                        f'{self.num_heads}')
-    if self.variant == 'factorised_self_attention' and self.classifier == 'token':
-      raise ValueError('factorised_self_attention (Model 3) has no CLS token: use '
+    if self.variant in ('factorised_self_attention', 'factorised_dot_product') and (
+        self.classifier == 'token'):
+      raise ValueError(f'{self.variant} (Model 3/4) has no CLS token: use '
                        "classifier='gap'")
+    if self.variant == 'factorised_dot_product' and self.num_heads % 2:
+      raise ValueError(f'factorised_dot_product (Model 4) splits the heads between space and '
+                       f'time: num_heads {self.num_heads} must be even')
+    for field in ('batch_size', 'accumulation_steps'):
+      if getattr(self, field) < 1:
+        raise ValueError(f'{field} must be at least 1, got {getattr(self, field)}')
+    if self.clipnorm < 0 or self.checkpoint_steps < 0:
+      raise ValueError('clipnorm and checkpoint_steps must not be negative')
     if self.n_classes < 2:
       raise ValueError(f'n_classes must be at least 2, got {self.n_classes}')
 
@@ -92,6 +125,15 @@ class ViViTConfig:
   def num_outputs(self) -> int:
     """One logit for binary, else one per class."""
     return 1 if self.n_classes == 2 else self.n_classes
+
+  @property
+  def architecture(self) -> Architecture:
+    return Architecture(**{f.name: getattr(self, f.name)
+                           for f in dataclasses.fields(Architecture)})
+
+  @property
+  def recipe(self) -> Recipe:
+    return Recipe(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Recipe)})
 
   def replace(self, **changes) -> 'ViViTConfig':
     return dataclasses.replace(self, **changes)
@@ -126,20 +168,33 @@ BACKBONES = {
 }
 
 
+# The recipe of the ViT-backbone presets: 16-32 frames at 224 px on GPU/TPU, fine-tuned from an
+# image ViT (AdamW; Scenic clips at global norm 1). Batch 8 per replica x 8 accumulation steps
+# = 64 clips per update per replica (the paper's batch 64).
+GPU_RECIPE = dict(batch_size=8, accumulation_steps=8, learning_rate=1e-4, weight_decay=0.05,
+                  warmup_steps=500, precision='mixed_bfloat16', jit_compile=True, clipnorm=1.0,
+                  checkpoint_steps=500)
+
+
 def preset(name: str, **overrides) -> ViViTConfig:
-  """`vivit-tiny` (2-core CPU, the default pipeline's) or `vivit-<ti|s|b|l|h>-<p>x<t>`."""
-  if name == 'vivit-tiny':
-    return ViViTConfig(**overrides)
-  try:
-    _, backbone, patch = name.split('-')
-    p, t = (int(v) for v in patch.split('x'))
-    hidden, layers, heads, mlp = BACKBONES[backbone]
-  except (ValueError, KeyError):
-    raise ValueError(f'unknown preset {name!r}; use vivit-tiny or vivit-<'
-                     f'{"|".join(BACKBONES)}>-<patch>x<frames>, e.g. vivit-b-16x2') from None
-  base = dict(num_frames=32, image_size=(224, 224), tubelet_size=(t, p, p), hidden_size=hidden,
-              num_layers=layers, num_heads=heads, mlp_dim=mlp, num_temporal_layers=4,
-              classifier='token', stochastic_depth=0.1, batch_size=64)
+  """`vivit-tiny` (2-core CPU, the default pipeline's) or `vivit-<ti|s|b|l|h>-<p>x<t>`.
+
+  A preset carries its clip, architecture and recipe; `overrides` win over each of them.
+  """
+  base: Dict[str, Any] = {}
+  if name != 'vivit-tiny':
+    try:
+      _, backbone, patch = name.split('-')
+      p, t = (int(v) for v in patch.split('x'))
+      hidden, layers, heads, mlp = BACKBONES[backbone]
+    except (ValueError, KeyError):
+      raise ValueError(f'unknown preset {name!r}; use vivit-tiny or vivit-<'
+                       f'{"|".join(BACKBONES)}>-<patch>x<frames>, e.g. vivit-b-16x2') from None
+    base = dict(num_frames=32, image_size=(224, 224), tubelet_size=(t, p, p),
+                hidden_size=hidden, num_layers=layers, num_heads=heads, mlp_dim=mlp,
+                num_temporal_layers=4, classifier='token', stochastic_depth=0.1, **GPU_RECIPE)
+  if overrides.get('variant') in ('factorised_self_attention', 'factorised_dot_product'):
+    base['classifier'] = 'gap'  # Models 3 and 4 have no CLS token
   base.update(overrides)
   return ViViTConfig(**base)
 

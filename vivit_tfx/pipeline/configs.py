@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
@@ -28,6 +28,15 @@ class ConfigError(ValueError):
 
 def _flag(name: str) -> str:
   return name.replace('_', '-')
+
+# PipelineConfig fields that are ViViTConfig fields: None means "the preset's value"; a value
+# given (flag or constructor) overrides the preset. After construction they hold the effective
+# values, read from the model config (not copied defaults).
+MODEL_FIELDS = ('num_frames', 'image_size', 'variant', 'batch_size', 'learning_rate')
+
+
+def _from_model(kind, help_text: str):
+  return dataclasses.field(default=None, metadata={'type': kind, 'help': help_text})
 
 
 @dataclasses.dataclass
@@ -50,22 +59,26 @@ class PipelineConfig:
   classes: str = ''                    # comma-separated label order, e.g. 'Normal,Abuse,Fight'
   positive_class: str = ''             # binary sets: the positive class (label 1)
   group_regex: str = ''                # videos whose relative paths share group 1 stay together
-  # Clip shape.
-  num_frames: int = 8                  # T frames per clip
-  frame_size: Tuple[int, int] = (64, 64)   # stored JPEG frames (H, W)
-  image_size: Tuple[int, int] = (64, 64)   # model input after Transform's resize (H, W)
+  # Clip shape (the model's: default from --preset).
+  num_frames: Optional[int] = _from_model(int, 'T frames per clip (default: the preset\'s)')
+  frame_size: Optional[Tuple[int, int]] = _from_model(
+      None, 'stored JPEG frames HxW (default: the model\'s image size)')
+  image_size: Optional[Tuple[int, int]] = _from_model(
+      None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
   # Temporal sampling rule (issue 13; models/clip_views.py).
   sample_fps: float = 0.0              # frames per second of a clip (spans T / sample_fps s);
                                        # 0: T frames spread over the whole video
   max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
   num_views: int = 1                   # K clips per video averaged at evaluation and serving
-  # Model and training.
+  # Model and training: the preset's architecture and recipe, unless a flag overrides one.
   preset: str = 'vivit-tiny'
-  variant: str = 'spatiotemporal'      # spatiotemporal | factorised_encoder |
-                                       # factorised_self_attention
+  variant: Optional[str] = _from_model(
+      str, 'spatiotemporal | factorised_encoder | factorised_self_attention | '
+      'factorised_dot_product (default: the preset\'s)')
   vivit_overrides: str = '{}'          # JSON of extra ViViTConfig fields
-  batch_size: int = 16
-  learning_rate: float = 1e-3
+  batch_size: Optional[int] = _from_model(int, 'clips per replica (default: the preset\'s)')
+  learning_rate: Optional[float] = _from_model(float, 'default: the preset\'s')
+  init_checkpoint: str = ''            # image ViT .npz to start from (models/vit_checkpoint.py)
   train_steps: int = 600
   eval_steps: int = 4
   steps_per_epoch: int = 50
@@ -81,6 +94,19 @@ class PipelineConfig:
   beam_args: str = '--direct_num_workers=1'  # e.g. '--runner=DataflowRunner --project=…'
   overwrite: bool = False              # let `run` re-ingest over clips made from other settings
   if_busy: str = 'stop'                # another run holds the output root: 'stop' | 'wait'
+
+  def __post_init__(self):
+    # The values given (not None), kept so that replace(preset=…) re-resolves the others.
+    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + ('frame_size',)
+                   if getattr(self, n) is not None}
+    try:
+      model = self.vivit_config()
+    except (ValueError, TypeError):  # reported, with every other problem, by validate()
+      self.frame_size = self._given.get('frame_size', self.image_size)
+      return
+    for name in MODEL_FIELDS:
+      setattr(self, name, getattr(model, name))
+    self.frame_size = tuple(self._given.get('frame_size', model.image_size))
 
   @property
   def pipeline_root(self) -> str:
@@ -100,14 +126,16 @@ class PipelineConfig:
     return self.beam_args.split() if self.beam_args else []
 
   def vivit_config(self):
-    """The ViViTConfig handed to the Trainer as hyperparameters."""
+    """The ViViTConfig handed to the Trainer: the preset, then --vivit-overrides, then the
+    model flags given explicitly."""
     from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
-    overrides: Dict[str, Any] = dict(num_frames=self.num_frames, image_size=self.image_size,
-                                     variant=self.variant, batch_size=self.batch_size,
-                                     learning_rate=self.learning_rate)
-    if self.variant == 'factorised_self_attention':
-      overrides['classifier'] = 'gap'
-    overrides.update(json.loads(self.vivit_overrides or '{}'))
+    try:
+      overrides: Dict[str, Any] = json.loads(self.vivit_overrides or '{}')
+    except json.JSONDecodeError as e:
+      raise ValueError(f'--vivit-overrides is not JSON: {e}') from None
+    overrides.update({n: v for n, v in self._given.items() if n in MODEL_FIELDS})
+    if self.init_checkpoint:
+      overrides['init_checkpoint'] = absolute(self.init_checkpoint)
     return preset(self.preset, **overrides)
 
   def validate(self) -> None:
@@ -118,15 +146,15 @@ class PipelineConfig:
     errors = []
     for name in ('num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
                  'synthetic_clips'):
-      if getattr(self, name) <= 0:
+      if getattr(self, name) is not None and getattr(self, name) <= 0:
         errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
     for name in ('frame_size', 'image_size'):
-      if min(getattr(self, name)) <= 0:
+      if getattr(self, name) is not None and min(getattr(self, name)) <= 0:
         errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
     if self.num_views <= 0 or self.sample_fps < 0 or self.max_duration_s <= 0:
       errors.append('--num-views and --max-duration-s must be positive and --sample-fps ≥ 0 '
                     f'(got {self.num_views}, {self.max_duration_s}, {self.sample_fps})')
-    if self.learning_rate <= 0:
+    if self.learning_rate is not None and self.learning_rate <= 0:
       errors.append(f'--learning-rate must be positive, got {self.learning_rate}')
     if self.min_test_examples_per_class < 0 or not 0 <= self.min_test_fraction_per_class <= 1:
       errors.append('--min-test-examples-per-class must be ≥ 0 and '
@@ -145,7 +173,7 @@ class PipelineConfig:
         raise ValueError('not a JSON object')
     except ValueError as e:
       errors.append(f'--vivit-overrides is not a JSON object: {e}')
-    else:
+    if not errors:  # the model's own checks, once the settings it is built from are sane
       try:
         self.vivit_config()
       except (ValueError, TypeError) as e:
@@ -165,8 +193,18 @@ class PipelineConfig:
     return DatasetConfig(layout=self.layout, classes=split_names(self.classes),
                          positive_class=self.positive_class, group_regex=self.group_regex)
 
+  def model_summary(self) -> str:
+    """The effective model configuration, printed once by `run`."""
+    model = self.vivit_config()
+    given = sorted(n for n in self._given if n in MODEL_FIELDS)
+    fmt = lambda d: ', '.join(f'{k}={v}' for k, v in dataclasses.asdict(d).items())
+    return (f'model: preset {self.preset} (overridden: {", ".join(given) or "nothing"}; '
+            f'--vivit-overrides {self.vivit_overrides})\n'
+            f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}')
+
   def replace(self, **changes) -> 'PipelineConfig':
-    return dataclasses.replace(self, **changes)
+    given = {n: self._given.get(n) for n in MODEL_FIELDS + ('frame_size',)}
+    return dataclasses.replace(self, **{**given, **changes})
 
 
 def absolute(path: str) -> str:
@@ -203,11 +241,14 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
   for field in dataclasses.fields(PipelineConfig):
     if field.name in exclude:
       continue
-    kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
-        type(field.default), parse_size)
+    if 'help' in field.metadata:  # a model field: default from the preset
+      kind, text = field.metadata['type'] or parse_size, field.metadata['help']
+    else:
+      kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
+          type(field.default), parse_size)
+      text = f'default: {field.default!r}'
     group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
-                       default=field.default, metavar=field.name.upper(),
-                       help=f'default: {field.default!r}')
+                       default=field.default, metavar=field.name.upper(), help=text)
 
 
 def from_args(args: argparse.Namespace) -> PipelineConfig:

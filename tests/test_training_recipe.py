@@ -1,0 +1,211 @@
+"""Training recipe: mixed precision, XLA under MirroredStrategy, gradient accumulation, resume
+after a kill, independent stochastic-depth masks, per-clip temporal jitter, Model 4's
+factorised dot-product attention, presets that carry their clip and recipe."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vivit_tfx.models import augment, training
+from vivit_tfx.models.vivit import EncoderBlock, build_vivit
+from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.pipeline import configs
+
+TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
+                   num_layers=1, num_temporal_layers=1, num_heads=2, mlp_dim=32,
+                   warmup_steps=0, learning_rate=1e-2, weight_decay=0.05)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data(n=8, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.random((n, 4, 16, 16, 3)).astype(np.float32), np.array([0, 1] * (n // 2))
+
+
+@pytest.mark.parametrize('precision,variant', [('mixed_bfloat16', 'factorised_dot_product'),
+                                               ('mixed_float16', 'spatiotemporal')])
+def test_mixed_precision_trains_with_float32_logits(precision, variant):
+  keras.utils.set_random_seed(0)
+  config = TINY.replace(precision=precision, variant=variant)
+  model = build_vivit(config)
+  training.compile_model(model, config, total_steps=4)
+  x, y = data()
+  history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+  assert all(np.isfinite(history.history['loss']))
+  assert model(x).dtype == 'float32'
+  assert model.encoder.blocks[0].mlp_in.compute_dtype == precision.split('_')[1]  # bfloat16…
+  assert model.encoder.blocks[0].mlp_in.kernel.dtype == 'float32'
+  is_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+  assert is_scaled == (precision == 'mixed_float16')
+
+
+def test_xla_under_mirrored_strategy_compiles_and_trains():
+  keras.utils.set_random_seed(0)
+  config = TINY.replace(jit_compile=True, stochastic_depth=0.2)
+  with tf.distribute.MirroredStrategy(['/cpu:0']).scope():
+    model = build_vivit(config)
+    training.compile_model(model, config, total_steps=4)
+  assert model.jit_compile is True  # Keras's 'auto' would be False under a strategy
+  x, y = data()
+  first = model.evaluate(x, y, verbose=0)[0]
+  model.fit(x, y, batch_size=8, epochs=4, verbose=0)
+  assert np.isfinite(first) and model.evaluate(x, y, verbose=0)[0] < first
+
+
+def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
+  x, y = data(8, seed=3)
+  weights = []
+  for k, batch in ((1, 8), (4, 2)):
+    keras.utils.set_random_seed(1)
+    config = TINY.replace(accumulation_steps=k, clipnorm=1.0)
+    model = build_vivit(config)
+    for v in model.trainable_variables:  # same non-trivial start (the head starts at zero)
+      v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
+    # A long schedule: the learning rate is the same at batch 0 and batch k - 1.
+    training.compile_model(model, config, total_steps=100_000)
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations) == 1  # one update
+    weights.append([v.numpy() for v in model.trainable_variables])
+  start = np.random.default_rng(7)
+  moved = False
+  for a, b in zip(*weights):
+    np.testing.assert_allclose(a, b, atol=2e-5)
+    moved |= not np.allclose(a, start.normal(0, 0.2, a.shape), atol=1e-4)
+  assert moved
+
+
+def test_training_checkpoint_round_trip_on_ram_filesystem():
+  config = TINY
+  x, y = data()
+  model = build_vivit(config)
+  training.compile_model(model, config, total_steps=4)
+  checkpoint = training.TrainingCheckpoint(model, 'ram://recipe_test/checkpoints', every=2)
+  assert training.fit_resumable(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+                                .repeat(), 2, 4, checkpoint) == 4
+  assert tf.io.gfile.glob('ram://recipe_test/checkpoints/ckpt-4*')
+  again = build_vivit(config)
+  training.compile_model(again, config, total_steps=4)
+  assert training.TrainingCheckpoint(again, 'ram://recipe_test/checkpoints', 2).restore() == 4
+  np.testing.assert_allclose(again(x), model(x), atol=1e-6)
+  assert int(again.optimizer.iterations) == 4
+
+
+_TRAINER = textwrap.dedent('''
+    import os, sys
+    import numpy as np, keras, tensorflow as tf
+    from vivit_tfx.models import training
+    from vivit_tfx.models.vivit import build_vivit
+    from vivit_tfx.models.vivit_config import ViViTConfig
+    directory, kill_at = sys.argv[1], int(sys.argv[2])
+    config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
+                         hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
+                         checkpoint_steps=3)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 4, 16, 16, 3)).astype('float32'), np.array([0, 1] * 4)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    model = build_vivit(config)
+    training.compile_model(model, config, total_steps=10)
+    class Kill(keras.callbacks.Callback):
+      def on_train_batch_end(self, batch, logs=None):
+        if kill_at and checkpoint.manager.latest_checkpoint:
+          os.kill(os.getpid(), 9)  # preempted right after the first checkpoint
+    checkpoint = training.TrainingCheckpoint(model, directory, config.checkpoint_steps)
+    ran = training.fit_resumable(model, train, 5, 10, checkpoint, callbacks=[Kill()])
+    print('RAN', ran, 'ITERATIONS', int(model.optimizer.iterations))
+''')
+
+
+def test_trainer_killed_after_first_checkpoint_resumes(tmp_path):
+  script = tmp_path / 'trainer.py'
+  script.write_text(_TRAINER)
+  directory = str(tmp_path / 'model_run' / 'checkpoints')
+  env = {**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  killed = subprocess.run([sys.executable, str(script), directory, '1'], env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert tf.train.latest_checkpoint(directory).endswith('ckpt-3')
+  resumed = subprocess.run([sys.executable, str(script), directory, '0'], env=env,
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert 'RAN 7 ITERATIONS 10' in resumed.stdout  # continued from step 3, not from 0
+
+
+def test_stochastic_depth_masks_differ_between_layers():
+  model = build_vivit(TINY.replace(stochastic_depth=0.9, num_layers=4))
+  ones = tf.ones((512, 3, 16))
+  low, high = (model.encoder.blocks[i].drop_branch(ones, training=True).numpy()[:, 0, 0] > 0
+               for i in (1, 3))  # drop rates 0.45 and 0.9
+  assert 0 < high.sum() < low.sum() < 512
+  # One shared random stream would nest the masks (kept at 0.9 ⇒ kept at 0.45).
+  assert (high & ~low).any()
+
+
+def test_temporal_jitter_draws_one_window_per_clip():
+  tf.random.set_seed(0)
+  t = 16
+  clips = tf.tile(tf.reshape(tf.range(t, dtype=tf.float32), [1, t, 1, 1, 1]), [32, 1, 2, 2, 1])
+  frames = augment.temporal_jitter(clips).numpy()[:, :, 0, 0, 0]  # [B, T] source indices
+  assert frames.shape == (32, t)
+  assert len({tuple(row) for row in frames}) > 1  # windows differ between clips of a batch
+  assert (np.diff(frames, axis=1) >= 0).all() and frames.min() >= 0 and frames.max() <= t - 1
+
+
+def test_model4_heads_attend_within_a_frame_or_a_position():
+  n_t, n_s, d = 3, 4, 16
+  block = EncoderBlock(d, 4, 32, dot_product_grid=(n_t, n_s))
+  x = np.random.default_rng(0).normal(size=(1, n_t * n_s, d)).astype(np.float32)
+  block.build(x.shape)
+  # Only the attention part: an MLP acts per token, so the mixing pattern is the attention's.
+  poked = x.copy()
+  poked[0, 1 * n_s + 2, 0] += 1.0  # frame 1, position 2 (one feature: LayerNorm keeps it)
+  changed = np.abs(block(poked).numpy() - block(x).numpy()).sum(-1)[0] > 1e-4
+  for i in range(n_t * n_s):
+    same_frame, same_position = i // n_s == 1, i % n_s == 2
+    assert changed[i] == (same_frame or same_position), i
+  model = build_vivit(TINY.replace(variant='factorised_dot_product'))
+  assert model.count_params() == build_vivit(TINY).count_params()  # as Model 1 (paper)
+
+
+def test_preset_recipe_applies_unless_a_flag_overrides_it():
+  config = configs.PipelineConfig(preset='vivit-b-16x2')
+  model = config.vivit_config()
+  assert (config.num_frames, config.image_size, config.frame_size) == (32, (224, 224), (224, 224))
+  assert (model.batch_size, model.learning_rate, model.precision) == (8, 1e-4, 'mixed_bfloat16')
+  assert model.jit_compile and model.accumulation_steps == 8 and model.clipnorm == 1.0
+  flagged = configs.PipelineConfig(preset='vivit-b-16x2', num_frames=16, batch_size=4)
+  assert (flagged.num_frames, flagged.batch_size, flagged.image_size) == (16, 4, (224, 224))
+  assert flagged.vivit_config().learning_rate == 1e-4
+  tiny = flagged.replace(preset='vivit-tiny')  # the flags stay, the rest follows the preset
+  assert (tiny.num_frames, tiny.batch_size, tiny.image_size) == (16, 4, (64, 64))
+  assert 'recipe: learning_rate=0.0001' in config.model_summary()
+  assert set(model.to_dict()) == set(model.architecture.__dict__) | set(model.recipe.__dict__)
+
+
+def test_init_checkpoint_reaches_the_trainer_and_a_missing_one_stops_run(tmp_path, capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  config = configs.PipelineConfig(output_root=str(tmp_path / 'out'), init_checkpoint='vit.npz')
+  trainer = [c for c in pipeline.create_pipeline(config).components
+             if c.id == 'Trainer'][0]
+  vivit = trainer.exec_properties['custom_config']
+  assert '"init_checkpoint": "' + os.path.abspath('vit.npz') in str(vivit)
+  assert config.vivit_config().kernel_init == 'central_frame'  # default with a checkpoint
+  rc = cli.main(['run', '--init-checkpoint', str(tmp_path / 'absent.npz'),
+                 '--output-root', str(tmp_path / 'out2')])
+  err = capsys.readouterr().err
+  assert rc == 1 and 'absent.npz: no such file' in err and len(err.strip().splitlines()) == 1
+  assert not os.path.exists(tmp_path / 'out2')
+
+
+def test_bench_train_prints_a_row(capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  assert cli.main(['bench', 'train', '--preset', 'vivit-tiny', '--frames', '4', '--image-size',
+                   '32', '--batch-size', '2', '--precision', 'float32', '--jit-compile', 'false',
+                   '--steps', '1', '--warmup', '1']) == 0
+  row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
+  assert row[1].strip() == 'vivit-tiny' and row[3].strip() == '4x32' and float(row[8]) > 0
