@@ -101,17 +101,14 @@ def test_predict_finds_the_newest_pushed_model_under_a_uri():
 
 def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
   from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.export import WEIGHTS_FILE  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
                        hidden_size=16, num_layers=1, num_heads=2, mlp_dim=16)
   model = build_vivit(config)
-  local = str(tmp_path / 'vivit.weights.h5')
-  model.save_weights(local)
   model_dir = _ram('serving/vivit/1')
+  tf.saved_model.save(model, model_dir)  # the SavedModel's variables are the weights
   tf.io.gfile.makedirs(f'{model_dir}/assets.extra')
-  tf.io.gfile.copy(local, f'{model_dir}/{WEIGHTS_FILE}')
   with tf.io.gfile.GFile(f'{model_dir}/{CLIP_CONFIG_FILE}', 'w') as f:
     f.write(json.dumps({'num_frames': 4, 'frame_size': [16, 16], 'vivit': config.to_dict()}))
   rebuilt = explain.load_keras_model(model_dir)
