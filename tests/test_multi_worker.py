@@ -29,8 +29,8 @@ _WORKER = textwrap.dedent('''
       records = export.synthetic_examples(4, (16, 16), count=8)
       frames = tf.io.parse_example(records, stub.raw_feature_spec())
       labels = tf.constant([0, 1] * 4, tf.int64)
-      return tf.data.Dataset.from_tensor_slices((frames, labels)).repeat().batch(
-          options.batch_size)
+      data = tf.data.Dataset.from_tensor_slices((frames, labels))
+      return data.repeat(options.num_epochs).batch(options.batch_size)  # eval: one pass
 
     fit = training.fit_resumable
     def recording_fit(model, *args, **kwargs):  # keeps the trained weights for the test

@@ -131,7 +131,8 @@ class Reviewer:
         attention = {'error': str(e)}
     result = {'job': job.id, 'video': job.name, 'label': prediction.label,
               'probability': prediction.probability,
-              'violence_probability': prediction.violence_probability,
+              'positive_class': prediction.positive_class,
+              'positive_probability': prediction.positive_probability,
               'duration_s': round(info.duration_s, 3), 'threshold': self.threshold,
               'timeline': os.path.basename(line['png']), 'segments': segments,
               'attention': attention}
@@ -219,6 +220,8 @@ def result_page(r: Dict[str, Any]) -> str:
               f'<th>frame</th></tr>{rows}</table>' if r['segments'] else
               f'<p id="segments">No segment at or above {r["threshold"]}.</p>')
   attention = r['attention']
+  positive = (f', P({e(r["positive_class"])}) = {r["positive_probability"]:.3f}'
+              if r.get('positive_class') else '')
   overlay = (f'<p class="muted">{e(attention["error"])}</p>' if 'error' in attention else
              f'<img id="attention" src="{files}{attention["gif"]}" alt="attention overlay"> '
              f'<p><img src="{files}{attention["png"]}" alt="attention strip"></p>')
@@ -226,8 +229,8 @@ def result_page(r: Dict[str, Any]) -> str:
           f'</title>{_STYLE}</head><body><p><a href="/">← another video</a></p>'
           f'<h1>{e(r["video"])}</h1>'
           f'<p>Label: <b id="label" class="{e(r["label"])}">{e(r["label"])}</b> '
-          f'(p = <span id="probability">{r["probability"]:.3f}</span>, P(violence) = '
-          f'{r["violence_probability"]:.3f}; {r["duration_s"]:.1f} s)</p>'
+          f'(p = <span id="probability">{r["probability"]:.3f}</span>{positive}; '
+          f'{r["duration_s"]:.1f} s)</p>'
           f'<h2>Timeline</h2><img id="timeline" src="{files}{r["timeline"]}" '
           f'alt="violence probability over time">'
           f'<h2>Flagged segments</h2>{segments}'
