@@ -54,6 +54,22 @@ def cli_args(config: configs.PipelineConfig) -> list:
 
 
 
+# The upstream chain every pushed model has in ML Metadata (local and Kubeflow stores alike).
+LINEAGE_CHAIN = ['PushedModel', 'Pusher', 'Model', 'Trainer', 'TransformGraph', 'Transform',
+                 'Schema', 'ValidationGate', 'ExampleStatistics', 'StatisticsGen', 'Examples']
+
+
+def has_lineage_path(graph, names) -> bool:
+  """Is there an upstream path through nodes named (artifact type / execution node) `names`?"""
+  def name(key):
+    n = graph.nodes[key]
+    return n.type if n.kind == 'artifact' else n.label
+  frontier = [graph.root] if name(graph.root) == names[0] else []
+  for wanted in names[1:]:
+    frontier = [s for k in frontier for s, _ in graph.parents(k) if name(s) == wanted]
+  return bool(frontier)
+
+
 @pytest.fixture(scope='session')
 def first_run(clips_dir, tmp_path_factory):
   """One LocalDagRunner run of the whole pipeline on the tiny clips: (config, run id)."""

@@ -21,6 +21,7 @@ from google.protobuf import struct_pb2
 from vivit_tfx import cli
 from vivit_tfx.audit import lineage, metadata, report
 from vivit_tfx.pipeline import configs
+from tests.conftest import LINEAGE_CHAIN, has_lineage_path
 
 PIPELINE = 'vivit-violence'
 RUNS = ('vivit-violence-x7k2p', 'vivit-violence-q9m4z')
@@ -138,18 +139,6 @@ def kfp_store(tmp_path_factory):
   return k.store, root, first, second
 
 
-CHAIN = ['PushedModel', 'Pusher', 'Model', 'Trainer', 'TransformGraph', 'Transform', 'Schema',
-         'ValidationGate', 'ExampleStatistics', 'StatisticsGen', 'Examples']
-
-
-def _has_path(graph, names) -> bool:
-  def name(key):
-    n = graph.nodes[key]
-    return n.type if n.kind == 'artifact' else n.label
-  frontier = [graph.root] if name(graph.root) == names[0] else []
-  for wanted in names[1:]:
-    frontier = [s for k in frontier for s, _ in graph.parents(k) if name(s) == wanted]
-  return bool(frontier)
 
 
 def test_lineage_of_the_newest_pushed_model_on_a_kfp_store(kfp_store):
@@ -157,7 +146,8 @@ def test_lineage_of_the_newest_pushed_model_on_a_kfp_store(kfp_store):
   pushed = lineage.pushed_model(store)
   assert pushed.id == second.id  # `tfx.PushedModel`, pushed as a double 1.0
   graph = lineage.upstream(store, pushed)
-  assert _has_path(graph, CHAIN), lineage.chain_text(graph)  # same names as a local store
+  # The same names as in a local store.
+  assert has_lineage_path(graph, LINEAGE_CHAIN), lineage.chain_text(graph)
   executions = [n for n in graph.nodes.values() if n.kind == 'execution']
   assert {n.run_id for n in executions} == set(RUNS)  # data tasks from run 1, model from 2
   assert lineage.chain_text(graph).startswith('PushedModel #')

@@ -18,33 +18,21 @@ from vivit_tfx.audit import lineage, metadata
 from vivit_tfx.pipeline import local_runner
 
 from vivit_tfx.inference import predict
+from tests.conftest import LINEAGE_CHAIN, has_lineage_path
 
 pytestmark = pytest.mark.e2e
 
-CHAIN = ['PushedModel', 'Pusher', 'Model', 'Trainer', 'TransformGraph', 'Transform', 'Schema',
-         'ValidationGate', 'ExampleStatistics', 'StatisticsGen', 'Examples']
 
 
 def _store(config):
   return metadata.open_sqlite(config.metadata_path)
 
 
-def _has_path(graph: lineage.Lineage, names) -> bool:
-  """Is there an upstream path through nodes named (artifact type / execution node) `names`?"""
-  def name(key):
-    n = graph.nodes[key]
-    return n.type if n.kind == 'artifact' else n.label
-  frontier = [graph.root] if name(graph.root) == names[0] else []
-  for wanted in names[1:]:
-    frontier = [s for k in frontier for s, _ in graph.parents(k) if name(s) == wanted]
-  return bool(frontier)
-
-
 def test_lineage_reaches_examples_through_expected_types(first_run):
   config, _ = first_run
   store = _store(config)
   graph = lineage.upstream(store, lineage.pushed_model(store))
-  assert _has_path(graph, CHAIN), lineage.chain_text(graph)
+  assert has_lineage_path(graph, LINEAGE_CHAIN), lineage.chain_text(graph)
   assert {'ModelBlessing', 'ExampleAnomalies'} <= set(lineage.chain_types(graph))
   text = lineage.chain_text(graph)
   assert text.startswith('PushedModel #') and 'Examples #' in text

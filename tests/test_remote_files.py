@@ -8,11 +8,9 @@ import uuid
 
 import pytest
 import tensorflow as tf
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import proto_utils
 
-from vivit_tfx.components import remote_files
+from vivit_tfx.components import ingest, remote_files
 from vivit_tfx.components.video_example_gen import executor
 from vivit_tfx.inference import predict
 from vivit_tfx.models import features
@@ -57,19 +55,8 @@ def test_video_example_gen_reads_videos_under_a_uri(video_root, tmp_path):
     f.write(b'not a video')
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'out')
-  exec_properties = {
-      'input_base': videos,
-      'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
-      'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
-          split_config=example_gen_pb2.SplitConfig(splits=[
-              example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=3),
-              example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)],
-              partition_feature_name=features.VIDEO_ID))),
-      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      'custom_config': json.dumps({'clip': {'num_frames': 4, 'frame_size': [16, 16]}}),
-  }
+  exec_properties = executor.standalone_exec_properties(
+      videos, ingest.ClipConfig(4, (16, 16)), split_names=('train', 'eval'))
   before = _our_temp_folders()
   executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
   ids = set()

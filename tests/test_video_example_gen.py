@@ -1,14 +1,11 @@
 """VideoExampleGen's executor reads raw videos on Beam into the same clip records as ingest,
 splits them exactly as ingest does (after decoding, group-safe), and skips bad files."""
 import glob
-import json
 import os
 import shutil
 
 import tensorflow as tf
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import proto_utils
 
 from vivit_tfx.components import ingest, synthetic
 from vivit_tfx.components.video_example_gen import executor
@@ -21,18 +18,7 @@ def test_executor_reads_videos_into_the_splits_of_ingest(video_root, clips_dir, 
   synthetic.add_bad_inputs(root)
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'out')
-  exec_properties = {
-      'input_base': root,
-      'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
-      'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
-          split_config=example_gen_pb2.SplitConfig(splits=[
-              example_gen_pb2.SplitConfig.Split(name=s, hash_buckets=1)
-              for s in ingest.SPLITS]))),
-      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      'custom_config': json.dumps({'clip': {'num_frames': 4, 'frame_size': [16, 16]}}),
-  }
+  exec_properties = executor.standalone_exec_properties(root, ingest.ClipConfig(4, (16, 16)))
   executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
   ids = {}
   for split in ingest.SPLITS:

@@ -430,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
+  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')
@@ -453,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--max-duration-s', type=float, default=10.0)
   # Dataset layout and classes (issue 13).
   p.add_argument('--layout', default='auto',
-                 choices=['auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv'],
+                 choices=layouts.LAYOUTS,
                  help='how labels are read from the input (auto: detected)')
   p.add_argument('--classes', default='',
                  help='comma-separated class names in label order (default: the layout\'s)')

@@ -118,9 +118,8 @@ def data_summary(input_base: str) -> Optional[dict]:
       durations[e['label']].append(e['duration_s'])
   classes = None
   summary_path = os.path.join(input_base, 'summary.json')
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      classes = json.load(f).get('classes')
+  if remote_files.exists(summary_path):  # read like the manifest above (any URI)
+    classes = remote_files.read_json(summary_path).get('classes')
   if not classes:
     from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
     classes = list(CLASS_NAMES)  # clips ingested before class lists were recorded
@@ -146,18 +145,15 @@ def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
 
 def model_classes(trainer) -> List[str]:
   """Class names in label order from the trained model's clip config (RLVS's if absent)."""
-  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   model = next(iter(trainer.outputs.get('model', [])), None) if trainer else None
-  path = os.path.join(model.uri, 'Format-Serving', CLIP_CONFIG_FILE) if model else ''
   try:
-    if path and tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        return list(json.load(f).get('class_names') or CLASS_NAMES)
-  except tf.errors.OpError:  # a bucket this machine cannot reach
+    if model:
+      return list(predict.clip_config_of(os.path.join(model.uri, 'Format-Serving')).class_names)
+  except (predict.NoModelError, tf.errors.OpError):  # not ours, or a bucket out of reach
     pass
-  return list(CLASS_NAMES)
+  return list(predict.CLASS_NAMES)
 
 
 def _table(header: List[str], rows: List[List[object]]) -> str:

@@ -108,10 +108,6 @@ def validation(evaluation_uri: str) -> Tuple[bool, List[str]]:
 
 
 def _slice_text(slice_key) -> str:
-  parts = [f'{c.column}={_value(getattr(c, c.WhichOneof("kind")))}'
-           for c in slice_key.single_slice_keys]
-  return f' on {", ".join(parts)}' if parts else ''
-
-
-def _value(v) -> str:
-  return v.decode() if isinstance(v, bytes) else str(v)
+  from tensorflow_model_analysis.slicer import slicer_lib  # pylint: disable=g-import-not-at-top
+  key = slicer_lib.deserialize_slice_key(slice_key)
+  return f' on {slice_name(key)}' if key else ''

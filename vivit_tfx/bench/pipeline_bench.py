@@ -243,11 +243,9 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
   import shutil  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
-  from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components.video_example_gen import executor  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import features  # pylint: disable=g-import-not-at-top
   small_root = os.path.join(work, 'videos_2')
   for path in sorted(glob.glob(os.path.join(videos_root, '*', '*')))[:1] + sorted(
       glob.glob(os.path.join(videos_root, '*', '*')))[-1:]:
@@ -258,20 +256,8 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
   def run(root: str, n: int, name: str):
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(work, name)
-    exec_properties = {
-        'input_base': root,
-        'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
-        'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(splits=[
-                example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=4),
-                example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=1)],
-                partition_feature_name=features.VIDEO_ID))),
-        'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-        'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        'custom_config': json.dumps({'clip': {'num_frames': FRAMES,
-                                              'frame_size': list(SIZE)}}),
-    }
+    exec_properties = executor.standalone_exec_properties(
+        root, ingest.ClipConfig(FRAMES, SIZE), split_names=('train', 'eval'))
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=[
         '--direct_running_mode=multi_processing', f'--direct_num_workers={n}'])
     start = time.perf_counter()

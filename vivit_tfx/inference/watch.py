@@ -57,12 +57,9 @@ class WatchConfig:
 def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
   """(T, frame size, sample fps, note) from the pushed model's clip_config.json."""
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
   clip = predict.clip_config_of(model_dir)
-  with open(os.path.join(model_dir, CLIP_CONFIG_FILE)) as f:
-    stored = json.load(f).get('sample_fps')
-  if stored:
-    return clip.num_frames, tuple(clip.frame_size), float(stored), ''
+  if clip.sample_fps:
+    return clip.num_frames, tuple(clip.frame_size), float(clip.sample_fps), ''
   fps = clip.num_frames / DEFAULT_WINDOW_S
   return (clip.num_frames, tuple(clip.frame_size), fps,
           f'the model stores no sample_fps: sampling {clip.num_frames} frames over '

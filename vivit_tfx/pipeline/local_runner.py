@@ -69,7 +69,7 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   Existing clips are used only if their marker names the same input and settings; otherwise
   the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself).
   """
-  from vivit_tfx.components import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest_output, remote_files, synthetic  # pylint: disable=g-import-not-at-top
   videos_dir = config.videos_dir
   default_videos = os.path.normpath(videos_dir) == os.path.normpath(configs.DEFAULT_VIDEOS_DIR)
   clips_made = ingest_output.read_provenance(config.clips_dir)
@@ -81,7 +81,7 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
       clips_made.fingerprint == wanted.fingerprint):
     print(f'[run] using clips in {config.clips_dir} (ingested from {clips_made.input_root})')
     return
-  if not _exists(videos_dir):
+  if not remote_files.exists(videos_dir):
     if videos_dir != config.videos_dir or not default_videos:
       raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
                       'check --videos-dir)')
@@ -105,13 +105,6 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   except (ingest_output.OutputError, FileNotFoundError) as e:
     raise DataError(str(e)) from None
   print(result.to_text())
-
-
-def _exists(path: str) -> bool:
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.exists(path)
-  return os.path.exists(path)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:

@@ -39,18 +39,10 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
 def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
   scan of the videos folder, else --classes, else the RLVS layout's two classes."""
-  import json  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
-  summary = os.path.join(config.clips_dir, ingest.SUMMARY)
-  try:
-    if config.input_mode == 'tfrecords' and tf.io.gfile.exists(summary):
-      with tf.io.gfile.GFile(summary) as f:
-        classes = json.load(f).get('classes')
-      if classes:
-        return tuple(classes)
-  except tf.errors.OpError:  # a remote store not reachable from here (compiling for Kubeflow)
-    pass
+  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  classes = _ingest_summary(config).get('classes')
+  if classes:
+    return tuple(classes)
   if '://' not in config.videos_dir and os.path.exists(config.videos_dir):
     return layouts.scan(config.videos_dir, config.dataset_config()).classes
   return configs.split_names(config.classes) or layouts.RLVS_CLASSES
@@ -115,11 +107,17 @@ def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
 
 
 def _ingest_summary(config: configs.PipelineConfig) -> dict:
-  path = os.path.join(config.clips_dir, 'summary.json')
-  if config.input_mode != 'tfrecords' or not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
+  """The ingested clips' summary.json (tfrecords mode), or {} when there is none to read."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  path = os.path.join(config.clips_dir, ingest.SUMMARY)
+  try:
+    if config.input_mode == 'tfrecords' and tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+  except tf.errors.OpError:  # a remote store not reachable from here (compiling for Kubeflow)
+    pass
+  return {}
 
 
 def examples_per_class(config: configs.PipelineConfig, n_classes: int) -> tfma.MetricConfig:

@@ -98,9 +98,6 @@ def _remove_outputs(pipeline_root: str, node: str, execution_id: int) -> List[st
   if not os.path.isdir(node_dir):
     return removed
   for dirpath, dirnames, _ in os.walk(node_dir):
-    if os.path.basename(dirpath) == str(execution_id):
-      dirnames[:] = []
-      continue
     for d in list(dirnames):
       if d == str(execution_id):
         path = os.path.join(dirpath, d)
@@ -112,5 +109,6 @@ def _remove_outputs(pipeline_root: str, node: str, execution_id: int) -> List[st
 
 def new_run_id(store_runs_before: List[str], store_runs_after: List[str]) -> Optional[str]:
   """The run this process added (with the lock held there is exactly one)."""
-  added = [r for r in store_runs_after if r not in set(store_runs_before)]
+  before = set(store_runs_before)
+  added = [r for r in store_runs_after if r not in before]
   return added[-1] if added else None

@@ -69,6 +69,24 @@ class _ReadVideo(beam.DoFn):
     yield candidate, example
 
 
+def standalone_exec_properties(input_base: str, clip: ingest.ClipConfig,
+                               split_names=layouts.SPLITS) -> Dict[str, Any]:
+  """The executor's properties outside a pipeline (benchmarks, tests): the videos under
+  `input_base` (class folders), GZIP TFRecords of `split_names`, split as ingest splits."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  return {
+      'input_base': input_base,
+      'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='all', pattern='*/*')])),
+      'output_config': proto_utils.proto_to_json(example_gen_pb2.Output(
+          split_config=example_gen_pb2.SplitConfig(splits=[
+              example_gen_pb2.SplitConfig.Split(name=s, hash_buckets=1) for s in split_names]))),
+      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
+      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+      'custom_config': json.dumps({'clip': dataclasses.asdict(clip)}),
+  }
+
+
 class Executor(BaseExampleGenExecutor):
   """Reads video files into tf.Examples, split like `vivit-tfx ingest` (not by hash)."""
 
