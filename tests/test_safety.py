@@ -373,3 +373,15 @@ def test_make_synthetic_never_writes_into_an_existing_folder(rwf_like, tmp_path,
   assert cli.main(['make-synthetic', '--long', str(existing)]) == 1
   assert 'already exists' in one_error_line(capsys)
   assert tree_digest(rwf_like) == before and existing.read_bytes() == b'my video'
+
+
+def test_compile_never_replaces_a_file_that_is_not_a_spec(tmp_path, capsys):
+  mine = tmp_path / 'mine.yaml'
+  mine.write_text('my own notes\n')
+  args = ['compile', '--image', 'x/y:1', '--pipeline-root', 'gs://b/r', '--output', str(mine)]
+  assert cli.main(args) == 1
+  assert 'not a compiled pipeline spec' in one_error_line(capsys)
+  assert mine.read_text() == 'my own notes\n'
+  assert cli.main(args + ['--overwrite']) == 0  # asked: replaced by the spec …
+  assert 'pipelineInfo' in mine.read_text()
+  assert cli.main(args) == 0  # … which a recompile replaces without asking

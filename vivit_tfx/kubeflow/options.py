@@ -35,6 +35,7 @@ class Deployment:
   """Cluster-side settings: target, image, Trainer resources and accelerator."""
   image: str
   output: str = 'output/vivit_violence_pipeline.yaml'
+  overwrite: bool = False       # replace an --output that is not a compiled spec
   target: str = 'kfp'            # kfp (open-source Kubeflow Pipelines) | vertex
   accelerator_type: str = ''    # Vertex name (NVIDIA_TESLA_T4) or, for kfp, a Kubernetes
                                  # resource name (nvidia.com/gpu)
@@ -98,6 +99,8 @@ def add_arguments(parser) -> None:
   g.add_argument('--pipeline-root', required=True,
                  help='pipeline root URI the pods can reach (gs://, s3://, minio://, a path)')
   g.add_argument('--output', default=Deployment.output, help='PipelineSpec YAML to write')
+  g.add_argument('--overwrite', action='store_true',
+                 help='replace --output even if it is not a pipeline spec compiled before')
   g.add_argument('--beam-preset', default='direct', choices=sorted(BEAM_PRESETS),
                  help='Beam runner for StatisticsGen/Transform/Evaluator (see README)')
   g.add_argument('--accelerator-type', default='',

@@ -78,6 +78,23 @@ def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   return config.replace(schema_file=config.schema_file or IMAGE_SCHEMA_FILE)
 
 
+def check_output(path: str, overwrite: bool = False) -> None:
+  """Raises ValueError (one line) when `path` exists and is not a pipeline spec (a compile's
+  earlier output, which recompiling replaces), unless `overwrite`: a file of the user's is
+  never replaced without being asked."""
+  if overwrite or not os.path.exists(path):
+    return
+  import yaml  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path) as f:
+      spec = next(yaml.safe_load_all(f), None)
+  except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    spec = None
+  if not (isinstance(spec, dict) and 'pipelineInfo' in spec and 'deploymentSpec' in spec):
+    raise ValueError(f'{path}: exists and is not a compiled pipeline spec; it is left as it '
+                     'is: choose another --output, or pass --overwrite to replace it')
+
+
 def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> str:
   """Writes the KFP v2 PipelineSpec YAML (for kfp with its PlatformSpec) and returns its path."""
   _, node_selector = options.trainer_accelerator(deployment)  # validates before any work
@@ -89,6 +106,7 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
   out_dir, name = os.path.split(os.path.abspath(deployment.output))
   if not name.endswith(('.yaml', '.yml')):
     raise ValueError(f'{deployment.output}: the KFP v2 client uploads .yaml/.yml specs')
+  check_output(deployment.output, deployment.overwrite)
   os.makedirs(out_dir, exist_ok=True)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -109,7 +127,8 @@ def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
       beam_args=options.beam_args_for(args.beam_preset,
                               '' if args.beam_args == configs.PipelineConfig.beam_args
                               else args.beam_args))
-  deployment = Deployment(image=args.image, output=args.output, target=args.target,
+  deployment = Deployment(image=args.image, output=args.output, overwrite=args.overwrite,
+                          target=args.target,
                           node_selector=options.parse_node_selector(args.node_selector),
                           accelerator_type=args.accelerator_type,
                           accelerator_count=args.accelerator_count if args.accelerator_type
