@@ -83,3 +83,16 @@ def test_evaluation_views_and_predict_use_the_same_frames(video_root, tmp_path):
   for view, seconds in zip(views, times):
     assert [stored[index[int(round(t * info.fps))]] for t in seconds] == list(view)
   assert len({tuple(t) for t in times}) == 3 and np.all(np.diff(times[0]) > 0)
+
+
+def test_the_rate_rule_is_the_default_everywhere():
+  """ingest, `run` and a model's clip config default to one rule: 8 fps, K = 4 views (the
+  whole-video rule, sample_fps 0, only when asked for, or for models that name no rate)."""
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  run = configs.PipelineConfig()
+  assert run.clip_config() == ingest.ClipConfig()
+  assert (run.sample_fps, run.num_views, ingest.ClipConfig().stored_frames) == (8.0, 4, 80)
+  args = cli.build_parser().parse_args(['ingest'])
+  assert (args.sample_fps, args.max_duration_s, args.num_frames) == (8.0, 10.0, 8)
+  assert predict.ModelClipConfig().sample_fps == 0.0  # a clip config without a rate

@@ -121,8 +121,9 @@ def _brightness_clips(out: str, flip_train: bool = False) -> str:
 @pytest.mark.e2e
 def test_worse_candidate_is_not_blessed_nor_pushed(tmp_path):
   keras.utils.set_random_seed(1)
+  # The records hold one clip each (8 frames): the whole-video rule (sample_fps 0), one view.
   good = tiny_config(_brightness_clips(str(tmp_path / 'clips')), tmp_path, train_steps=30,
-                     steps_per_epoch=10, learning_rate=3e-3)
+                     steps_per_epoch=10, learning_rate=3e-3, sample_fps=0.0, num_views=1)
   first = local_runner.summarize(good, local_runner.run_pipeline(good))
   assert first.blessed and first.test_metrics['binary_accuracy'] >= 0.75, first.test_metrics
   before = _versions(good)

@@ -97,7 +97,9 @@ def _actor_share(video_root, spec, model_dir):
   """Map mass on actor tubelets relative to a uniform map (1.0 = no preference)."""
   path = os.path.join(video_root, spec.relative_path)
   frames, token_map = explain.clip_map(path, model_dir)
-  indices = video_reader.sample_indices(video_reader.probe(path).num_frames, len(frames))
+  indices = predict.view_indices(video_reader.probe(path), predict.clip_config_of(model_dir),
+                                 num_views=1)[0]  # the central clip's source frames
+  assert len(indices) == len(frames)
   masks = synthetic.actor_masks(spec, indices, frames.shape[1:3]).astype(float)
   n_t, n_h, n_w = token_map.shape
   t, h, w = masks.shape

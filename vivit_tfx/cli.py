@@ -430,14 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
-  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
-  p.add_argument('--num-frames', type=_positive_int, default=8, help='frames per clip (T)')
-  p.add_argument('--frame-size', type=parse_size, default=(64, 64), help='HxW of stored frames')
-  p.add_argument('--jpeg-quality', type=int, default=90)
+  clip = ingest.ClipConfig()  # the defaults: the default pipeline's clips
+  p.add_argument('--num-frames', type=_positive_int, default=clip.num_frames,
+                 help='frames per clip (T)')
+  p.add_argument('--frame-size', type=parse_size, default=clip.frame_size,
+                 help='HxW of stored frames')
+  p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality)
   p.add_argument('--train', type=float, default=0.7)
   p.add_argument('--eval', type=float, default=0.15)
   p.add_argument('--test', type=float, default=0.15)
@@ -447,11 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
                  '(a folder ingest did not make is never replaced)')
-  p.add_argument('--sample-fps', type=float, default=0.0,
+  p.add_argument('--sample-fps', type=float, default=clip.sample_fps,
                  help='frames per second of a clip (a clip spans T / fps s); frames of the '
                  'central --max-duration-s of each video are kept (0: T frames over the whole '
-                 'video)')
-  p.add_argument('--max-duration-s', type=float, default=10.0)
+                 'video, one clip per video)')
+  p.add_argument('--max-duration-s', type=float, default=clip.max_duration_s)
   # Dataset layout and classes (issue 13).
   p.add_argument('--layout', default='auto',
                  choices=layouts.LAYOUTS,

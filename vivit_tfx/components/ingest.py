@@ -28,6 +28,9 @@ from vivit_tfx.components import clip_example, layouts, video_reader
 SPLITS = layouts.SPLITS
 MANIFEST = 'manifest.jsonl'
 SUMMARY = 'summary.json'
+# The default sampling rate: T = 8 frames span 1 s (Scenic's ViViT: 32 frames at stride 2 of
+# 25 fps, 12.5 fps, 2.56 s).
+DEFAULT_SAMPLE_FPS = 8.0
 # Decoded records wait here (inside the output folder) until the splits are known.
 _DECODED = '.decoded.tfrecord'
 
@@ -41,12 +44,13 @@ class ClipConfig:
   T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
   `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
   position in training, K evenly spaced views at evaluation: `models.clip_views`).
-  sample_fps = 0: T frames spread over the whole video (one clip per video).
+  sample_fps = 0: T frames spread over the whole video (one clip per video; the rule of models
+  exported before the rate rule became the default).
   """
   num_frames: int = 8
   frame_size: Tuple[int, int] = (64, 64)
   jpeg_quality: int = 90
-  sample_fps: float = 0.0
+  sample_fps: float = DEFAULT_SAMPLE_FPS
   max_duration_s: float = 10.0
 
   @property

@@ -15,13 +15,22 @@ def load_keras_model(model_dir: str):
 
 
 def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarray, np.ndarray]:
-  """(frames [T, H, W, 3] uint8 as ingested, token map [n_t, n_h, n_w] summing to 1)."""
+  """(frames [T, H, W, 3] uint8 of the central clip as ingested, the model's token map over
+  that clip [n_t, n_h, n_w] summing to 1). The central clip is evaluation's view for K = 1
+  (`predict.view_indices(..., num_views=1)` gives its source frames)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import attention, features  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import attention, clip_views, features  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  record = predict.serialized_clip(video, predict.clip_config_of(model_dir))
-  frames = clip_example.decode_frames(tf.train.Example.FromString(record))
+  config = predict.clip_config_of(model_dir)
+  record = predict.serialized_clip(video, config)
+  example = tf.train.Example.FromString(record)
+  stored = list(example.features.feature[features.FRAMES].bytes_list.value)
+  stored = tf.constant([stored + [b''] * (config.stored_frames - len(stored))])  # [1, N]
+  central = clip_views.central_clip(stored, config.num_frames)  # [1, T]
+  del example.features.feature[features.FRAMES].bytes_list.value[:]
+  example.features.feature[features.FRAMES].bytes_list.value.extend(central[0].numpy())
+  frames = clip_example.decode_frames(example)  # [T, H, W, 3]
   transform = tf.saved_model.load(model_dir).signatures['transform_features']
   clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
   return frames, attention.token_map(load_keras_model(model_dir), clip, method)

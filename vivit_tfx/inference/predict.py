@@ -39,6 +39,7 @@ class ModelClipConfig(ingest.ClipConfig):
   class_names: Tuple[str, ...] = CLASS_NAMES  # label order
   positive_class: str = ''  # binary sets: class_names[1]
   num_views: int = 1  # K clips per video averaged by serving_default
+  sample_fps: float = 0.0  # a model whose clip config names no rate takes T over the video
 
   @property
   def positive_index(self) -> Optional[int]:
@@ -98,9 +99,10 @@ class Prediction:
       self.positive_probability = clip.positive_score(row)
 
 
-def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
-  """Seconds of the source frames that serving_default's K views of this video use (the same
-  rule as evaluation: `ingest.ClipConfig` sampling, then `models.clip_views`)."""
+def view_indices(info, clip: ModelClipConfig, num_views: Optional[int] = None) -> List[List[int]]:
+  """Source frame indices of each of the K views serving_default scores for a video (the rule
+  of evaluation: `ingest.ClipConfig` sampling, then `models.clip_views`); K defaults to the
+  model's `num_views` (1: the central clip that Transform and the attention maps use)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
@@ -112,10 +114,15 @@ def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
   slots = [str(i).encode() for i in range(len(indices))]
   slots = tf.constant([slots + [b''] * (clip.stored_frames - len(slots))])  # [1, N]
   starts = clip_views.view_starts(clip_views.valid_counts(slots), clip.num_frames,
-                                  clip.num_views)
+                                  num_views or clip.num_views)
   views = clip_views.gather_clips(slots, starts, clip.num_frames)[0].numpy()  # [K, T]
+  return [[indices[int(v)] for v in view] for view in views]
+
+
+def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
+  """Seconds of the source frames of serving_default's K views of this video."""
   fps = info.fps or 25.0
-  return [[round(indices[int(v)] / fps, 4) for v in view] for view in views]
+  return [[round(i / fps, 4) for i in view] for view in view_indices(info, clip)]
 
 
 def serialized_clip(path: str, clip: ModelClipConfig) -> bytes:

@@ -66,10 +66,10 @@ class PipelineConfig:
   image_size: Optional[Tuple[int, int]] = _from_model(
       None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
   # Temporal sampling rule (issue 13; models/clip_views.py).
-  sample_fps: float = 0.0              # frames per second of a clip (spans T / sample_fps s);
+  sample_fps: float = 8.0              # frames per second of a clip (spans T / sample_fps s);
                                        # 0: T frames spread over the whole video
   max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
-  num_views: int = 1                   # K clips per video averaged at evaluation and serving
+  num_views: int = 4                   # K clips per video averaged at evaluation and serving
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
   preset: str = 'vivit-tiny'
   variant: Optional[str] = _from_model(
