@@ -96,3 +96,14 @@ def test_the_rate_rule_is_the_default_everywhere():
   args = cli.build_parser().parse_args(['ingest'])
   assert (args.sample_fps, args.max_duration_s, args.num_frames) == (8.0, 10.0, 8)
   assert predict.ModelClipConfig().sample_fps == 0.0  # a clip config without a rate
+
+
+def test_ingest_reports_bytes_per_video(video_root, tmp_path):
+  one_clip = ingest.ingest(video_root, str(tmp_path / 'a'), workers=1, progress=False,
+                           clip=ingest.ClipConfig(8, (32, 32), sample_fps=0.0))
+  rate = ingest.ingest(video_root, str(tmp_path / 'b'), workers=1, progress=False,
+                       clip=ingest.ClipConfig(8, (32, 32), sample_fps=8.0, max_duration_s=3.0))
+  files = lambda d: sum(os.path.getsize(f) for f in glob.glob(str(tmp_path / d / '*' / '*')))
+  assert 0 < one_clip.bytes_per_video * one_clip.num_written <= files('a')
+  assert rate.bytes_per_video > one_clip.bytes_per_video  # more frames kept per video
+  assert f'{rate.bytes_per_video:,} bytes per video' in rate.to_text()

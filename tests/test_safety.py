@@ -385,3 +385,45 @@ def test_compile_never_replaces_a_file_that_is_not_a_spec(tmp_path, capsys):
   assert cli.main(args + ['--overwrite']) == 0  # asked: replaced by the spec …
   assert 'pipelineInfo' in mine.read_text()
   assert cli.main(args) == 0  # … which a recompile replaces without asking
+
+
+def test_out_dir_tools_never_replace_a_users_file(first_run, tmp_path, capsys):
+  """lineage and report write fixed names (lineage.png, index.html, …) into the --out-dir the
+  user names: a same-named file of the user's stays byte-identical (one line, exit 1) unless
+  --overwrite; the tool's own files are refreshed by a rerun."""
+  config, run_id = first_run
+  mine = tmp_path / 'mine'
+  mine.mkdir()
+  (mine / 'lineage.png').write_bytes(b'my holiday picture')
+  (mine / 'index.html').write_text('<p>my homepage</p>')
+  capsys.readouterr()
+  lineage_args = ['lineage', '--metadata', config.metadata_path, '--out-dir', str(mine)]
+  report_args = ['report', '--output-root', config.output_root, '--run-id', run_id,
+                 '--out-dir', str(mine)]
+  for args in (lineage_args, report_args):
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'was not written by vivit-tfx' in err[0], err
+  assert (mine / 'lineage.png').read_bytes() == b'my holiday picture'
+  assert (mine / 'index.html').read_text() == '<p>my homepage</p>'
+  assert not (mine / 'lineage.dot').exists()  # nothing written before the refusal
+
+  fresh = tmp_path / 'fresh'
+  for _ in range(2):  # a rerun replaces only what the tool wrote itself
+    assert cli.main(lineage_args[:-1] + [str(fresh)]) == 0
+    assert cli.main(report_args[:-1] + [str(fresh)]) == 0
+  assert cli.main(lineage_args + ['--overwrite']) == 0
+  assert (mine / 'lineage.png').read_bytes().startswith(b'\x89PNG')
+
+
+def test_output_folder_claims_only_free_or_own_names(tmp_path):
+  from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top
+  folder = outputs.OutputFolder(str(tmp_path))
+  (tmp_path / 'users.timeline.png').write_bytes(b'x')
+  with pytest.raises(outputs.OutputExists, match='users.timeline.png'):
+    folder.claim('a.timeline.png', 'users.timeline.png')
+  assert not (tmp_path / outputs.MARKER).exists()  # a refusal claims nothing
+  path, = folder.claim('a.timeline.png')
+  open(path, 'w').close()
+  assert folder.claim('a.timeline.png') == [path]  # its own file: may be replaced
+  assert outputs.OutputFolder(str(tmp_path), overwrite=True).claim('users.timeline.png')

@@ -176,11 +176,15 @@ def _cmd_lineage(args) -> int:
     graph = lineage.upstream(store, lineage.pushed_model(store, args.artifact_id))
   except ValueError as e:
     raise UserError(str(e)) from None
-  os.makedirs(args.out_dir, exist_ok=True)
-  dot = os.path.join(args.out_dir, 'lineage.dot')
+  from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top
+  try:
+    dot, png = outputs.OutputFolder(args.out_dir, args.overwrite).claim('lineage.dot',
+                                                                        'lineage.png')
+  except outputs.OutputExists as e:
+    raise UserError(str(e)) from None
   with open(dot, 'w') as f:
     f.write(lineage.to_dot(graph))
-  png = lineage.to_png(graph, os.path.join(args.out_dir, 'lineage.png'))
+  png = lineage.to_png(graph, png)
   if args.json:
     print_json({**graph.to_json(), 'dot': dot, 'png': png})
   else:
@@ -229,7 +233,7 @@ def _cmd_predict(args) -> int:
       for video in args.videos:
         try:
           result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
-                                args.threshold)
+                                args.threshold, overwrite=args.overwrite)
         except Exception as e:  # pylint: disable=broad-except
           failed.append(video)
           print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
@@ -264,7 +268,7 @@ def _cmd_attention(args) -> int:
   try:
     model_dir = _model_dir(args)
     for video in args.videos:
-      out = explain.render(video, model_dir, args.out_dir, args.method)
+      out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite)
       print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
   except ValueError as e:
     raise UserError(str(e)) from None
@@ -398,6 +402,12 @@ def _add_serve_watch_parsers(sub) -> None:
 # --- end issue 16 ------------------------------------------------------------------------------
 
 
+def _add_overwrite_argument(p: argparse.ArgumentParser) -> None:
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace files of the same names in --out-dir that vivit-tfx did not '
+                 'write (without it they are left as they are and the command stops)')
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
   """Videos to look at and which pushed model to use (predict, attention)."""
   p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
@@ -499,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--compare', nargs=2, metavar=('RUN_A', 'RUN_B'),
                  help='what changed between two runs: inputs, hyperparameters, metrics')
   p.add_argument('--out-dir', default='output/lineage', help='where lineage.dot/.png go')
+  _add_overwrite_argument(p)
   p.add_argument('--json', action='store_true')
   p.set_defaults(func=_cmd_lineage)
 
@@ -513,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--stride-s', type=float, default=1.0)
   p.add_argument('--threshold', type=float, default=0.5)
   p.add_argument('--out-dir', default='output/timeline')
+  _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_predict)
 
   p = sub.add_parser('attention', help="draw where the pushed model looks in a video's clip")
@@ -520,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--method', default='auto', choices=['auto', 'rollout', 'gradient'],
                  help='auto: attention rollout for Model 1, gradient x input otherwise')
   p.add_argument('--out-dir', default='output/attention')
+  _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_attention)
 
   p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')

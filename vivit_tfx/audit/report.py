@@ -16,6 +16,7 @@ from vivit_tfx.pipeline import configs
 
 
 
+from vivit_tfx import outputs
 from vivit_tfx.audit import metadata, tfma_results
 
 
@@ -163,11 +164,16 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
           '</table>')
 
 
+FILES = ('index.html', 'durations.png', 'curves.png', 'confusion.png', 'calibration.png')
+
+
 def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
           out_dir: Optional[str] = None, store=None) -> str:
   """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path.
 
   store: an open ML Metadata store (e.g. Kubeflow's); default: the local run's sqlite.
+  A file of the user's in `out_dir` is never replaced (`outputs.OutputFolder`) unless
+  `config.overwrite`.
   """
   where = 'this metadata store' if store is not None else config.metadata_path
   store = store if store is not None else metadata.open_sqlite(config.metadata_path, read_only=True)
@@ -178,7 +184,7 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
   if run is None:
     raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
   out_dir = out_dir or os.path.join(config.output_root, 'reports', run.name.replace(':', '-'))
-  os.makedirs(out_dir, exist_ok=True)
+  path = dict(zip(FILES, outputs.OutputFolder(out_dir, config.overwrite).claim(*FILES)))
   infos = {metadata.node_id(store, i.execution) or i.type_name: i
            for i in metadata.executions_of_run(store, run)}
   parts = [f'<h1>Run {html.escape(run.name)}</h1>',
@@ -199,7 +205,7 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
               for split in ('train', 'eval', 'test')]
       parts += ['<h2>Data</h2>', _table(['split', *classes], rows),
                 figure(plot_durations(summary['durations'],
-                                      os.path.join(out_dir, 'durations.png'), classes)),
+                                      path['durations.png'], classes)),
                 f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
       if summary['skipped']:
         parts.append(_table(['file', 'reason'], summary['skipped']))
@@ -209,7 +215,7 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
     runs_dir = next(iter(trainer.outputs.get('model_run', [])), None)
     if runs_dir is not None:
       parts += ['<h2>Training</h2>', figure(plot_curves(read_curves(runs_dir.uri),
-                                                         os.path.join(out_dir, 'curves.png')))]
+                                                         path['curves.png']))]
 
   evaluator = infos.get('Evaluator')
   evaluation = next(iter(evaluator.outputs.get('evaluation', [])), None) if evaluator else None
@@ -226,10 +232,10 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
               _table(['slice', *header], [[s, *[m.get(n, '') for n in names]] for s, m in rows])]
     cm = tfma_results.confusion_matrix(result) or tfma_results.multiclass_confusion(result)
     if cm:
-      parts.append(figure(plot_confusion(cm, os.path.join(out_dir, 'confusion.png'),
+      parts.append(figure(plot_confusion(cm, path['confusion.png'],
                                          classes)))
     parts.append(figure(plot_calibration(tfma_results.calibration(result),
-                                         os.path.join(out_dir, 'calibration.png'))))
+                                         path['calibration.png'])))
     ok, failures = tfma_results.validation(evaluation.uri)
     overall = dict(rows).get('overall', {})
     diffs = [[n[:-5], overall.get(n[:-5], ''), overall[n]] for n in sorted(overall)
@@ -245,7 +251,7 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
     where = metadata.property_value(artifact, 'pushed_destination')
     parts.append(f'<p>Pushed to {html.escape(str(where))}</p>' if where else
                  '<p>Not pushed.</p>')
-  page = os.path.join(out_dir, 'index.html')
+  page = path['index.html']
   with open(page, 'w') as f:
     f.write('<!doctype html><meta charset="utf-8"><title>vivit-tfx run report</title>'
             '<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}'

@@ -178,6 +178,7 @@ class IngestSummary:
   warnings: List[str]
   seconds: float
   total_inputs: int
+  bytes_per_video: int = 0  # mean serialised record size (the sampling rule's cost)
 
   @property
   def num_written(self) -> int:
@@ -188,7 +189,8 @@ class IngestSummary:
              f'{", ".join(self.classes)})',
              f'  inputs: {self.total_inputs}, clips written: {self.num_written}, '
              f'skipped: {len(self.skipped)}, {self.seconds:.1f} s '
-             f'({self.num_written / max(self.seconds, 1e-9):.1f} clips/s)']
+             f'({self.num_written / max(self.seconds, 1e-9):.1f} clips/s), '
+             f'{self.bytes_per_video:,} bytes per video']
     for split in SPLITS:
       counts = self.clips.get(split, {})
       lines.append(f'  {split:5s}: ' + ', '.join(f'{c}={counts.get(c, 0)}'
@@ -237,8 +239,8 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
                                  class_name=found.classes[c.label], video_id=c.video_id,
                                  group=c.group or None, num_frames_original=info.num_frames,
                                  duration_s=round(info.duration_s, 3), fps=info.fps))
-  _write_splits(decoded_path, [split_of[c.video_id] for c, _ in usable], output_dir,
-                clips_per_shard)
+  record_bytes = _write_splits(decoded_path, [split_of[c.video_id] for c, _ in usable],
+                               output_dir, clips_per_shard)
   os.remove(decoded_path)  # ingest's own scratch file
   entries.sort(key=lambda e: e.path)
   with open(os.path.join(output_dir, MANIFEST), 'w') as f:
@@ -248,7 +250,8 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
       input_root=root, output_dir=output_dir, classes=list(found.classes),
       layout=found.layout, clips={s: dict(counts[s]) for s in SPLITS},
       skipped=[{'path': e.path, 'reason': e.reason} for e in entries if e.status == 'skipped'],
-      warnings=found.warnings, seconds=time.time() - start, total_inputs=len(entries))
+      warnings=found.warnings, seconds=time.time() - start, total_inputs=len(entries),
+      bytes_per_video=round(record_bytes / max(1, len(usable))))
   with open(os.path.join(output_dir, SUMMARY), 'w') as f:
     json.dump(dataclasses.asdict(summary), f, indent=1, ensure_ascii=False)
   return summary
@@ -262,19 +265,23 @@ def _manifest_line(e: ManifestEntry) -> dict:
 
 
 def _write_splits(decoded_path: str, split_per_record: List[str], output_dir: str,
-                  clips_per_shard: int) -> None:
-  """Copies the decoded records, in their (shuffled) order, into each split's shards."""
+                  clips_per_shard: int) -> int:
+  """Copies the decoded records, in their (shuffled) order, into each split's shards;
+  returns the bytes of the records written."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   planned = collections.Counter(split_per_record)
   writers = {s: _ShardedWriter(os.path.join(output_dir, s),
                                max(1, math.ceil(planned[s] / clips_per_shard)))
              for s in SPLITS if planned[s]}
+  total = 0
   try:
     for split, record in zip(split_per_record, tf.data.TFRecordDataset(decoded_path)):
       writers[split].write(record.numpy())
+      total += len(record.numpy())
   finally:
     for w in writers.values():
       w.close()
+  return total
 
 
 def _run(jobs: List[_Job], workers: int) -> Iterator:

@@ -7,6 +7,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from vivit_tfx import outputs
+
 
 def load_keras_model(model_dir: str):
   """Rebuilds the Keras ViViT of a pushed model from its config and SavedModel variables."""
@@ -46,24 +48,27 @@ def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
   return maps / max(maps.max(), 1e-12)
 
 
-def render(video: str, model_dir: str, out_dir: str, method: str = 'auto') -> Dict[str, str]:
-  """Writes <stem>.attention.png (strip), .gif (animation) and .npy (the token map)."""
+def render(video: str, model_dir: str, out_dir: str, method: str = 'auto',
+           overwrite: bool = False) -> Dict[str, str]:
+  """Writes <stem>.attention.png (strip), .gif (animation) and .npy (the token map), never
+  over a file of the user's (`outputs.OutputFolder`) unless `overwrite`."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import cm  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  stem = os.path.splitext(os.path.basename(video))[0]
+  png, gif, npy = outputs.OutputFolder(out_dir, overwrite).claim(
+      *(f'{stem}.attention.{ext}' for ext in ('png', 'gif', 'npy')))
   frames, token_map = clip_map(video, model_dir, method)
   heat = upsample(token_map, frames.shape)
   overlay = (0.55 * frames + 0.45 * 255 * cm.jet(heat)[..., :3]).astype(np.uint8)
-  os.makedirs(out_dir, exist_ok=True)
-  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(video))[0])
   scale = max(1, 128 // frames.shape[1])
   big = [np.kron(np.concatenate([f, o], axis=0), np.ones((scale, scale, 1), np.uint8))
          for f, o in zip(frames, overlay)]
-  Image.fromarray(np.concatenate(big, axis=1)).save(stem + '.attention.png')
-  Image.fromarray(big[0]).save(stem + '.attention.gif', save_all=True,
+  Image.fromarray(np.concatenate(big, axis=1)).save(png)
+  Image.fromarray(big[0]).save(gif, save_all=True,
                                append_images=[Image.fromarray(b) for b in big[1:]],
                                duration=250, loop=0)
-  np.save(stem + '.attention.npy', token_map)
-  return {'png': stem + '.attention.png', 'gif': stem + '.attention.gif',
-          'npy': stem + '.attention.npy', 'grid': 'x'.join(map(str, token_map.shape))}
+  with open(npy, 'wb') as f:
+    np.save(f, token_map)
+  return {'png': png, 'gif': gif, 'npy': npy, 'grid': 'x'.join(map(str, token_map.shape))}

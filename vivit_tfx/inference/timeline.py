@@ -16,6 +16,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from vivit_tfx import outputs
 from vivit_tfx.components import clip_example, video_reader
 
 
@@ -150,9 +151,13 @@ def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float,
 
 
 def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
-        threshold: float = 0.5) -> Dict[str, object]:
-  """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json."""
+        threshold: float = 0.5, overwrite: bool = False) -> Dict[str, object]:
+  """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json, never
+  over a file of the user's (`outputs.OutputFolder`) unless `overwrite`."""
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  stem = os.path.splitext(os.path.basename(path))[0]
+  png_path, json_path = outputs.OutputFolder(out_dir, overwrite).claim(
+      f'{stem}.timeline.png', f'{stem}.segments.json')
   info, windows = score(path, model_dir, window_s, stride_s)
   clip = predict.clip_config_of(model_dir)
   if clip.sample_fps > 0:  # a window is one clip of the model's sampling rule
@@ -160,11 +165,9 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
   positive = (clip.class_names[clip.positive_index] if clip.positive_index is not None
               else f'not {clip.class_names[0]}')
   found = segments(windows, threshold)
-  os.makedirs(out_dir, exist_ok=True)
-  stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
   truth_file = path + '.segments.json'
   truth = json.load(open(truth_file)) if os.path.exists(truth_file) else None
-  png = plot(windows, found, threshold, stem + '.timeline.png',
+  png = plot(windows, found, threshold, png_path,
              f'{os.path.basename(path)} ({info.duration_s:.0f} s, window {window_s} s, '
              f'stride {stride_s} s)', truth, positive)
   result = {'video': path, 'duration_s': round(info.duration_s, 3), 'score': f'P({positive})',
@@ -173,7 +176,7 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
             'windows': [{'start_s': round(w.start_s, 3), 'end_s': round(w.end_s, 3),
                          'score': round(w.score, 4)} for w in windows],
             'png': png}
-  with open(stem + '.segments.json', 'w') as f:
+  with open(json_path, 'w') as f:
     json.dump(result, f, indent=1)
-  result['json'] = stem + '.segments.json'
+  result['json'] = json_path
   return result
