@@ -122,7 +122,7 @@ def _to_rgb(frame: av.VideoFrame, size: Tuple[int, int],
   when shrinking, as `resize_and_crop`) and converts at the covering size; then centre crop."""
   new_h, new_w = _cover_size(frame.height, frame.width, size)
   shrinks = new_h * new_w < frame.height * frame.width
-  rgb = reformatter.reformat(frame, width=new_w, height=new_h, format='rgb24',
+  rgb = reformatter.reformat(frame, width=new_w, height=new_h, format='rgb24', threads=1,
                              interpolation='AREA' if shrinks else 'BILINEAR').to_ndarray()
   return _centre_crop(rgb, size)
 
