@@ -57,10 +57,13 @@ def test_read_clip_seeks_accurately_in_long_videos(tmp_path, container):
   synthetic.write_video(path, frames, fps=25)
   clip = video_reader.read_clip(path, 8, (16, 16))
   assert clip.indices == [25, 75, 125, 175, 225, 275, 325, 375]
-  # The oracle: the same frames from decoding the whole file sequentially.
+  # The oracle: the same frames from decoding the whole file sequentially, without seeking ...
+  sequential = dict(video_reader.iter_frames(path, clip.indices, (16, 16)))
+  np.testing.assert_array_equal(clip.frames, np.stack([sequential[i] for i in clip.indices]))
+  # ... and from OpenCV (which converts to RGB before resizing: ≤ 2 levels apart).
   every = video_reader.read_all_frames(path)
   expected = np.stack([video_reader.resize_and_crop(every[i], (16, 16)) for i in clip.indices])
-  np.testing.assert_allclose(clip.frames.astype(int), expected.astype(int), atol=1)
+  np.testing.assert_allclose(clip.frames.astype(int), expected.astype(int), atol=2)
 
 
 def test_read_clip_loop_pads_short_video(tmp_path):
@@ -81,3 +84,71 @@ def test_read_clip_bad_file_raises_reason(tmp_path, content, reason):
   path.write_bytes(content)
   with pytest.raises(video_reader.VideoReadError, match=reason):
     video_reader.read_clip(str(path), 8, (32, 32))
+
+
+def _distinct_frames(n: int, height: int = 72, width: int = 96) -> np.ndarray:
+  """[n, H, W, 3] RGB: frame i has background level 20 + 7i mod 200 and a bar at x = 5i mod W,
+  so neighbouring frames differ by ≥ 7 levels everywhere."""
+  frames = np.empty((n, height, width, 3), np.uint8)
+  for i in range(n):
+    frames[i] = 20 + (7 * i) % 200
+    frames[i, :, (5 * i) % (width - 12):(5 * i) % (width - 12) + 12] = (250, 40, 40)
+  return frames
+
+
+def _write(path: str, frames: np.ndarray, fps: float) -> None:
+  if 'h264' in path:
+    synthetic.write_h264(path, frames, fps, keyframe_every=25)
+  else:
+    synthetic.write_video(path, frames, fps)  # .mp4: mp4v, .avi: MJPG
+
+
+def _assert_reference_frames(clip, reference: np.ndarray, size) -> None:
+  """Each of the clip's frames is, of the reference frames around its index, closest to its own
+  (≥ 7 levels from the neighbours) and within the two RGB conversions' rounding of it."""
+  for frame, i in zip(clip.frames.astype(int), clip.indices):
+    near = range(max(0, i - 2), min(len(reference), i + 3))
+    error = {j: np.abs(frame - video_reader.resize_and_crop(reference[j], size)).mean()
+             for j in near}
+    assert min(error, key=error.get) == i and error[i] < 4, (i, error)
+
+
+@pytest.mark.parametrize('name', ['mp4v.mp4', 'h264.mp4', 'mjpg.avi'])
+def test_reader_returns_the_reference_frames(tmp_path, name, monkeypatch):
+  """PyAV's frames (seeking, scaled while converted) are OpenCV's sequentially decoded frames,
+  resized after conversion: the same indices, pixels within the conversions' rounding."""
+  path = str(tmp_path / name)
+  _write(path, _distinct_frames(300), fps=25)
+  reference = video_reader.read_all_frames(path)  # OpenCV: every frame, in order → [N, H, W, 3]
+  assert video_reader.probe(path).num_frames == len(reference) == 300
+  seeks = []
+  seek = video_reader._Decoder._seek  # pylint: disable=protected-access
+  monkeypatch.setattr(video_reader._Decoder, '_seek',  # pylint: disable=protected-access
+                      lambda self, index: seeks.append(index) or seek(self, index))
+  reads = [((8, (32, 32), 0.0, 0), video_reader.sample_indices(300, 8)),  # gaps 37: no seek
+           ((4, (24, 40), 0.0, 0), video_reader.sample_indices(300, 4)),  # gaps 75: seeks
+           ((8, (96, 96), 8.0, 64), video_reader.rate_indices(300, 25.0, 8.0, 64))]  # upscales
+  for (t, size, sample_fps, max_frames), indices in reads:
+    clip = video_reader.read_clip(path, t, size, sample_fps, max_frames)
+    assert clip.indices == indices and clip.frames.shape == (len(indices), *size, 3)
+    _assert_reference_frames(clip, reference, size)
+  assert seeks == [112, 187, 262], seeks
+
+
+def test_reader_decodes_sequentially_where_timestamps_skip(tmp_path):
+  """Variable frame rate (a hole in the timestamps): frame i is still the i-th frame decoded."""
+  import av  # pylint: disable=g-import-not-at-top
+  from fractions import Fraction  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'vfr.mp4')
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('libx264', rate=25)
+    stream.width, stream.height, stream.pix_fmt = 96, 72, 'yuv420p'
+    stream.codec_context.gop_size = 20
+    for i, rgb in enumerate(_distinct_frames(300)):
+      frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
+      frame.pts, frame.time_base = i + 10 * (i > 100), Fraction(1, 25)  # 0.4 s gap after 100
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+  clip = video_reader.read_clip(path, 4, (48, 64))
+  assert clip.indices == [37, 112, 187, 262]
+  _assert_reference_frames(clip, video_reader.read_all_frames(path), (48, 64))

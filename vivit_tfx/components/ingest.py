@@ -116,7 +116,7 @@ class _Job:
 def read_jpegs(path: str, clip: ClipConfig):
   """One video → ((JPEG frames, VideoInfo), None) or (None, one-line reason). Never raises.
 
-  Needs only OpenCV (no TensorFlow), so ingestion workers start fast and stay small.
+  Needs only PyAV and OpenCV (no TensorFlow), so ingestion workers start fast and stay small.
   """
   try:
     sampled = video_reader.read_clip(path, clip.num_frames, tuple(clip.frame_size),

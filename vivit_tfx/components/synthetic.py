@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -269,6 +269,25 @@ def write_video(path: str, frames: np.ndarray, fps: float) -> None:
   for frame in frames:
     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
   writer.release()
+
+
+def write_h264(path: str, frames: Iterable[np.ndarray], fps: float,
+               keyframe_every: int = 0) -> None:
+  """Encodes RGB frames [H, W, 3] (even H and W) to H.264 (yuv420p, libx264's default preset;
+  `keyframe_every` 0: its default GOP of 250) in the container of `path`'s extension, with PyAV
+  (OpenCV's pip wheel has no H.264 encoder). `frames` may be a generator."""
+  import av  # pylint: disable=g-import-not-at-top
+  from fractions import Fraction  # pylint: disable=g-import-not-at-top
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('libx264', rate=Fraction(fps).limit_denominator(1001))
+    stream.pix_fmt = 'yuv420p'
+    if keyframe_every:
+      stream.codec_context.gop_size = keyframe_every
+    for i, frame in enumerate(frames):
+      if i == 0:
+        stream.height, stream.width = frame.shape[:2]
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+    container.mux(stream.encode())  # flush the encoder's delayed frames
 
 
 def _write_one(args: Tuple[str, ClipSpec]) -> str:

@@ -3,22 +3,29 @@
 Two rules: at a fixed rate (`rate_indices`: frames every 1/sample_fps seconds over the video's
 central `max_frames / sample_fps` seconds; clips are cut from them later), or, when no rate is
 set, T frames spread over the whole video (`sample_indices`: the centre of T equal segments).
-Frames that are not kept are never converted to RGB: short gaps are *grabbed* (decoded by the
-codec only), long gaps are skipped by seeking; kept frames are resized (aspect-preserving) and
-centre-cropped.
+
+Decoding is PyAV's (FFmpeg): frame i is the i-th frame the decoder delivers, in presentation
+order. Frames that are not kept are decoded but never converted; a kept frame is scaled and
+converted to RGB in one swscale pass at the output size (aspect-preserving, so it covers the
+target), then centre-cropped. Long gaps between kept frames are skipped by seeking to a
+keyframe; where timestamps do not count frames the reader decodes sequentially instead.
+OpenCV stays for live streams (`open_video`, used by `watch`) and for reference decoding.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 # Keep FFmpeg's per-packet complaints about broken files off the console; the reader reports
 # one clear reason per file instead.
 os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
 os.environ.setdefault('OPENCV_LOG_LEVEL', 'OFF')
+import av  # pylint: disable=g-import-not-at-top
 import cv2  # pylint: disable=g-import-not-at-top
 import numpy as np
+from av.video.reformatter import VideoReformatter  # pylint: disable=g-import-not-at-top
 
 VIDEO_EXTENSIONS = (
     '.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp',
@@ -87,25 +94,43 @@ def rate_indices(num_frames: int, fps: float, sample_fps: float, max_frames: int
   return [min(num_frames - 1, int((start + j / sample_fps) * fps + 1e-6)) for j in range(n)]
 
 
+def _cover_size(height: int, width: int, size: Tuple[int, int]) -> Tuple[int, int]:
+  """(H, W) of the aspect-preserving resize of a height×width frame that covers `size` (H, W)."""
+  out_h, out_w = size
+  scale = max(out_h / height, out_w / width)
+  return max(out_h, round(height * scale)), max(out_w, round(width * scale))
+
+
+def _centre_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+  """[h, w, C] → the centred [H, W, C] window, `size` = (H, W)."""
+  out_h, out_w = size
+  top, left = (frame.shape[0] - out_h) // 2, (frame.shape[1] - out_w) // 2
+  return frame[top:top + out_h, left:left + out_w]
+
+
 def resize_and_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
   """Aspect-preserving resize so the frame covers `size` (H, W), then centre crop."""
-  out_h, out_w = size
   h, w = frame.shape[:2]
-  scale = max(out_h / h, out_w / w)
-  new_h, new_w = max(out_h, round(h * scale)), max(out_w, round(w * scale))
-  interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-  resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
-  top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
-  return resized[top:top + out_h, left:left + out_w]
+  new_h, new_w = _cover_size(h, w, size)
+  interpolation = cv2.INTER_AREA if new_h * new_w < h * w else cv2.INTER_LINEAR
+  return _centre_crop(cv2.resize(frame, (new_w, new_h), interpolation=interpolation), size)
+
+
+def _to_rgb(frame: av.VideoFrame, size: Tuple[int, int],
+            reformatter: VideoReformatter) -> np.ndarray:
+  """A decoded frame → RGB uint8 [H, W, 3] of `size`: one swscale pass scales (area averaging
+  when shrinking, as `resize_and_crop`) and converts at the covering size; then centre crop."""
+  new_h, new_w = _cover_size(frame.height, frame.width, size)
+  shrinks = new_h * new_w < frame.height * frame.width
+  rgb = reformatter.reformat(frame, width=new_w, height=new_h, format='rgb24', threads=1,
+                             interpolation='AREA' if shrinks else 'BILINEAR').to_ndarray()
+  return _centre_crop(rgb, size)
 
 
 def probe(path: str) -> VideoInfo:
   """Reads container metadata without decoding; raises VideoReadError with the reason."""
-  capture = open_video(path)
-  try:
-    return _info(capture, path)
-  finally:
-    capture.release()
+  with _open_container(path) as container:
+    return _info(container)
 
 
 def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: float = 0.0,
@@ -114,42 +139,64 @@ def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: flo
   the whole video, or with `sample_fps` up to `max_frames` at that rate (`rate_indices`)."""
   choose = (lambda info: rate_indices(info.num_frames, info.fps, sample_fps, max_frames)) if (
       sample_fps > 0) else (lambda info: sample_indices(info.num_frames, num_frames))
-  capture = open_video(path)
-  try:
-    info = _info(capture, path)
+  with _open_container(path) as container:
+    info = _info(container)
     indices = choose(info)
-    frames, decoded = _grab_indices(capture, indices, size)
-  finally:
-    capture.release()
+    try:
+      frames, decoded = _decode_indices(container, indices, size,
+                                        info.fps if _timestamps_count_frames(container) else 0.0)
+    except _TimestampsUnreliable:
+      frames = None
+  if frames is None:
+    frames, decoded = _decode_sequentially(path, indices, size)
   if decoded < info.num_frames and max(indices) >= decoded:
     # The container over-reported its frame count: resample over the frames that exist.
     if decoded == 0:
       raise VideoReadError('no decodable frames')
     info = dataclasses.replace(info, num_frames=decoded)
-    return _reread(path, info, choose(info), size)
-  return Clip(np.stack([frames[i] for i in indices]), info, indices)
-
-
-def _reread(path: str, info: VideoInfo, indices: List[int], size: Tuple[int, int]) -> Clip:
-  capture = open_video(path)
-  try:
-    frames, _ = _grab_indices(capture, indices, size)
-  finally:
-    capture.release()
+    indices = choose(info)
+    frames, _ = _decode_sequentially(path, indices, size)
   missing = [i for i in indices if i not in frames]
   if missing:
     raise VideoReadError(f'frames {missing[:3]} could not be decoded')
   return Clip(np.stack([frames[i] for i in indices]), info, indices)
 
 
-def open_video(path: str) -> cv2.VideoCapture:
-  """Opens a video for reading; raises VideoReadError with the reason it cannot."""
+def iter_frames(path: str, indices: Sequence[int],
+                size: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
+  """Yields (index, RGB frame [H, W, 3] of `size`) for the distinct `indices` in order, decoding
+  the video once front to back (the frames `read_clip` takes for the same indices)."""
+  with _open_container(path) as container:
+    yield from _Decoder(container, fps=0.0).read(indices, size)
+
+
+def _check_file(path: str) -> None:
+  """Raises VideoReadError unless `path` is a non-empty regular file we may read."""
   if not os.path.isfile(path):
     raise VideoReadError('not a regular file (missing, a directory or a broken link)')
   if not os.access(path, os.R_OK):
     raise VideoReadError('permission denied')
   if os.path.getsize(path) == 0:
     raise VideoReadError('empty file (0 bytes)')
+
+
+def _open_container(path: str) -> av.container.InputContainer:
+  """Opens a video file with PyAV; raises VideoReadError with the reason it cannot."""
+  _check_file(path)
+  try:
+    container = av.open(path, metadata_errors='ignore')
+  except (av.FFmpegError, OSError, ValueError) as e:
+    raise VideoReadError('not a readable video (no demuxer/codec could open it)') from e
+  if not container.streams.video:
+    container.close()
+    raise VideoReadError('no video stream')
+  return container
+
+
+def open_video(path: str) -> cv2.VideoCapture:
+  """Opens a video with OpenCV (live sources, thumbnails, reference decoding); raises
+  VideoReadError with the reason it cannot."""
+  _check_file(path)
   capture = cv2.VideoCapture(path)
   if not capture.isOpened():
     capture.release()
@@ -157,17 +204,24 @@ def open_video(path: str) -> cv2.VideoCapture:
   return capture
 
 
-def _info(capture: cv2.VideoCapture, path: str) -> VideoInfo:
-  del path
-  num_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-  fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-  width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-  height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+def _duration_s(container: av.container.InputContainer, stream: av.video.VideoStream) -> float:
+  if container.duration:
+    return container.duration / av.time_base
+  return float(stream.duration * stream.time_base) if stream.duration else 0.0
+
+
+def _info(container: av.container.InputContainer) -> VideoInfo:
+  """Metadata of the first video stream. The frame count is the container's, else duration ×
+  frame rate (OpenCV's estimate, for containers that store none: MKV, WebM, MPEG-TS)."""
+  stream = container.streams.video[0]
+  width, height = stream.codec_context.width, stream.codec_context.height
   if width <= 0 or height <= 0:
     raise VideoReadError('no video stream (frame size is 0)')
   if width * height > MAX_FRAME_PIXELS:
     raise VideoReadError(f'frame size {width}x{height} exceeds the limit of {MAX_FRAME_PIXELS} '
                          'pixels')
+  fps = float(stream.guessed_rate or stream.average_rate or 0.0)
+  num_frames = stream.frames or int(np.floor(_duration_s(container, stream) * fps + 0.5))
   if num_frames <= 0:
     raise VideoReadError('zero frames reported by the container')
   if not np.isfinite(fps) or fps <= 0 or fps > 1000:
@@ -175,32 +229,134 @@ def _info(capture: cv2.VideoCapture, path: str) -> VideoInfo:
   return VideoInfo(num_frames=num_frames, fps=fps, width=width, height=height)
 
 
-def _grab_indices(capture: cv2.VideoCapture, indices: List[int],
-                  size: Tuple[int, int]) -> Tuple[dict, int]:
-  """Reads the wanted frames in order; returns ({index: RGB frame of `size`}, frames reached).
+def _timestamps_count_frames(container: av.container.InputContainer) -> bool:
+  """False when the stored frame count and duration × frame rate disagree (variable frame
+  rate, dropped frames): then a timestamp does not give a frame index and seeking is off."""
+  stream = container.streams.video[0]
+  fps = float(stream.guessed_rate or 0.0)
+  if fps <= 0 or not stream.frames:
+    return fps > 0
+  return abs(stream.frames - _duration_s(container, stream) * fps) <= 1
 
-  Each kept frame is resized and cropped (`resize_and_crop`) *before* its colour conversion,
-  so only `size` pixels are converted.
 
-  Between two wanted frames that are far apart the reader seeks (the demuxer jumps to the
-  nearest keyframe) instead of decoding everything in between; short gaps are `grab()`bed,
-  which decodes but never converts to RGB. Unwanted frames are never converted to RGB.
+class _TimestampsUnreliable(Exception):
+  """After a seek, frame timestamps did not give frame indices: decode sequentially instead."""
+
+
+def _decoded(container: av.container.InputContainer,
+             stream: av.video.VideoStream) -> Iterator[av.VideoFrame]:
+  """Frames in presentation order from the demuxer's position on. A packet the codec rejects
+  is skipped and an unreadable rest of the file ends the video (as OpenCV's reader does)."""
+  try:
+    for packet in container.demux(stream):
+      try:
+        frames = packet.decode()
+      except av.FFmpegError:
+        continue
+      yield from frames
+  except av.FFmpegError:
+    try:
+      yield from stream.codec_context.decode(None)  # the frames the decoder still holds
+    except av.FFmpegError:
+      pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clock:
+  """Frame index ↔ pts of a constant-rate stream, anchored at frame 0's pts."""
+  origin: int  # pts of frame 0
+  ticks_per_frame: float  # pts units (stream time base) per frame
+
+  def index(self, frame: av.VideoFrame) -> Optional[int]:
+    return None if frame.pts is None else round((frame.pts - self.origin) / self.ticks_per_frame)
+
+  def pts(self, index: int) -> int:
+    return self.origin + round(index * self.ticks_per_frame)
+
+
+class _Decoder:
+  """Decodes one video stream front to back, numbering frames 0, 1, … as they come out.
+
+  With `fps` > 0 it seeks over gaps longer than SEEK_GAP, while frame 0's pts plus index/fps
+  predicts every frame's pts; a frame that breaks the rule before any seek turns seeking off,
+  after a seek raises _TimestampsUnreliable. fps 0: sequential only.
   """
-  frames = {}
-  position = 0
-  for index in sorted(set(indices)):
-    if index - position > SEEK_GAP and capture.set(cv2.CAP_PROP_POS_FRAMES, index):
-      position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
-    while position < index:
-      if not capture.grab():
-        return frames, position
-      position += 1
-    ok, bgr = capture.read()
-    if not ok or bgr is None:
-      return frames, position
-    frames[index] = cv2.cvtColor(resize_and_crop(bgr, size), cv2.COLOR_BGR2RGB)
-    position += 1
-  return frames, position
+
+  def __init__(self, container: av.container.InputContainer, fps: float):
+    self.container = container
+    self.stream = container.streams.video[0]
+    self.stream.thread_type = 'AUTO'  # frame + slice threads inside the codec
+    self.fps = fps
+    self.clock: Optional[_Clock] = None
+    self.seeked = False
+    self.position = 0  # index of the next frame out of the decoder = frames delivered so far
+    self._frames = _decoded(container, self.stream)
+
+  def read(self, indices: Sequence[int],
+           size: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yields (index, RGB frame [H, W, 3] of `size`) for the distinct `indices`, ascending,
+    that the video has; only those frames are converted."""
+    reformatter = VideoReformatter()
+    for index in sorted(set(indices)):
+      if self.clock is not None and index - self.position > SEEK_GAP:
+        self._seek(index)
+      while self.position <= index:
+        frame = self._next()
+        if frame is None:
+          return
+      yield index, _to_rgb(frame, size, reformatter)
+
+  def _next(self) -> Optional[av.VideoFrame]:
+    """The frame at `position` (then position + 1), or None at the end of the video."""
+    frame = next(self._frames, None)
+    if frame is None:
+      return None
+    if self.position == 0 and self.fps > 0 and frame.pts is not None and not self.seeked:
+      self.clock = _Clock(frame.pts, 1 / (self.fps * float(self.stream.time_base)))
+    if self.clock is not None and self.clock.index(frame) != self.position:
+      if self.seeked:
+        raise _TimestampsUnreliable(f'frame {self.position} has pts {frame.pts}')
+      self.clock = None  # timestamps do not count frames: decode sequentially from here
+    self.position += 1
+    return frame
+
+  def _seek(self, index: int) -> None:
+    """Moves to a keyframe at or before `index` (trying a second, earlier one when the first
+    lands after it); `position` becomes that keyframe's index."""
+    for target in (index, index - SEEK_GAP):
+      landing = self._seek_to(target)
+      if landing is not None and landing[0] <= index:
+        self.seeked = True
+        self.position, frame = landing
+        self._frames = itertools.chain([frame], self._frames)
+        return
+    raise _TimestampsUnreliable(f'no keyframe found at or before frame {index}')
+
+  def _seek_to(self, target: int) -> Optional[Tuple[int, av.VideoFrame]]:
+    """Seeks to the keyframe before frame `target`'s pts: (its index, it), or None."""
+    try:
+      self.container.seek(self.clock.pts(target), stream=self.stream, backward=True)
+    except av.FFmpegError:
+      return None
+    self._frames = _decoded(self.container, self.stream)
+    # Frames before the first keyframe (an open GOP's leading frames) lack their references.
+    frame = next((f for f in self._frames if f.key_frame), None)
+    landing = None if frame is None else self.clock.index(frame)
+    return None if landing is None else (landing, frame)
+
+
+def _decode_indices(container: av.container.InputContainer, indices: Sequence[int],
+                    size: Tuple[int, int], fps: float) -> Tuple[Dict[int, np.ndarray], int]:
+  """({index: RGB frame of `size`}, frames delivered); seeks over long gaps when fps > 0."""
+  decoder = _Decoder(container, fps)
+  frames = dict(decoder.read(indices, size))
+  return frames, decoder.position
+
+
+def _decode_sequentially(path: str, indices: Sequence[int],
+                         size: Tuple[int, int]) -> Tuple[Dict[int, np.ndarray], int]:
+  with _open_container(path) as container:
+    return _decode_indices(container, indices, size, fps=0.0)
 
 
 def read_all_frames(path: str) -> Optional[np.ndarray]:

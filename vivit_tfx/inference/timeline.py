@@ -13,7 +13,6 @@ import json
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from vivit_tfx import outputs
@@ -58,23 +57,13 @@ def stream_windows(path: str, windows: List[Window],
     for slot, frame in enumerate(w.indices):
       wanted.setdefault(frame, []).append((w_index, slot))
   pending: Dict[int, Dict[int, np.ndarray]] = {}
-  capture = video_reader.open_video(path)
-  try:
-    position, last = 0, max(wanted)
-    while position <= last and capture.grab():
-      if position in wanted:
-        ok, bgr = capture.retrieve()
-        if ok:
-          frame = cv2.cvtColor(video_reader.resize_and_crop(bgr, size), cv2.COLOR_BGR2RGB)
-          for w_index, slot in wanted.pop(position):
-            slots = pending.setdefault(w_index, {})
-            slots[slot] = frame
-            if len(slots) == len(windows[w_index].indices):  # every slot has its frame
-              done = pending.pop(w_index)
-              yield windows[w_index], np.stack([done[i] for i in range(len(done))])
-      position += 1
-  finally:
-    capture.release()
+  for position, frame in video_reader.iter_frames(path, list(wanted), size):
+    for w_index, slot in wanted[position]:
+      slots = pending.setdefault(w_index, {})
+      slots[slot] = frame
+      if len(slots) == len(windows[w_index].indices):  # every slot has its frame
+        done = pending.pop(w_index)
+        yield windows[w_index], np.stack([done[i] for i in range(len(done))])
 
 
 def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
