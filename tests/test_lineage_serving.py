@@ -109,7 +109,8 @@ def test_rest_request_body_is_a_base64_clip(first_run, video_root):
   body = predict.rest_request(os.path.join(video_root, 'NonViolence', video), _pushed(config))
   record = base64.b64decode(body['instances'][0]['examples']['b64'])
   example = tf.train.Example.FromString(record)
-  assert len(example.features.feature[features.FRAMES].bytes_list.value) == 8
+  slots = predict.clip_config_of(_pushed(config)).stored_frames
+  assert len(example.features.feature[features.FRAMES].bytes_list.value) == slots == 80
   assert body['signature_name'] == 'serving_default'
 
 
@@ -125,16 +126,18 @@ def test_serving_rejects_malformed_requests(first_run):
 
 
 def test_serving_checks_its_input(first_run):
-  """Issue 12: empty batch → empty result; wrong frame count → an error naming T."""
+  """Issue 12: empty batch → empty result; more frames than a record's N slots → an error
+  naming N and T."""
   config, _ = first_run
   serve = tf.saved_model.load(_pushed(config)).signatures['serving_default']
   empty = serve(examples=tf.constant([], tf.string))['probabilities'].numpy()
   assert empty.shape == (0, 1)
   frame = tf.io.encode_jpeg(tf.zeros([32, 32, 3], tf.uint8)).numpy()
-  sixteen = tf.train.Example()
-  sixteen.features.feature[features.FRAMES].bytes_list.value.extend([frame] * 16)
-  with pytest.raises(tf.errors.InvalidArgumentError, match='exactly 8 frames') as error:
-    serve(examples=tf.constant([sixteen.SerializeToString()]))
+  too_many = tf.train.Example()
+  too_many.features.feature[features.FRAMES].bytes_list.value.extend([frame] * 81)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='1 to 80 frames') as error:
+    serve(examples=tf.constant([too_many.SerializeToString()]))
+  assert "T is 8" in str(error.value)
   assert "Can't parse" not in str(error.value)
 
 
@@ -148,7 +151,8 @@ def test_client_frames_of_another_size_score_as_ingested(first_run, video_root):
   clip = predict.clip_config_of(model_dir)
   path = os.path.join(video_root, 'Violence', 'V_0001.mp4')
   info = video_reader.probe(path)
-  own = video_reader.read_clip(path, clip.num_frames, (info.height, info.width))
+  own = video_reader.read_clip(path, clip.num_frames, (info.height, info.width),
+                               clip.sample_fps, clip.stored_frames)  # the model's rule
   client = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in own.frames],
                                    info, 0, 'client', path)
   records = [predict.serialized_clip(path, clip), client.SerializeToString()]

@@ -9,7 +9,7 @@ from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
 from vivit_tfx import schemas
-from vivit_tfx.models import features, model, preprocessing
+from vivit_tfx.models import clip_views, features, model, preprocessing
 
 
 class _TransformOutput:
@@ -19,8 +19,8 @@ class _TransformOutput:
     schema = schemas.load()
 
   def transform_features_layer(self):
-    return lambda raw: {features.CLIP_XF: preprocessing.decode_clips(raw[features.FRAMES],
-                                                                     (32, 32))}
+    return lambda raw: {features.CLIP_XF: preprocessing.decode_clips(
+        clip_views.central_clip(raw[features.FRAMES], 8), (32, 32))}
 
 
 def _accessor(clips_dir):

@@ -12,6 +12,8 @@ from tfx.orchestration import metadata as tfx_metadata
 from vivit_tfx.pipeline import configs, local_runner
 
 from vivit_tfx.audit import metadata
+from vivit_tfx.inference import predict
+from vivit_tfx.models import clip_views, export, features
 from vivit_tfx.pipeline.pipeline import create_pipeline
 from tests.conftest import tiny_config
 
@@ -55,11 +57,24 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   assert np.all((probabilities >= 0) & (probabilities <= 1))
   assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
   # The Keras model (attention maps) rebuilds from the SavedModel's own variables.
-  from vivit_tfx.models import export, features  # pylint: disable=g-import-not-at-top
-  clips = model.signatures['transform_features'](examples=tf.constant(records))[
-      features.CLIP_XF]
-  keras_model = export.load_keras_model(pushed)
-  np.testing.assert_allclose(tf.sigmoid(keras_model(clips)).numpy(), probabilities, atol=1e-5)
+  # serving_default = the mean over K views of the Keras model on each view's clip.
+  clip = predict.clip_config_of(pushed)
+  frames = tf.io.parse_example(records, {features.FRAMES: tf.io.FixedLenFeature(
+      [clip.stored_frames], tf.string)})[features.FRAMES]  # [B, N]
+  views = clip_views.view_records(frames, clip.num_frames, clip.num_views).numpy()  # [B*K, N]
+  view_examples = [_with_frames(records[i // clip.num_views], v) for i, v in enumerate(views)]
+  clips = model.signatures['transform_features'](examples=tf.constant(view_examples))[
+      features.CLIP_XF]  # [B*K, T, H, W, 3]: each view record's central clip is the view
+  per_view = tf.sigmoid(export.load_keras_model(pushed)(clips)).numpy().reshape(3, -1)
+  np.testing.assert_allclose(per_view.mean(axis=1, keepdims=True), probabilities, atol=1e-5)
+
+
+def _with_frames(record: bytes, frames) -> bytes:
+  example = tf.train.Example.FromString(record)
+  slot = example.features.feature[features.FRAMES].bytes_list
+  del slot.value[:]
+  slot.value.extend(list(frames))
+  return example.SerializeToString()
 
 
 def test_rerun_is_served_from_cache(first_run):
@@ -71,8 +86,9 @@ def test_rerun_is_served_from_cache(first_run):
 
 
 def test_schema_violation_stops_before_training(clips_dir, tmp_path):
-  # Clips hold 8 frames; a pipeline configured for 6 gets a schema that the data violates.
-  config = tiny_config(clips_dir, tmp_path, num_frames=6)
+  # Clips hold 80 frame slots (10 s at 8 fps); a pipeline configured for 5 s (40 slots) gets a
+  # schema that the data violates.
+  config = tiny_config(clips_dir, tmp_path, max_duration_s=5.0)
   with pytest.raises(RuntimeError):
     local_runner.run_pipeline(config)
   store = metadata.open_sqlite(config.metadata_path)

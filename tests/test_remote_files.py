@@ -55,8 +55,9 @@ def test_video_example_gen_reads_videos_under_a_uri(video_root, tmp_path):
     f.write(b'not a video')
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'out')
-  exec_properties = executor.standalone_exec_properties(
-      videos, ingest.ClipConfig(4, (16, 16)), split_names=('train', 'eval'))
+  clip = ingest.ClipConfig(4, (16, 16))
+  exec_properties = executor.standalone_exec_properties(videos, clip,
+                                                        split_names=('train', 'eval'))
   before = _our_temp_folders()
   executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
   ids = set()
@@ -64,7 +65,7 @@ def test_video_example_gen_reads_videos_under_a_uri(video_root, tmp_path):
     files = glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
       ex = tf.train.Example.FromString(record.numpy())
-      assert len(ex.features.feature[features.FRAMES].bytes_list.value) == 4
+      assert len(ex.features.feature[features.FRAMES].bytes_list.value) == clip.stored_frames
       ids.add(ex.features.feature[features.VIDEO_ID].bytes_list.value[0])
   assert len(ids) == 24  # every video read from ram://, the broken one skipped
   assert _our_temp_folders() == before  # each local copy deleted

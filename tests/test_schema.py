@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
 from vivit_tfx import schemas
+from vivit_tfx.components import ingest
 from vivit_tfx.models import features
 
 
@@ -18,7 +19,7 @@ def test_ingested_clips_have_no_anomalies(clips_dir):
 def test_wrong_frame_count_is_flagged(clips_dir, tmp_path):
   record = next(iter(tf.data.TFRecordDataset(glob.glob(os.path.join(clips_dir, 'eval', '*')))))
   example = tf.train.Example.FromString(record.numpy())
-  del example.features.feature[features.FRAMES].bytes_list.value[-1]  # 7 frames, not 8
+  del example.features.feature[features.FRAMES].bytes_list.value[-1]  # 79 slots, not 80
   path = str(tmp_path / 'bad.tfrecord')
   with tf.io.TFRecordWriter(path) as w:
     w.write(example.SerializeToString())
@@ -28,6 +29,7 @@ def test_wrong_frame_count_is_flagged(clips_dir, tmp_path):
 
 
 def test_schema_for_other_clip_lengths(tmp_path):
-  assert schemas.for_num_frames(8, str(tmp_path)) == schemas.CLIP_SCHEMA_PATH
-  path = schemas.for_num_frames(16, str(tmp_path))
-  assert schemas.num_frames(schemas.load(path)) == 16
+  assert schemas.for_frame_slots(80, str(tmp_path)) == schemas.CLIP_SCHEMA_PATH
+  assert schemas.frame_slots(schemas.load()) == ingest.ClipConfig().stored_frames  # the default
+  path = schemas.for_frame_slots(16, str(tmp_path))
+  assert schemas.frame_slots(schemas.load(path)) == 16

@@ -18,14 +18,15 @@ def test_executor_reads_videos_into_the_splits_of_ingest(video_root, clips_dir, 
   synthetic.add_bad_inputs(root)
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'out')
-  exec_properties = executor.standalone_exec_properties(root, ingest.ClipConfig(4, (16, 16)))
+  clip = ingest.ClipConfig(4, (16, 16))
+  exec_properties = executor.standalone_exec_properties(root, clip)
   executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
   ids = {}
   for split in ingest.SPLITS:
     files = glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*'))
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
       ex = tf.train.Example.FromString(record.numpy())
-      assert len(ex.features.feature[features.FRAMES].bytes_list.value) == 4
+      assert len(ex.features.feature[features.FRAMES].bytes_list.value) == clip.stored_frames
       vid = ex.features.feature[features.VIDEO_ID].bytes_list.value[0].decode()
       assert vid not in ids
       ids[vid] = split

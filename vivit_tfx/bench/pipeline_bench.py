@@ -224,7 +224,7 @@ else:
         raw = p | source.BeamSource(CLIPS_PER_BATCH)  # as the pipeline's ClipTransform
         _ = ((raw, source.TensorAdapterConfig())
              | tft_beam.AnalyzeDataset(lambda x: preprocessing.preprocessing_fn(
-                 x, {'image_size': [64, 64]})))
+                 x, {'image_size': [64, 64], 'num_frames': 8})))
 # VmHWM is this process's own peak RSS (ru_maxrss would include the forking parent's).
 hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))
 print(json.dumps({'peak_rss_mib': int(hwm.split()[1]) / 1024}))

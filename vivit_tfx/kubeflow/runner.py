@@ -74,7 +74,7 @@ def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   if not config.schema_file and config.num_frames != 8:
     raise ValueError('the image holds the curated schema for 8 frames: pass --schema-file '
                      f'with a schema for {config.num_frames} frames (e.g. from '
-                     'schemas.for_num_frames) at a path or URI the pods can read')
+                     'schemas.for_frame_slots) at a path or URI the pods can read')
   return config.replace(schema_file=config.schema_file or IMAGE_SCHEMA_FILE)
 
 
