@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=['vivit_tfx', 'vivit_tfx.*']),
     package_data={'vivit_tfx.schemas': ['*.pbtxt'], 'vivit_tfx.kubeflow': ['Dockerfile']},
     install_requires=[
-        'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'av>=12', 'tqdm>=4.60',
+        'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'av>=17', 'tqdm>=4.60',
         'matplotlib>=3.5',
         'starlette>=0.37', 'uvicorn>=0.30',  # vivit-tfx serve
     ],

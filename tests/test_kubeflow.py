@@ -167,7 +167,11 @@ def test_accelerator_mistakes_are_one_clear_line(target, kind, selector, message
   assert not os.path.exists(tmp_path / 'p.yaml')
 
 
-def test_non_default_clip_length_needs_a_schema():
-  with pytest.raises(ValueError, match='--schema-file'):
-    runner.kubeflow_config(configs.PipelineConfig(num_frames=16))
+def test_non_default_frame_slots_need_a_schema():
+  """The image's curated schema fixes N = 80 frame slots (8 fps, 10 s): settings that store
+  another N need --schema-file; another T with the same N does not."""
+  for other in (dict(sample_fps=0.0), dict(max_duration_s=5.0)):  # N = 8, N = 40
+    with pytest.raises(ValueError, match='--schema-file with a schema for (8|40) slots'):
+      runner.kubeflow_config(configs.PipelineConfig(**other))
+  assert runner.kubeflow_config(configs.PipelineConfig(num_frames=16)).schema_file
   assert options.beam_args_for('direct').startswith('--direct')

@@ -414,6 +414,8 @@ def test_out_dir_tools_never_replace_a_users_file(first_run, tmp_path, capsys):
     assert cli.main(report_args[:-1] + [str(fresh)]) == 0
   assert cli.main(lineage_args + ['--overwrite']) == 0
   assert (mine / 'lineage.png').read_bytes().startswith(b'\x89PNG')
+  assert cli.main(report_args + ['--overwrite']) == 0  # a bare flag, as for lineage
+  assert (mine / 'index.html').read_text().startswith('<!doctype html>')
 
 
 def test_output_folder_claims_only_free_or_own_names(tmp_path):
@@ -422,8 +424,14 @@ def test_output_folder_claims_only_free_or_own_names(tmp_path):
   (tmp_path / 'users.timeline.png').write_bytes(b'x')
   with pytest.raises(outputs.OutputExists, match='users.timeline.png'):
     folder.claim('a.timeline.png', 'users.timeline.png')
-  assert not (tmp_path / outputs.MARKER).exists()  # a refusal claims nothing
-  path, = folder.claim('a.timeline.png')
+  path, never = folder.claim('a.timeline.png', 'b.timeline.png')
   open(path, 'w').close()
-  assert folder.claim('a.timeline.png') == [path]  # its own file: may be replaced
+  folder.done()  # lists what was written, not what was only claimed
+  again = outputs.OutputFolder(str(tmp_path))
+  assert again.claim('a.timeline.png') == [path]  # its own file: may be replaced
+  open(never, 'w').close()  # the user's file under a name the tool claimed but never wrote
+  with pytest.raises(outputs.OutputExists, match='b.timeline.png'):
+    again.claim('b.timeline.png')
   assert outputs.OutputFolder(str(tmp_path), overwrite=True).claim('users.timeline.png')
+  assert sorted(os.listdir(tmp_path)) == [outputs.MARKER, 'a.timeline.png', 'b.timeline.png',
+                                          'users.timeline.png']  # no scratch file left

@@ -177,14 +177,15 @@ def _cmd_lineage(args) -> int:
   except ValueError as e:
     raise UserError(str(e)) from None
   from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top
+  folder = outputs.OutputFolder(args.out_dir, args.overwrite)
   try:
-    dot, png = outputs.OutputFolder(args.out_dir, args.overwrite).claim('lineage.dot',
-                                                                        'lineage.png')
-  except outputs.OutputExists as e:
+    dot, png = folder.claim('lineage.dot', 'lineage.png')
+    with open(dot, 'w') as f:
+      f.write(lineage.to_dot(graph))
+    png = lineage.to_png(graph, png)
+    folder.done()
+  except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
-  with open(dot, 'w') as f:
-    f.write(lineage.to_dot(graph))
-  png = lineage.to_png(graph, png)
   if args.json:
     print_json({**graph.to_json(), 'dot': dot, 'png': png})
   else:
@@ -270,7 +271,7 @@ def _cmd_attention(args) -> int:
     for video in args.videos:
       out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite)
       print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
-  except ValueError as e:
+  except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
   return 0
 
@@ -287,7 +288,7 @@ def _cmd_report(args) -> int:
   try:
     page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None,
                         store=store)
-  except ValueError as e:
+  except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
   print(f'report: {page}')
   return 0

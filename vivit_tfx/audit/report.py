@@ -184,7 +184,8 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
   if run is None:
     raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
   out_dir = out_dir or os.path.join(config.output_root, 'reports', run.name.replace(':', '-'))
-  path = dict(zip(FILES, outputs.OutputFolder(out_dir, config.overwrite).claim(*FILES)))
+  folder = outputs.OutputFolder(out_dir, config.overwrite)
+  path = dict(zip(FILES, folder.claim(*FILES)))
   infos = {metadata.node_id(store, i.execution) or i.type_name: i
            for i in metadata.executions_of_run(store, run)}
   parts = [f'<h1>Run {html.escape(run.name)}</h1>',
@@ -258,4 +259,5 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
             'table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;'
             'padding:3px 8px;text-align:right}img{max-width:100%;margin:.5em}</style>' +
             '\n'.join(parts))
+  folder.done()
   return page

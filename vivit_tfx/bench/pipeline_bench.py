@@ -44,11 +44,18 @@ def seed_style_clip(path: str) -> np.ndarray:
   return np.stack(kept)
 
 
+def _one_clip_config():
+  """T frames over the whole video, one clip per record (`--sample-fps 0`): the rule of the
+  seed's loader these rows compare with."""
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  return ingest.ClipConfig(FRAMES, SIZE, sample_fps=0.0)
+
+
 def bench_ingest(videos_root: str, paths: List[str], work: str) -> Dict[str, float]:
   """Per-clip work in one process (ours: sample + resize + JPEG; seed: decode all, float32),
   then the whole `ingest` command on every core (process start-up and writing included)."""
   from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
-  clip = ingest.ClipConfig(FRAMES, SIZE)
+  clip = _one_clip_config()
   ingest.read_example(paths[0], 'warm-up', 0, clip)  # imports TF outside the timing
   seed_style_clip(paths[0])
   start = time.perf_counter()
@@ -209,7 +216,8 @@ import json, sys
 from vivit_tfx.components import ingest
 root, out, mode = sys.argv[1:4]
 if mode == 'ingest':
-    ingest.ingest(root, out, ingest.ClipConfig(8, (64, 64)), workers=1, progress=False)
+    ingest.ingest(root, out, ingest.ClipConfig(8, (64, 64), sample_fps=0.0), workers=1,
+                  progress=False)
 else:
     import glob, tempfile
     import tensorflow as tf, tensorflow_transform.beam as tft_beam
@@ -218,7 +226,8 @@ else:
     from vivit_tfx.components.clip_transform import CLIPS_PER_BATCH
     from vivit_tfx.models import preprocessing
     source = tfxio.TFExampleRecord(file_pattern=glob.glob(out + '/train/*.tfrecord'),
-                                   schema=schemas.load())
+                                   schema=schemas.load(schemas.for_frame_slots(
+                                       8, tempfile.mkdtemp())))
     import apache_beam as beam
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         raw = p | source.BeamSource(CLIPS_PER_BATCH)  # as the pipeline's ClipTransform
@@ -290,7 +299,7 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(work, name)
     exec_properties = executor.standalone_exec_properties(
-        root, ingest.ClipConfig(FRAMES, SIZE), split_names=('train', 'eval'))
+        root, _one_clip_config(), split_names=('train', 'eval'))
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=[
         '--direct_running_mode=multi_processing', f'--direct_num_workers={n}'])
     start = time.perf_counter()

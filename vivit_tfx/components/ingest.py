@@ -290,7 +290,10 @@ def _run(jobs: List[_Job], workers: int) -> Iterator:
   if workers == 1 or len(jobs) <= 1:
     yield from map(_process, jobs)
     return
-  with multiprocessing.get_context('spawn').Pool(min(workers, len(jobs))) as pool:
+  # One decoder thread per worker process: the processes already use every core.
+  with multiprocessing.get_context('spawn').Pool(
+      min(workers, len(jobs)), initializer=video_reader.set_decoder_threads,
+      initargs=(1,)) as pool:
     yield from pool.imap(_process, jobs, chunksize=2)
 
 

@@ -34,6 +34,16 @@ VIDEO_EXTENSIONS = (
 # Wanted frames further apart than this are reached by seeking rather than by decoding forward.
 SEEK_GAP = 48
 
+# Codec threads per decoder (0: FFmpeg's choice, one per core); worker processes set 1.
+_DECODER_THREADS = 0
+
+
+def set_decoder_threads(count: int) -> None:
+  """Codec threads of every later decoder in this process (0: one per core)."""
+  global _DECODER_THREADS  # pylint: disable=global-statement
+  _DECODER_THREADS = count
+
+
 # Frames above this many pixels are refused rather than decoded (a 16k x 16k frame is 768 MiB).
 MAX_FRAME_PIXELS = 8192 * 8192
 
@@ -286,6 +296,7 @@ class _Decoder:
     self.container = container
     self.stream = container.streams.video[0]
     self.stream.thread_type = 'AUTO'  # frame + slice threads inside the codec
+    self.stream.codec_context.thread_count = _DECODER_THREADS
     self.fps = fps
     self.clock: Optional[_Clock] = None
     self.seeked = False
@@ -298,6 +309,8 @@ class _Decoder:
     that the video has; only those frames are converted."""
     reformatter = VideoReformatter()
     for index in sorted(set(indices)):
+      if self.position == 0 and index > SEEK_GAP:
+        self._anchor()  # the first gap (e.g. up to a long video's central seconds) is seekable
       if self.clock is not None and index - self.position > SEEK_GAP:
         self._seek(index)
       while self.position <= index:
@@ -306,13 +319,23 @@ class _Decoder:
           return
       yield index, _to_rgb(frame, size, reformatter)
 
+  def _anchor(self) -> None:
+    """Decodes frame 0 ahead (it is still delivered by `_next`) to start the clock."""
+    frame = next(self._frames, None)
+    if frame is not None:
+      self._frames = itertools.chain([frame], self._frames)
+      self._start_clock(frame)
+
+  def _start_clock(self, frame: av.VideoFrame) -> None:
+    if self.position == 0 and self.fps > 0 and frame.pts is not None and not self.seeked:
+      self.clock = _Clock(frame.pts, 1 / (self.fps * float(self.stream.time_base)))
+
   def _next(self) -> Optional[av.VideoFrame]:
     """The frame at `position` (then position + 1), or None at the end of the video."""
     frame = next(self._frames, None)
     if frame is None:
       return None
-    if self.position == 0 and self.fps > 0 and frame.pts is not None and not self.seeked:
-      self.clock = _Clock(frame.pts, 1 / (self.fps * float(self.stream.time_base)))
+    self._start_clock(frame)
     if self.clock is not None and self.clock.index(frame) != self.position:
       if self.seeked:
         raise _TimestampsUnreliable(f'frame {self.position} has pts {frame.pts}')

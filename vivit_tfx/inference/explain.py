@@ -57,7 +57,8 @@ def render(video: str, model_dir: str, out_dir: str, method: str = 'auto',
   from matplotlib import cm  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   stem = os.path.splitext(os.path.basename(video))[0]
-  png, gif, npy = outputs.OutputFolder(out_dir, overwrite).claim(
+  folder = outputs.OutputFolder(out_dir, overwrite)
+  png, gif, npy = folder.claim(
       *(f'{stem}.attention.{ext}' for ext in ('png', 'gif', 'npy')))
   frames, token_map = clip_map(video, model_dir, method)
   heat = upsample(token_map, frames.shape)
@@ -71,4 +72,5 @@ def render(video: str, model_dir: str, out_dir: str, method: str = 'auto',
                                duration=250, loop=0)
   with open(npy, 'wb') as f:
     np.save(f, token_map)
+  folder.done()
   return {'png': png, 'gif': gif, 'npy': npy, 'grid': 'x'.join(map(str, token_map.shape))}

@@ -145,7 +145,8 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
   over a file of the user's (`outputs.OutputFolder`) unless `overwrite`."""
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   stem = os.path.splitext(os.path.basename(path))[0]
-  png_path, json_path = outputs.OutputFolder(out_dir, overwrite).claim(
+  folder = outputs.OutputFolder(out_dir, overwrite)
+  png_path, json_path = folder.claim(
       f'{stem}.timeline.png', f'{stem}.segments.json')
   info, windows = score(path, model_dir, window_s, stride_s)
   clip = predict.clip_config_of(model_dir)
@@ -167,5 +168,6 @@ def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s
             'png': png}
   with open(json_path, 'w') as f:
     json.dump(result, f, indent=1)
+  folder.done()
   result['json'] = json_path
   return result

@@ -29,6 +29,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
+from vivit_tfx import schemas
 from vivit_tfx.kubeflow import options
 from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
@@ -71,10 +72,11 @@ def _append_platform_spec(path: str, task: str, node_selector: Dict[str, str]) -
 
 def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   """The pipeline config as seen from inside the image (schema path, no local abspaths)."""
-  if not config.schema_file and config.num_frames != 8:
-    raise ValueError('the image holds the curated schema for 8 frames: pass --schema-file '
-                     f'with a schema for {config.num_frames} frames (e.g. from '
-                     'schemas.for_frame_slots) at a path or URI the pods can read')
+  slots, curated = config.clip_config().stored_frames, schemas.frame_slots(schemas.load())
+  if not config.schema_file and slots != curated:
+    raise ValueError(f'the image holds the curated schema for {curated} frame slots per record '
+                     f'(N); these settings store {slots}: pass --schema-file with a schema for '
+                     f'{slots} slots (schemas.for_frame_slots) at a path or URI the pods can read')
   return config.replace(schema_file=config.schema_file or IMAGE_SCHEMA_FILE)
 
 

@@ -247,8 +247,9 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
       kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
           type(field.default), parse_size)
       text = f'default: {field.default!r}'
+    flag = dict(nargs='?', const=True) if kind is _parse_bool else {}  # `--overwrite` = true
     group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
-                       default=field.default, metavar=field.name.upper(), help=text)
+                       default=field.default, metavar=field.name.upper(), help=text, **flag)
 
 
 def from_args(args: argparse.Namespace) -> PipelineConfig:
