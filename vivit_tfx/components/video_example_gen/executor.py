@@ -41,7 +41,7 @@ def split_config_from(exec_properties: Dict[str, Any]) -> ingest.SplitConfig:
 
 
 def _read_example(path: str, rel: str, label: int, clip: ingest.ClipConfig):
-  """ingest.read_example on any URI: OpenCV reads a local temporary copy of a remote video."""
+  """ingest.read_example on any URI: the decoder reads a local temporary copy of a remote video."""
   try:
     with remote_files.local_copy(path) as local:
       return ingest.read_example(local, rel, label, clip)
