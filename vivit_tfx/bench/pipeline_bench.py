@@ -286,7 +286,6 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components.video_example_gen import executor  # pylint: disable=g-import-not-at-top
   small_root = os.path.join(work, 'videos_2')
   for path in sorted(glob.glob(os.path.join(videos_root, '*', '*')))[:1] + sorted(
