@@ -73,8 +73,12 @@ def container_of(path: str) -> str:
 def decode_frames(example) -> np.ndarray:
   """Decodes the JPEG frames of a record back to [n, H, W, 3] uint8 RGB (empty slots left
   out: n ≤ the record's frame slots)."""
-  frames = example.features.feature[features.FRAMES].bytes_list.value
+  return decode_jpegs(example.features.feature[features.FRAMES].bytes_list.value)
+
+
+def decode_jpegs(jpegs) -> np.ndarray:
+  """JPEG byte strings ('' = empty slot, left out) → [n, H, W, 3] uint8 RGB."""
   return np.stack([
       cv2.cvtColor(cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR),
-                   cv2.COLOR_BGR2RGB) for f in frames if f
+                   cv2.COLOR_BGR2RGB) for f in jpegs if f
   ])

@@ -26,13 +26,9 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   config = predict.clip_config_of(model_dir)
   record = predict.serialized_clip(video, config)
-  example = tf.train.Example.FromString(record)
-  stored = list(example.features.feature[features.FRAMES].bytes_list.value)
-  stored = tf.constant([stored + [b''] * (config.stored_frames - len(stored))])  # [1, N]
-  central = clip_views.central_clip(stored, config.num_frames)  # [1, T]
-  del example.features.feature[features.FRAMES].bytes_list.value[:]
-  example.features.feature[features.FRAMES].bytes_list.value.extend(central[0].numpy())
-  frames = clip_example.decode_frames(example)  # [T, H, W, 3]
+  slots = tf.train.Example.FromString(record).features.feature[features.FRAMES].bytes_list
+  central = clip_views.central_clip(tf.constant([list(slots.value)]), config.num_frames)  # [1, T]
+  frames = clip_example.decode_jpegs(central[0].numpy())  # [T, H, W, 3]
   transform = tf.saved_model.load(model_dir).signatures['transform_features']
   clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
   return frames, attention.token_map(load_keras_model(model_dir), clip, method)
