@@ -302,6 +302,8 @@ class _Decoder:
     self.seeked = False
     self.position = 0  # index of the next frame out of the decoder = frames delivered so far
     self._frames = _decoded(container, self.stream)
+    if fps > 0:
+      self._start_clock()
 
   def read(self, indices: Sequence[int],
            size: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
@@ -309,8 +311,6 @@ class _Decoder:
     that the video has; only those frames are converted."""
     reformatter = VideoReformatter()
     for index in sorted(set(indices)):
-      if self.position == 0 and index > SEEK_GAP:
-        self._anchor()  # the first gap (e.g. up to a long video's central seconds) is seekable
       if self.clock is not None and index - self.position > SEEK_GAP:
         self._seek(index)
       while self.position <= index:
@@ -319,23 +319,20 @@ class _Decoder:
           return
       yield index, _to_rgb(frame, size, reformatter)
 
-  def _anchor(self) -> None:
-    """Decodes frame 0 ahead (it is still delivered by `_next`) to start the clock."""
+  def _start_clock(self) -> None:
+    """Decodes frame 0 ahead (`_next` still delivers it): its pts anchors the clock, so even
+    the first gap (up to a long video's central seconds) can be skipped by seeking."""
     frame = next(self._frames, None)
     if frame is not None:
       self._frames = itertools.chain([frame], self._frames)
-      self._start_clock(frame)
-
-  def _start_clock(self, frame: av.VideoFrame) -> None:
-    if self.position == 0 and self.fps > 0 and frame.pts is not None and not self.seeked:
-      self.clock = _Clock(frame.pts, 1 / (self.fps * float(self.stream.time_base)))
+      if frame.pts is not None:
+        self.clock = _Clock(frame.pts, 1 / (self.fps * float(self.stream.time_base)))
 
   def _next(self) -> Optional[av.VideoFrame]:
     """The frame at `position` (then position + 1), or None at the end of the video."""
     frame = next(self._frames, None)
     if frame is None:
       return None
-    self._start_clock(frame)
     if self.clock is not None and self.clock.index(frame) != self.position:
       if self.seeked:
         raise _TimestampsUnreliable(f'frame {self.position} has pts {frame.pts}')
