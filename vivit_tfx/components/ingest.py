@@ -276,8 +276,9 @@ def _write_splits(decoded_path: str, split_per_record: List[str], output_dir: st
   total = 0
   try:
     for split, record in zip(split_per_record, tf.data.TFRecordDataset(decoded_path)):
-      writers[split].write(record.numpy())
-      total += len(record.numpy())
+      data = record.numpy()
+      writers[split].write(data)
+      total += len(data)
   finally:
     for w in writers.values():
       w.close()
