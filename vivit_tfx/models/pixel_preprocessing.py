@@ -105,10 +105,12 @@ class PixelPreprocessing:
     except ValueError as e:
       raise PreprocessorConfigError(f'{path}: not JSON ({e})') from None
     pixels = cls.from_processor_dict(data, origin=path)
-    if scenic_range:
-      pixels = dataclasses.replace(pixels, rescale_factor=1 / 127.5, offset=True,
-                                   mean=(0.0,) * 3, std=(1.0,) * 3)
-    return pixels
+    return pixels.with_scenic_range() if scenic_range else pixels
+
+  def with_scenic_range(self) -> 'PixelPreprocessing':
+    """The same resize and crop, then x/127.5 - 1 ([-1, 1]) with no mean/std."""
+    return dataclasses.replace(self, rescale_factor=1 / 127.5, offset=True, mean=(0.0,) * 3,
+                               std=(1.0,) * 3)
 
   @classmethod
   def from_processor_dict(cls, data: Dict[str, Any], origin: str = '') -> 'PixelPreprocessing':
@@ -297,8 +299,51 @@ def resize_and_crop(images: tf.Tensor, crop_size: Sequence[int], shortest_edge: 
   return tf.ensure_shape(cropped, static)
 
 
-def resize_and_crop_array(frame: np.ndarray, size: Sequence[int]) -> np.ndarray:
-  """NumPy uint8 [H, W, C] → uint8 [*size, C]: `resize_and_crop` covering `size` (clients that
-  hold decoded frames: `watch`, the synthetic data's actor masks)."""
-  out = resize_and_crop(tf.constant(frame), tuple(size))
-  return out.numpy().astype(np.uint8)
+def resize_and_crop_array(frames: np.ndarray, size: Sequence[int]) -> np.ndarray:
+  """NumPy uint8 [H, W, C] or [N, H, W, C] → uint8 [.., *size, C]: `resize_and_crop` covering
+  `size` (clients that hold decoded frames: `watch`, the synthetic data's actor masks)."""
+  return resize_and_crop(tf.constant(frames), tuple(size)).numpy().astype(np.uint8)
+
+
+CHOICES = ('auto', 'dataset', 'scenic', 'processor')
+
+
+def is_hf_directory(path: str) -> bool:
+  """A Hugging Face model directory: a folder holding config.json."""
+  return bool(path) and tf.io.gfile.isdir(path) and tf.io.gfile.exists(
+      os.path.join(path, 'config.json'))
+
+
+def choose(choice: str, init_checkpoint: str = '') -> PixelPreprocessing:
+  """The pipeline's preprocessing from `--pixels` and `--init-checkpoint`.
+
+  auto: a Hugging Face directory's processor (its preprocessor_config.json, else its family's
+  transformers defaults from config.json's model_type), an `.npz` image ViT's [-1, 1], else
+  the dataset's statistics. processor: the directory's processor (required). scenic: [-1, 1]
+  (with a directory: its resize and crop). dataset: the dataset's statistics. Any other value
+  is a preprocessor_config.json (or a directory holding one) to apply.
+  """
+  hf = is_hf_directory(init_checkpoint)
+  if choice == 'dataset':
+    return PixelPreprocessing.dataset()
+  if choice == 'scenic' and not hf:
+    return PixelPreprocessing.scenic()
+  if choice in ('auto', 'processor', 'scenic') and hf:
+    return _directory_processor(init_checkpoint, scenic_range=choice == 'scenic')
+  if choice == 'processor':
+    raise PreprocessorConfigError(f'--pixels processor needs --init-checkpoint to be a Hugging '
+                                  f'Face model directory, got {init_checkpoint or "none"!r}')
+  if choice == 'auto':
+    return PixelPreprocessing.scenic() if init_checkpoint else PixelPreprocessing.dataset()
+  return PixelPreprocessing.from_preprocessor_config(choice)
+
+
+def _directory_processor(directory: str, scenic_range: bool) -> PixelPreprocessing:
+  if tf.io.gfile.exists(os.path.join(directory, PROCESSOR_FILE)):
+    return PixelPreprocessing.from_preprocessor_config(directory, scenic_range)
+  config_path = os.path.join(directory, 'config.json')
+  with tf.io.gfile.GFile(config_path) as f:
+    model_type = str(json.load(f).get('model_type', ''))
+  pixels = PixelPreprocessing.from_processor_dict({'image_processor_type': model_type},
+                                                  origin=f'{config_path} (model_type defaults)')
+  return pixels.with_scenic_range() if scenic_range else pixels
