@@ -347,3 +347,10 @@ def _directory_processor(directory: str, scenic_range: bool) -> PixelPreprocessi
   pixels = PixelPreprocessing.from_processor_dict({'image_processor_type': model_type},
                                                   origin=f'{config_path} (model_type defaults)')
   return pixels.with_scenic_range() if scenic_range else pixels
+
+
+def preprocess_frames(frames: tf.Tensor, pixels: PixelPreprocessing) -> tf.Tensor:
+  """Clips uint8 [B, T, H, W, 3] (any H x W) → the model's float32 [B, T, h, w, 3]."""
+  shape = tf.shape(frames)
+  out = pixels(tf.reshape(frames, tf.concat([[-1], shape[2:]], 0)))  # [B*T, h, w, 3]
+  return tf.reshape(out, tf.concat([shape[:2], tf.shape(out)[1:]], 0))
