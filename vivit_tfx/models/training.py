@@ -13,7 +13,7 @@ from absl import logging
 
 from vivit_tfx.models.vivit_config import ViViTConfig
 
-# Variables that get no weight decay: LayerNorm scales/offsets, biases (MultiHeadAttention's
+# Variables that get no weight decay: LayerNorm scales/offsets, biases (attention q/k/v
 # are 2-D [heads, head_dim]), positional tables and the CLS token.
 _NO_DECAY_NAMES = ('bias', 'gamma', 'beta', 'pos_embedding', 'cls_token')
 

@@ -6,7 +6,7 @@ pos_embedding` [1, N(+1), D], `Transformer/encoderblock_{i}/{LayerNorm_0, LayerN
 {scale, bias}`, `.../MultiHeadDotProductAttention_1/{query, key, value}/{kernel [D, heads,
 head_dim], bias [heads, head_dim]}`, `.../out/{kernel [heads, head_dim, D], bias [D]}`,
 `.../MlpBlock_3/Dense_{0,1}/{kernel, bias}`, `Transformer/encoder_norm/{scale, bias}`,
-`head/{kernel, bias}`. Keras's MultiHeadAttention keeps the same q/k/v/out layouts.
+`head/{kernel, bias}`. The model's SelfAttention keeps the same q/k/v/out layouts.
 
 * Tubelet kernel: the 2D kernel inflated over t (`central_frame` or `filter_inflation`).
 * Positions: the CLS slot split off, the spatial grid tiled over time (`tile`), bilinearly
@@ -104,9 +104,8 @@ class _Loader:
     self.assign(layer.beta, prefix + 'bias')
 
   def attention(self, mha, prefix: str) -> None:
-    # pylint: disable=protected-access
-    for dense, name in ((mha._query_dense, 'query'), (mha._key_dense, 'key'),
-                        (mha._value_dense, 'value'), (mha._output_dense, 'out')):
+    for dense, name in ((mha.query, 'query'), (mha.key, 'key'), (mha.value, 'value'),
+                        (mha.out, 'out')):
       self.dense(dense, f'{prefix}{name}/')
 
   def num_blocks(self) -> int:
@@ -183,7 +182,8 @@ def _load_encoder(loader: _Loader, encoder, config, n_t: int, path_hint: str) ->
     loader.norm(block.norm_mlp, prefix + 'LayerNorm_2/')
     loader.dense(block.mlp_in, prefix + 'MlpBlock_3/Dense_0/')
     loader.dense(block.mlp_out, prefix + 'MlpBlock_3/Dense_1/')
-  loader.norm(encoder.norm, 'Transformer/encoder_norm/')
+  if encoder.norm:
+    loader.norm(encoder.norm, 'Transformer/encoder_norm/')
 
 
 def initialise(model, path: Optional[str] = None) -> Dict[str, str]:
