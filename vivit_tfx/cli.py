@@ -97,8 +97,9 @@ def _cmd_run(args) -> int:
   if config.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if not tf.io.gfile.exists(config.init_checkpoint):
-      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
-                      'ViT .npz; nothing is downloaded)')
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
+                      '(pass an image ViT .npz or a Hugging Face model directory; nothing is '
+                      'downloaded)')
   print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16

@@ -204,26 +204,50 @@ GPU_RECIPE = dict(batch_size=8, accumulation_steps=8, learning_rate=1e-4, weight
 
 
 def preset(name: str, **overrides) -> ViViTConfig:
-  """`vivit-tiny` (2-core CPU, the default pipeline's) or `vivit-<ti|s|b|l|h>-<p>x<t>`.
+  """`vivit-tiny` (2-core CPU, the default pipeline's), `vivit-<ti|s|b|l|h>-<p>x<t>`, or a hub
+  checkpoint's fine-tuning preset (`models/hub_presets.py`, with `init_checkpoint` its
+  Hugging Face directory).
 
-  A preset carries its clip, architecture and recipe; `overrides` win over each of them.
+  A preset carries its clip, architecture and recipe; a Hugging Face `init_checkpoint`'s
+  config.json decides the architecture (and the clip's frames and size); `overrides` win over
+  each of them (a conflict with the checkpoint is refused when the model is built).
   """
+  from vivit_tfx.models import hub_presets  # pylint: disable=g-import-not-at-top
   base: Dict[str, Any] = {}
-  if name != 'vivit-tiny':
+  init = overrides.get('init_checkpoint', '')
+  hub = hub_presets.HUB_PRESETS.get(name)
+  if hub:
+    if not init:
+      raise ValueError(hub_presets.needs_directory(name))
+    base = hub.recipe_dict()
+  elif name != 'vivit-tiny':
     try:
       _, backbone, patch = name.split('-')
       p, t = (int(v) for v in patch.split('x'))
       hidden, layers, heads, mlp = BACKBONES[backbone]
     except (ValueError, KeyError):
-      raise ValueError(f'unknown preset {name!r}; use vivit-tiny or vivit-<'
-                       f'{"|".join(BACKBONES)}>-<patch>x<frames>, e.g. vivit-b-16x2') from None
+      raise ValueError(f'unknown preset {name!r}; use vivit-tiny, vivit-<'
+                       f'{"|".join(BACKBONES)}>-<patch>x<frames>, e.g. vivit-b-16x2, or a hub '
+                       f'checkpoint\'s: {", ".join(hub_presets.HUB_PRESETS)}') from None
     base = dict(num_frames=32, image_size=(224, 224), tubelet_size=(t, p, p),
                 hidden_size=hidden, num_layers=layers, num_heads=heads, mlp_dim=mlp,
                 num_temporal_layers=4, classifier='token', stochastic_depth=0.1, **GPU_RECIPE)
+  if init and _is_hf_directory(init):
+    from vivit_tfx.models import hf_checkpoint  # pylint: disable=g-import-not-at-top
+    spec = hf_checkpoint.load_hf_config(init)
+    if hub and spec.family not in hub.families:
+      raise ValueError(f'preset {name} expects {hub.repo} ({"/".join(hub.families)}), but '
+                       f'{init} holds a {spec.family} checkpoint')
+    base.update(spec.architecture)
   if overrides.get('variant') in ('factorised_self_attention', 'factorised_dot_product'):
     base['classifier'] = 'gap'  # Models 3 and 4 have no CLS token (unless TimeSformer order)
   base.update(overrides)
   return ViViTConfig(**base)
+
+
+def _is_hf_directory(path: str) -> bool:
+  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  return pixel_preprocessing.is_hf_directory(path)
 
 
 PRESETS = ('vivit-tiny',) + tuple(f'vivit-{b}-16x2' for b in BACKBONES)

@@ -33,6 +33,7 @@ def _flag(name: str) -> str:
 # given (flag or constructor) overrides the preset. After construction they hold the effective
 # values, read from the model config (not copied defaults).
 MODEL_FIELDS = ('num_frames', 'image_size', 'variant', 'batch_size', 'learning_rate')
+CLIP_FIELDS = ('frame_size', 'sample_fps')  # also the preset's unless given
 
 
 def _from_model(kind, help_text: str):
@@ -66,8 +67,9 @@ class PipelineConfig:
   image_size: Optional[Tuple[int, int]] = _from_model(
       None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
   # Temporal sampling rule (issue 13; models/clip_views.py).
-  sample_fps: float = 8.0              # frames per second of a clip (spans T / sample_fps s);
-                                       # 0: T frames spread over the whole video
+  sample_fps: Optional[float] = _from_model(
+      float, 'frames per second of a clip (spans T / sample_fps s; default: the preset\'s, 8 '
+      'for the vivit presets); 0: T frames spread over the whole video')
   max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
   num_views: int = 4                   # K clips per video averaged at evaluation and serving
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
@@ -99,8 +101,10 @@ class PipelineConfig:
 
   def __post_init__(self):
     # The values given (not None), kept so that replace(preset=…) re-resolves the others.
-    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + ('frame_size',)
+    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + CLIP_FIELDS
                    if getattr(self, n) is not None}
+    from vivit_tfx.models.hub_presets import sample_fps  # pylint: disable=g-import-not-at-top
+    self.sample_fps = self._given.get('sample_fps', sample_fps(self.preset))
     try:
       model = self.vivit_config()
     except (ValueError, TypeError):  # reported, with every other problem, by validate()
@@ -216,7 +220,7 @@ class PipelineConfig:
             f'  pixels: {self.pixel_preprocessing().describe()}')
 
   def replace(self, **changes) -> 'PipelineConfig':
-    given = {n: self._given.get(n) for n in MODEL_FIELDS + ('frame_size',)}
+    given = {n: self._given.get(n) for n in MODEL_FIELDS + CLIP_FIELDS}
     return dataclasses.replace(self, **{**given, **changes})
 
 
