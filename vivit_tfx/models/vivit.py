@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from vivit_tfx.models import hf_checkpoint
 from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -498,14 +499,19 @@ class ViViT(keras.Model):
     return cls(ViViTConfig.from_dict(config['config']), name=config.get('name'))
 
 
-def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True) -> ViViT:
+def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True,
+                classes=None) -> ViViT:
   """Builds the model (weights created) for clips [B, T, H, W, C]; with `initialise`, loads
-  `config.init_checkpoint` (an image ViT, models/vit_checkpoint.py) or the tubelet kernel of
-  `kernel_init_checkpoint`. `model.init_source` records what was loaded (lineage)."""
+  `config.init_checkpoint` (a Hugging Face model directory, models/hf_checkpoint.py, whose
+  head is kept when its labels are `classes`; or an image ViT .npz, models/vit_checkpoint.py)
+  or the tubelet kernel of `kernel_init_checkpoint`. `model.init_source` records what was
+  loaded (lineage)."""
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
   model.init_source = {}
-  if initialise and config.init_checkpoint:
+  if initialise and hf_checkpoint.is_hf_dir(config.init_checkpoint):
+    model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
+  elif initialise and config.init_checkpoint:
     from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
     model.init_source = vit_checkpoint.initialise(model)
   elif initialise and config.kernel_init != 'random':
