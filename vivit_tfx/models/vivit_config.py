@@ -75,6 +75,8 @@ class Recipe:
   clipnorm: float = 1.0                # clip by global norm (Scenic: 1); 0 = off
   accumulation_steps: int = 1          # optimiser update every k batches
   checkpoint_steps: int = 0            # training checkpoint every N steps (0: every epoch)
+  layer_decay: float = 1.0             # layer-wise lr decay: block i of L trains at
+                                       # lr * layer_decay^(L + 1 - i) (VideoMAE: 0.75); 1: off
 
 
 @dataclasses.dataclass
@@ -128,6 +130,8 @@ class ViViTConfig(Recipe, Architecture):
     for field in ('batch_size', 'accumulation_steps'):
       if getattr(self, field) < 1:
         raise ValueError(f'{field} must be at least 1, got {getattr(self, field)}')
+    if not 0 < self.layer_decay <= 1:
+      raise ValueError(f'layer_decay must be within (0, 1], got {self.layer_decay}')
     if self.clipnorm < 0 or self.checkpoint_steps < 0:
       raise ValueError('clipnorm and checkpoint_steps must not be negative')
     if self.n_classes < 2:
