@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.models import vit_checkpoint
+from vivit_tfx.models import pixel_preprocessing, vit_checkpoint
 from vivit_tfx.models.vit_checkpoint import BLOCK, POSEMB, CheckpointMismatch, Loader
 
 FAMILIES = ('vit', 'vivit', 'videomae', 'videomae-pretraining', 'timesformer')
@@ -53,7 +53,7 @@ class HFCheckpoint:
   path: str
   family: str
   architecture: Dict[str, Any]       # ViViTConfig fields
-  preprocessing: Optional[Dict[str, Any]]  # normalised preprocessor_config.json (None: absent)
+  preprocessing: pixel_preprocessing.PixelPreprocessing  # its processor (or family defaults)
   id2label: Dict[int, str]           # {} when the checkpoint has no classification head
   config: Dict[str, Any]             # config.json as is
 
@@ -65,11 +65,6 @@ class HFCheckpoint:
     """The fields a run's config must match."""
     free = _IMAGE_FREE if self.family == 'vit' else ()
     return {k: v for k, v in self.architecture.items() if k not in free}
-
-
-def is_hf_dir(path: str) -> bool:
-  return bool(path) and tf.io.gfile.isdir(path) and tf.io.gfile.exists(
-      posixpath.join(path, 'config.json'))
 
 
 def _read_json(path: str) -> Dict[str, Any]:
@@ -129,33 +124,9 @@ def _architecture(family: str, c: Dict[str, Any], path: str) -> Dict[str, Any]:
   return arch
 
 
-def _preprocessing(raw: Dict[str, Any]) -> Dict[str, Any]:
-  """preprocessor_config.json → {'processor', 'resize', 'crop', 'rescale_factor', 'offset',
-  'mean', 'std', 'resample'}: pixel = (uint8 * rescale_factor - offset - mean) / std."""
-  processor = raw.get('image_processor_type') or raw.get('feature_extractor_type', '')
-  square = processor.lower().startswith('vit')  # ViT resizes to a square, no crop
-  size = raw.get('size')
-  if isinstance(size, int):  # legacy files
-    size = {'height': size, 'width': size} if square else {'shortest_edge': size}
-  crop = raw.get('crop_size')
-  crop = list(_pair(crop)) if isinstance(crop, int) else (
-      [crop['height'], crop['width']] if crop else None)
-  normalise = raw.get('do_normalize', True)
-  return {
-      'processor': processor,
-      'resize': size if raw.get('do_resize', True) else None,
-      'crop': crop if raw.get('do_center_crop', not square) else None,
-      'rescale_factor': float(raw.get('rescale_factor', 1 / 255)) if raw.get(
-          'do_rescale', True) else 1.0,
-      'offset': bool(raw.get('offset', processor.lower().startswith('vivit'))),
-      'mean': list(raw.get('image_mean', [0.5] * 3)) if normalise else None,
-      'std': list(raw.get('image_std', [0.5] * 3)) if normalise else None,
-      'resample': raw.get('resample', 2),
-  }
-
-
 def load_hf_config(path: str) -> HFCheckpoint:
-  """Reads config.json (and preprocessor_config.json when present) of a model directory."""
+  """Reads config.json and the processor (preprocessor_config.json, else the family's
+  transformers defaults) of a model directory."""
   config_path = posixpath.join(path, 'config.json')
   if not tf.io.gfile.exists(config_path):
     raise CheckpointMismatch(f'{path}: no config.json (pass a Hugging Face model directory; '
@@ -166,9 +137,7 @@ def load_hf_config(path: str) -> HFCheckpoint:
     arch = _architecture(family, config, path)
   except KeyError as e:
     raise CheckpointMismatch(f'{config_path}: no {e.args[0]!r}') from None
-  processor_path = posixpath.join(path, 'preprocessor_config.json')
-  preprocessing = (_preprocessing(_read_json(processor_path))
-                   if tf.io.gfile.exists(processor_path) else None)
+  preprocessing = pixel_preprocessing.choose('processor', path)
   has_head = any(a.endswith('Classification') for a in config.get('architectures', ()))
   id2label = ({int(k): v for k, v in config.get('id2label', {}).items()} if has_head else {})
   return HFCheckpoint(path, family, arch, preprocessing, id2label, config)

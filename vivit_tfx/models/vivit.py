@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from vivit_tfx.models import hf_checkpoint
+from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
 from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -509,7 +509,7 @@ def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = Tru
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
   model.init_source = {}
-  if initialise and hf_checkpoint.is_hf_dir(config.init_checkpoint):
+  if initialise and pixel_preprocessing.is_hf_directory(config.init_checkpoint):
     model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
   elif initialise and config.init_checkpoint:
     from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
