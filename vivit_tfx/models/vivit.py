@@ -40,7 +40,9 @@ class TubeletEmbedding(layers.Layer):
 
   def call(self, clips):
     x = self.projection(clips)  # [B, n_t, n_h, n_w, D]
-    return ops.reshape(x, (ops.shape(x)[0], -1, self.hidden_size))  # [B, N, D]
+    grid = x.shape[1:4]
+    n = int(np.prod(grid)) if None not in grid else -1  # static when H and W are
+    return ops.reshape(x, (-1, n, self.hidden_size))  # [B, N, D]
 
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
@@ -253,6 +255,7 @@ class EncoderBlock(layers.Layer):
     for layer in (self.norm_attention, self.attention, self.norm_mlp, self.mlp_in):
       layer.build(input_shape)
     if self.temporal_grid:
+      self.cls_tokens = n - self.temporal_grid[0] * self.temporal_grid[1]  # 0 or 1 (CLS)
       self.temporal_attention.build(input_shape)
       self.norm_temporal.build(input_shape)
       if self.factorised_order == 'time_space':
@@ -295,7 +298,7 @@ class EncoderBlock(layers.Layer):
   def _time_space(self, x, training):  # [B, c + n_t * n_s, D] → same (c: 0 or 1 CLS token)
     n_t, n_s = self.temporal_grid
     d = self.hidden_size
-    c = x.shape[1] - n_t * n_s
+    c = self.cls_tokens
     cls, patches = x[:, :c], x[:, c:]
     y = ops.reshape(self.norm_temporal(patches), (-1, n_t, n_s, d))
     y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n_t, d))  # [B*n_s, n_t, D]
