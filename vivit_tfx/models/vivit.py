@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
 from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -39,7 +40,9 @@ class TubeletEmbedding(layers.Layer):
 
   def call(self, clips):
     x = self.projection(clips)  # [B, n_t, n_h, n_w, D]
-    return ops.reshape(x, (ops.shape(x)[0], -1, self.hidden_size))  # [B, N, D]
+    grid = x.shape[1:4]
+    n = int(np.prod(grid)) if None not in grid else -1  # static when H and W are
+    return ops.reshape(x, (-1, n, self.hidden_size))  # [B, N, D]
 
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
@@ -252,6 +255,7 @@ class EncoderBlock(layers.Layer):
     for layer in (self.norm_attention, self.attention, self.norm_mlp, self.mlp_in):
       layer.build(input_shape)
     if self.temporal_grid:
+      self.cls_tokens = n - self.temporal_grid[0] * self.temporal_grid[1]  # 0 or 1 (CLS)
       self.temporal_attention.build(input_shape)
       self.norm_temporal.build(input_shape)
       if self.factorised_order == 'time_space':
@@ -294,7 +298,7 @@ class EncoderBlock(layers.Layer):
   def _time_space(self, x, training):  # [B, c + n_t * n_s, D] → same (c: 0 or 1 CLS token)
     n_t, n_s = self.temporal_grid
     d = self.hidden_size
-    c = x.shape[1] - n_t * n_s
+    c = self.cls_tokens
     cls, patches = x[:, :c], x[:, c:]
     y = ops.reshape(self.norm_temporal(patches), (-1, n_t, n_s, d))
     y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n_t, d))  # [B*n_s, n_t, D]
@@ -498,14 +502,19 @@ class ViViT(keras.Model):
     return cls(ViViTConfig.from_dict(config['config']), name=config.get('name'))
 
 
-def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True) -> ViViT:
+def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True,
+                classes=None) -> ViViT:
   """Builds the model (weights created) for clips [B, T, H, W, C]; with `initialise`, loads
-  `config.init_checkpoint` (an image ViT, models/vit_checkpoint.py) or the tubelet kernel of
-  `kernel_init_checkpoint`. `model.init_source` records what was loaded (lineage)."""
+  `config.init_checkpoint` (a Hugging Face model directory, models/hf_checkpoint.py, whose
+  head is kept when its labels are `classes`; or an image ViT .npz, models/vit_checkpoint.py)
+  or the tubelet kernel of `kernel_init_checkpoint`. `model.init_source` records what was
+  loaded (lineage)."""
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
   model.init_source = {}
-  if initialise and config.init_checkpoint:
+  if initialise and pixel_preprocessing.is_hf_directory(config.init_checkpoint):
+    model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
+  elif initialise and config.init_checkpoint:
     from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
     model.init_source = vit_checkpoint.initialise(model)
   elif initialise and config.kernel_init != 'random':
