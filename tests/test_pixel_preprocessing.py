@@ -1,5 +1,6 @@
 """pixel_preprocessing: processors' fields, the one resize-and-crop, the pipeline's choice."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -95,3 +96,34 @@ def test_transform_applies_a_checkpoints_processor():
   assert out[features.CLIP_XF].shape == (1, 2, 32, 32, 3)
   np.testing.assert_allclose(out[features.CLIP_XF].numpy(), expected, atol=1e-5)
   assert expected.min() < -1.5  # TimeSformer's 0.45 / 0.225, not the dataset's statistics
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+
+
+@pytest.mark.parametrize('family', ['vit', 'vivit', 'videomae', 'timesformer'])
+def test_parity_with_transformers_processor(family):
+  """The clip that needs resize + crop (40 x 60 → shortest edge 32 → 32 x 48 → centre 32 x 32),
+  as the pipeline preprocesses it for this checkpoint, against the frames and pixel values
+  transformers' processor produced: within one uint8 level of resize difference."""
+  real = np.load(os.path.join(FIXTURES, 'clips.npz'))['real']  # [4, 40, 60, 3] uint8
+  expected = np.load(os.path.join(FIXTURES, family, 'expected.npz'))
+  hf_frames = expected['frames_real'].reshape(real.shape[0], 32, 32, 3).astype(np.float32)
+  pixels = pixel_preprocessing.choose('auto', os.path.join(FIXTURES, family))
+  assert pixels.source == 'processor'
+  frames = pixels.resize_and_crop(real).numpy()  # [4, 32, 32, 3]
+  assert np.abs(frames - hf_frames).max() <= 1
+  level = pixels.rescale_factor / min(pixels.std)  # one uint8 level, normalised
+  np.testing.assert_allclose(pixels(real).numpy(), pixels.normalise(hf_frames).numpy(),
+                             atol=level + 1e-6)
+  np.testing.assert_allclose(pixels.normalise(hf_frames).numpy(),
+                             _processor_pixels(family, hf_frames), atol=1e-5)
+
+
+def _processor_pixels(family, frames):
+  """The processor's pixel values of its own frames, from its file and transformers' formula
+  (rescale, minus 1 for ViViT's offset, mean/std), independent of our parsing."""
+  with open(os.path.join(FIXTURES, family, 'preprocessor_config.json')) as f:
+    processor = json.load(f)
+  x = frames * processor['rescale_factor'] - (1.0 if family == 'vivit' else 0.0)
+  return (x - np.array(processor['image_mean'])) / np.array(processor['image_std'])
