@@ -59,6 +59,12 @@ def test_hub_preset_takes_clip_and_recipe_and_needs_its_directory(tmp_path):
     preset('videomae-b-k400')
   with pytest.raises(ValueError, match='holds a vivit checkpoint'):
     preset('timesformer-b-k400', init_checkpoint=os.path.join(FIXTURES, 'vivit'))
+  flagged = config.replace(variant='factorised_encoder')
+  with pytest.raises(configs.ConfigError) as e:  # refused before any data is touched
+    flagged.validate()
+  assert len(e.value.errors) == 1 and 'variant=' in str(e.value) and 'conflicts' in str(e.value)
+  with pytest.raises(configs.ConfigError, match='absent.json: no such file'):
+    config.replace(pixels=str(tmp_path / 'absent.json')).validate()
 
 
 def test_run_fn_fine_tunes_from_a_hugging_face_directory(tmp_path, monkeypatch):

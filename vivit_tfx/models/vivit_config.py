@@ -214,6 +214,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
   """
   from vivit_tfx.models import hub_presets  # pylint: disable=g-import-not-at-top
   base: Dict[str, Any] = {}
+  spec = None
   init = overrides.get('init_checkpoint', '')
   hub = hub_presets.HUB_PRESETS.get(name)
   if hub:
@@ -242,7 +243,10 @@ def preset(name: str, **overrides) -> ViViTConfig:
   if overrides.get('variant') in ('factorised_self_attention', 'factorised_dot_product'):
     base['classifier'] = 'gap'  # Models 3 and 4 have no CLS token (unless TimeSformer order)
   base.update(overrides)
-  return ViViTConfig(**base)
+  config = ViViTConfig(**base)
+  if spec is not None:  # a flag that contradicts config.json: one line, before any data
+    hf_checkpoint.check_architecture(config, spec)
+  return config
 
 
 def _is_hf_directory(path: str) -> bool:

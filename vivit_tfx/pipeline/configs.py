@@ -147,8 +147,9 @@ class PipelineConfig:
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
     from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
-    return pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
-        self.init_checkpoint) else '').for_image_size(self.image_size)
+    pixels = pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
+        self.init_checkpoint) else '')
+    return pixels.for_image_size(self.image_size) if self.image_size else pixels
 
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
@@ -193,7 +194,7 @@ class PipelineConfig:
       try:
         self.pixel_preprocessing()
       except ValueError as e:
-        errors.append(f'--pixels {self.pixels}: {e}')
+        errors.append(f'--pixels: {e}')
     if errors:
       raise ConfigError(errors)
 
