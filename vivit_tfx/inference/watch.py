@@ -28,7 +28,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from vivit_tfx.components import video_reader
-from vivit_tfx.models import pixel_preprocessing
 
 import cv2  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
@@ -422,6 +421,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
   check_source(config.source)
+  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
