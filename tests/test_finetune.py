@@ -65,6 +65,13 @@ def test_hub_preset_takes_clip_and_recipe_and_needs_its_directory(tmp_path):
   assert len(e.value.errors) == 1 and 'variant=' in str(e.value) and 'conflicts' in str(e.value)
   with pytest.raises(configs.ConfigError, match='absent.json: no such file'):
     config.replace(pixels=str(tmp_path / 'absent.json')).validate()
+  # A processor that resizes to a shortest edge above the crop (transformers' ViViT default,
+  # 256 for 224): ingestion stores frames at that edge and Transform crops their centre.
+  processor = tmp_path / 'preprocessor_config.json'
+  processor.write_text(json.dumps({'image_processor_type': 'VivitImageProcessor',
+                                   'size': {'shortest_edge': 256}}))
+  wide = configs.PipelineConfig(preset='vivit-b-16x2', pixels=str(processor))
+  assert wide.frame_size == (256, 256) and wide.pixel_preprocessing().crop_size == (224, 224)
 
 
 def test_run_fn_fine_tunes_from_a_hugging_face_directory(tmp_path, monkeypatch):

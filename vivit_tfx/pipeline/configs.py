@@ -112,7 +112,20 @@ class PipelineConfig:
       return
     for name in MODEL_FIELDS:
       setattr(self, name, getattr(model, name))
-    self.frame_size = tuple(self._given.get('frame_size', model.image_size))
+    self.frame_size = tuple(self._given.get('frame_size', self._stored_frame_size()))
+
+  def _stored_frame_size(self) -> Tuple[int, int]:
+    """The frame size ingestion stores: the model's, or the shortest edge a checkpoint's
+    processor resizes to when that is larger (256 for a 224 crop), so Transform crops from the
+    frame as transformers' processor sees it (a centre crop of ingestion's centre crop)."""
+    size = tuple(self.image_size)
+    if not self.init_checkpoint and self.pixels in ('auto', 'dataset', 'scenic'):
+      return size
+    try:
+      edge = self.pixel_preprocessing().shortest_edge
+    except ValueError:  # reported by validate()
+      return size
+    return (max(size[0], edge), max(size[1], edge)) if edge else size
 
   @property
   def pipeline_root(self) -> str:
