@@ -197,9 +197,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="CPU time per forward of ViViT-B vs transformers' ViViT")
   parser.add_argument('--transformers-python', default='',
                       help='a python with torch + transformers (default: this one)')
-  parser.add_argument('--frames', type=int, default=32)
-  parser.add_argument('--size', type=int, default=224)
-  parser.add_argument('--threads', type=int, default=2)
+  for flag, default in (('--frames', 32), ('--size', 224), ('--threads', 2)):  # of the compare
+    parser.add_argument(flag, type=int, default=default)
   parser.add_argument('--jit', action='store_true', help='project side under XLA')
   args = parser.parse_args(argv)
   if args.compare_transformers:
