@@ -114,3 +114,14 @@ def test_run_fn_fine_tunes_from_a_hugging_face_directory(tmp_path, monkeypatch):
   served = tf.saved_model.load(serving).signatures['serving_default'](
       examples=tf.constant(export.synthetic_examples(4, (40, 48), count=2)))['probabilities']
   assert served.shape == (2, 1) and np.all(np.isfinite(served.numpy()))
+
+
+def test_run_refuses_a_folder_that_is_not_a_hugging_face_directory(tmp_path, capsys):
+  from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'weights').mkdir()
+  (tmp_path / 'weights' / 'pytorch_model.bin').write_bytes(b'x')
+  rc = cli.main(['run', '--init-checkpoint', str(tmp_path / 'weights'),
+                 '--output-root', str(tmp_path / 'out')])
+  err = capsys.readouterr().err
+  assert rc == 1 and 'without config.json' in err and len(err.strip().splitlines()) == 1
+  assert not os.path.exists(tmp_path / 'out')

@@ -100,6 +100,11 @@ def _cmd_run(args) -> int:
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
                       '(pass an image ViT .npz or a Hugging Face model directory; nothing is '
                       'downloaded)')
+    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    if tf.io.gfile.isdir(config.init_checkpoint) and not pixel_preprocessing.is_hf_directory(
+        config.init_checkpoint):
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
+                      'is not a Hugging Face model directory')
   print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
