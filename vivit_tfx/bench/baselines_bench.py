@@ -225,7 +225,7 @@ def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int
 
 
 def run(clips_dir: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = (0, 1),
-        steps: int = 600, num_views: int = 4,
+        steps: int = 300, num_views: int = 4,
         make: Callable = make_model, log=print) -> List[Dict]:
   """One row per (model, seed): video-level accuracy and AUC on eval and test, train time."""
   data = {s: load_split(clips_dir, s) for s in ('train',) + SPLITS}
@@ -264,7 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--clips-dir', required=True, help='an ingest output (train/eval/test)')
   parser.add_argument('--models', default=','.join(MODELS))
   parser.add_argument('--seeds', default='0,1')
-  parser.add_argument('--steps', type=int, default=600, help='CNN training steps (batch 16)')
+  parser.add_argument('--steps', type=int, default=300, help='CNN training steps (batch 16)')
   parser.add_argument('--num-views', type=int, default=4, help='K views averaged per video')
   args = parser.parse_args(argv)
   models = [m for m in args.models.split(',') if m]
