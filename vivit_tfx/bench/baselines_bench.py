@@ -5,7 +5,9 @@ clips of `models.clip_views`: a random clip per visit in training) and prints ac
 train time per model and seed:
   c3d        a small 3D CNN (3 blocks of 3x3x3 convolutions);
   r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
-  logreg     logistic regression on frame-difference statistics of all the record's frames.
+  logreg     logistic regression on frame-difference statistics of all the record's frames;
+  vivit      (not by default) the `vivit-tiny` preset with its own recipe (`models.training`),
+             trained from scratch by the same loop: the transformer on the same footing.
 Run: `vivit-tfx bench baselines --clips-dir DIR [--models c3d,r2plus1d,logreg --seeds 0,1]`.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
+CHOICES = MODELS + ('vivit',)
 SPLITS = ('eval', 'test')
 
 
@@ -163,6 +166,31 @@ def cnn_builder(kind: str, learning_rate: float = 1e-3):
   return build
 
 
+def channel_statistics(videos: Videos):
+  """Per-channel mean and std ([3] each, pixels in [0, 1]) over every frame of the split."""
+  total, squares, count = np.zeros(3), np.zeros(3), 0
+  for frames in videos.frames:
+    pixels = frames.reshape(-1, 3).astype(np.float32) / 255.0  # [n*H*W, 3]
+    total += pixels.sum(0, dtype=np.float64)
+    squares += np.square(pixels).sum(0, dtype=np.float64)
+    count += len(pixels)
+  mean = total / count
+  return mean.astype(np.float32), np.sqrt(squares / count - mean ** 2).astype(np.float32) + 1e-3
+
+
+def vivit_builder(preset_name: str = 'vivit-tiny'):
+  """(input shape, steps) → the preset's ViViT for that clip, compiled with its recipe."""
+  def build(shape, steps):
+    from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
+    config = preset(preset_name, num_frames=shape[0], image_size=tuple(shape[1:3]))
+    model = build_vivit(config)
+    training.compile_model(model, config, total_steps=steps)
+    return model
+  return build
+
+
 class ClipClassifier:
   """A clip model trained on random clips (augmented as the ViViT's: `models.augment`),
   scored on K views averaged. `build(input_shape, steps)` returns a compiled Keras model with
@@ -183,8 +211,7 @@ class ClipClassifier:
   def fit(self, videos: Videos) -> None:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from vivit_tfx.models import augment  # pylint: disable=g-import-not-at-top
-    pixels = np.concatenate([f.reshape(-1, 3) for f in videos.frames]) / 255.0
-    self.mean, self.std = pixels.mean(0), pixels.std(0) + 1e-3  # [3] over the train split
+    self.mean, self.std = channel_statistics(videos)
     shape = (self.num_frames,) + videos.frames[0].shape[1:]
     self.model = self.build(shape, self.steps)
     rng = np.random.default_rng(self.seed)
@@ -221,7 +248,8 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
 def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int):
   if name == 'logreg':
     return MotionLogReg(seed)
-  return ClipClassifier(cnn_builder(name), seed, num_frames, num_views, steps)
+  build = vivit_builder() if name == 'vivit' else cnn_builder(name)
+  return ClipClassifier(build, seed, num_frames, num_views, steps)
 
 
 def run(clips_dir: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = (0, 1),
@@ -262,15 +290,17 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='vivit-tfx bench baselines', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--clips-dir', required=True, help='an ingest output (train/eval/test)')
-  parser.add_argument('--models', default=','.join(MODELS))
+  parser.add_argument('--models', default=','.join(MODELS),
+                      help=f'comma-separated, of {", ".join(CHOICES)}')
   parser.add_argument('--seeds', default='0,1')
-  parser.add_argument('--steps', type=int, default=300, help='CNN training steps (batch 16)')
+  parser.add_argument('--steps', type=int, default=300,
+                      help='training steps of the clip models (batch 16)')
   parser.add_argument('--num-views', type=int, default=4, help='K views averaged per video')
   args = parser.parse_args(argv)
   models = [m for m in args.models.split(',') if m]
-  unknown = sorted(set(models) - set(MODELS))
+  unknown = sorted(set(models) - set(CHOICES))
   if unknown:
-    parser.error(f'unknown model(s) {", ".join(unknown)}; choose from {", ".join(MODELS)}')
+    parser.error(f'unknown model(s) {", ".join(unknown)}; choose from {", ".join(CHOICES)}')
   try:
     rows = run(args.clips_dir, models, [int(s) for s in args.seeds.split(',')], args.steps,
                args.num_views)
