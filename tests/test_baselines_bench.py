@@ -31,5 +31,5 @@ def test_baselines_train_and_score_on_ingested_splits(clips_dir):
 def test_cli_bad_clips_dir_is_one_line(tmp_path, capsys):
   assert cli.main(['bench', 'baselines', '--clips-dir', str(tmp_path), '--models',
                    'logreg']) == 1
-  out = capsys.readouterr().out.strip().splitlines()
+  out = capsys.readouterr().err.strip().splitlines()
   assert len(out) == 1 and 'no train/*.tfrecord' in out[0], out

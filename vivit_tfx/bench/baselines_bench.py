@@ -17,6 +17,7 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -305,7 +306,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = run(args.clips_dir, models, [int(s) for s in args.seeds.split(',')], args.steps,
                args.num_views)
   except (FileNotFoundError, ValueError) as e:
-    print(f'vivit-tfx bench baselines: error: {e}')
+    print(f'vivit-tfx bench baselines: error: {e}', file=sys.stderr)
     return 1
   print(table(rows))
   return 0
