@@ -307,6 +307,9 @@ def _cmd_bench(args) -> int:
   if args.what == 'model':
     from vivit_tfx.bench import model_bench  # pylint: disable=g-import-not-at-top
     return model_bench.main(args.rest)
+  if args.what == 'baselines':
+    from vivit_tfx.bench import baselines_bench  # pylint: disable=g-import-not-at-top
+    return baselines_bench.main(args.rest)
   if args.what == 'views':
     from vivit_tfx.bench import views_bench  # pylint: disable=g-import-not-at-top
     return views_bench.main(args.rest)
@@ -582,9 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_checkpoint)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
-                     'train, export, views, serve, watch)')
-  p.add_argument('what', choices=['model', 'pipeline', 'train', 'export', 'views', 'serve',
-                                  'watch'])
+                     'train, export, views, baselines, serve, watch)')
+  p.add_argument('what', choices=['model', 'pipeline', 'train', 'export', 'views', 'baselines',
+                                  'serve', 'watch'])
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser

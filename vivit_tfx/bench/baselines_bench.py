@@ -1,0 +1,312 @@
+"""Non-transformer baselines on an ingest output's own splits: what the benchmark allows.
+
+Trains on `train`, scores `eval` and `test` at video level (K evaluation views averaged, the
+clips of `models.clip_views`: a random clip per visit in training) and prints accuracy, AUC and
+train time per model and seed:
+  c3d        a small 3D CNN (3 blocks of 3x3x3 convolutions);
+  r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
+  logreg     logistic regression on frame-difference statistics of all the record's frames;
+  vivit      (not by default) the `vivit-tiny` preset with its own recipe (`models.training`),
+             trained from scratch by the same loop: the transformer on the same footing.
+Run: `vivit-tfx bench baselines --clips-dir DIR [--models c3d,r2plus1d,logreg --seeds 0,1]`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+MODELS = ('c3d', 'r2plus1d', 'logreg')
+CHOICES = MODELS + ('vivit',)
+SPLITS = ('eval', 'test')
+
+
+@dataclasses.dataclass
+class Videos:
+  """One split of an ingest output, decoded: each record's stored frames and its label."""
+  frames: List[np.ndarray]  # per video [n, H, W, 3] uint8, n ≤ the record's slots
+  labels: np.ndarray        # [V] int
+
+  @property
+  def counts(self) -> np.ndarray:
+    return np.array([len(f) for f in self.frames], np.int32)  # [V]
+
+
+def load_split(clips_dir: str, split: str) -> Videos:
+  """Decodes every record of `<clips_dir>/<split>/*.tfrecord`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import features  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(clips_dir, split, '*.tfrecord')))
+  if not files:
+    raise FileNotFoundError(f'{clips_dir}: no {split}/*.tfrecord (not an ingest output?)')
+  frames, labels = [], []
+  for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
+    example = tf.train.Example.FromString(record)
+    frames.append(clip_example.decode_frames(example))
+    labels.append(example.features.feature[features.LABEL].int64_list.value[0])
+  return Videos(frames, np.array(labels))
+
+
+def clip_length(clips_dir: str) -> int:
+  """T of the ingest output (its marker's clip settings; 8 when absent)."""
+  from vivit_tfx.components import ingest_output  # pylint: disable=g-import-not-at-top
+  made = ingest_output.read_provenance(clips_dir)
+  return int(made.settings['clip']['num_frames']) if made else 8
+
+
+def gather(videos: Videos, starts: np.ndarray, num_frames: int) -> np.ndarray:
+  """[V, K] first frames → [V, K, T, H, W, 3] uint8 clips (looped when a video is short)."""
+  return np.stack([
+      np.stack([f[(s + np.arange(num_frames)) % len(f)] for s in row])
+      for f, row in zip(videos.frames, starts)])
+
+
+def view_clips(videos: Videos, num_frames: int, num_views: int) -> np.ndarray:
+  """The K evaluation views of every video (`clip_views.view_starts`): [V, K, T, H, W, 3]."""
+  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
+  starts = clip_views.view_starts(videos.counts, num_frames, num_views).numpy()
+  return gather(videos, starts, num_frames)
+
+
+def random_clips(videos: Videos, index: np.ndarray, num_frames: int) -> np.ndarray:
+  """One clip at a random position of each chosen video (`clip_views.random_starts`):
+  [B, T, H, W, 3]."""
+  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
+  chosen = Videos([videos.frames[i] for i in index], videos.labels[index])
+  starts = clip_views.random_starts(chosen.counts, num_frames).numpy()  # [B, 1]
+  return gather(chosen, starts, num_frames)[:, 0]
+
+
+# --- Logistic regression on frame-difference statistics ------------------------------------
+def motion_features(frames: np.ndarray) -> np.ndarray:
+  """[n, H, W, 3] uint8 → [F] statistics of the frame differences (how much moves, how
+  suddenly, how concentrated), aggregated over time."""
+  gray = frames.astype(np.float32).mean(-1) / 255.0  # [n, H, W]
+  if len(gray) < 3:
+    gray = np.concatenate([gray] * 3)
+  diff = np.abs(np.diff(gray, axis=0))  # [n-1, H, W] speed
+  accel = np.abs(np.diff(gray, 2, axis=0))  # [n-2, H, W] acceleration
+  per_frame = []  # each [n-1] or [n-2]
+  for d in (diff, accel):
+    flat = d.reshape(len(d), -1)
+    per_frame += [flat.mean(1), np.percentile(flat, 99, axis=1), (flat > 0.1).mean(1)]
+  energy = per_frame[0]
+  per_frame.append(np.abs(np.diff(energy)) if len(energy) > 1 else energy * 0)  # bursts
+  stats = []
+  for series in per_frame:
+    stats += [series.mean(), series.std(), series.max(), np.median(series),
+              series.std() / (series.mean() + 1e-6)]
+  return np.array(stats, np.float64)
+
+
+class MotionLogReg:
+  """Standardised frame-difference statistics → logistic regression (scikit-learn)."""
+
+  def __init__(self, seed: int):
+    from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+    from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+    from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+    self.model = make_pipeline(StandardScaler(),
+                               LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+
+  @staticmethod
+  def _features(videos: Videos) -> np.ndarray:
+    return np.stack([motion_features(f) for f in videos.frames])  # [V, F]
+
+  def fit(self, videos: Videos) -> None:
+    self.model.fit(self._features(videos), videos.labels)
+
+  def predict(self, videos: Videos) -> np.ndarray:
+    """[V] probability of label 1."""
+    return self.model.predict_proba(self._features(videos))[:, 1]
+
+
+# --- Small video CNNs ----------------------------------------------------------------------
+def _block(x, filters: int, factorised: bool, pool):
+  from keras import layers  # pylint: disable=g-import-not-at-top
+  if factorised:  # (2+1)D: space, then time
+    x = layers.Conv3D(filters, (1, 3, 3), padding='same', use_bias=False)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.Conv3D(filters, (3, 1, 1), padding='same', use_bias=False)(x)
+  else:
+    x = layers.Conv3D(filters, 3, padding='same', use_bias=False)(x)
+  x = layers.ReLU()(layers.BatchNormalization()(x))
+  return layers.MaxPool3D(pool)(x)
+
+
+def build_cnn(kind: str, input_shape: Sequence[int], widths=(16, 32, 64)):
+  """[B, T, H, W, 3] normalised clips → [B, 1] logits. A stride-2 spatial stem, then blocks
+  that halve space (the first) or space and time (the others)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  inputs = keras.Input(tuple(input_shape))
+  x = keras.layers.Conv3D(widths[0], (1, 3, 3), strides=(1, 2, 2), padding='same')(inputs)
+  for i, width in enumerate(widths):
+    x = _block(x, width, kind == 'r2plus1d', (1, 2, 2) if i == 0 else (2, 2, 2))
+  x = keras.layers.GlobalAveragePooling3D()(x)
+  x = keras.layers.Dropout(0.3)(x)
+  return keras.Model(inputs, keras.layers.Dense(1)(x), name=kind)
+
+
+def cnn_builder(kind: str, learning_rate: float = 1e-3):
+  """(input shape, steps) → a compiled CNN (AdamW, cosine decay)."""
+  def build(shape, steps):
+    import keras  # pylint: disable=g-import-not-at-top
+    model = build_cnn(kind, shape)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+  return build
+
+
+def channel_statistics(videos: Videos):
+  """Per-channel mean and std ([3] each, pixels in [0, 1]) over every frame of the split."""
+  total, squares, count = np.zeros(3), np.zeros(3), 0
+  for frames in videos.frames:
+    pixels = frames.reshape(-1, 3).astype(np.float32) / 255.0  # [n*H*W, 3]
+    total += pixels.sum(0, dtype=np.float64)
+    squares += np.square(pixels).sum(0, dtype=np.float64)
+    count += len(pixels)
+  mean = total / count
+  return mean.astype(np.float32), np.sqrt(squares / count - mean ** 2).astype(np.float32) + 1e-3
+
+
+def vivit_builder(preset_name: str = 'vivit-tiny'):
+  """(input shape, steps) → the preset's ViViT for that clip, compiled with its recipe."""
+  def build(shape, steps):
+    from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
+    config = preset(preset_name, num_frames=shape[0], image_size=tuple(shape[1:3]))
+    model = build_vivit(config)
+    training.compile_model(model, config, total_steps=steps)
+    return model
+  return build
+
+
+class ClipClassifier:
+  """A clip model trained on random clips (augmented as the ViViT's: `models.augment`),
+  scored on K views averaged. `build(input_shape, steps)` returns a compiled Keras model with
+  one logit."""
+
+  def __init__(self, build: Callable, seed: int, num_frames: int, num_views: int, steps: int,
+               batch_size: int = 16):
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(seed)
+    self.build, self.seed, self.steps, self.batch_size = build, seed, steps, batch_size
+    self.num_frames, self.num_views = num_frames, num_views
+    self.model = None
+    self.mean = self.std = None
+
+  def _normalise(self, clips: np.ndarray) -> np.ndarray:
+    return (clips.astype(np.float32) / 255.0 - self.mean) / self.std
+
+  def fit(self, videos: Videos) -> None:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models import augment  # pylint: disable=g-import-not-at-top
+    self.mean, self.std = channel_statistics(videos)
+    shape = (self.num_frames,) + videos.frames[0].shape[1:]
+    self.model = self.build(shape, self.steps)
+    rng = np.random.default_rng(self.seed)
+
+    def batches():  # random videos, a random clip of each: [B, T, H, W, 3] uint8, [B, 1]
+      while True:
+        index = rng.choice(len(videos.labels), self.batch_size, replace=False)
+        yield (random_clips(videos, index, self.num_frames),
+               videos.labels[index, None].astype(np.float32))
+
+    mean, std = tf.constant(self.mean, tf.float32), tf.constant(self.std, tf.float32)
+    data = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((self.batch_size,) + shape, tf.uint8),
+        tf.TensorSpec((self.batch_size, 1), tf.float32)))
+    data = data.map(lambda x, y: (augment.augment((tf.cast(x, tf.float32) / 255.0 - mean) / std),
+                                  y)).prefetch(2)
+    self.model.fit(data, steps_per_epoch=self.steps, epochs=1, verbose=0)
+
+  def predict(self, videos: Videos) -> np.ndarray:
+    """[V] probability of label 1: the K views' probabilities averaged."""
+    views = view_clips(videos, self.num_frames, self.num_views)  # [V, K, T, H, W, 3]
+    flat = self._normalise(views.reshape((-1,) + views.shape[2:]))
+    logits = self.model.predict(flat, batch_size=32, verbose=0)[:, 0]  # [V*K]
+    return (1 / (1 + np.exp(-logits))).reshape(len(videos.labels), -1).mean(1)
+
+
+# --- The benchmark -------------------------------------------------------------------------
+def scores(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
+  from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
+  auc = roc_auc_score(labels, probabilities) if len(set(labels)) == 2 else float('nan')
+  return {'accuracy': float(np.mean((probabilities >= 0.5) == labels)), 'auc': float(auc)}
+
+
+def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int):
+  if name == 'logreg':
+    return MotionLogReg(seed)
+  build = vivit_builder() if name == 'vivit' else cnn_builder(name)
+  return ClipClassifier(build, seed, num_frames, num_views, steps)
+
+
+def run(clips_dir: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = (0, 1),
+        steps: int = 300, num_views: int = 4,
+        make: Callable = make_model, log=print) -> List[Dict]:
+  """One row per (model, seed): video-level accuracy and AUC on eval and test, train time."""
+  data = {s: load_split(clips_dir, s) for s in ('train',) + SPLITS}
+  if len(set(data['train'].labels)) != 2:
+    raise ValueError(f'{clips_dir}: baselines are binary; train holds labels '
+                     f'{sorted(set(data["train"].labels))}')
+  num_frames = clip_length(clips_dir)
+  rows = []
+  for name in models:
+    for seed in seeds:
+      model = make(name, seed, num_frames, num_views, steps)
+      start = time.perf_counter()
+      model.fit(data['train'])
+      row = {'model': name, 'seed': seed, 'train_s': round(time.perf_counter() - start, 1)}
+      for split in SPLITS:
+        for k, v in scores(data[split].labels, model.predict(data[split])).items():
+          row[f'{split}_{k}'] = v
+      log(json.dumps(row))
+      rows.append(row)
+  return rows
+
+
+def table(rows: List[Dict]) -> str:
+  lines = ['| model | seed | eval acc | eval AUC | test acc | test AUC | train time |',
+           '|---|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f'| {r["model"]} | {r["seed"]} | {r["eval_accuracy"]:.3f} | '
+                 f'{r["eval_auc"]:.3f} | {r["test_accuracy"]:.3f} | {r["test_auc"]:.3f} | '
+                 f'{r["train_s"]:.0f} s |')
+  return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog='vivit-tfx bench baselines', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--clips-dir', required=True, help='an ingest output (train/eval/test)')
+  parser.add_argument('--models', default=','.join(MODELS),
+                      help=f'comma-separated, of {", ".join(CHOICES)}')
+  parser.add_argument('--seeds', default='0,1')
+  parser.add_argument('--steps', type=int, default=300,
+                      help='training steps of the clip models (batch 16)')
+  parser.add_argument('--num-views', type=int, default=4, help='K views averaged per video')
+  args = parser.parse_args(argv)
+  models = [m for m in args.models.split(',') if m]
+  unknown = sorted(set(models) - set(CHOICES))
+  if unknown:
+    parser.error(f'unknown model(s) {", ".join(unknown)}; choose from {", ".join(CHOICES)}')
+  try:
+    rows = run(args.clips_dir, models, [int(s) for s in args.seeds.split(',')], args.steps,
+               args.num_views)
+  except (FileNotFoundError, ValueError) as e:
+    print(f'vivit-tfx bench baselines: error: {e}', file=sys.stderr)
+    return 1
+  print(table(rows))
+  return 0
