@@ -99,6 +99,46 @@ def test_ingest_replaces_only_its_own_output_from_the_same_settings(video_root, 
   assert not [n for n in os.listdir(tmp_path) if 'staging' in n]
 
 
+@pytest.mark.parametrize('again', [[], ['--overwrite'], ['--num-frames', '4', '--overwrite']])
+def test_reingest_never_removes_files_a_user_put_in_its_output(video_root, tmp_path, capsys,
+                                                                again):
+  out = tmp_path / 'clips'
+  base = ['ingest', '--input', video_root, '--output', str(out), '--frame-size', '32',
+          '--workers', '1']
+  assert cli.main(base) == 0
+  (out / 'MY_NOTES.txt').write_text('notes')
+  (out / 'my_model').mkdir()
+  (out / 'my_model' / 'w.bin').write_text('w')
+  capsys.readouterr()
+  before = tree_digest(str(out))
+  assert cli.main(base + again) == 1
+  line = one_error_line(capsys)
+  assert f'{out}/MY_NOTES.txt (and 1 more), which ingest did not write' in line
+  assert tree_digest(str(out)) == before  # nothing touched: the user's files and the clips
+  assert sorted(os.listdir(tmp_path)) == ['clips']
+
+
+def test_run_overwrite_never_removes_files_a_user_put_in_the_clips(video_root, tmp_path,
+                                                                     capsys):
+  clips = tmp_path / 'clips'
+  ingest_output.ingest_into(video_root, str(clips), clip=TINY_CLIP, workers=1, progress=False)
+  (clips / 'train' / 'MY_NOTES.txt').write_text('notes')
+  before = tree_digest(str(clips))
+  args = _tiny_run_args(str(clips), tmp_path / 'out', video_root, num_frames=4)
+  assert cli.main(args + ['--overwrite', 'true']) == 1
+  assert f'{clips}/train/MY_NOTES.txt, which ingest did not write' in one_error_line(capsys)
+  assert tree_digest(str(clips)) == before
+
+
+def test_ingest_marker_lists_the_files_it_wrote(video_root, tmp_path):
+  out = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, out, clip=TINY_CLIP, workers=1, progress=False)
+  with open(os.path.join(out, ingest_output.MARKER)) as f:
+    listed = json.load(f)['files']
+  assert listed == sorted(set(tree_digest(out)) - {ingest_output.MARKER})
+  assert ingest_output.foreign_entries(out) == []
+
+
 def test_interrupted_ingest_leaves_the_previous_output_intact(video_root, tmp_path,
                                                               monkeypatch):
   out = str(tmp_path / 'clips')
