@@ -184,6 +184,7 @@ def test_run_with_a_missing_videos_dir_writes_nothing(tmp_path, capsys):
   assert code == 1
   assert 'my_vidoes: videos folder does not exist' in one_error_line(capsys)
   assert not typo.exists() and not (tmp_path / 'clips').exists()
+  assert not (tmp_path / 'out').exists()  # "nothing was written": no logs, no lock file
 
 
 def test_run_refuses_clips_made_with_other_settings(video_root, tmp_path, capsys):
@@ -232,6 +233,57 @@ def test_every_invalid_setting_is_listed_one_line_each():
   with pytest.raises(configs.ConfigError) as e:
     config.validate()
   assert len(e.value.errors) == 3
+
+
+def error_lines(capsys) -> list:
+  err = capsys.readouterr().err
+  assert 'Traceback' not in err
+  return [l.split('error: ', 1)[1] for l in err.splitlines() if 'error:' in l]
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--classes', ',,,'], "--classes ',,,' names no class"),
+    (['--classes', 'A,B,A'], "--classes 'A,B,A' lists A twice"),
+    (['--sample-fps', '-2'], '--sample-fps must be ≥ 0, got -2.0'),
+    (['--jpeg-quality', '500'], '--jpeg-quality must be within [1, 100], got 500'),
+    (['--train', '0.5', '--eval', '0.5', '--test', '0.5'],
+     '--train, --eval and --test must sum to 1, got 1.5'),
+    (['--train', '0.85', '--eval', '0', '--test', '0.15'], '--eval must be within (0, 1), got 0.0'),
+    (['--frame-size', '0x32'], '--frame-size must be positive, got 0x32'),
+    (['--num-frames', '0'], '--num-frames must be positive, got 0'),
+])
+def test_ingest_refuses_each_bad_setting_and_writes_nothing(video_root, tmp_path, capsys,
+                                                            flags, message):
+  out = tmp_path / 'clips'
+  assert cli.main(['ingest', '--input', video_root, '--output', str(out)] + flags) == 1
+  lines = error_lines(capsys)
+  assert len(lines) == 1 and message in lines[0], lines
+  assert not out.exists()
+
+
+def test_ingest_reports_every_bad_setting_together(video_root, tmp_path, capsys):
+  out = tmp_path / 'clips'
+  assert cli.main(['ingest', '--input', video_root, '--output', str(out), '--classes', ',,,',
+                   '--sample-fps', '-2', '--jpeg-quality', '500', '--train', '0.5', '--eval',
+                   '0.5', '--test', '0.5']) == 1
+  assert len(error_lines(capsys)) == 4
+  assert not out.exists()
+
+
+@pytest.mark.parametrize('flags, messages', [
+    (['--classes', ',,,'], ["--classes ',,,' names no class"]),
+    (['--train-steps', '0', '--batch-size', '0', '--num-frames', '7'],
+     ['--batch-size must be positive, got 0', '--train-steps must be positive, got 0',
+      'num_frames 7 is not a multiple of the tubelet size 2']),
+])
+def test_run_reports_every_bad_setting_and_writes_nothing(tmp_path, capsys, flags, messages):
+  out = tmp_path / 'out'
+  assert cli.main(['run', '--output-root', str(out), '--clips-dir', str(tmp_path / 'clips'),
+                   '--videos-dir', str(tmp_path / 'videos')] + flags) == 1
+  lines = error_lines(capsys)
+  assert len(lines) == len(messages), lines
+  assert all(m in l for m, l in zip(messages, lines)), lines
+  assert not out.exists() and not (tmp_path / 'clips').exists()
 
 
 # --- 4. runs are isolated: a lock on the output root, each run reports itself ----------------

@@ -10,7 +10,7 @@ import warnings
 from typing import List, Optional
 
 from vivit_tfx.console import quiet as quiet_console
-from vivit_tfx.pipeline.configs import parse_size, split_names
+from vivit_tfx.pipeline import configs
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -25,16 +25,6 @@ def _labels(text: str) -> List[int]:
   if not text or set(text) - {'0', '1'}:
     raise argparse.ArgumentTypeError(f'expected a string of 0/1 labels such as 0110, got {text!r}')
   return [int(c) for c in text]
-
-
-def _positive_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
-  return value
 
 
 def _cmd_make_synthetic(args) -> int:
@@ -61,6 +51,9 @@ def _cmd_make_synthetic(args) -> int:
 
 def _cmd_ingest(args) -> int:
   from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  errors = configs.option_errors(vars(args))
+  if errors:
+    raise UserError('\n'.join(errors))
   try:
     summary = ingest_output.ingest_into(
         args.input, args.output, overwrite=args.overwrite, workers=args.workers,
@@ -69,7 +62,8 @@ def _cmd_ingest(args) -> int:
                                max_duration_s=args.max_duration_s),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
-        dataset=ingest.DatasetConfig(layout=args.layout, classes=split_names(args.classes),
+        dataset=ingest.DatasetConfig(layout=args.layout,
+                                     classes=configs.split_names(args.classes),
                                      positive_class=args.positive_class,
                                      group_regex=args.group_regex),
         clips_per_shard=args.clips_per_shard)
@@ -84,7 +78,7 @@ def _cmd_ingest(args) -> int:
 
 
 def _cmd_run(args) -> int:
-  from vivit_tfx.pipeline import configs, local_runner, run_guard  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import local_runner, run_guard  # pylint: disable=g-import-not-at-top
   try:
     config = configs.from_args(args)
   except ValueError as e:
@@ -99,6 +93,10 @@ def _cmd_run(args) -> int:
     if not tf.io.gfile.exists(config.init_checkpoint):
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
                       'ViT .npz; nothing is downloaded)')
+  try:
+    local_runner.check_data(config)  # before anything is written: no logs, no lock
+  except local_runner.DataError as e:
+    raise UserError(str(e)) from None
   print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
@@ -277,7 +275,6 @@ def _cmd_attention(args) -> int:
 
 
 def _cmd_report(args) -> int:
-  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
   _quiet()
   store = None
@@ -441,45 +438,29 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
-  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   clip = ingest.ClipConfig()  # the defaults: the default pipeline's clips
-  p.add_argument('--num-frames', type=_positive_int, default=clip.num_frames,
-                 help='frames per clip (T)')
-  p.add_argument('--frame-size', type=parse_size, default=clip.frame_size,
-                 help='HxW of stored frames')
+  configs.add_arguments(p, only=configs.INGEST_OPTIONS, defaults=dict(
+      num_frames=clip.num_frames, frame_size=clip.frame_size),
+      title='clip and dataset options (the same as `run`\'s)')
   p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality)
-  p.add_argument('--train', type=float, default=0.7)
+  p.add_argument('--train', type=float, default=0.7, help='share of each class\'s videos; '
+                 '--train, --eval and --test each within (0, 1), summing to 1')
   p.add_argument('--eval', type=float, default=0.15)
   p.add_argument('--test', type=float, default=0.15)
   p.add_argument('--seed', type=int, default=42, help='split seed')
-  p.add_argument('--clips-per-shard', type=_positive_int, default=256)
+  p.add_argument('--clips-per-shard', type=int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
-                 '(a folder ingest did not make is never replaced)')
-  p.add_argument('--sample-fps', type=float, default=clip.sample_fps,
-                 help='frames per second of a clip (a clip spans T / fps s); frames of the '
-                 'central --max-duration-s of each video are kept (0: T frames over the whole '
-                 'video, one clip per video)')
-  p.add_argument('--max-duration-s', type=float, default=clip.max_duration_s)
-  # Dataset layout and classes (issue 13).
-  p.add_argument('--layout', default='auto',
-                 choices=layouts.LAYOUTS,
-                 help='how labels are read from the input (auto: detected)')
-  p.add_argument('--classes', default='',
-                 help='comma-separated class names in label order (default: the layout\'s)')
-  p.add_argument('--positive-class', default='',
-                 help='binary sets: the positive class (label 1)')
-  p.add_argument('--group-regex', default='',
-                 help='regex on the relative path; videos with the same group (group 1, else '
-                 'the match) never land in two splits')
+                 '(a folder ingest did not make, or files in it that ingest did not write, are '
+                 'never replaced)')
   p.set_defaults(func=_cmd_ingest)
 
-  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)

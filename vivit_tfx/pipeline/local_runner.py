@@ -62,14 +62,25 @@ def reingest_command(config: configs.PipelineConfig, videos_dir: str) -> str:
           + ' '.join(options) + ' --overwrite')
 
 
-def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
-  """Makes sure the clips the pipeline reads were made from `videos_dir` with this config.
+@dataclasses.dataclass(frozen=True)
+class DataPlan:
+  """What `prepare_data` will do: the videos folder it reads, and whether it uses the clips as
+  they are, writes synthetic videos first, and (re-)ingests."""
+  videos_dir: str
+  use_clips: bool = False
+  synthetic: bool = False
+  ingest: bool = False
+
+
+def check_data(config: configs.PipelineConfig) -> DataPlan:
+  """Read-only: what `prepare_data` will do, or DataError (one line) when it must not.
 
   Synthetic videos are written only at the default path; a missing user path is an error.
   Existing clips are used only if their marker names the same input and settings; otherwise
-  the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself).
+  the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself, and
+  only over an ingest output that holds nothing but ingest's files).
   """
-  from vivit_tfx.components import ingest_output, remote_files, synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest_output, remote_files  # pylint: disable=g-import-not-at-top
   videos_dir = config.videos_dir
   default_videos = os.path.normpath(videos_dir) == os.path.normpath(configs.DEFAULT_VIDEOS_DIR)
   clips_made = ingest_output.read_provenance(config.clips_dir)
@@ -79,17 +90,13 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   wanted = ingest_output.provenance_for(videos_dir, **ingest_settings(config))
   if config.input_mode == 'tfrecords' and clips_made is not None and (
       clips_made.fingerprint == wanted.fingerprint):
-    print(f'[run] using clips in {config.clips_dir} (ingested from {clips_made.input_root})')
-    return
-  if not remote_files.exists(videos_dir):
-    if videos_dir != config.videos_dir or not default_videos:
-      raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
-                      'check --videos-dir)')
-    print(f'[run] {videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
-    synthetic.generate(videos_dir, synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
-                       progress=progress)
+    return DataPlan(videos_dir, use_clips=True)
+  synthetic = not remote_files.exists(videos_dir)
+  if synthetic and (videos_dir != config.videos_dir or not default_videos):
+    raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
+                    'check --videos-dir)')
   if config.input_mode != 'tfrecords':
-    return
+    return DataPlan(videos_dir, synthetic=synthetic)
   if clips_made is not None and not config.overwrite:
     raise DataError(
         f'{config.clips_dir}: clips were made from other input or settings ('
@@ -97,8 +104,32 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
         + f'); nothing was changed. Re-ingest with: {reingest_command(config, videos_dir)}'
         ' (or pass --overwrite true to `run`, or choose another --clips-dir)')
   try:
-    result = ingest_output.ingest_into(videos_dir, config.clips_dir, overwrite=config.overwrite,
-                                       progress=progress, **ingest_settings(config))
+    ingest_output.check_target(videos_dir, config.clips_dir, wanted, config.overwrite)
+  except ingest_output.OutputError as e:
+    raise DataError(str(e)) from None
+  return DataPlan(videos_dir, synthetic=synthetic, ingest=True)
+
+
+def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
+  """Makes sure the clips the pipeline reads were made from `videos_dir` with this config
+  (`check_data` says how), writing synthetic videos and ingesting as needed."""
+  from vivit_tfx.components import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
+  plan = check_data(config)
+  if plan.use_clips:
+    made = ingest_output.read_provenance(config.clips_dir)
+    print(f'[run] using clips in {config.clips_dir} (ingested from {made.input_root})')
+    return
+  if plan.synthetic:
+    print(f'[run] {plan.videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
+    synthetic.generate(plan.videos_dir,
+                       synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
+                       progress=progress)
+  if not plan.ingest:
+    return
+  try:
+    result = ingest_output.ingest_into(plan.videos_dir, config.clips_dir,
+                                       overwrite=config.overwrite, progress=progress,
+                                       **ingest_settings(config))
   except ingest_output.NothingUsable as e:
     print(e.summary.to_text())
     raise DataError(str(e)) from None
