@@ -338,11 +338,18 @@ def test_two_runs_on_one_output_root(video_root, tmp_path):
                          for out in (out_first, out_wait))
   assert run_first != run_wait
   assert 'waiting for the run' in out_wait
+  reason = r'(NonViolence|Violence): \d test videos < 5 \(--min-test-examples-per-class\)'
   for out, run_id in ((out_first, run_first), (out_wait, run_wait)):
     report = out.split('report: ', 1)[1].split()[0]
     assert run_id.replace(':', '-') in report  # its own report
-    assert 'blessed: False (example_count on label=' in out, out
+    # Warned before training, one line per class, and told why after, with the numbers.
+    before = out.split(f'run {run_id}:')[0]
+    assert len(re.findall(r'\[run\] warning: ' + reason + ': the model cannot be blessed',
+                          before)) == 2, before
+    assert re.search(r'blessed: False \(' + reason, out), out
     assert 'pushed model: (none' in out
+    with open(report) as f:
+      assert re.search(reason.replace('<', '&lt;'), f.read())
 
 
 @pytest.mark.e2e
@@ -527,3 +534,72 @@ def test_output_folder_claims_only_free_or_own_names(tmp_path):
   assert outputs.OutputFolder(str(tmp_path), overwrite=True).claim('users.timeline.png')
   assert sorted(os.listdir(tmp_path)) == [outputs.MARKER, 'a.timeline.png', 'b.timeline.png',
                                           'users.timeline.png']  # no scratch file left
+
+
+# --- every "not blessed" says why, with numbers; small splits are warned about before ------
+
+def test_split_warnings_name_each_class_that_cannot_be_blessed():
+  clips = {'train': {'Fight': 2, 'Normal': 30}, 'eval': {'Normal': 6}, 'test': {'Normal': 4}}
+  lines = configs.split_warnings(clips, ['Fight', 'Normal'], 5, 0.1, 0.15)
+  assert lines == [
+      'Fight: 2 video(s) split 2/0/0 (train/eval/test): every split needs at least one; add '
+      'videos of Fight (about 34 for a blessing at --test 0.15)',
+      'Normal: 4 test videos < 5 (--min-test-examples-per-class): the model cannot be '
+      'blessed; add videos of Normal (about 34 at --test 0.15), give the test split a larger '
+      'share (ingest --test), or lower --min-test-examples-per-class']
+  assert configs.split_warnings({'test': {'A': 5, 'B': 5}, 'train': {'A': 9, 'B': 9},
+                                 'eval': {'A': 1, 'B': 1}}, ['A', 'B'], 5, 0.1, 0.15) == []
+
+
+def test_ingest_warns_when_a_class_cannot_meet_the_blessing_minimums(video_root, tmp_path,
+                                                                    capsys):
+  assert cli.main(['ingest', '--input', video_root, '--output', str(tmp_path / 'clips'),
+                   '--frame-size', '32', '--workers', '1']) == 0
+  warnings = re.findall(r'warning: (\w+): \d test videos < 5 \(--min-test-examples-per-class\)',
+                        capsys.readouterr().out)
+  assert sorted(warnings) == ['NonViolence', 'Violence']
+
+
+def test_not_blessed_reasons_carry_numbers_and_class_names():
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import validation_result_pb2  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.audit import tfma_results  # pylint: disable=g-import-not-at-top
+  result = text_format.Parse("""
+    validation_ok: false
+    metric_validations_per_slice {
+      slice_key { single_slice_keys { column: "label" int64_value: 1 } }
+      failures { metric_key { name: "example_count" }
+                 metric_threshold { value_threshold { lower_bound { value: 4.5 } } }
+                 metric_value { double_value { value: 3.0 } } }
+    }
+    metric_validations_per_slice {
+      failures { metric_key { name: "binary_accuracy" }
+                 metric_threshold { value_threshold { lower_bound { value: 0.8 } } }
+                 metric_value { double_value { value: 0.62 } } }
+      failures { metric_key { name: "binary_accuracy" is_diff: true }
+                 metric_threshold { change_threshold { absolute { value: -0.02 } } }
+                 metric_value { double_value { value: -0.1 } } }
+    }
+    missing_slices { feature_values { key: "label" value: "0" } }
+  """, validation_result_pb2.ValidationResult())
+  assert tfma_results.failure_lines(result, ['NonViolence', 'Violence'], 5) == [
+      'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
+      'accuracy 0.62 < 0.80 (--accuracy-threshold)',
+      'accuracy -0.10 against the last blessed model, a drop larger than 0.02 '
+      '(--max-accuracy-drop)',
+      'NonViolence: no test video']
+  assert tfma_results.failure_lines(result, ['N', 'V'], 2)[0] == (
+      'V: 3 test videos < 5 (--min-test-fraction-per-class)')
+  assert tfma_results.slice_name((('label', 1),), ['N', 'V']) == 'label=V'
+
+
+def test_run_warns_before_training_when_splits_cannot_bless(video_root, tmp_path, capsys):
+  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  clips = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  config = tiny_config(clips, tmp_path / 'out', videos_dir=video_root,
+                       min_test_examples_per_class=5)
+  local_runner.prepare_data(config, progress=False)
+  out = capsys.readouterr().out
+  assert len(re.findall(r'\[run\] warning: \w+: \d test videos < 5', out)) == 2, out
+  assert local_runner.warn_splits(config.replace(min_test_examples_per_class=1)) == []

@@ -74,6 +74,11 @@ def _cmd_ingest(args) -> int:
     raise UserError(str(e)) from None
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
+  blessing = configs.PipelineConfig  # `run`'s default blessing minimums
+  for line in configs.split_warnings(summary.clips, summary.classes,
+                                     blessing.min_test_examples_per_class,
+                                     blessing.min_test_fraction_per_class, args.test):
+    print(f'  warning: {line}')
   return 0
 
 

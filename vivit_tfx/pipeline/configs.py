@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
@@ -272,6 +273,36 @@ def _class_errors(text: str, positive: str) -> List[str]:
 
 def _show(value) -> str:
   return 'x'.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def min_test_per_class(min_examples: int, min_fraction: float, test_size: int) -> int:
+  """Fewest test examples a class needs for a blessing: --min-test-examples-per-class, or
+  --min-test-fraction-per-class of the test split, whichever is larger."""
+  return max(min_examples, math.ceil(min_fraction * test_size))
+
+
+def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
+                   min_examples: int, min_fraction: float, test_share: float) -> List[str]:
+  """One line per class whose videos cannot pass the blessing's per-class minimums (or fill
+  the three splits), saying what to change. clips: split → class → videos."""
+  splits = ('train', 'eval', 'test')
+  need = min_test_per_class(min_examples, min_fraction, sum(clips.get('test', {}).values()))
+  flag = ('--min-test-examples-per-class' if need <= min_examples else
+          '--min-test-fraction-per-class')
+  lines = []
+  for name in classes:
+    counts = [clips.get(s, {}).get(name, 0) for s in splits]
+    if 0 in counts:
+      lines.append(f'{name}: {sum(counts)} video(s) split {"/".join(map(str, counts))} '
+                   f'(train/eval/test): every split needs at least one; add videos of {name} '
+                   f'(about {math.ceil(need / test_share)} for a blessing at --test '
+                   f'{test_share:g})')
+    elif counts[2] < need:
+      lines.append(f'{name}: {counts[2]} test videos < {need} ({flag}): the model cannot be '
+                   f'blessed; add videos of {name} (about {math.ceil(need / test_share)} at '
+                   f'--test {test_share:g}), give the test split a larger share (ingest '
+                   f'--test), or lower {flag}')
+  return lines
 
 
 def parse_size(text: str) -> Tuple[int, int]:

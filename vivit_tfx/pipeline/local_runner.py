@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Dict, List, Optional
@@ -118,6 +119,7 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   if plan.use_clips:
     made = ingest_output.read_provenance(config.clips_dir)
     print(f'[run] using clips in {config.clips_dir} (ingested from {made.input_root})')
+    warn_splits(config)
     return
   if plan.synthetic:
     print(f'[run] {plan.videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
@@ -136,6 +138,27 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   except (ingest_output.OutputError, FileNotFoundError) as e:
     raise DataError(str(e)) from None
   print(result.to_text())
+  warn_splits(config)
+
+
+def warn_splits(config: configs.PipelineConfig) -> List[str]:
+  """Before training: one line per class whose ingested splits cannot meet this run's
+  blessing minimums (printed, and returned)."""
+  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(config.clips_dir, ingest.SUMMARY)) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return []
+  made = ingest_output.read_provenance(config.clips_dir)
+  test_share = (made.settings.get('splits') or {}).get('test') if made else None
+  lines = configs.split_warnings(summary.get('clips', {}), summary.get('classes', []),
+                                 config.min_test_examples_per_class,
+                                 config.min_test_fraction_per_class,
+                                 test_share or ingest.SplitConfig().test)
+  for line in lines:
+    print(f'[run] warning: {line}')
+  return lines
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
@@ -175,13 +198,16 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
   run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
   if run is None:
     raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
-  infos = metadata.executions_of_run(store, run)
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  infos = {metadata.node_id(store, i.execution) or i.type_name: i
+           for i in metadata.executions_of_run(store, run)}
   states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
-  for info in infos:
-    states[metadata.node_id(store, info.execution) or info.type_name] = info.state
+  for node, info in infos.items():
+    states[node] = info.state
     for artifact in info.outputs.get('evaluation', []):
       test_metrics = tfma_results.overall_metrics(artifact.uri)
-      because = tfma_results.validation(artifact.uri)[1]
+      because = tfma_results.validation(artifact.uri, report.model_classes(infos.get('Trainer')),
+                                        config.min_test_examples_per_class)[1]
     for artifact in info.outputs.get('blessing', []):
       blessed = bool(metadata.property_value(artifact, 'blessed'))
     for artifact in info.outputs.get('pushed_model', []):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -102,8 +101,8 @@ def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
   """Fewest test examples a class needs for a blessing: the configured count, or the
   configured share of the test split when ingest recorded its size, whichever is larger."""
   test_size = sum(_ingest_summary(config).get('clips', {}).get('test', {}).values())
-  return max(config.min_test_examples_per_class,
-             math.ceil(config.min_test_fraction_per_class * test_size))
+  return configs.min_test_per_class(config.min_test_examples_per_class,
+                                    config.min_test_fraction_per_class, test_size)
 
 
 def _ingest_summary(config: configs.PipelineConfig) -> dict:
