@@ -19,10 +19,12 @@ def load(evaluation_uri: str):
 
 
 def _scalars(values: dict) -> Dict[str, float]:
-  """{metric name: value}; a per-class metric is named 'precision[classId:2]'."""
+  """{metric name: value}; a per-class metric is named 'precision[classId:2]' (per-class
+  metrics are computed by argmax, TFMA's 'classId:2 topK:1')."""
   flat = {}
   for per_output in values.values():
     for sub_key, per_class in per_output.items():
+      sub_key = sub_key.replace(' topK:1', '')
       for name, value in per_class.items():
         if isinstance(value, dict) and 'doubleValue' in value:
           flat[f'{name}[{sub_key}]' if sub_key else name] = float(value['doubleValue'])

@@ -72,7 +72,12 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
     metrics_specs = [
         tfma.MetricsSpec(metrics=[accuracy, counts, tfma.MetricConfig(
             class_name='MultiClassConfusionMatrixPlot')]),
-        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name)
+        # Per class by argmax: top_k 1 sets every score but the top one to -inf, and a video
+        # counts as predicted when its score is > 0 (TFMA's default -inf threshold counts
+        # every video for a class that is never the top one), so these agree with the
+        # confusion matrix and the accuracy.
+        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name,
+                                                    config='{"top_k": 1, "thresholds": [0.0]}')
                                   for name in ('Precision', 'Recall')],
                          binarize=tfma.BinarizationOptions(class_ids={'values': list(
                              range(n_classes))}))]
