@@ -76,8 +76,9 @@ def test_predict_on_a_clip_and_a_corrupt_file(first_run, video_root, tmp_path, c
   corrupt.write_bytes(b'\x00\x00\x00\x18ftypmp42' + b'garbage' * 50)
   video = os.path.join(video_root, 'Violence', 'V_0001.mp4')
   rc = cli.main(['predict', video, str(corrupt), '--model-dir', _pushed(config)])
-  lines = capsys.readouterr().out.splitlines()
-  assert rc == 0
+  captured = capsys.readouterr()
+  lines = captured.out.splitlines()
+  assert rc == 1 and f'skipped 1 of 2 input(s): {corrupt}' in captured.err  # counted, exit 1
   assert any(l.startswith(video + ': ') and ('Violence' in l) and 'p=' in l for l in lines)
   assert any(l.startswith(f'{corrupt}: error: ') for l in lines)
   results = predict.predict([video], _pushed(config))

@@ -454,13 +454,32 @@ def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, caps
   empty.write_bytes(b'')
   text = tmp_path / 'notes.txt'
   text.write_text('hello')
-  code = cli.main(['predict', '--timeline', str(empty), str(text), good,
-                   '--serving-dir', config.serving_dir, '--out-dir', str(tmp_path / 'tl')])
+  twins = []  # two videos with one basename: each gets its own outputs
+  for folder in ('a', 'b'):
+    os.makedirs(tmp_path / folder)
+    twins.append(str(tmp_path / folder / 'clip.mp4'))
+    shutil.copy(good, twins[-1])
+  out = tmp_path / 'tl'
+  code = cli.main(['predict', '--timeline', str(empty), str(text), good, *twins,
+                   '--serving-dir', config.serving_dir, '--out-dir', str(out)])
   captured = capsys.readouterr()
-  assert code == 0 and 'Traceback' not in captured.err
+  assert code == 1 and 'Traceback' not in captured.err  # an input was skipped
   assert f'{empty}: error:' in captured.err
   assert f"{text}: skipped: unsupported extension '.txt'" in captured.err
+  assert f'skipped 2 of 5 input(s): {text}, {empty}' in captured.err
   assert f'{good}: ' in captured.out and 'windows' in captured.out
+  pngs = sorted(n for n in os.listdir(out) if n.endswith('.timeline.png'))
+  assert len(pngs) == 3 and len([n for n in pngs if n.startswith('clip-')]) == 2, pngs
+  # The model's clip fixes the window (8 frames at 8 fps: 1 s): another --window-s is refused.
+  assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(out), '--window-s', '3']) == 1
+  assert 'a window is 1 s' in one_error_line(capsys)
+  assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(out), '--window-s', '1', '--json']) == 0
+  assert json.loads(capsys.readouterr().out)['window_s'] == 1.0
+  # A folder of numbered versions is taken as `serve` and `watch` take it (the newest).
+  assert cli.main(['predict', good, '--model-dir', os.path.join(config.serving_dir,
+                                                                config.model_name)]) == 0
 
 
 def test_make_synthetic_never_writes_into_an_existing_folder(rwf_like, tmp_path, capsys):

@@ -200,8 +200,21 @@ def _cmd_lineage(args) -> int:
 
 
 def _model_dir(args) -> str:
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  return args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+  """--model-dir (a SavedModel, or a folder of numbered versions: the newest, as `serve` and
+  `watch` take it), else the newest pushed version."""
+  from vivit_tfx.inference import predict, rest  # pylint: disable=g-import-not-at-top
+  if args.model_dir:
+    return rest.version_dir(args.model_dir)[0]
+  return predict.newest_version(args.serving_dir, args.model_name)
+
+
+def _accounted(inputs: List[str], skipped: List[str]) -> int:
+  """The exit status of a command that goes on after a bad input: 1 when any was skipped,
+  with one line that counts them against every input given."""
+  if skipped:
+    print(f'skipped {len(skipped)} of {len(inputs)} input(s): ' + ', '.join(skipped),
+          file=sys.stderr)
+  return 1 if skipped else 0
 
 
 def _refuse_non_videos(paths: List[str]) -> List[str]:
@@ -223,38 +236,20 @@ def _refuse_non_videos(paths: List[str]) -> List[str]:
 def _cmd_predict(args) -> int:
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   _quiet()
-  args.videos = _refuse_non_videos(args.videos)
-  if not args.videos:
+  inputs = list(args.videos)
+  videos = _refuse_non_videos(inputs)
+  skipped = [p for p in inputs if p not in videos]
+  if not videos:
+    _accounted(inputs, skipped)
     raise UserError('no video file among the inputs')
   try:
     model_dir = _model_dir(args)
     if args.rest_request:
-      print_json(predict.rest_request(args.videos[0], model_dir))
+      print_json(predict.rest_request(videos[0], model_dir))
       return 0
     if args.timeline:
-      from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
-      failed = []
-      for video in args.videos:
-        try:
-          result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
-                                args.threshold, overwrite=args.overwrite)
-        except Exception as e:  # pylint: disable=broad-except
-          failed.append(video)
-          print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
-          continue
-        if args.json:
-          print_json(result)
-          continue
-        print(f'{video}: {len(result["windows"])} windows, {len(result["segments"])} '
-              f'violent segment(s) ≥ {args.threshold}')
-        for seg in result['segments']:
-          print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
-        print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
-      if failed:
-        print(f'skipped {len(failed)} of {len(args.videos)} input(s): ' + ', '.join(failed),
-              file=sys.stderr)
-      return 0 if len(failed) < len(args.videos) else 1
-    results = predict.predict(args.videos, model_dir)
+      return _accounted(inputs, skipped + _timelines(args, videos, model_dir))
+    results = predict.predict(videos, model_dir)
   except ValueError as e:
     raise UserError(str(e)) from None
   if args.json:
@@ -263,20 +258,54 @@ def _cmd_predict(args) -> int:
     print(f'model: {model_dir}')
     for r in results:
       print(r.to_text())
-  return 0 if any(r.error is None for r in results) else 1
+  return _accounted(inputs, skipped + [r.path for r in results if r.error is not None])
+
+
+def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
+  """`predict --timeline` over each video (going on after a bad one); returns those skipped."""
+  from vivit_tfx.inference import predict, timeline  # pylint: disable=g-import-not-at-top
+  timeline.window_s_for(predict.clip_config_of(model_dir), args.window_s)  # refused: stop here
+  stems, failed = timeline.output_stems(videos), []
+  for video in videos:
+    try:
+      result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
+                            args.threshold, overwrite=args.overwrite, stem=stems[video])
+    except Exception as e:  # pylint: disable=broad-except
+      failed.append(video)
+      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
+      continue
+    if args.json:
+      print_json(result)
+      continue
+    print(f'{video}: {len(result["windows"])} windows, {len(result["segments"])} '
+          f'violent segment(s) ≥ {args.threshold}')
+    for seg in result['segments']:
+      print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
+    print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
+  return failed
 
 
 def _cmd_attention(args) -> int:
-  from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import explain, timeline  # pylint: disable=g-import-not-at-top
   _quiet()
+  inputs = list(args.videos)
+  videos = _refuse_non_videos(inputs)
+  skipped = [p for p in inputs if p not in videos]
   try:
     model_dir = _model_dir(args)
-    for video in args.videos:
-      out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite)
-      print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
-  except (ValueError, OSError) as e:
+  except ValueError as e:
     raise UserError(str(e)) from None
-  return 0
+  stems = timeline.output_stems(videos)
+  for video in videos:
+    try:
+      out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite,
+                           stem=stems[video])
+    except Exception as e:  # pylint: disable=broad-except
+      skipped.append(video)
+      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
+      continue
+    print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
+  return _accounted(inputs, skipped)
 
 
 def _cmd_report(args) -> int:
@@ -500,15 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--json', action='store_true')
   p.set_defaults(func=_cmd_lineage)
 
-  p = sub.add_parser('predict', help='classify video files with the pushed model')
+  p = sub.add_parser('predict', help='classify video files with the pushed model (goes on '
+                     'after a bad file; exit 1 if any input was skipped)')
   _add_model_arguments(p)
   p.add_argument('--json', action='store_true')
   p.add_argument('--rest-request', action='store_true',
                  help="print the TF Serving REST :predict body for the first video")
   p.add_argument('--timeline', action='store_true',
                  help='score sliding windows over each (long) video: PNG + JSON segments')
-  p.add_argument('--window-s', type=float, default=2.0)
-  p.add_argument('--stride-s', type=float, default=1.0)
+  p.add_argument('--window-s', type=float, default=None,
+                 help='window length; a model with a sampling rate fixes it (T / fps: one '
+                 'clip as evaluated) and refuses another value (default: that, else 2)')
+  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
   p.add_argument('--threshold', type=float, default=0.5)
   p.add_argument('--out-dir', default='output/timeline')
   _add_overwrite_argument(p)
