@@ -55,10 +55,14 @@ def test_lineage_cli_writes_png_and_dot(first_run, tmp_path, capsys):
 
 def test_compare_runs_shows_changed_hyperparameters(first_run):
   config, first_id = first_run
-  second_id = local_runner.run_pipeline(config.replace(train_steps=3))
+  second_id = local_runner.run_pipeline(config.replace(train_steps=3,
+                                                      min_test_examples_per_class=0))
   diff = lineage.compare_runs(_store(config), config.pipeline_name, first_id, second_id)
   assert 'train_args' in diff['hyperparameters']
   assert diff['inputs'] == {}  # same data
+  # A setting that changes the blessing is shown too (each class's bound: 1 → 0 test videos).
+  assert diff['evaluation'] == {'min_test_examples (label=0)': [1, 0],
+                                'min_test_examples (label=1)': [1, 0]}, diff['evaluation']
 
 
 def test_lineage_without_store_is_a_clear_error(tmp_path, capsys):

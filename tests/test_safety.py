@@ -502,6 +502,9 @@ def test_compile_never_replaces_a_file_that_is_not_a_spec(tmp_path, capsys):
   assert mine.read_text() == 'my own notes\n'
   assert cli.main(args + ['--overwrite']) == 0  # asked: replaced by the spec …
   assert 'pipelineInfo' in mine.read_text()
+  # Local paths written into the spec are named (the default --clips-dir and serving dir).
+  note = capsys.readouterr().out.split("note: this machine's paths", 1)[1].splitlines()[0]
+  assert f'--clips-dir {os.path.abspath("data/clips")}' in note and '--pipeline-root' not in note
   assert cli.main(args) == 0  # … which a recompile replaces without asking
 
 

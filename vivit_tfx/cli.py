@@ -130,10 +130,23 @@ def _cmd_compile(args) -> int:
   if deployment.target == 'kfp':
     print('  note: no baseline Resolver (open-source KFP does not run Resolver tasks): the '
           'Evaluator blesses on the absolute accuracy threshold only')
+  local = _local_paths(config)
+  if local:
+    print("  note: this machine's paths are written into the spec as they are (pods read them "
+          'only where the same path is mounted; pass URIs such as gs://… instead): '
+          + ', '.join(f'{flag} {path}' for flag, path in local))
   if '<' in config.beam_args:
     print('  note: fill in the <…> values of the Beam preset with --beam-args '
           "'--project=… --region=…' (later values win)")
   return 0
+
+
+def _local_paths(config) -> List[tuple]:
+  """[(option, absolute local path)] of the data and output paths a compiled spec names."""
+  data = ('--clips-dir', config.clips_dir) if config.input_mode == 'tfrecords' else (
+      '--videos-dir', config.videos_dir)
+  paths = [('--pipeline-root', config.pipeline_root), data, ('--serving-uri', config.serving_dir)]
+  return [(flag, configs.absolute(path)) for flag, path in paths if '://' not in path]
 
 
 def _quiet() -> None:
@@ -167,7 +180,7 @@ def _cmd_lineage(args) -> int:
       if args.json:
         print_json(diff)
       else:
-        for section in ('inputs', 'hyperparameters', 'metrics'):
+        for section in lineage.COMPARED:
           print(f'{section}:' + ('' if diff[section] else ' identical'))
           for k, (a, b) in diff[section].items():
             print(f'  {k}: {a!r} → {b!r}')
