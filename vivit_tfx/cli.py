@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import warnings
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from vivit_tfx.console import quiet as quiet_console
 from vivit_tfx.pipeline import configs
@@ -230,10 +230,11 @@ def _accounted(inputs: List[str], skipped: List[str]) -> int:
   return 1 if skipped else 0
 
 
-def _refuse_non_videos(paths: List[str]) -> List[str]:
-  """The paths that look like video files; each other one gets one line on stderr."""
+def _refuse_non_videos(paths: List[str]) -> Tuple[List[str], List[str]]:
+  """(the paths that look like video files, the others); each other one gets one line on
+  stderr."""
   from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
-  kept = []
+  kept, refused = [], []
   for path in paths:
     if not os.path.isfile(path):
       reason = 'no such file' if not os.path.exists(path) else 'not a regular file'
@@ -242,16 +243,31 @@ def _refuse_non_videos(paths: List[str]) -> List[str]:
     else:
       kept.append(path)
       continue
+    refused.append(path)
     print(f'{path}: skipped: {reason}', file=sys.stderr)
-  return kept
+  return kept, refused
+
+
+def _each(videos: List[str], work: Callable[[str, str], dict], skipped: List[str]) -> Iterator:
+  """Yields (video, work(video, its output stem)) per video, going on after one that fails:
+  its error is one line on stderr, and it joins `skipped`."""
+  from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
+  stems = timeline.output_stems(videos)  # distinct even where basenames are not
+  for video in videos:
+    try:
+      result = work(video, stems[video])
+    except Exception as e:  # pylint: disable=broad-except
+      skipped.append(video)
+      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
+      continue
+    yield video, result
 
 
 def _cmd_predict(args) -> int:
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   _quiet()
   inputs = list(args.videos)
-  videos = _refuse_non_videos(inputs)
-  skipped = [p for p in inputs if p not in videos]
+  videos, skipped = _refuse_non_videos(inputs)
   if not videos:
     _accounted(inputs, skipped)
     raise UserError('no video file among the inputs')
@@ -278,15 +294,10 @@ def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
   """`predict --timeline` over each video (going on after a bad one); returns those skipped."""
   from vivit_tfx.inference import predict, timeline  # pylint: disable=g-import-not-at-top
   timeline.window_s_for(predict.clip_config_of(model_dir), args.window_s)  # refused: stop here
-  stems, failed = timeline.output_stems(videos), []
-  for video in videos:
-    try:
-      result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
-                            args.threshold, overwrite=args.overwrite, stem=stems[video])
-    except Exception as e:  # pylint: disable=broad-except
-      failed.append(video)
-      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
-      continue
+  failed = []
+  for video, result in _each(videos, lambda video, stem: timeline.run(
+      video, model_dir, args.out_dir, args.window_s, args.stride_s, args.threshold,
+      overwrite=args.overwrite, stem=stem), failed):
     if args.json:
       print_json(result)
       continue
@@ -299,24 +310,16 @@ def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
 
 
 def _cmd_attention(args) -> int:
-  from vivit_tfx.inference import explain, timeline  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
   _quiet()
   inputs = list(args.videos)
-  videos = _refuse_non_videos(inputs)
-  skipped = [p for p in inputs if p not in videos]
+  videos, skipped = _refuse_non_videos(inputs)
   try:
     model_dir = _model_dir(args)
   except ValueError as e:
     raise UserError(str(e)) from None
-  stems = timeline.output_stems(videos)
-  for video in videos:
-    try:
-      out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite,
-                           stem=stems[video])
-    except Exception as e:  # pylint: disable=broad-except
-      skipped.append(video)
-      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
-      continue
+  for video, out in _each(videos, lambda video, stem: explain.render(
+      video, model_dir, args.out_dir, args.method, args.overwrite, stem=stem), skipped):
     print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
   return _accounted(inputs, skipped)
 
