@@ -221,11 +221,16 @@ _RULES = {
 }
 
 
-def _choices() -> Dict[str, Tuple[str, ...]]:
-  from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
-  return {'input_mode': INPUT_MODES, 'distribution': STRATEGIES, 'if_busy': IF_BUSY,
-          'layout': LAYOUTS}
+def _choices(name: str) -> Optional[Tuple[str, ...]]:
+  """The values an option with a fixed set takes (None: not such an option); the lists are
+  imported only for the options given (the strategies' module loads TensorFlow)."""
+  if name == 'distribution':
+    from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
+    return STRATEGIES
+  if name == 'layout':
+    from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
+    return LAYOUTS
+  return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY}.get(name)
 
 
 def option_errors(values: Dict[str, Any]) -> List[str]:
@@ -236,8 +241,8 @@ def option_errors(values: Dict[str, Any]) -> List[str]:
   for name, value in given.items():
     if name in _RULES and not _RULES[name][0](value):
       errors.append(f'--{_flag(name)} {_RULES[name][1]}, got {_show(value)}')
-    elif name in _choices() and value not in _choices()[name]:
-      errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(_choices()[name])}')
+    elif _choices(name) is not None and value not in _choices(name):
+      errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(_choices(name))}')
   fractions = [given[n] for n in ('train', 'eval', 'test') if n in given]
   if len(fractions) == 3 and abs(sum(fractions) - 1) > 1e-6:
     errors.append(f'--train, --eval and --test must sum to 1, got {sum(fractions):g} '
