@@ -158,7 +158,7 @@ class PipelineConfig:
     errors = option_errors(values)
     bad = {n for n in MODEL_FIELDS + ('frame_size',) if any(e.startswith(f'--{_flag(n)} ')
                                                              for e in errors)}
-    if not any(e.startswith('--vivit-overrides ') or e.startswith('--preset ') for e in errors):
+    if not any(e.startswith('--vivit-overrides ') for e in errors):
       try:  # the preset's value stands in for a model setting already reported
         self.replace(**{n: None for n in bad}).vivit_config()
       except (ValueError, TypeError) as e:
@@ -202,13 +202,9 @@ def split_names(text: str) -> Tuple[str, ...]:
   return tuple(n.strip() for n in text.split(',') if n.strip())
 
 
-def _positive(value) -> bool:
-  return value > 0
-
-
 # value → is it valid, and what the option must be; one entry per option any command takes.
 _RULES = {
-    **{n: (_positive, 'must be positive') for n in (
+    **{n: (lambda v: v > 0, 'must be positive') for n in (
         'num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
         'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate')},
     **{n: (lambda v: min(v) > 0, 'must be positive') for n in ('frame_size', 'image_size')},
