@@ -67,7 +67,8 @@ def test_compare_runs_shows_changed_hyperparameters(first_run):
 
 def test_lineage_without_store_is_a_clear_error(tmp_path, capsys):
   rc = cli.main(['lineage', '--metadata', str(tmp_path / 'none.sqlite')])
-  assert rc == 1 and 'no metadata store' in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert rc == 1 and 'no metadata store' in err and '`lineage --metadata PATH`' in err, err
 
 
 def _pushed(config):

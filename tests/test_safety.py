@@ -480,6 +480,14 @@ def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, caps
   # A folder of numbered versions is taken as `serve` and `watch` take it (the newest).
   assert cli.main(['predict', good, '--model-dir', os.path.join(config.serving_dir,
                                                                 config.model_name)]) == 0
+  # attention goes on after a bad file too, naming it, and counts it.
+  capsys.readouterr()
+  assert cli.main(['attention', str(empty), good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(tmp_path / 'att')]) == 1
+  err = capsys.readouterr().err
+  assert f'{empty}: error:' in err and f'skipped 1 of 2 input(s): {empty}' in err, err
+  stem = os.path.splitext(os.path.basename(good))[0]
+  assert (tmp_path / 'att' / f'{stem}.attention.png').exists()
 
 
 def test_make_synthetic_never_writes_into_an_existing_folder(rwf_like, tmp_path, capsys):
