@@ -27,6 +27,16 @@ def _labels(text: str) -> List[int]:
   return [int(c) for c in text]
 
 
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+  return value
+
+
 def _cmd_make_synthetic(args) -> int:
   from vivit_tfx.components import synthetic  # pylint: disable=g-import-not-at-top
   target = args.long or args.output
@@ -96,8 +106,14 @@ def _cmd_run(args) -> int:
   if config.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if not tf.io.gfile.exists(config.init_checkpoint):
-      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
-                      'ViT .npz; nothing is downloaded)')
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
+                      '(pass an image ViT .npz or a Hugging Face model directory; nothing is '
+                      'downloaded)')
+    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    if tf.io.gfile.isdir(config.init_checkpoint) and not pixel_preprocessing.is_hf_directory(
+        config.init_checkpoint):
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
+                      'is not a Hugging Face model directory')
   try:
     local_runner.check_data(config)  # before anything is written: no logs, no lock
   except local_runner.DataError as e:
@@ -361,6 +377,24 @@ def _cmd_bench(args) -> int:
   return pipeline_bench.main(args.rest)
 
 
+def _cmd_checkpoint(args) -> int:
+  from vivit_tfx.models import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    if args.action == 'inspect':
+      print('\n'.join(hf_export.inspect(args.path)))
+      return 0
+    if not args.output:
+      raise UserError('checkpoint export needs --output DIR')
+    clip = hf_export.export(args.path, args.output, args.num_frames)
+  except (CheckpointMismatch, pixel_preprocessing.PreprocessorConfigError, OSError) as e:
+    raise UserError(_one_line(e)) from None
+  print(f"exported: {args.output} ({clip['hf_family']}, T={clip['num_frames']}, "
+        f"{len(clip['class_names'])} labels; signatures serving_default, pixels)")
+  return 0
+
+
 # --- issue 16: live detection (watch) and the local server (serve) ----------------------------
 def _cmd_serve(args) -> int:
   from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
@@ -495,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   clip = ingest.ClipConfig()  # the defaults: the default pipeline's clips
   configs.add_arguments(p, only=configs.INGEST_OPTIONS, defaults=dict(
-      num_frames=clip.num_frames, frame_size=clip.frame_size),
+      num_frames=clip.num_frames, frame_size=clip.frame_size, sample_fps=clip.sample_fps),
       title='clip and dataset options (the same as `run`\'s)')
   p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality)
   p.add_argument('--train', type=float, default=0.7, help='share of each class\'s videos; '
@@ -580,6 +614,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_report)
 
   _add_serve_watch_parsers(sub)  # issue 16
+
+  p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
+                     'it as a SavedModel with its own head and preprocessing')
+  p.add_argument('action', choices=['inspect', 'export'])
+  p.add_argument('path', help='model directory (config.json, model.safetensors, '
+                 'preprocessor_config.json), local or any tf.io.gfile URI')
+  p.add_argument('--output', help='export: SavedModel directory to create')
+  p.add_argument('--num-frames', type=_positive_int, default=0,
+                 help="export: clip length T (default: the checkpoint's; image ViT: 2)")
+  p.set_defaults(func=_cmd_checkpoint)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
                      'train, export, views, serve, watch)')

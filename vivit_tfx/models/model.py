@@ -76,7 +76,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
   total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
   with strategy.scope():
-    model = build_vivit(config)  # from config.init_checkpoint when one is given
+    # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
+    # labels are the run's classes.
+    model = build_vivit(config, classes=custom.get('clip', {}).get('class_names'))
     training.compile_model(model, config, total_steps=total_steps)
   checkpoint = training.TrainingCheckpoint(
       model, os.path.join(fn_args.model_run_dir, 'checkpoints'),
