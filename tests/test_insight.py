@@ -62,6 +62,11 @@ def test_plan_windows_and_segments():
       {'start_s': 1.0, 'end_s': 4.0, 'peak_score': 0.9},
       {'start_s': 4.0, 'end_s': 6.0, 'peak_score': 0.7},
       {'start_s': 8.0, 'end_s': 10.0, 'peak_score': 0.95}]
+  # A dip between overlapping windows does not split a segment into overlapping ones.
+  dip = [timeline.Window(t, t + 2.0, [], score=s)
+         for t, s in ((0.0, 0.9), (0.5, 0.2), (1.0, 0.8), (3.0, 0.1), (5.0, 0.7))]
+  assert timeline.segments(dip, 0.5) == [{'start_s': 0.0, 'end_s': 3.0, 'peak_score': 0.9},
+                                         {'start_s': 5.0, 'end_s': 7.0, 'peak_score': 0.7}]
 
 
 def test_timeline_finds_the_violent_segments(trained_run, tmp_path, capsys):

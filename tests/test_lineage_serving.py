@@ -55,15 +55,20 @@ def test_lineage_cli_writes_png_and_dot(first_run, tmp_path, capsys):
 
 def test_compare_runs_shows_changed_hyperparameters(first_run):
   config, first_id = first_run
-  second_id = local_runner.run_pipeline(config.replace(train_steps=3))
+  second_id = local_runner.run_pipeline(config.replace(train_steps=3,
+                                                      min_test_examples_per_class=0))
   diff = lineage.compare_runs(_store(config), config.pipeline_name, first_id, second_id)
   assert 'train_args' in diff['hyperparameters']
   assert diff['inputs'] == {}  # same data
+  # A setting that changes the blessing is shown too (each class's bound: 1 → 0 test videos).
+  assert diff['evaluation'] == {'min_test_examples (label=0)': [1, 0],
+                                'min_test_examples (label=1)': [1, 0]}, diff['evaluation']
 
 
 def test_lineage_without_store_is_a_clear_error(tmp_path, capsys):
   rc = cli.main(['lineage', '--metadata', str(tmp_path / 'none.sqlite')])
-  assert rc == 1 and 'no metadata store' in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert rc == 1 and 'no metadata store' in err and '`lineage --metadata PATH`' in err, err
 
 
 def _pushed(config):
@@ -76,8 +81,9 @@ def test_predict_on_a_clip_and_a_corrupt_file(first_run, video_root, tmp_path, c
   corrupt.write_bytes(b'\x00\x00\x00\x18ftypmp42' + b'garbage' * 50)
   video = os.path.join(video_root, 'Violence', 'V_0001.mp4')
   rc = cli.main(['predict', video, str(corrupt), '--model-dir', _pushed(config)])
-  lines = capsys.readouterr().out.splitlines()
-  assert rc == 0
+  captured = capsys.readouterr()
+  lines = captured.out.splitlines()
+  assert rc == 1 and f'skipped 1 of 2 input(s): {corrupt}' in captured.err  # counted, exit 1
   assert any(l.startswith(video + ': ') and ('Violence' in l) and 'p=' in l for l in lines)
   assert any(l.startswith(f'{corrupt}: error: ') for l in lines)
   results = predict.predict([video], _pushed(config))

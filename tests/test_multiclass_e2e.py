@@ -48,14 +48,21 @@ def test_tfma_reports_multiclass_metrics(three_class_run):
   assert summary.executions['Evaluator'] == 'COMPLETE' and summary.pushed_model
   metrics = summary.test_metrics
   assert 'sparse_categorical_accuracy' in metrics and 'binary_accuracy' not in metrics
-  for i in range(3):  # per-class precision and recall (one-vs-rest)
-    assert f'precision[classId:{i}]' in metrics and f'recall[classId:{i}]' in metrics
   assert tfma_results.readable('recall[classId:2]', CLASSES) == 'recall[Fighting]'
   test_videos = sum(1 for e in ingest.read_manifest(config.clips_dir) if e.get('split') == 'test')
   assert metrics['example_count'] == test_videos  # one example per video: K views averaged
   evaluation = glob.glob(os.path.join(summary.pipeline_root, 'Evaluator', 'evaluation', '*'))
-  cm = tfma_results.multiclass_confusion(tfma_results.load(evaluation[0]))
-  assert len(cm['matrix']) == 3
+  cm = tfma_results.multiclass_confusion(tfma_results.load(evaluation[0]))['matrix']
+  assert len(cm) == 3 and sum(map(sum, cm)) == test_videos  # argmax: every video predicted
+  # Per-class precision and recall by argmax: the confusion matrix's columns and rows.
+  for i in range(3):
+    row, column = sum(cm[i]), sum(r[i] for r in cm)
+    if row:
+      assert metrics[f'recall[classId:{i}]'] == pytest.approx(cm[i][i] / row), (i, cm, metrics)
+    if column:
+      assert metrics[f'precision[classId:{i}]'] == pytest.approx(cm[i][i] / column), (i, cm)
+  assert metrics['sparse_categorical_accuracy'] == pytest.approx(
+      sum(cm[i][i] for i in range(3)) / test_videos)
 
 
 def test_serving_and_predict_speak_class_names(three_class_run, capsys):

@@ -99,6 +99,46 @@ def test_ingest_replaces_only_its_own_output_from_the_same_settings(video_root, 
   assert not [n for n in os.listdir(tmp_path) if 'staging' in n]
 
 
+@pytest.mark.parametrize('again', [[], ['--overwrite'], ['--num-frames', '4', '--overwrite']])
+def test_reingest_never_removes_files_a_user_put_in_its_output(video_root, tmp_path, capsys,
+                                                                again):
+  out = tmp_path / 'clips'
+  base = ['ingest', '--input', video_root, '--output', str(out), '--frame-size', '32',
+          '--workers', '1']
+  assert cli.main(base) == 0
+  (out / 'MY_NOTES.txt').write_text('notes')
+  (out / 'my_model').mkdir()
+  (out / 'my_model' / 'w.bin').write_text('w')
+  capsys.readouterr()
+  before = tree_digest(str(out))
+  assert cli.main(base + again) == 1
+  line = one_error_line(capsys)
+  assert f'{out}/MY_NOTES.txt (and 1 more), which ingest did not write' in line
+  assert tree_digest(str(out)) == before  # nothing touched: the user's files and the clips
+  assert sorted(os.listdir(tmp_path)) == ['clips']
+
+
+def test_run_overwrite_never_removes_files_a_user_put_in_the_clips(video_root, tmp_path,
+                                                                     capsys):
+  clips = tmp_path / 'clips'
+  ingest_output.ingest_into(video_root, str(clips), clip=TINY_CLIP, workers=1, progress=False)
+  (clips / 'train' / 'MY_NOTES.txt').write_text('notes')
+  before = tree_digest(str(clips))
+  args = _tiny_run_args(str(clips), tmp_path / 'out', video_root, num_frames=4)
+  assert cli.main(args + ['--overwrite', 'true']) == 1
+  assert f'{clips}/train/MY_NOTES.txt, which ingest did not write' in one_error_line(capsys)
+  assert tree_digest(str(clips)) == before
+
+
+def test_ingest_marker_lists_the_files_it_wrote(video_root, tmp_path):
+  out = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, out, clip=TINY_CLIP, workers=1, progress=False)
+  with open(os.path.join(out, ingest_output.MARKER)) as f:
+    listed = json.load(f)['files']
+  assert listed == sorted(set(tree_digest(out)) - {ingest_output.MARKER})
+  assert ingest_output.foreign_entries(out) == []
+
+
 def test_interrupted_ingest_leaves_the_previous_output_intact(video_root, tmp_path,
                                                               monkeypatch):
   out = str(tmp_path / 'clips')
@@ -144,6 +184,7 @@ def test_run_with_a_missing_videos_dir_writes_nothing(tmp_path, capsys):
   assert code == 1
   assert 'my_vidoes: videos folder does not exist' in one_error_line(capsys)
   assert not typo.exists() and not (tmp_path / 'clips').exists()
+  assert not (tmp_path / 'out').exists()  # "nothing was written": no logs, no lock file
 
 
 def test_run_refuses_clips_made_with_other_settings(video_root, tmp_path, capsys):
@@ -192,6 +233,57 @@ def test_every_invalid_setting_is_listed_one_line_each():
   with pytest.raises(configs.ConfigError) as e:
     config.validate()
   assert len(e.value.errors) == 3
+
+
+def error_lines(capsys) -> list:
+  err = capsys.readouterr().err
+  assert 'Traceback' not in err
+  return [l.split('error: ', 1)[1] for l in err.splitlines() if 'error:' in l]
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--classes', ',,,'], "--classes ',,,' names no class"),
+    (['--classes', 'A,B,A'], "--classes 'A,B,A' lists A twice"),
+    (['--sample-fps', '-2'], '--sample-fps must be ≥ 0, got -2.0'),
+    (['--jpeg-quality', '500'], '--jpeg-quality must be within [1, 100], got 500'),
+    (['--train', '0.5', '--eval', '0.5', '--test', '0.5'],
+     '--train, --eval and --test must sum to 1, got 1.5'),
+    (['--train', '0.85', '--eval', '0', '--test', '0.15'], '--eval must be within (0, 1), got 0.0'),
+    (['--frame-size', '0x32'], '--frame-size must be positive, got 0x32'),
+    (['--num-frames', '0'], '--num-frames must be positive, got 0'),
+])
+def test_ingest_refuses_each_bad_setting_and_writes_nothing(video_root, tmp_path, capsys,
+                                                            flags, message):
+  out = tmp_path / 'clips'
+  assert cli.main(['ingest', '--input', video_root, '--output', str(out)] + flags) == 1
+  lines = error_lines(capsys)
+  assert len(lines) == 1 and message in lines[0], lines
+  assert not out.exists()
+
+
+def test_ingest_reports_every_bad_setting_together(video_root, tmp_path, capsys):
+  out = tmp_path / 'clips'
+  assert cli.main(['ingest', '--input', video_root, '--output', str(out), '--classes', ',,,',
+                   '--sample-fps', '-2', '--jpeg-quality', '500', '--train', '0.5', '--eval',
+                   '0.5', '--test', '0.5']) == 1
+  assert len(error_lines(capsys)) == 4
+  assert not out.exists()
+
+
+@pytest.mark.parametrize('flags, messages', [
+    (['--classes', ',,,'], ["--classes ',,,' names no class"]),
+    (['--train-steps', '0', '--batch-size', '0', '--num-frames', '7'],
+     ['--batch-size must be positive, got 0', '--train-steps must be positive, got 0',
+      'num_frames 7 is not a multiple of the tubelet size 2']),
+])
+def test_run_reports_every_bad_setting_and_writes_nothing(tmp_path, capsys, flags, messages):
+  out = tmp_path / 'out'
+  assert cli.main(['run', '--output-root', str(out), '--clips-dir', str(tmp_path / 'clips'),
+                   '--videos-dir', str(tmp_path / 'videos')] + flags) == 1
+  lines = error_lines(capsys)
+  assert len(lines) == len(messages), lines
+  assert all(m in l for m, l in zip(messages, lines)), lines
+  assert not out.exists() and not (tmp_path / 'clips').exists()
 
 
 # --- 4. runs are isolated: a lock on the output root, each run reports itself ----------------
@@ -246,11 +338,18 @@ def test_two_runs_on_one_output_root(video_root, tmp_path):
                          for out in (out_first, out_wait))
   assert run_first != run_wait
   assert 'waiting for the run' in out_wait
+  reason = r'(NonViolence|Violence): \d test videos < 5 \(--min-test-examples-per-class\)'
   for out, run_id in ((out_first, run_first), (out_wait, run_wait)):
     report = out.split('report: ', 1)[1].split()[0]
     assert run_id.replace(':', '-') in report  # its own report
-    assert 'blessed: False (example_count on label=' in out, out
+    # Warned before training, one line per class, and told why after, with the numbers.
+    before = out.split(f'run {run_id}:')[0]
+    assert len(re.findall(r'\[run\] warning: ' + reason + ': the model cannot be blessed',
+                          before)) == 2, before
+    assert re.search(r'blessed: False \(' + reason, out), out
     assert 'pushed model: (none' in out
+    with open(report) as f:
+      assert re.search(reason.replace('<', '&lt;'), f.read())
 
 
 @pytest.mark.e2e
@@ -355,13 +454,40 @@ def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, caps
   empty.write_bytes(b'')
   text = tmp_path / 'notes.txt'
   text.write_text('hello')
-  code = cli.main(['predict', '--timeline', str(empty), str(text), good,
-                   '--serving-dir', config.serving_dir, '--out-dir', str(tmp_path / 'tl')])
+  twins = []  # two videos with one basename: each gets its own outputs
+  for folder in ('a', 'b'):
+    os.makedirs(tmp_path / folder)
+    twins.append(str(tmp_path / folder / 'clip.mp4'))
+    shutil.copy(good, twins[-1])
+  out = tmp_path / 'tl'
+  code = cli.main(['predict', '--timeline', str(empty), str(text), good, *twins,
+                   '--serving-dir', config.serving_dir, '--out-dir', str(out)])
   captured = capsys.readouterr()
-  assert code == 0 and 'Traceback' not in captured.err
+  assert code == 1 and 'Traceback' not in captured.err  # an input was skipped
   assert f'{empty}: error:' in captured.err
   assert f"{text}: skipped: unsupported extension '.txt'" in captured.err
+  assert f'skipped 2 of 5 input(s): {text}, {empty}' in captured.err
   assert f'{good}: ' in captured.out and 'windows' in captured.out
+  pngs = sorted(n for n in os.listdir(out) if n.endswith('.timeline.png'))
+  assert len(pngs) == 3 and len([n for n in pngs if n.startswith('clip-')]) == 2, pngs
+  # The model's clip fixes the window (8 frames at 8 fps: 1 s): another --window-s is refused.
+  assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(out), '--window-s', '3']) == 1
+  assert 'a window is 1 s' in one_error_line(capsys)
+  assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(out), '--window-s', '1', '--json']) == 0
+  assert json.loads(capsys.readouterr().out)['window_s'] == 1.0
+  # A folder of numbered versions is taken as `serve` and `watch` take it (the newest).
+  assert cli.main(['predict', good, '--model-dir', os.path.join(config.serving_dir,
+                                                                config.model_name)]) == 0
+  # attention goes on after a bad file too, naming it, and counts it.
+  capsys.readouterr()
+  assert cli.main(['attention', str(empty), good, '--serving-dir', config.serving_dir,
+                   '--out-dir', str(tmp_path / 'att')]) == 1
+  err = capsys.readouterr().err
+  assert f'{empty}: error:' in err and f'skipped 1 of 2 input(s): {empty}' in err, err
+  stem = os.path.splitext(os.path.basename(good))[0]
+  assert (tmp_path / 'att' / f'{stem}.attention.png').exists()
 
 
 def test_make_synthetic_never_writes_into_an_existing_folder(rwf_like, tmp_path, capsys):
@@ -384,6 +510,9 @@ def test_compile_never_replaces_a_file_that_is_not_a_spec(tmp_path, capsys):
   assert mine.read_text() == 'my own notes\n'
   assert cli.main(args + ['--overwrite']) == 0  # asked: replaced by the spec …
   assert 'pipelineInfo' in mine.read_text()
+  # Local paths written into the spec are named (the default --clips-dir and serving dir).
+  note = capsys.readouterr().out.split("note: this machine's paths", 1)[1].splitlines()[0]
+  assert f'--clips-dir {os.path.abspath("data/clips")}' in note and '--pipeline-root' not in note
   assert cli.main(args) == 0  # … which a recompile replaces without asking
 
 
@@ -435,3 +564,72 @@ def test_output_folder_claims_only_free_or_own_names(tmp_path):
   assert outputs.OutputFolder(str(tmp_path), overwrite=True).claim('users.timeline.png')
   assert sorted(os.listdir(tmp_path)) == [outputs.MARKER, 'a.timeline.png', 'b.timeline.png',
                                           'users.timeline.png']  # no scratch file left
+
+
+# --- every "not blessed" says why, with numbers; small splits are warned about before ------
+
+def test_split_warnings_name_each_class_that_cannot_be_blessed():
+  clips = {'train': {'Fight': 2, 'Normal': 30}, 'eval': {'Normal': 6}, 'test': {'Normal': 4}}
+  lines = configs.split_warnings(clips, ['Fight', 'Normal'], 5, 0.1, 0.15)
+  assert lines == [
+      'Fight: 2 video(s) split 2/0/0 (train/eval/test): every split needs at least one; add '
+      'videos of Fight (about 34 for a blessing at --test 0.15)',
+      'Normal: 4 test videos < 5 (--min-test-examples-per-class): the model cannot be '
+      'blessed; add videos of Normal (about 34 at --test 0.15), give the test split a larger '
+      'share (ingest --test), or lower --min-test-examples-per-class']
+  assert configs.split_warnings({'test': {'A': 5, 'B': 5}, 'train': {'A': 9, 'B': 9},
+                                 'eval': {'A': 1, 'B': 1}}, ['A', 'B'], 5, 0.1, 0.15) == []
+
+
+def test_ingest_warns_when_a_class_cannot_meet_the_blessing_minimums(video_root, tmp_path,
+                                                                    capsys):
+  assert cli.main(['ingest', '--input', video_root, '--output', str(tmp_path / 'clips'),
+                   '--frame-size', '32', '--workers', '1']) == 0
+  warnings = re.findall(r'warning: (\w+): \d test videos < 5 \(--min-test-examples-per-class\)',
+                        capsys.readouterr().out)
+  assert sorted(warnings) == ['NonViolence', 'Violence']
+
+
+def test_not_blessed_reasons_carry_numbers_and_class_names():
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import validation_result_pb2  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.audit import tfma_results  # pylint: disable=g-import-not-at-top
+  result = text_format.Parse("""
+    validation_ok: false
+    metric_validations_per_slice {
+      slice_key { single_slice_keys { column: "label" int64_value: 1 } }
+      failures { metric_key { name: "example_count" }
+                 metric_threshold { value_threshold { lower_bound { value: 4.5 } } }
+                 metric_value { double_value { value: 3.0 } } }
+    }
+    metric_validations_per_slice {
+      failures { metric_key { name: "binary_accuracy" }
+                 metric_threshold { value_threshold { lower_bound { value: 0.8 } } }
+                 metric_value { double_value { value: 0.62 } } }
+      failures { metric_key { name: "binary_accuracy" is_diff: true }
+                 metric_threshold { change_threshold { absolute { value: -0.02 } } }
+                 metric_value { double_value { value: -0.1 } } }
+    }
+    missing_slices { feature_values { key: "label" value: "0" } }
+  """, validation_result_pb2.ValidationResult())
+  assert tfma_results.failure_lines(result, ['NonViolence', 'Violence'], 5) == [
+      'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
+      'accuracy 0.62 < 0.80 (--accuracy-threshold)',
+      'accuracy -0.10 against the last blessed model, a drop larger than 0.02 '
+      '(--max-accuracy-drop)',
+      'NonViolence: no test video']
+  assert tfma_results.failure_lines(result, ['N', 'V'], 2)[0] == (
+      'V: 3 test videos < 5 (--min-test-fraction-per-class)')
+  assert tfma_results.slice_name((('label', 1),), ['N', 'V']) == 'label=V'
+
+
+def test_run_warns_before_training_when_splits_cannot_bless(video_root, tmp_path, capsys):
+  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  clips = str(tmp_path / 'clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
+  config = tiny_config(clips, tmp_path / 'out', videos_dir=video_root,
+                       min_test_examples_per_class=5)
+  local_runner.prepare_data(config, progress=False)
+  out = capsys.readouterr().out
+  assert len(re.findall(r'\[run\] warning: \w+: \d test videos < 5', out)) == 2, out
+  assert local_runner.warn_splits(config.replace(min_test_examples_per_class=1)) == []

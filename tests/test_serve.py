@@ -94,6 +94,7 @@ def test_status_endpoint_reports_the_version(served):
      'Could not parse example input'),
     ({'inputs': {'examples': [[{'b64': 'AAAA'}]]}}, 'does not match'),
     ({'instances': [{'examples': 3.5}]}, 'expected strings'),
+    (b'{"instances": ' + b'[' * 50000 + b']' * 50000 + b'}', 'nested too deeply'),
 ])
 def test_malformed_bodies_get_400_with_a_message(served, body, words):
   url, _, name = served

@@ -51,6 +51,42 @@ def test_hysteresis_smoothing_and_minimum_length():
   assert len(_events([0, 0.9, 0.9, 0.9, 0, 0, 0], ema=0.5)) == 2
 
 
+def test_an_events_records_agree_on_its_times():
+  config = watch.WatchConfig(source='x', model_dir='x', average=1)
+  out = []
+  detector = watch.Detector(config, lambda record, peak: out.append(record))
+  for i, w in enumerate(_windows([0, 0.9, 0.9, 0.9, 0, 0])):
+    w.wall += 0.037 * i  # scoring lags the stream a little more at each window
+    detector.update(w)
+  start, end = out
+  assert (start['event'], end['event']) == ('start', 'end')
+  assert start['start_wall'] == end['start_wall']
+
+
+def _refused_url() -> str:
+  with socket.socket() as s:  # a port nothing listens on once this socket is closed
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  return f'http://127.0.0.1:{port}/hook'
+
+
+def test_webhook_counts_every_event_lost_to_a_refused_address():
+  lines = []
+  hook = watch.Webhook(_refused_url(), timeout_s=0.5, retries=3, log=lines.append)
+  hook.post({'id': 1, 'event': 'start'})
+  hook.post({'id': 1, 'event': 'end'})
+  hook.close(time.monotonic() + 0.3)  # shorter than the retries' back-off: cut at shutdown
+  assert (hook.sent, hook.failed + hook.dropped) == (0, 2), (hook.sent, hook.failed,
+                                                               hook.dropped)
+  assert hook.dropped >= 1 and len(lines) == 2, lines
+  assert any('event 1 end dropped: still undelivered at shutdown' in l for l in lines), lines
+  hook = watch.Webhook(_refused_url(), timeout_s=0.5, retries=0, log=lines.append)
+  hook.post({'id': 2, 'event': 'start'})
+  hook.close(time.monotonic() + 5)
+  assert (hook.sent, hook.failed, hook.dropped) == (0, 1, 0)
+  assert 'event 2 start failed: not delivered after 1 tries' in lines[-1]
+
+
 def test_sampler_keeps_the_model_rate():
   sampler = watch.Sampler(4.0)
   kept = [t for t in np.arange(0, 10, 1 / 30) if sampler.keep(t)]

@@ -7,10 +7,10 @@ import json
 import os
 import sys
 import warnings
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from vivit_tfx.console import quiet as quiet_console
-from vivit_tfx.pipeline.configs import parse_size, split_names
+from vivit_tfx.pipeline import configs
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -61,6 +61,9 @@ def _cmd_make_synthetic(args) -> int:
 
 def _cmd_ingest(args) -> int:
   from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  errors = configs.option_errors(vars(args))
+  if errors:
+    raise UserError('\n'.join(errors))
   try:
     summary = ingest_output.ingest_into(
         args.input, args.output, overwrite=args.overwrite, workers=args.workers,
@@ -69,7 +72,8 @@ def _cmd_ingest(args) -> int:
                                max_duration_s=args.max_duration_s),
         splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
                                   seed=args.seed),
-        dataset=ingest.DatasetConfig(layout=args.layout, classes=split_names(args.classes),
+        dataset=ingest.DatasetConfig(layout=args.layout,
+                                     classes=configs.split_names(args.classes),
                                      positive_class=args.positive_class,
                                      group_regex=args.group_regex),
         clips_per_shard=args.clips_per_shard)
@@ -80,11 +84,16 @@ def _cmd_ingest(args) -> int:
     raise UserError(str(e)) from None
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
+  blessing = configs.PipelineConfig  # `run`'s default blessing minimums
+  for line in configs.split_warnings(summary.clips, summary.classes,
+                                     blessing.min_test_examples_per_class,
+                                     blessing.min_test_fraction_per_class, args.test):
+    print(f'  warning: {line}')
   return 0
 
 
 def _cmd_run(args) -> int:
-  from vivit_tfx.pipeline import configs, local_runner, run_guard  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import local_runner, run_guard  # pylint: disable=g-import-not-at-top
   try:
     config = configs.from_args(args)
   except ValueError as e:
@@ -105,6 +114,10 @@ def _cmd_run(args) -> int:
         config.init_checkpoint):
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
                       'is not a Hugging Face model directory')
+  try:
+    local_runner.check_data(config)  # before anything is written: no logs, no lock
+  except local_runner.DataError as e:
+    raise UserError(str(e)) from None
   print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
@@ -133,10 +146,23 @@ def _cmd_compile(args) -> int:
   if deployment.target == 'kfp':
     print('  note: no baseline Resolver (open-source KFP does not run Resolver tasks): the '
           'Evaluator blesses on the absolute accuracy threshold only')
+  local = _local_paths(config)
+  if local:
+    print("  note: this machine's paths are written into the spec as they are (pods read them "
+          'only where the same path is mounted; pass URIs such as gs://… instead): '
+          + ', '.join(f'{flag} {path}' for flag, path in local))
   if '<' in config.beam_args:
     print('  note: fill in the <…> values of the Beam preset with --beam-args '
           "'--project=… --region=…' (later values win)")
   return 0
+
+
+def _local_paths(config) -> List[tuple]:
+  """[(option, absolute local path)] of the data and output paths a compiled spec names."""
+  data = ('--clips-dir', config.clips_dir) if config.input_mode == 'tfrecords' else (
+      '--videos-dir', config.videos_dir)
+  paths = [('--pipeline-root', config.pipeline_root), data, ('--serving-uri', config.serving_dir)]
+  return [(flag, configs.absolute(path)) for flag, path in paths if '://' not in path]
 
 
 def _quiet() -> None:
@@ -170,7 +196,7 @@ def _cmd_lineage(args) -> int:
       if args.json:
         print_json(diff)
       else:
-        for section in ('inputs', 'hyperparameters', 'metrics'):
+        for section in lineage.COMPARED:
           print(f'{section}:' + ('' if diff[section] else ' identical'))
           for k, (a, b) in diff[section].items():
             print(f'  {k}: {a!r} → {b!r}')
@@ -203,14 +229,28 @@ def _cmd_lineage(args) -> int:
 
 
 def _model_dir(args) -> str:
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  return args.model_dir or predict.newest_version(args.serving_dir, args.model_name)
+  """--model-dir (a SavedModel, or a folder of numbered versions: the newest, as `serve` and
+  `watch` take it), else the newest pushed version."""
+  from vivit_tfx.inference import predict, rest  # pylint: disable=g-import-not-at-top
+  if args.model_dir:
+    return rest.version_dir(args.model_dir)[0]
+  return predict.newest_version(args.serving_dir, args.model_name)
 
 
-def _refuse_non_videos(paths: List[str]) -> List[str]:
-  """The paths that look like video files; each other one gets one line on stderr."""
+def _accounted(inputs: List[str], skipped: List[str]) -> int:
+  """The exit status of a command that goes on after a bad input: 1 when any was skipped,
+  with one line that counts them against every input given."""
+  if skipped:
+    print(f'skipped {len(skipped)} of {len(inputs)} input(s): ' + ', '.join(skipped),
+          file=sys.stderr)
+  return 1 if skipped else 0
+
+
+def _refuse_non_videos(paths: List[str]) -> Tuple[List[str], List[str]]:
+  """(the paths that look like video files, the others); each other one gets one line on
+  stderr."""
   from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
-  kept = []
+  kept, refused = [], []
   for path in paths:
     if not os.path.isfile(path):
       reason = 'no such file' if not os.path.exists(path) else 'not a regular file'
@@ -219,45 +259,42 @@ def _refuse_non_videos(paths: List[str]) -> List[str]:
     else:
       kept.append(path)
       continue
+    refused.append(path)
     print(f'{path}: skipped: {reason}', file=sys.stderr)
-  return kept
+  return kept, refused
+
+
+def _each(videos: List[str], work: Callable[[str, str], dict], skipped: List[str]) -> Iterator:
+  """Yields (video, work(video, its output stem)) per video, going on after one that fails:
+  its error is one line on stderr, and it joins `skipped`."""
+  from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
+  stems = timeline.output_stems(videos)  # distinct even where basenames are not
+  for video in videos:
+    try:
+      result = work(video, stems[video])
+    except Exception as e:  # pylint: disable=broad-except
+      skipped.append(video)
+      print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
+      continue
+    yield video, result
 
 
 def _cmd_predict(args) -> int:
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   _quiet()
-  args.videos = _refuse_non_videos(args.videos)
-  if not args.videos:
+  inputs = list(args.videos)
+  videos, skipped = _refuse_non_videos(inputs)
+  if not videos:
+    _accounted(inputs, skipped)
     raise UserError('no video file among the inputs')
   try:
     model_dir = _model_dir(args)
     if args.rest_request:
-      print_json(predict.rest_request(args.videos[0], model_dir))
+      print_json(predict.rest_request(videos[0], model_dir))
       return 0
     if args.timeline:
-      from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
-      failed = []
-      for video in args.videos:
-        try:
-          result = timeline.run(video, model_dir, args.out_dir, args.window_s, args.stride_s,
-                                args.threshold, overwrite=args.overwrite)
-        except Exception as e:  # pylint: disable=broad-except
-          failed.append(video)
-          print(f'{video}: error: {_one_line(e)}', file=sys.stderr)
-          continue
-        if args.json:
-          print_json(result)
-          continue
-        print(f'{video}: {len(result["windows"])} windows, {len(result["segments"])} '
-              f'violent segment(s) ≥ {args.threshold}')
-        for seg in result['segments']:
-          print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
-        print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
-      if failed:
-        print(f'skipped {len(failed)} of {len(args.videos)} input(s): ' + ', '.join(failed),
-              file=sys.stderr)
-      return 0 if len(failed) < len(args.videos) else 1
-    results = predict.predict(args.videos, model_dir)
+      return _accounted(inputs, skipped + _timelines(args, videos, model_dir))
+    results = predict.predict(videos, model_dir)
   except ValueError as e:
     raise UserError(str(e)) from None
   if args.json:
@@ -266,24 +303,44 @@ def _cmd_predict(args) -> int:
     print(f'model: {model_dir}')
     for r in results:
       print(r.to_text())
-  return 0 if any(r.error is None for r in results) else 1
+  return _accounted(inputs, skipped + [r.path for r in results if r.error is not None])
+
+
+def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
+  """`predict --timeline` over each video (going on after a bad one); returns those skipped."""
+  from vivit_tfx.inference import predict, timeline  # pylint: disable=g-import-not-at-top
+  timeline.window_s_for(predict.clip_config_of(model_dir), args.window_s)  # refused: stop here
+  failed = []
+  for video, result in _each(videos, lambda video, stem: timeline.run(
+      video, model_dir, args.out_dir, args.window_s, args.stride_s, args.threshold,
+      overwrite=args.overwrite, stem=stem), failed):
+    if args.json:
+      print_json(result)
+      continue
+    print(f'{video}: {len(result["windows"])} windows, {len(result["segments"])} '
+          f'violent segment(s) ≥ {args.threshold}')
+    for seg in result['segments']:
+      print(f'  {seg["start_s"]:8.1f} s – {seg["end_s"]:8.1f} s  peak {seg["peak_score"]:.3f}')
+    print(f'  timeline: {result["png"]}\n  segments: {result["json"]}')
+  return failed
 
 
 def _cmd_attention(args) -> int:
   from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
   _quiet()
+  inputs = list(args.videos)
+  videos, skipped = _refuse_non_videos(inputs)
   try:
     model_dir = _model_dir(args)
-    for video in args.videos:
-      out = explain.render(video, model_dir, args.out_dir, args.method, args.overwrite)
-      print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
-  except (ValueError, OSError) as e:
+  except ValueError as e:
     raise UserError(str(e)) from None
-  return 0
+  for video, out in _each(videos, lambda video, stem: explain.render(
+      video, model_dir, args.out_dir, args.method, args.overwrite, stem=stem), skipped):
+    print(f'{video}: token grid {out["grid"]}\n  strip: {out["png"]}\n  gif: {out["gif"]}')
+  return _accounted(inputs, skipped)
 
 
 def _cmd_report(args) -> int:
-  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
   _quiet()
   store = None
@@ -468,45 +525,29 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
-  from vivit_tfx.components import ingest, layouts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
   clip = ingest.ClipConfig()  # the defaults: the default pipeline's clips
-  p.add_argument('--num-frames', type=_positive_int, default=clip.num_frames,
-                 help='frames per clip (T)')
-  p.add_argument('--frame-size', type=parse_size, default=clip.frame_size,
-                 help='HxW of stored frames')
+  configs.add_arguments(p, only=configs.INGEST_OPTIONS, defaults=dict(
+      num_frames=clip.num_frames, frame_size=clip.frame_size, sample_fps=clip.sample_fps),
+      title='clip and dataset options (the same as `run`\'s)')
   p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality)
-  p.add_argument('--train', type=float, default=0.7)
+  p.add_argument('--train', type=float, default=0.7, help='share of each class\'s videos; '
+                 '--train, --eval and --test each within (0, 1), summing to 1')
   p.add_argument('--eval', type=float, default=0.15)
   p.add_argument('--test', type=float, default=0.15)
   p.add_argument('--seed', type=int, default=42, help='split seed')
-  p.add_argument('--clips-per-shard', type=_positive_int, default=256)
+  p.add_argument('--clips-per-shard', type=int, default=256)
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
-                 '(a folder ingest did not make is never replaced)')
-  p.add_argument('--sample-fps', type=float, default=clip.sample_fps,
-                 help='frames per second of a clip (a clip spans T / fps s); frames of the '
-                 'central --max-duration-s of each video are kept (0: T frames over the whole '
-                 'video, one clip per video)')
-  p.add_argument('--max-duration-s', type=float, default=clip.max_duration_s)
-  # Dataset layout and classes (issue 13).
-  p.add_argument('--layout', default='auto',
-                 choices=layouts.LAYOUTS,
-                 help='how labels are read from the input (auto: detected)')
-  p.add_argument('--classes', default='',
-                 help='comma-separated class names in label order (default: the layout\'s)')
-  p.add_argument('--positive-class', default='',
-                 help='binary sets: the positive class (label 1)')
-  p.add_argument('--group-regex', default='',
-                 help='regex on the relative path; videos with the same group (group 1, else '
-                 'the match) never land in two splits')
+                 '(a folder ingest did not make, or files in it that ingest did not write, are '
+                 'never replaced)')
   p.set_defaults(func=_cmd_ingest)
 
-  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)
@@ -541,15 +582,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--json', action='store_true')
   p.set_defaults(func=_cmd_lineage)
 
-  p = sub.add_parser('predict', help='classify video files with the pushed model')
+  p = sub.add_parser('predict', help='classify video files with the pushed model (goes on '
+                     'after a bad file; exit 1 if any input was skipped)')
   _add_model_arguments(p)
   p.add_argument('--json', action='store_true')
   p.add_argument('--rest-request', action='store_true',
                  help="print the TF Serving REST :predict body for the first video")
   p.add_argument('--timeline', action='store_true',
                  help='score sliding windows over each (long) video: PNG + JSON segments')
-  p.add_argument('--window-s', type=float, default=2.0)
-  p.add_argument('--stride-s', type=float, default=1.0)
+  p.add_argument('--window-s', type=float, default=None,
+                 help='window length; a model with a sampling rate fixes it (T / fps: one '
+                 'clip as evaluated) and refuses another value (default: that, else 2)')
+  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
   p.add_argument('--threshold', type=float, default=0.5)
   p.add_argument('--out-dir', default='output/timeline')
   _add_overwrite_argument(p)

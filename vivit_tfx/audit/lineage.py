@@ -8,11 +8,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 from typing import Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
 from vivit_tfx.audit import metadata
+
+# What `lineage --compare` compares between two runs.
+COMPARED = ('inputs', 'hyperparameters', 'evaluation', 'metrics')
 
 
 def _time(ms: int) -> str:
@@ -237,7 +241,8 @@ def run_facts(store, run) -> dict:
   Read from the executions that produced the artifacts, so cached runs report them too.
   """
   from vivit_tfx.audit import tfma_results  # pylint: disable=g-import-not-at-top
-  facts = {'inputs': {}, 'hyperparameters': {}, 'metrics': {}, 'blessed': None}
+  facts = {'inputs': {}, 'hyperparameters': {}, 'evaluation': {}, 'metrics': {},
+           'blessed': None}
   for info in metadata.executions_of_run(store, run):
     node = metadata.node_id(store, info.execution)
     if node == 'Trainer':
@@ -257,20 +262,48 @@ def run_facts(store, run) -> dict:
           facts['hyperparameters'][key] = metadata.execution_property(trainer, key)
     for artifact in info.outputs.get('evaluation', []):
       facts['metrics'] = tfma_results.overall_metrics(artifact.uri)
+      facts['evaluation'] = blessing_settings(
+          metadata.execution_property(producer(store, artifact) or info.execution,
+                                      'eval_config'))
     for artifact in info.outputs.get('blessing', []):
       facts['blessed'] = bool(metadata.property_value(artifact, 'blessed'))
   return facts
 
 
+def blessing_settings(eval_config_json: Optional[str]) -> Dict[str, float]:
+  """The bounds an Evaluator blessed by, named by the `run` options that set them:
+  {'accuracy_threshold': 0.8, 'max_accuracy_drop': 0.0, 'min_test_examples (label=1)': 5}."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import config_pb2  # pylint: disable=g-import-not-at-top
+  try:
+    config = json_format.Parse(eval_config_json or '{}', config_pb2.EvalConfig(),
+                               ignore_unknown_fields=True)
+  except json_format.ParseError:
+    return {}
+  out = {}
+  for metric in (m for spec in config.metrics_specs for m in spec.metrics):
+    if metric.threshold.value_threshold.HasField('lower_bound'):
+      out['accuracy_threshold'] = metric.threshold.value_threshold.lower_bound.value
+    if metric.threshold.change_threshold.HasField('absolute'):
+      out['max_accuracy_drop'] = round(-metric.threshold.change_threshold.absolute.value, 6)
+    for per_slice in metric.per_slice_thresholds:
+      bound = per_slice.threshold.value_threshold
+      for spec in per_slice.slicing_specs:
+        where = ', '.join(f'{k}={v}' for k, v in sorted(spec.feature_values.items()))
+        if bound.HasField('lower_bound'):
+          out[f'min_test_examples ({where})'] = math.ceil(bound.lower_bound.value)
+  return out
+
+
 def compare_runs(store, pipeline_name: str, run_a: str, run_b: str) -> dict:
-  """Which inputs, hyperparameters and metrics differ between two runs."""
+  """Which inputs, hyperparameters, blessing settings and metrics differ between two runs."""
   by_name = {r.name: r for r in metadata.runs(store, pipeline_name)}
   missing = [r for r in (run_a, run_b) if r not in by_name]
   if missing:
     raise ValueError(f'unknown run id(s) {missing}; see `vivit-tfx lineage --runs`')
   a, b = run_facts(store, by_name[run_a]), run_facts(store, by_name[run_b])
   diff = {}
-  for section in ('inputs', 'hyperparameters', 'metrics'):
+  for section in COMPARED:
     keys = sorted(set(a[section]) | set(b[section]))
     diff[section] = {k: [a[section].get(k), b[section].get(k)] for k in keys
                      if a[section].get(k) != b[section].get(k)}

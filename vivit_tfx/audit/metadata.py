@@ -43,8 +43,8 @@ def check_sqlite_store(path: str) -> None:
   file read-only, so another application's database is never modified."""
   import sqlite3  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
-    raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first, or pass '
-                         '--metadata / --output-root)')
+    raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first; `lineage '
+                         '--metadata PATH` and `report --output-root DIR` name another)')
   try:
     with open(path, 'rb') as f:
       if f.read(16) != b'SQLite format 3\x00':

@@ -222,8 +222,8 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
   evaluation = next(iter(evaluator.outputs.get('evaluation', [])), None) if evaluator else None
   if evaluation is not None:
     result = tfma_results.load(evaluation.uri)
-    rows = tfma_results.metrics_by_slice(result)
     classes = model_classes(trainer)
+    rows = tfma_results.metrics_by_slice(result, classes)
     names = ['example_count', 'binary_accuracy', 'sparse_categorical_accuracy', 'auc',
              'precision', 'recall']
     names += sorted({n for _, m in rows for n in m if '[' in n and not n.endswith('_diff')})
@@ -237,7 +237,8 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
                                          classes)))
     parts.append(figure(plot_calibration(tfma_results.calibration(result),
                                          path['calibration.png'])))
-    ok, failures = tfma_results.validation(evaluation.uri)
+    ok, failures = tfma_results.validation(evaluation.uri, classes,
+                                           config.min_test_examples_per_class)
     overall = dict(rows).get('overall', {})
     diffs = [[n[:-5], overall.get(n[:-5], ''), overall[n]] for n in sorted(overall)
              if n.endswith('_diff')]

@@ -1,8 +1,11 @@
 """Reading an Evaluator output with TFMA's own loaders: metrics per slice, plots, validation."""
 from __future__ import annotations
 
+import math
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from vivit_tfx.models import features
 
 
 def load(evaluation_uri: str):
@@ -16,10 +19,12 @@ def load(evaluation_uri: str):
 
 
 def _scalars(values: dict) -> Dict[str, float]:
-  """{metric name: value}; a per-class metric is named 'precision[classId:2]'."""
+  """{metric name: value}; a per-class metric is named 'precision[classId:2]' (per-class
+  metrics are computed by argmax, TFMA's 'classId:2 topK:1')."""
   flat = {}
   for per_output in values.values():
     for sub_key, per_class in per_output.items():
+      sub_key = sub_key.replace(' topK:1', '')
       for name, value in per_class.items():
         if isinstance(value, dict) and 'doubleValue' in value:
           flat[f'{name}[{sub_key}]' if sub_key else name] = float(value['doubleValue'])
@@ -49,13 +54,23 @@ def multiclass_confusion(result) -> Optional[Dict[str, list]]:
   return {'matrix': matrix}
 
 
-def slice_name(slice_key: Tuple) -> str:
-  return ', '.join(f'{k}={v}' for k, v in slice_key) or 'overall'
+def slice_name(slice_key: Tuple, classes: Sequence[str] = ()) -> str:
+  """'container=mp4, label=Violence' (a label slice by class name when the classes are known)."""
+  return ', '.join(f'{k}={class_name(v, classes) if k == features.LABEL else v}'
+                   for k, v in slice_key) or 'overall'
 
 
-def metrics_by_slice(result) -> List[Tuple[str, Dict[str, float]]]:
+def class_name(label, classes: Sequence[str] = ()) -> str:
+  """Label 1 → 'Violence' (classes in label order); the label itself when unknown."""
+  try:
+    return classes[int(label)]
+  except (ValueError, TypeError, IndexError):
+    return str(label)
+
+
+def metrics_by_slice(result, classes: Sequence[str] = ()) -> List[Tuple[str, Dict[str, float]]]:
   """[(slice name, {metric: value})], overall first."""
-  rows = [(slice_name(k), _scalars(v)) for k, v in result.slicing_metrics]
+  rows = [(slice_name(k, classes), _scalars(v)) for k, v in result.slicing_metrics]
   return sorted(rows, key=lambda r: (r[0] != 'overall', r[0]))
 
 
@@ -95,19 +110,53 @@ def calibration(result, bins: int = 10) -> List[Tuple[float, float, float]]:
   return [(p / n, l / n, n) for p, l, n in sums if n > 0]
 
 
-def validation(evaluation_uri: str) -> Tuple[bool, List[str]]:
-  """(blessed by the thresholds?, the failed checks as text)."""
+def validation(evaluation_uri: str, classes: Sequence[str] = (),
+               min_examples: Optional[int] = None) -> Tuple[bool, List[str]]:
+  """(blessed by the thresholds?, each failed check as a line with its numbers)."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   result = tfma.load_validation_result(evaluation_uri)
-  failures = [f'{f.metric_key.name}{" (change vs baseline)" if f.metric_key.is_diff else ""}'
-              f'{_slice_text(per_slice.slice_key)}: {f.message}'
-              for per_slice in result.metric_validations_per_slice for f in per_slice.failures]
-  failures += [f'no test example in slice {dict(spec.feature_values) or "overall"}'
-               for spec in result.missing_slices]
-  return bool(result.validation_ok), failures
+  return bool(result.validation_ok), failure_lines(result, classes, min_examples)
 
 
-def _slice_text(slice_key) -> str:
+def failure_lines(result, classes: Sequence[str] = (),
+                  min_examples: Optional[int] = None) -> List[str]:
+  """A TFMA ValidationResult's failed checks, one line each with the value, the bound and the
+  option that sets it: 'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
+  'accuracy 0.62 < 0.80 (--accuracy-threshold)'. `min_examples`: --min-test-examples-per-class
+  (a larger count bound came from --min-test-fraction-per-class)."""
   from tensorflow_model_analysis.slicer import slicer_lib  # pylint: disable=g-import-not-at-top
-  key = slicer_lib.deserialize_slice_key(slice_key)
-  return f' on {slice_name(key)}' if key else ''
+  lines = []
+  for per_slice in result.metric_validations_per_slice:
+    key = slicer_lib.deserialize_slice_key(per_slice.slice_key)
+    for f in per_slice.failures:
+      lines.append(_failure_line(f, key, classes, min_examples))
+  for spec in result.missing_slices:
+    label = dict(spec.feature_values).get(features.LABEL)
+    lines.append(f'{class_name(label, classes)}: no test video' if label is not None else
+                 f'no test example in slice {dict(spec.feature_values) or "overall"}')
+  return lines
+
+
+def _failure_line(failure, key: Tuple, classes: Sequence[str],
+                  min_examples: Optional[int]) -> str:
+  name, value = failure.metric_key.name, failure.metric_value.double_value.value
+  threshold = failure.metric_threshold
+  where = f' on {slice_name(key, classes)}' if key else ''
+  label = dict(key).get(features.LABEL)
+  if name == 'example_count' and label is not None:
+    bound = math.ceil(threshold.value_threshold.lower_bound.value)
+    flag = ('--min-test-examples-per-class' if min_examples is None or bound <= min_examples
+            else '--min-test-fraction-per-class')
+    return f'{class_name(label, classes)}: {value:g} test videos < {bound} ({flag})'
+  shown = 'accuracy' if name.endswith('accuracy') else name
+  if failure.metric_key.is_diff:
+    allowed = -threshold.change_threshold.absolute.value
+    return (f'{shown}{where} {value:+.2f} against the last blessed model, a drop larger than '
+            f'{max(allowed - 1e-9, 0):.2f} (--max-accuracy-drop)')
+  bounds = threshold.value_threshold
+  if bounds.HasField('lower_bound') and value < bounds.lower_bound.value:
+    flag = ' (--accuracy-threshold)' if shown == 'accuracy' else ''
+    return f'{shown}{where} {value:.2f} < {bounds.lower_bound.value:.2f}{flag}'
+  if bounds.HasField('upper_bound') and value > bounds.upper_bound.value:
+    return f'{shown}{where} {value:.2f} > {bounds.upper_bound.value:.2f}'
+  return f'{shown}{where} {value:g}: {failure.message or "outside its threshold"}'

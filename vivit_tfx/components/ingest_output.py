@@ -2,8 +2,9 @@
 
 Ingest never writes into its own input, never replaces a folder it did not make, and writes
 into a staging folder beside the target that is renamed into place only when complete, so an
-interrupted ingest leaves the previous output intact. Its outputs carry a marker with the input
-and the settings they were made from, which `vivit-tfx run` checks before using them.
+interrupted ingest leaves the previous output intact. Its outputs carry a marker with the input,
+the settings they were made from (which `vivit-tfx run` checks before using them) and the files
+ingest wrote: an earlier output is replaced only while it holds nothing else.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -53,9 +55,9 @@ class Provenance:
     text = json.dumps({'input': self.input_root, 'settings': self.settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-  def to_json(self) -> Dict[str, Any]:
+  def to_json(self, files: List[str]) -> Dict[str, Any]:
     return {'tool': 'vivit-tfx ingest', 'input_root': self.input_root,
-            'settings': self.settings, 'fingerprint': self.fingerprint}
+            'settings': self.settings, 'fingerprint': self.fingerprint, 'files': files}
 
 
 def read_provenance(output_dir: str) -> Optional[Provenance]:
@@ -66,6 +68,46 @@ def read_provenance(output_dir: str) -> Optional[Provenance]:
     return Provenance(data['input_root'], data['settings'])
   except (OSError, ValueError, KeyError, TypeError):
     return None
+
+
+# What an ingest output held before its marker listed its files: the manifest, the summary and
+# the split shards <split>/clips-*.tfrecord.
+_LEGACY_FILES = re.compile(
+    r'(manifest\.jsonl|summary\.json|(train|eval|test)/clips-[^/]+\.tfrecord)$')
+
+
+def _listed_files(output_dir: str) -> Optional[List[str]]:
+  """The files an ingest output's marker lists (None for a marker older than the list)."""
+  try:
+    with open(os.path.join(output_dir, MARKER)) as f:
+      files = json.load(f).get('files')
+  except (OSError, ValueError, AttributeError):
+    return None
+  return files if isinstance(files, list) else None
+
+
+def foreign_entries(output_dir: str) -> List[str]:
+  """What an ingest output holds that ingest did not write (relative paths, sorted; folders end
+  in '/'): everything but its marker, the files the marker lists and the folders holding them."""
+  listed = _listed_files(output_dir)
+  owned = (lambda rel: rel in listed) if listed is not None else _LEGACY_FILES.match
+  ours = {p for p in written_files(output_dir) if p == MARKER or owned(p)}
+  folders = {os.path.dirname(p) for p in ours} - {''}
+  foreign = []
+  for dirpath, dirnames, filenames in os.walk(output_dir):
+    rel_dir = os.path.relpath(dirpath, output_dir)
+    for name in dirnames + filenames:
+      rel = os.path.normpath(os.path.join(rel_dir, name))
+      if rel not in (folders if name in dirnames else ours):
+        foreign.append(rel + ('/' if name in dirnames else ''))
+    dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel_dir, d)) in folders]
+  return sorted(foreign)
+
+
+def written_files(folder: str) -> List[str]:
+  """Every file under `folder` (relative paths, sorted): what an ingest wrote into staging."""
+  return sorted(os.path.relpath(os.path.join(d, n), folder)
+                for d, _, names in os.walk(folder) for n in names)
 
 
 def differences(made: Provenance, wanted: Provenance) -> List[str]:
@@ -93,7 +135,8 @@ def check_target(input_root: str, output_dir: str, wanted: Provenance,
                  overwrite: bool = False) -> None:
   """Raises OutputError (one line) unless writing `output_dir` risks nothing the tool did not
   make: not the input nor inside it, not above it, and either absent, empty, or an ingest
-  output made from the same input and settings (any ingest output with `overwrite`)."""
+  output made from the same input and settings (any ingest output with `overwrite`) that holds
+  only the files ingest wrote (its marker lists them)."""
   src, dst = os.path.realpath(input_root), os.path.realpath(output_dir)
   if _inside(dst, src):
     raise OutputError(f'{output_dir}: the output is the input folder or inside it; '
@@ -109,6 +152,12 @@ def check_target(input_root: str, output_dir: str, wanted: Provenance,
   if made is None:
     raise OutputError(f'{output_dir}: not empty and not made by `vivit-tfx ingest` (no '
                       f'{MARKER}); it is left untouched: choose a new or empty --output')
+  foreign = foreign_entries(dst)
+  if foreign:
+    raise OutputError(f'{output_dir}: holds {os.path.join(output_dir, foreign[0])}'
+                      + (f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else '')
+                      + f', which ingest did not write (not listed in {MARKER}); nothing was '
+                      'changed: move it out of the folder, or choose another --output')
   if made.fingerprint != wanted.fingerprint and not overwrite:
     raise OutputError(f'{output_dir}: holds clips made from other input or settings ('
                       + '; '.join(differences(made, wanted)[:4])
@@ -163,13 +212,19 @@ def staged(output_dir: str, provenance: Provenance) -> Iterator[str]:
     json.dump({'pid': os.getpid(), 'host': socket.gethostname()}, f)
   try:
     yield staging
-    with open(os.path.join(staging, MARKER), 'w') as f:
-      json.dump(provenance.to_json(), f, indent=1, ensure_ascii=False)
     os.remove(os.path.join(staging, STAGING_MARKER))
+    files = written_files(staging)
+    with open(os.path.join(staging, MARKER), 'w') as f:
+      json.dump(provenance.to_json(files), f, indent=1, ensure_ascii=False)
     previous = None
     if os.path.isdir(target):  # an ingest output (check_target) or an empty folder
       previous = f'{target}{_STAGING_INFIX}old-{uuid.uuid4().hex[:8]}'
       os.rename(target, previous)
+      late = foreign_entries(previous) if read_provenance(previous) else _user_entries(previous)
+      if late:  # written by someone while ingest ran: put everything back, replace nothing
+        os.rename(previous, target)
+        raise OutputError(f'{output_dir}: {os.path.join(output_dir, late[0])} appeared while '
+                          'ingest ran; nothing was changed: move it out and ingest again')
     os.rename(staging, target)
     if previous:
       shutil.rmtree(previous)

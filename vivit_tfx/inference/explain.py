@@ -45,14 +45,15 @@ def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
 
 
 def render(video: str, model_dir: str, out_dir: str, method: str = 'auto',
-           overwrite: bool = False) -> Dict[str, str]:
+           overwrite: bool = False, stem: str = '') -> Dict[str, str]:
   """Writes <stem>.attention.png (strip), .gif (animation) and .npy (the token map), never
-  over a file of the user's (`outputs.OutputFolder`) unless `overwrite`."""
+  over a file of the user's (`outputs.OutputFolder`) unless `overwrite`; stem: the video's
+  unless given (`timeline.output_stems` for several videos)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import cm  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  stem = os.path.splitext(os.path.basename(video))[0]
+  stem = stem or os.path.splitext(os.path.basename(video))[0]
   folder = outputs.OutputFolder(out_dir, overwrite)
   png, gif, npy = folder.claim(
       *(f'{stem}.attention.{ext}' for ext in ('png', 'gif', 'npy')))

@@ -138,6 +138,8 @@ class ModelServer:
       request = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
       raise RestError(f'JSON Parse error: {e}') from None
+    except RecursionError:
+      raise RestError('JSON Parse error: the body is nested too deeply') from None
     if not isinstance(request, dict):
       raise RestError('the request body must be a JSON object')
     signature = request.get('signature_name', DEFAULT_SIGNATURE)
@@ -150,9 +152,12 @@ class ModelServer:
       raise RestError("Missing 'inputs' or 'instances' key" if 'instances' not in request else
                       "Request can have either 'instances' or 'inputs', not both")
     row = 'instances' in request
-    columns = _rows_to_columns(request['instances'], specs) if row else _named(
-        request['inputs'], specs, 'inputs')
-    tensors = {k: _tensor(v, specs[k], k) for k, v in columns.items()}
+    try:
+      columns = _rows_to_columns(request['instances'], specs) if row else _named(
+          request['inputs'], specs, 'inputs')
+      tensors = {k: _tensor(v, specs[k], k) for k, v in columns.items()}
+    except RecursionError:
+      raise RestError('the request nests its values too deeply') from None
     if row and len({t.shape[0] for t in tensors.values()}) > 1:
       raise RestError('instances have inputs with different batch sizes')
     try:

@@ -39,8 +39,9 @@ class Job:
 class Reviewer:
   """Runs reviews one at a time (the model tools load the model and draw with matplotlib)."""
 
-  def __init__(self, model_dir: str, work_dir: str, videos_dir: str = '', window_s: float = 2.0,
-               stride_s: float = 1.0, threshold: float = 0.5):
+  def __init__(self, model_dir: str, work_dir: str, videos_dir: str = '',
+               window_s: Optional[float] = None, stride_s: float = 1.0,
+               threshold: float = 0.5):  # window_s: `timeline.window_s_for`
     self.model_dir, self.videos_dir = model_dir, videos_dir
     self.jobs_dir = os.path.join(os.path.abspath(work_dir), 'jobs')
     self.window_s, self.stride_s, self.threshold = window_s, stride_s, threshold

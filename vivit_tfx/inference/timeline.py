@@ -8,7 +8,9 @@ video's length.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -98,13 +100,14 @@ def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.
 def segments(windows: List[Window], threshold: float = 0.5) -> List[Dict[str, float]]:
   """Runs of consecutive windows scoring ≥ threshold, each as [start_s, end_s] and its peak.
 
-  A window below the threshold ends a segment, even when its neighbours overlap in time.
+  A window below the threshold ends a segment; a segment that would start before the previous
+  one ends (overlapping windows) is merged into it, so segments never overlap.
   """
   out: List[Dict[str, float]] = []
   previous_above = False
   for w in windows:
     above = w.score >= threshold
-    if above and previous_above:
+    if above and (previous_above or (out and w.start_s < out[-1]['end_s'])):
       out[-1]['end_s'] = max(out[-1]['end_s'], w.end_s)
       out[-1]['peak_score'] = max(out[-1]['peak_score'], w.score)
     elif above:
@@ -139,19 +142,44 @@ def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float,
   return path
 
 
-def run(path: str, model_dir: str, out_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
-        threshold: float = 0.5, overwrite: bool = False) -> Dict[str, object]:
-  """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json, never
-  over a file of the user's (`outputs.OutputFolder`) unless `overwrite`."""
+def window_s_for(clip, window_s: Optional[float]) -> float:
+  """The window length: a model with a sampling rate fixes it (a window is one clip of T frames
+  at its rate, as evaluation scored it), and a different `window_s` is refused (ValueError);
+  otherwise `window_s` (default 2 s)."""
+  if clip.sample_fps <= 0:
+    return 2.0 if window_s is None else window_s
+  fixed = clip.num_frames / clip.sample_fps
+  if window_s is not None and abs(window_s - fixed) > 1e-6:
+    raise ValueError(f'--window-s {window_s:g}: this model scores clips of {clip.num_frames} '
+                     f'frames at {clip.sample_fps:g} fps, so a window is {fixed:g} s (the span '
+                     'it was evaluated on); leave --window-s out (--stride-s is honoured)')
+  return fixed
+
+
+def output_stems(paths: List[str]) -> Dict[str, str]:
+  """The name each input's outputs get: its file stem, plus a short hash of its path where two
+  inputs share a stem (a/x.mp4 and b/x.mp4 → x-1a2b3c4d, x-5e6f7a8b)."""
+  stems = {p: os.path.splitext(os.path.basename(p))[0] for p in paths}
+  shared = collections.Counter(stems[p] for p in set(paths))
+  return {p: s if shared[s] == 1 else
+          f'{s}-{hashlib.sha256(os.path.abspath(p).encode()).hexdigest()[:8]}'
+          for p, s in stems.items()}
+
+
+def run(path: str, model_dir: str, out_dir: str, window_s: Optional[float] = None,
+        stride_s: float = 1.0, threshold: float = 0.5, overwrite: bool = False,
+        stem: Optional[str] = None) -> Dict[str, object]:
+  """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json (stem: the
+  video's, or `output_stems`'), never over a file of the user's (`outputs.OutputFolder`)
+  unless `overwrite`."""
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  stem = os.path.splitext(os.path.basename(path))[0]
+  stem = stem or os.path.splitext(os.path.basename(path))[0]
   folder = outputs.OutputFolder(out_dir, overwrite)
   png_path, json_path = folder.claim(
       f'{stem}.timeline.png', f'{stem}.segments.json')
-  info, windows = score(path, model_dir, window_s, stride_s)
   clip = predict.clip_config_of(model_dir)
-  if clip.sample_fps > 0:  # a window is one clip of the model's sampling rule
-    window_s = clip.num_frames / clip.sample_fps
+  window_s = window_s_for(clip, window_s)
+  info, windows = score(path, model_dir, window_s, stride_s)
   positive = (clip.class_names[clip.positive_index] if clip.positive_index is not None
               else f'not {clip.class_names[0]}')
   found = segments(windows, threshold)

@@ -256,7 +256,9 @@ class Detector:
     level = self.smoothed(w)
     if self._event is None and level >= self.c.start_threshold:
       above = [x for x in self._recent if x.score >= self.c.start_threshold] or [w]
-      self._event = {'start_s': above[0].start_s, 'end_s': above[-1].end_s}
+      # Stream time → wall clock, fixed when the event opens: its records agree on its times.
+      self._event = {'start_s': above[0].start_s, 'end_s': above[-1].end_s,
+                     'offset': w.wall - w.end_s}
       self._peak = max(above, key=lambda x: x.score)
     elif self._event is not None:
       if w.score >= self.c.start_threshold:
@@ -292,11 +294,10 @@ class Detector:
 
   def _record(self, kind: str, w: Window, level: Optional[float]) -> Dict[str, Any]:
     e = self._event
-    offset = w.wall - w.end_s  # stream time → wall clock, for this stream
     record = {'event': kind, 'id': e['id'], 'start_s': round(e['start_s'], 3),
-              'start_wall': _iso(offset + e['start_s'])}
+              'start_wall': _iso(e['offset'] + e['start_s'])}
     if kind == 'end':
-      record.update(end_s=round(e['end_s'], 3), end_wall=_iso(offset + e['end_s']),
+      record.update(end_s=round(e['end_s'], 3), end_wall=_iso(e['offset'] + e['end_s']),
                     duration_s=round(e['end_s'] - e['start_s'], 3))
     record.update(peak_score=round(self._peak.score, 4), peak_s=round(self._peak.end_s, 3),
                   stream_s=round(w.end_s, 3), wall=_iso(w.wall),
@@ -306,21 +307,41 @@ class Detector:
 
 # --- reporting -------------------------------------------------------------------------------
 class Webhook:
-  """POSTs events as JSON from its own thread: bounded queue, bounded retries with backoff."""
+  """POSTs events as JSON from its own thread: bounded queue, bounded retries with backoff.
+
+  Every event posted is counted once: `sent`, `failed` (after its retries), or `dropped` (the
+  queue was full, or it was still waiting when `close`'s deadline came); each loss is logged.
+  """
 
   def __init__(self, url: str, timeout_s: float = 5.0, retries: int = 3, capacity: int = 256,
                log: Callable[[str], None] = print):
     self.url, self.timeout_s, self.retries, self.log = url, timeout_s, retries, log
     self._queue: 'queue.Queue[Optional[Dict[str, Any]]]' = queue.Queue(maxsize=capacity)
     self.sent = self.failed = self.dropped = 0
+    self._pending: List[Dict[str, Any]] = []  # posted, outcome not known yet
+    self._lock = threading.Lock()
+    self._closed = False
     self._thread = threading.Thread(target=self._run, daemon=True, name=f'webhook {url}')
     self._thread.start()
 
   def post(self, event: Dict[str, Any]) -> None:
+    with self._lock:
+      self._pending.append(event)
     try:
       self._queue.put_nowait(event)
     except queue.Full:
-      self.dropped += 1
+      self._settle(event, 'dropped', 'the queue is full')
+
+  def _settle(self, event: Dict[str, Any], outcome: str, why: str = '') -> None:
+    """Counts an event's outcome once (none after `close` gave up on it)."""
+    with self._lock:
+      if self._closed or not any(e is event for e in self._pending):
+        return
+      self._pending = [e for e in self._pending if e is not event]
+      setattr(self, outcome, getattr(self, outcome) + 1)
+    if outcome != 'sent':
+      self.log(f'watch: webhook {self.url}: event {event.get("id")} {event.get("event")} '
+               f'{outcome}: {why}')
 
   def _run(self) -> None:
     while True:
@@ -334,23 +355,26 @@ class Webhook:
                                            headers={'Content-Type': 'application/json'})
           with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
             reply.read()
-          self.sent += 1
+          self._settle(event, 'sent')
           break
         except Exception as e:  # pylint: disable=broad-except
           if attempt == self.retries:
-            self.failed += 1
-            self.log(f'watch: webhook {self.url}: event {event.get("id")} {event.get("event")} '
-                     f'not delivered ({e})')
+            self._settle(event, 'failed', f'not delivered after {attempt + 1} tries ({e})')
           else:
             time.sleep(0.5 * 2**attempt)
 
   def close(self, deadline: float) -> None:
-    """Lets queued events go out until `deadline` (monotonic); a stuck hook is abandoned."""
+    """Lets queued events go out until `deadline` (monotonic); what is still waiting then is
+    counted as dropped at shutdown (a stuck hook is abandoned)."""
     try:
       self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
+      self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Full:
-      return
-    self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+      pass
+    for event in list(self._pending):
+      self._settle(event, 'dropped', 'still undelivered at shutdown')
+    with self._lock:
+      self._closed = True
 
 
 class EventLog:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
-from typing import Any, Dict, List, Optional, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
@@ -37,7 +39,13 @@ CLIP_FIELDS = ('frame_size', 'sample_fps')  # also the preset's unless given
 
 
 def _from_model(kind, help_text: str):
-  return dataclasses.field(default=None, metadata={'type': kind, 'help': help_text})
+  return dataclasses.field(default=None, metadata={'type': kind, 'help': help_text,
+                                                   'model': True})
+
+
+def _documented(default, help_text: str):
+  """A field whose option `ingest` declares too (the same flag, type and help)."""
+  return dataclasses.field(default=default, metadata={'help': help_text})
 
 
 @dataclasses.dataclass
@@ -56,21 +64,24 @@ class PipelineConfig:
   schema_file: str = ''                # default: the curated schemas/clip_schema.pbtxt
   synthetic_clips: int = 200
   # Dataset (issue 13): layout of videos_dir, class order, positive class, grouping.
-  layout: str = 'auto'                 # auto | rlvs | rwf2000 | hockey | folders | csv
-  classes: str = ''                    # comma-separated label order, e.g. 'Normal,Abuse,Fight'
-  positive_class: str = ''             # binary sets: the positive class (label 1)
-  group_regex: str = ''                # videos whose relative paths share group 1 stay together
+  layout: str = _documented('auto', 'how labels are read from the input: auto (detected), '
+                            'rlvs, rwf2000, hockey, folders or csv')
+  classes: str = _documented('', "comma-separated class names in label order, e.g. "
+                             "Normal,Abuse,Fight; empty: the layout's")
+  positive_class: str = _documented('', 'binary sets: the positive class (label 1)')
+  group_regex: str = _documented('', 'regex on the relative path; videos with the same group '
+                                 '(group 1, else the match) never land in two splits')
   # Clip shape (the model's: default from --preset).
-  num_frames: Optional[int] = _from_model(int, 'T frames per clip (default: the preset\'s)')
+  num_frames: Optional[int] = _from_model(int, 'T frames per clip')
   frame_size: Optional[Tuple[int, int]] = _from_model(
-      None, 'stored JPEG frames HxW (default: the model\'s image size)')
+      None, "stored JPEG frames HxW (run: the model's image size)")
   image_size: Optional[Tuple[int, int]] = _from_model(
       None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
   # Temporal sampling rule (issue 13; models/clip_views.py).
   sample_fps: Optional[float] = _from_model(
-      float, 'frames per second of a clip (spans T / sample_fps s; default: the preset\'s, 8 '
-      'for the vivit presets); 0: T frames spread over the whole video')
-  max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
+      float, 'frames per second of a clip (spans T / sample_fps s; the vivit presets: 8); 0: T '
+      'frames spread over the whole video')
+  max_duration_s: float = _documented(10.0, 'seconds kept per video (its central part)')
   num_views: int = 4                   # K clips per video averaged at evaluation and serving
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
   preset: str = 'vivit-tiny'
@@ -166,46 +177,20 @@ class PipelineConfig:
 
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
-    touched: known names, positive counts, frames and image size against the tubelet."""
-    from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
-    errors = []
-    for name in ('num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
-                 'synthetic_clips'):
-      if getattr(self, name) is not None and getattr(self, name) <= 0:
-        errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
-    for name in ('frame_size', 'image_size'):
-      if getattr(self, name) is not None and min(getattr(self, name)) <= 0:
-        errors.append(f'--{_flag(name)} must be positive, got {getattr(self, name)}')
-    if self.num_views <= 0 or self.sample_fps < 0 or self.max_duration_s <= 0:
-      errors.append('--num-views and --max-duration-s must be positive and --sample-fps ≥ 0 '
-                    f'(got {self.num_views}, {self.max_duration_s}, {self.sample_fps})')
-    if self.learning_rate is not None and self.learning_rate <= 0:
-      errors.append(f'--learning-rate must be positive, got {self.learning_rate}')
-    if self.min_test_examples_per_class < 0 or not 0 <= self.min_test_fraction_per_class <= 1:
-      errors.append('--min-test-examples-per-class must be ≥ 0 and '
-                    '--min-test-fraction-per-class within [0, 1]')
-    for name, value, allowed in (
-        ('input_mode', self.input_mode, INPUT_MODES),
-        ('distribution', self.distribution, STRATEGIES),
-        ('if_busy', self.if_busy, IF_BUSY), ('layout', self.layout, LAYOUTS)):
-      if value not in allowed:
-        errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(allowed)}')
-    if not 0 <= self.accuracy_threshold <= 1:
-      errors.append(f'--accuracy-threshold must be within [0, 1], got {self.accuracy_threshold}')
-    try:
-      overrides = json.loads(self.vivit_overrides or '{}')
-      if not isinstance(overrides, dict):
-        raise ValueError('not a JSON object')
-    except ValueError as e:
-      errors.append(f'--vivit-overrides is not a JSON object: {e}')
-    if not errors:  # the model's own checks, once the settings it is built from are sane
-      try:
-        self.vivit_config()
+    touched: the shared option checks (`option_errors`), then the model's own checks on the
+    settings that passed them (frames and image size against the tubelet, …)."""
+    values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    errors = option_errors(values)
+    bad = {n for n in MODEL_FIELDS + CLIP_FIELDS if any(e.startswith(f'--{_flag(n)} ')
+                                                         for e in errors)}
+    if not any(e.startswith('--vivit-overrides ') for e in errors):
+      try:  # the preset's value stands in for a model setting already reported
+        self.replace(**{n: None for n in bad}).vivit_config()
       except (ValueError, TypeError) as e:
         errors.append(f'model configuration: {e}')
       try:
-        self.pixel_preprocessing()
+        if 'image_size' not in bad:
+          self.pixel_preprocessing()
       except ValueError as e:
         errors.append(f'--pixels: {e}')
     if errors:
@@ -248,6 +233,110 @@ def split_names(text: str) -> Tuple[str, ...]:
   return tuple(n.strip() for n in text.split(',') if n.strip())
 
 
+# value → is it valid, and what the option must be; one entry per option any command takes.
+_RULES = {
+    **{n: (lambda v: v > 0, 'must be positive') for n in (
+        'num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
+        'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate')},
+    **{n: (lambda v: min(v) > 0, 'must be positive') for n in ('frame_size', 'image_size')},
+    **{n: (lambda v: v >= 0, 'must be ≥ 0') for n in (
+        'sample_fps', 'workers', 'min_test_examples_per_class')},
+    **{n: (lambda v: 0 <= v <= 1, 'must be within [0, 1]') for n in (
+        'accuracy_threshold', 'max_accuracy_drop', 'min_test_fraction_per_class')},
+    **{n: (lambda v: 0 < v < 1, 'must be within (0, 1)') for n in ('train', 'eval', 'test')},
+    'jpeg_quality': (lambda v: 1 <= v <= 100, 'must be within [1, 100]'),
+}
+
+
+def _choices(name: str) -> Optional[Tuple[str, ...]]:
+  """The values an option with a fixed set takes (None: not such an option); the lists are
+  imported only for the options given (the strategies' module loads TensorFlow)."""
+  if name == 'distribution':
+    from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
+    return STRATEGIES
+  if name == 'layout':
+    from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
+    return LAYOUTS
+  return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY}.get(name)
+
+
+def option_errors(values: Dict[str, Any]) -> List[str]:
+  """Every problem with these option values (by field name; absent or None: not checked), one
+  line each: the one place `ingest`, `run`, `compile` and `report` validate their options."""
+  errors = []
+  given = {k: v for k, v in values.items() if v is not None}
+  for name, value in given.items():
+    if name in _RULES and not _RULES[name][0](value):
+      errors.append(f'--{_flag(name)} {_RULES[name][1]}, got {_show(value)}')
+    elif _choices(name) is not None and value not in _choices(name):
+      errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(_choices(name))}')
+  fractions = [given[n] for n in ('train', 'eval', 'test') if n in given]
+  if len(fractions) == 3 and abs(sum(fractions) - 1) > 1e-6:
+    errors.append(f'--train, --eval and --test must sum to 1, got {sum(fractions):g} '
+                  f'({" + ".join(f"{f:g}" for f in fractions)})')
+  errors += _class_errors(given.get('classes', ''), given.get('positive_class', ''))
+  if given.get('group_regex'):
+    try:
+      re.compile(given['group_regex'])
+    except re.error as e:
+      errors.append(f'--group-regex {given["group_regex"]!r}: {e}')
+  if 'vivit_overrides' in given:
+    try:
+      if not isinstance(json.loads(given['vivit_overrides'] or '{}'), dict):
+        raise ValueError('not a JSON object')
+    except ValueError as e:
+      errors.append(f'--vivit-overrides is not a JSON object: {e}')
+  return errors
+
+
+def _class_errors(text: str, positive: str) -> List[str]:
+  names = split_names(text)
+  if text.strip() and not names:
+    return [f'--classes {text!r} names no class (give names such as Normal,Violence)']
+  if len(set(names)) != len(names):
+    twice = sorted({n for n in names if names.count(n) > 1})
+    return [f'--classes {text!r} lists {", ".join(twice)} twice']
+  if names and len(names) < 2:
+    return [f'--classes {text!r} names one class; a classifier needs at least two']
+  if positive and names and positive not in names:
+    return [f'--positive-class {positive!r} is not one of --classes {", ".join(names)}']
+  return []
+
+
+def _show(value) -> str:
+  return 'x'.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def min_test_per_class(min_examples: int, min_fraction: float, test_size: int) -> int:
+  """Fewest test examples a class needs for a blessing: --min-test-examples-per-class, or
+  --min-test-fraction-per-class of the test split, whichever is larger."""
+  return max(min_examples, math.ceil(min_fraction * test_size))
+
+
+def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
+                   min_examples: int, min_fraction: float, test_share: float) -> List[str]:
+  """One line per class whose videos cannot pass the blessing's per-class minimums (or fill
+  the three splits), saying what to change. clips: split → class → videos."""
+  splits = ('train', 'eval', 'test')
+  need = min_test_per_class(min_examples, min_fraction, sum(clips.get('test', {}).values()))
+  flag = ('--min-test-examples-per-class' if need <= min_examples else
+          '--min-test-fraction-per-class')
+  lines = []
+  for name in classes:
+    counts = [clips.get(s, {}).get(name, 0) for s in splits]
+    if 0 in counts:
+      lines.append(f'{name}: {sum(counts)} video(s) split {"/".join(map(str, counts))} '
+                   f'(train/eval/test): every split needs at least one; add videos of {name} '
+                   f'(about {math.ceil(need / test_share)} for a blessing at --test '
+                   f'{test_share:g})')
+    elif counts[2] < need:
+      lines.append(f'{name}: {counts[2]} test videos < {need} ({flag}): the model cannot be '
+                   f'blessed; add videos of {name} (about {math.ceil(need / test_share)} at '
+                   f'--test {test_share:g}), give the test split a larger share (ingest '
+                   f'--test), or lower {flag}')
+  return lines
+
+
 def parse_size(text: str) -> Tuple[int, int]:
   """'64' or '64x48' → (H, W)."""
   parts = text.lower().split('x')
@@ -266,21 +355,33 @@ def _parse_bool(text: str) -> bool:
   raise argparse.ArgumentTypeError(f'expected true/false, got {text!r}')
 
 
-def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
-  """Adds one `--field-name` option per PipelineConfig field (defaults from the dataclass)."""
-  group = parser.add_argument_group('pipeline configuration (pipeline/configs.py)')
+# The options `ingest` shares with `run` (declared once, by PipelineConfig's fields).
+INGEST_OPTIONS = ('num_frames', 'frame_size', 'sample_fps', 'max_duration_s', 'layout',
+                  'classes', 'positive_class', 'group_regex')
+
+
+def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None,
+                  defaults: Optional[Dict[str, Any]] = None,
+                  title: str = 'pipeline configuration (pipeline/configs.py)') -> None:
+  """Adds one `--field-name` option per PipelineConfig field (or per field in `only`); the
+  defaults are the dataclass's unless `defaults` names others. Values are checked afterwards,
+  all together, by `option_errors`."""
+  group = parser.add_argument_group(title)
   for field in dataclasses.fields(PipelineConfig):
-    if field.name in exclude:
+    if field.name in exclude or (only is not None and field.name not in only):
       continue
-    if 'help' in field.metadata:  # a model field: default from the preset
-      kind, text = field.metadata['type'] or parse_size, field.metadata['help']
+    default = (defaults or {}).get(field.name, field.default)
+    if field.metadata.get('model'):  # default: the preset's
+      kind = field.metadata['type'] or parse_size
     else:
       kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
           type(field.default), parse_size)
-      text = f'default: {field.default!r}'
+    shown = "the preset's" if default is None else repr(
+        _show(default) if isinstance(default, tuple) else default)
+    text = ' '.join(filter(None, [field.metadata.get('help'), f'(default: {shown})']))
     flag = dict(nargs='?', const=True) if kind is _parse_bool else {}  # `--overwrite` = true
     group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
-                       default=field.default, metavar=field.name.upper(), help=text, **flag)
+                       default=default, metavar=field.name.upper(), help=text, **flag)
 
 
 def from_args(args: argparse.Namespace) -> PipelineConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Dict, List, Optional
@@ -62,14 +63,25 @@ def reingest_command(config: configs.PipelineConfig, videos_dir: str) -> str:
           + ' '.join(options) + ' --overwrite')
 
 
-def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
-  """Makes sure the clips the pipeline reads were made from `videos_dir` with this config.
+@dataclasses.dataclass(frozen=True)
+class DataPlan:
+  """What `prepare_data` will do: the videos folder it reads, and whether it uses the clips as
+  they are, writes synthetic videos first, and (re-)ingests."""
+  videos_dir: str
+  use_clips: bool = False
+  synthetic: bool = False
+  ingest: bool = False
+
+
+def check_data(config: configs.PipelineConfig) -> DataPlan:
+  """Read-only: what `prepare_data` will do, or DataError (one line) when it must not.
 
   Synthetic videos are written only at the default path; a missing user path is an error.
   Existing clips are used only if their marker names the same input and settings; otherwise
-  the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself).
+  the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself, and
+  only over an ingest output that holds nothing but ingest's files).
   """
-  from vivit_tfx.components import ingest_output, remote_files, synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest_output, remote_files  # pylint: disable=g-import-not-at-top
   videos_dir = config.videos_dir
   default_videos = os.path.normpath(videos_dir) == os.path.normpath(configs.DEFAULT_VIDEOS_DIR)
   clips_made = ingest_output.read_provenance(config.clips_dir)
@@ -79,17 +91,13 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   wanted = ingest_output.provenance_for(videos_dir, **ingest_settings(config))
   if config.input_mode == 'tfrecords' and clips_made is not None and (
       clips_made.fingerprint == wanted.fingerprint):
-    print(f'[run] using clips in {config.clips_dir} (ingested from {clips_made.input_root})')
-    return
-  if not remote_files.exists(videos_dir):
-    if videos_dir != config.videos_dir or not default_videos:
-      raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
-                      'check --videos-dir)')
-    print(f'[run] {videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
-    synthetic.generate(videos_dir, synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
-                       progress=progress)
+    return DataPlan(videos_dir, use_clips=True)
+  synthetic = not remote_files.exists(videos_dir)
+  if synthetic and (videos_dir != config.videos_dir or not default_videos):
+    raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
+                    'check --videos-dir)')
   if config.input_mode != 'tfrecords':
-    return
+    return DataPlan(videos_dir, synthetic=synthetic)
   if clips_made is not None and not config.overwrite:
     raise DataError(
         f'{config.clips_dir}: clips were made from other input or settings ('
@@ -97,14 +105,60 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
         + f'); nothing was changed. Re-ingest with: {reingest_command(config, videos_dir)}'
         ' (or pass --overwrite true to `run`, or choose another --clips-dir)')
   try:
-    result = ingest_output.ingest_into(videos_dir, config.clips_dir, overwrite=config.overwrite,
-                                       progress=progress, **ingest_settings(config))
+    ingest_output.check_target(videos_dir, config.clips_dir, wanted, config.overwrite)
+  except ingest_output.OutputError as e:
+    raise DataError(str(e)) from None
+  return DataPlan(videos_dir, synthetic=synthetic, ingest=True)
+
+
+def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
+  """Makes sure the clips the pipeline reads were made from `videos_dir` with this config
+  (`check_data` says how), writing synthetic videos and ingesting as needed."""
+  from vivit_tfx.components import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
+  plan = check_data(config)
+  if plan.use_clips:
+    made = ingest_output.read_provenance(config.clips_dir)
+    print(f'[run] using clips in {config.clips_dir} (ingested from {made.input_root})')
+    warn_splits(config)
+    return
+  if plan.synthetic:
+    print(f'[run] {plan.videos_dir} absent: writing {config.synthetic_clips} synthetic videos')
+    synthetic.generate(plan.videos_dir,
+                       synthetic.SyntheticConfig(num_clips=config.synthetic_clips),
+                       progress=progress)
+  if not plan.ingest:
+    return
+  try:
+    result = ingest_output.ingest_into(plan.videos_dir, config.clips_dir,
+                                       overwrite=config.overwrite, progress=progress,
+                                       **ingest_settings(config))
   except ingest_output.NothingUsable as e:
     print(e.summary.to_text())
     raise DataError(str(e)) from None
   except (ingest_output.OutputError, FileNotFoundError) as e:
     raise DataError(str(e)) from None
   print(result.to_text())
+  warn_splits(config)
+
+
+def warn_splits(config: configs.PipelineConfig) -> List[str]:
+  """Before training: one line per class whose ingested splits cannot meet this run's
+  blessing minimums (printed, and returned)."""
+  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(config.clips_dir, ingest.SUMMARY)) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return []
+  made = ingest_output.read_provenance(config.clips_dir)
+  test_share = (made.settings.get('splits') or {}).get('test') if made else None
+  lines = configs.split_warnings(summary.get('clips', {}), summary.get('classes', []),
+                                 config.min_test_examples_per_class,
+                                 config.min_test_fraction_per_class,
+                                 test_share or ingest.SplitConfig().test)
+  for line in lines:
+    print(f'[run] warning: {line}')
+  return lines
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
@@ -144,13 +198,16 @@ def summarize(config: configs.PipelineConfig, run_id: Optional[str] = None,
   run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
   if run is None:
     raise ValueError(f'no run of {config.pipeline_name} in {config.metadata_path}')
-  infos = metadata.executions_of_run(store, run)
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  infos = {metadata.node_id(store, i.execution) or i.type_name: i
+           for i in metadata.executions_of_run(store, run)}
   states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
-  for info in infos:
-    states[metadata.node_id(store, info.execution) or info.type_name] = info.state
+  for node, info in infos.items():
+    states[node] = info.state
     for artifact in info.outputs.get('evaluation', []):
       test_metrics = tfma_results.overall_metrics(artifact.uri)
-      because = tfma_results.validation(artifact.uri)[1]
+      because = tfma_results.validation(artifact.uri, report.model_classes(infos.get('Trainer')),
+                                        config.min_test_examples_per_class)[1]
     for artifact in info.outputs.get('blessing', []):
       blessed = bool(metadata.property_value(artifact, 'blessed'))
     for artifact in info.outputs.get('pushed_model', []):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -73,7 +72,12 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
     metrics_specs = [
         tfma.MetricsSpec(metrics=[accuracy, counts, tfma.MetricConfig(
             class_name='MultiClassConfusionMatrixPlot')]),
-        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name)
+        # Per class by argmax: top_k 1 sets every score but the top one to -inf, and a video
+        # counts as predicted when its score is > 0 (TFMA's default -inf threshold counts
+        # every video for a class that is never the top one), so these agree with the
+        # confusion matrix and the accuracy.
+        tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name=name,
+                                                    config='{"top_k": 1, "thresholds": [0.0]}')
                                   for name in ('Precision', 'Recall')],
                          binarize=tfma.BinarizationOptions(class_ids={'values': list(
                              range(n_classes))}))]
@@ -102,8 +106,8 @@ def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
   """Fewest test examples a class needs for a blessing: the configured count, or the
   configured share of the test split when ingest recorded its size, whichever is larger."""
   test_size = sum(_ingest_summary(config).get('clips', {}).get('test', {}).values())
-  return max(config.min_test_examples_per_class,
-             math.ceil(config.min_test_fraction_per_class * test_size))
+  return configs.min_test_per_class(config.min_test_examples_per_class,
+                                    config.min_test_fraction_per_class, test_size)
 
 
 def _ingest_summary(config: configs.PipelineConfig) -> dict:
