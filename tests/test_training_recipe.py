@@ -1,6 +1,8 @@
-"""Training recipe: mixed precision, XLA under MirroredStrategy, gradient accumulation, resume
+"""Training recipe: mixed precision, XLA and accumulation under MirroredStrategy (one device, and
+run_fn over two logical CPUs), gradient accumulation, resume
 after a kill, independent stochastic-depth masks, per-clip temporal jitter, Model 4's
 factorised dot-product attention, presets that carry their clip and recipe."""
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import tensorflow as tf
 
 from vivit_tfx.models import augment, training
 from vivit_tfx.models.vivit import EncoderBlock, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.vivit_config import ViViTConfig, preset
 from vivit_tfx.pipeline import configs
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
@@ -44,31 +46,51 @@ def test_mixed_precision_trains_with_float32_logits(precision, variant):
   assert is_scaled == (precision == 'mixed_float16')
 
 
-def test_xla_under_mirrored_strategy_compiles_and_trains():
+def test_xla_accumulation_and_bf16_under_mirrored_strategy_train():
   keras.utils.set_random_seed(0)
-  config = TINY.replace(jit_compile=True, stochastic_depth=0.2)
+  config = TINY.replace(jit_compile=True, stochastic_depth=0.2, accumulation_steps=2,
+                        clipnorm=1.0, precision='mixed_bfloat16')  # the ViT presets' recipe
   with tf.distribute.MirroredStrategy(['/cpu:0']).scope():
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=4)
   assert model.jit_compile is True  # Keras's 'auto' would be False under a strategy
   x, y = data()
   first = model.evaluate(x, y, verbose=0)[0]
-  model.fit(x, y, batch_size=8, epochs=4, verbose=0)
+  model.fit(x, y, batch_size=8, epochs=4, verbose=0)  # 4 steps of 2 micro-batches of 4
+  assert int(model.optimizer.iterations.numpy()) == 4
   assert np.isfinite(first) and model.evaluate(x, y, verbose=0)[0] < first
+
+
+def test_vit_preset_recipe_trains_run_fn_on_two_mirrored_replicas(tmp_path):
+  """CI's rehearsal of a two-GPU machine: run_fn with vivit-b-16x2's recipe (8 accumulation
+  steps, AdamW decay, clipping, bfloat16) at tiny dimensions, MirroredStrategy over two
+  logical CPU devices. XLA stays off here: XLA on CPU places every logical device's
+  computation on CPU:0 ("Trying to access resource … located in device CPU:1")."""
+  recipe = preset('vivit-b-16x2').recipe.__dict__
+  vivit = {**recipe, **TINY.architecture.__dict__, 'batch_size': 1, 'jit_compile': False}
+  assert vivit['accumulation_steps'] == 8 and vivit['precision'] == 'mixed_bfloat16'
+  run = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+       json.dumps({'vivit': vivit, 'distribution': 'mirrored'}), '2'],
+      env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'},
+      capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert 'ITERATIONS 4 STRATEGY MirroredStrategy 2' in run.stdout  # 4 updates, 2 replicas
+  assert 'with 2 replica(s): 16 clips per step (8 accumulation step(s) of 2)' in run.stdout
+  assert (tmp_path / 'serving_0' / 'saved_model.pb').exists()
 
 
 def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   x, y = data(8, seed=3)
   weights = []
-  for k, batch in ((1, 8), (4, 2)):
+  for k in (1, 4):  # one batch of 8 = 4 micro-batches of 2
     keras.utils.set_random_seed(1)
     config = TINY.replace(accumulation_steps=k, clipnorm=1.0)
     model = build_vivit(config)
     for v in model.trainable_variables:  # same non-trivial start (the head starts at zero)
       v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-    # A long schedule: the learning rate is the same at batch 0 and batch k - 1.
     training.compile_model(model, config, total_steps=100_000)
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations) == 1  # one update
     weights.append([v.numpy() for v in model.trainable_variables])
   start = np.random.default_rng(7)
@@ -202,10 +224,14 @@ def test_init_checkpoint_reaches_the_trainer_and_a_missing_one_stops_run(tmp_pat
   assert not os.path.exists(tmp_path / 'out2')
 
 
-def test_bench_train_prints_a_row(capsys):
+def test_bench_train_runs_the_preset_recipe_and_names_its_strategy(capsys):
   from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
-  assert cli.main(['bench', 'train', '--preset', 'vivit-tiny', '--frames', '4', '--image-size',
-                   '32', '--batch-size', '2', '--precision', 'float32', '--jit-compile', 'false',
-                   '--steps', '1', '--warmup', '1']) == 0
-  row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
-  assert row[1].strip() == 'vivit-tiny' and row[3].strip() == '4x32' and float(row[8]) > 0
+  tiny = json.dumps({**TINY.architecture.__dict__, 'image_size': [32, 32]})
+  assert cli.main(['bench', 'train', '--preset', 'vivit-b-16x2', '--frames', '4',
+                   '--image-size', '32', '--batch-size', '1', '--precision', 'float32',
+                   '--jit-compile', 'false', '--steps', '1', '--warmup', '1',
+                   '--vivit-overrides', tiny]) == 0
+  row = [c.strip() for c in capsys.readouterr().out.strip().splitlines()[-1].split('|')]
+  assert row[1] == 'vivit-b-16x2' and row[3] == '4x32' and float(row[9]) > 0
+  assert row[6] == 'DefaultDistributionStrategy x1'
+  assert row[7] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation

@@ -63,14 +63,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                        custom.get('tpu_address', ''))
   chief, worker_id = distribution.is_chief(strategy)
   replicas = strategy.num_replicas_in_sync
-  batch_size = config.batch_size * replicas
-  logging.info('ViViT %s on %s with %d replica(s): %d clips per step, %d per update '
-               '(%d accumulation steps), precision %s, XLA %s', config.variant,
-               type(strategy).__name__, replicas, batch_size,
-               batch_size * config.accumulation_steps, config.accumulation_steps,
-               config.precision, config.jit_compile)
-  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                   config.n_classes, training_mode=True, num_frames=config.num_frames)
+  batch_size = config.batch_size * replicas  # one micro-batch of every replica
+  k = config.accumulation_steps
+  print(f'Trainer: ViViT {config.variant} on {type(strategy).__name__} with {replicas} '
+        f'replica(s): {batch_size * k} clips per step ({k} accumulation step(s) of '
+        f'{batch_size}), precision {config.precision}, XLA {config.jit_compile}', flush=True)
+  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                   batch_size * k, config.n_classes, training_mode=True, num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         batch_size, config.n_classes, training_mode=False)
   steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))

@@ -1,6 +1,6 @@
 """ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS), linear
-warm-up + cosine decay, clipping by global norm, gradient accumulation, loss scaling for
-float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
+warm-up + cosine decay, clipping by global norm, gradient accumulation (in the train step,
+so it works under every tf.distribute strategy), loss scaling for float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
 training (checkpoints every N steps through tf.io.gfile, restored after a restart)."""
 from __future__ import annotations
 
@@ -32,19 +32,52 @@ def learning_rate_schedule(config: ViViTConfig, total_steps: int):
 
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
-  """AdamW over `total_steps` batches: one update every `accumulation_steps` batches,
-  gradients averaged then clipped at global norm `clipnorm`; wrapped in dynamic loss scaling
-  for mixed_float16. The schedule (and `warmup_steps`) counts batches: Keras 3.6 evaluates it
-  at the optimizer's raw batch counter, accumulation included."""
-  k = config.accumulation_steps
+  """AdamW over `total_steps` updates, gradients clipped at global norm `clipnorm`; wrapped in
+  dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
+  3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
+  "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
   opt = keras.optimizers.AdamW(
       learning_rate=learning_rate_schedule(config, total_steps),
-      weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
-      gradient_accumulation_steps=k if k > 1 else None)
+      weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None)
   opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
   if config.precision == 'mixed_float16':
     opt = keras.optimizers.LossScaleOptimizer(opt)
   return opt
+
+
+def accumulating_train_step(model: keras.Model, k: int):
+  """A train step for batches of k micro-batches ([k x B, ...] per replica): the gradients of
+  the k micro-batches, each computed on its own (activations of B clips in memory at a time),
+  are averaged and applied once, so one step equals one step on the k x B batch. The loop is a
+  `tf.while_loop` (one traced body, also under XLA) and the update happens outside it, where
+  tf.distribute may synchronise."""
+
+  def train_step(data):
+    x, y = data[0], data[1]  # [k x B, T, H, W, C], [k x B, 1]
+    micro_x = tf.reshape(x, tf.concat([[k, -1], tf.shape(x)[1:]], 0))  # [k, B, T, H, W, C]
+    micro_y = tf.reshape(y, tf.concat([[k, -1], tf.shape(y)[1:]], 0))  # [k, B, 1]
+    weights = model.trainable_weights
+
+    def body(i, grads, losses, preds):
+      with tf.GradientTape() as tape:
+        y_pred = model(micro_x[i], training=True)  # [B, outputs]
+        loss = model._compute_loss(x=micro_x[i], y=micro_y[i], y_pred=y_pred,  # pylint: disable=protected-access
+                                   training=True)
+        scaled = model.optimizer.scale_loss(loss)
+      step = tape.gradient(scaled, weights)
+      return (i + 1, [g + tf.cast(s, g.dtype) for g, s in zip(grads, step)],
+              losses + tf.cast(loss, tf.float32), preds.write(i, tf.cast(y_pred, tf.float32)))
+
+    zeros = [tf.zeros(w.shape, w.dtype) for w in weights]
+    preds = tf.TensorArray(tf.float32, size=k)
+    _, grads, losses, preds = tf.while_loop(
+        lambda i, *_: i < k, body, (tf.constant(0), zeros, tf.constant(0.0), preds))
+    model.optimizer.apply_gradients(zip([g / k for g in grads], weights))
+    y_pred = preds.concat()  # [k x B, outputs]
+    model._loss_tracker.update_state(losses / k, sample_weight=tf.shape(x)[0])  # pylint: disable=protected-access
+    return model.compute_metrics(x, y, y_pred, sample_weight=None)
+
+  return train_step
 
 
 class _SparseCategoricalSmoothed(keras.losses.Loss):
@@ -82,6 +115,8 @@ def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> 
   strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
   model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
+  if config.accumulation_steps > 1:
+    model.train_step = accumulating_train_step(model, config.accumulation_steps)
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
