@@ -175,3 +175,14 @@ def test_non_default_frame_slots_need_a_schema():
       runner.kubeflow_config(configs.PipelineConfig(**other))
   assert runner.kubeflow_config(configs.PipelineConfig(num_frames=16)).schema_file
   assert options.beam_args_for('direct').startswith('--direct')
+
+
+def test_compile_names_the_precision_a_gpu_without_bfloat16_gets():
+  bf16 = configs.PipelineConfig(preset='vivit-b-16x2').vivit_config().precision
+  t4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_TESLA_T4')
+  assert 'T4 GPUs have no bfloat16' in options.precision_note(t4, bf16)
+  by_label = options.Deployment(image=IMAGE, accelerator_type='nvidia.com/gpu',
+                                node_selector={'nvidia.com/gpu.product': 'Tesla-V100-SXM2'})
+  assert 'V100' in options.precision_note(by_label, bf16)
+  l4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_L4')
+  assert options.precision_note(l4, bf16) == '' == options.precision_note(t4, 'float32')

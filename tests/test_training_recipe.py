@@ -46,6 +46,17 @@ def test_mixed_precision_trains_with_float32_logits(precision, variant):
   assert is_scaled == (precision == 'mixed_float16')
 
 
+def test_bfloat16_becomes_float16_on_gpus_without_bfloat16():
+  t4, a100 = ('Tesla T4', (7, 5)), ('NVIDIA A100-SXM4-80GB', (8, 0))
+  precision, note = training.precision_for('mixed_bfloat16', [t4])
+  assert precision == 'mixed_float16'
+  assert note == ('Tesla T4 (compute capability 7.5) has no bfloat16: training in '
+                  'mixed_float16 with dynamic loss scaling')
+  assert training.precision_for('mixed_bfloat16', [a100]) == ('mixed_bfloat16', '')
+  assert training.precision_for('mixed_bfloat16', []) == ('mixed_bfloat16', '')  # CPU, TPU
+  assert training.precision_for('float32', [t4]) == ('float32', '')
+
+
 def test_xla_accumulation_and_bf16_under_mirrored_strategy_train():
   keras.utils.set_random_seed(0)
   config = TINY.replace(jit_compile=True, stochastic_depth=0.2, accumulation_steps=2,

@@ -73,6 +73,23 @@ def trainer_accelerator(deployment: Deployment) -> Tuple[str, Dict[str, str]]:
   return kind, {**labels, **deployment.node_selector}
 
 
+# GPUs without bfloat16 units (compute capability below 8.0), as named in Vertex/GKE names.
+NO_BFLOAT16_GPUS = ('T4', 'V100', 'P100', 'P4', 'K80')
+
+
+def precision_note(deployment: Deployment, precision: str) -> str:
+  """A line for `compile` when the Trainer's GPU (by accelerator name or node selector) has
+  no bfloat16: the Trainer then trains a mixed_bfloat16 preset in mixed_float16 with loss
+  scaling (models/training.py `precision_for`); '' otherwise."""
+  names = [deployment.accelerator_type, *deployment.node_selector.values()]
+  words = {w for n in names for w in re.split(r'[^A-Z0-9]+', n.upper())}
+  gpu = next((g for g in NO_BFLOAT16_GPUS if g in words), '')
+  if precision != 'mixed_bfloat16' or not gpu:
+    return ''
+  return (f'{gpu} GPUs have no bfloat16: the Trainer will train this mixed_bfloat16 model in '
+          'mixed_float16 with dynamic loss scaling (an L4, A100 or H100 keeps bfloat16)')
+
+
 def parse_node_selector(items) -> Dict[str, str]:
   """['key=value', …] from `--node-selector` into a dict."""
   out = {}

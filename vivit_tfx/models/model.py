@@ -58,6 +58,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """
   custom = fn_args.custom_config or {}
   config = ViViTConfig.from_dict(custom['vivit'])
+  precision, note = training.precision_for(config.precision, training.visible_gpus())
+  if note:
+    print(f'Trainer: {note}', flush=True)
+    config = config.replace(precision=precision)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
                                        custom.get('tpu_address', ''))

@@ -5,7 +5,7 @@ training (checkpoints every N steps through tf.io.gfile, restored after a restar
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -21,6 +21,28 @@ _NO_DECAY_NAMES = ('bias', 'gamma', 'beta', 'pos_embedding', 'cls_token')
 def no_decay_variables(model: keras.Model) -> List[keras.Variable]:
   return [v for v in model.trainable_variables
           if len(v.shape) <= 1 or any(n in v.name for n in _NO_DECAY_NAMES)]
+
+
+def precision_for(precision: str, gpus: List[Tuple[str, Tuple[int, int]]]) -> Tuple[str, str]:
+  """(the precision to train in, a note for the console or ''): mixed_bfloat16 becomes
+  mixed_float16 (with loss scaling, `optimizer`) when a GPU has no bfloat16 units (compute
+  capability below 8.0: T4, V100, P100…); `gpus` holds (name, capability) pairs."""
+  old = [(name, cc) for name, cc in gpus if tuple(cc) < (8, 0)]
+  if precision != 'mixed_bfloat16' or not old:
+    return precision, ''
+  name, cc = old[0]
+  return 'mixed_float16', (f'{name} (compute capability {cc[0]}.{cc[1]}) has no bfloat16: '
+                           'training in mixed_float16 with dynamic loss scaling')
+
+
+def visible_gpus() -> List[Tuple[str, Tuple[int, int]]]:
+  """(name, compute capability) of every GPU TensorFlow sees."""
+  out = []
+  for gpu in tf.config.list_physical_devices('GPU'):
+    details = tf.config.experimental.get_device_details(gpu)
+    out.append((details.get('device_name', gpu.name),
+                tuple(details.get('compute_capability', (0, 0)))))
+  return out
 
 
 def learning_rate_schedule(config: ViViTConfig, total_steps: int):
