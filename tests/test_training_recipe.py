@@ -82,11 +82,12 @@ def test_vit_preset_recipe_trains_run_fn_on_two_mirrored_replicas(tmp_path):
   assert vivit['accumulation_steps'] == 8 and vivit['precision'] == 'mixed_bfloat16'
   run = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
-       json.dumps({'vivit': vivit, 'distribution': 'mirrored'}), '2'],
+       json.dumps({'vivit': vivit, 'distribution': 'mirrored', 'train_steps': 3}), '2'],
       env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'},
       capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-3000:]
-  assert 'ITERATIONS 4 STRATEGY MirroredStrategy 2' in run.stdout  # 4 updates, 2 replicas
+  # 3 updates exactly (epochs of 2 and 1), 2 replicas
+  assert 'ITERATIONS 3 STRATEGY MirroredStrategy 2' in run.stdout
   assert 'with 2 replica(s): 16 clips per step (8 accumulation step(s) of 2)' in run.stdout
   assert (tmp_path / 'serving_0' / 'saved_model.pb').exists()
 
@@ -126,6 +127,28 @@ def test_training_checkpoint_round_trip_on_ram_filesystem():
   assert training.TrainingCheckpoint(again, 'ram://recipe_test/checkpoints', 2).restore() == 4
   np.testing.assert_allclose(again(x), model(x), atol=1e-6)
   assert int(again.optimizer.iterations) == 4
+
+
+def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
+  assert training.epoch_plan(0, 1000, 300) == [300, 300, 300, 100]  # 1000, not 900
+  assert training.epoch_plan(450, 1000, 300) == [150, 300, 100]  # resumed mid-epoch
+  x, y = data()
+  model = build_vivit(TINY)
+  training.compile_model(model, TINY, total_steps=5)
+
+  class Count(keras.callbacks.Callback):
+    validation_batches = 0
+
+    def on_test_batch_end(self, batch, logs=None):
+      Count.validation_batches += 1
+
+  checkpoint = training.TrainingCheckpoint(model, 'ram://exact_steps/checkpoints', every=100)
+  evaluation = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+  assert training.fit_resumable(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+                                .repeat(), 2, 5, checkpoint, validation_data=evaluation,
+                                validation_steps=2, callbacks=[Count()]) == 5
+  assert int(model.optimizer.iterations) == 5
+  assert Count.validation_batches == 3 * 2  # epochs of 2, 2 and 1 steps, 2 batches each
 
 
 _TRAINER = textwrap.dedent('''

@@ -24,8 +24,9 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels).
 
   Training: shuffled, repeated forever, one clip at a random position of each video per visit
-  (`clip_views`). Validation: one pass over the whole split in its (ingest-shuffled) record
-  order, the central clip of each video, so every epoch's validation covers every class.
+  (`clip_views`). Validation: one pass over the split in its (ingest-shuffled) record order,
+  the central clip of each video (run_fn repeats it and validates on --eval-steps batches
+  per epoch, successive epochs on successive batches).
   """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
@@ -75,9 +76,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                    batch_size * k, config.n_classes, training_mode=True, num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                        batch_size, config.n_classes, training_mode=False)
-  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
-  total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
+                        batch_size, config.n_classes, training_mode=False).repeat()
+  total_steps = max(1, fn_args.train_steps)  # exactly; the last epoch may be shorter
+  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), total_steps))
   with strategy.scope():
     model = build_vivit(config)  # from config.init_checkpoint when one is given
     training.compile_model(model, config, total_steps=total_steps)
@@ -87,7 +88,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   distribution.prepare_multi_worker_fit(model, strategy, train)
   logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
   training.fit_resumable(model, train, steps_per_epoch, total_steps, checkpoint,
-                         validation_data=evaluation,  # the whole eval split (input_fn)
+                         validation_data=evaluation,  # --eval-steps batches per epoch
+                         validation_steps=max(1, fn_args.eval_steps or 1),
                          callbacks=logs if chief else [])
   if chief:
     export.export(model, config, tf_transform_output, fn_args.serving_model_dir,

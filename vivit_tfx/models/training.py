@@ -181,25 +181,35 @@ class TrainingCheckpoint(keras.callbacks.Callback):
       tf.io.gfile.rmtree(self.directory)
 
 
+def epoch_plan(done: int, total_steps: int, steps_per_epoch: int) -> List[int]:
+  """Steps of each epoch still to run after `done` of `total_steps`: up to the next epoch
+  boundary first, then whole epochs, then the remainder (so exactly `total_steps` run)."""
+  plan = []
+  while done < total_steps:
+    steps = min(steps_per_epoch - done % steps_per_epoch, total_steps - done)
+    plan.append(steps)
+    done += steps
+  return plan
+
+
 def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: int,
                   checkpoint: TrainingCheckpoint, validation_data=None,
                   validation_steps: Optional[int] = None,
                   callbacks: Optional[list] = None) -> int:
-  """Trains up to `total_steps` steps (epochs of `steps_per_epoch`), continuing from the
-  checkpoint's step after a restart: a partial epoch first, then whole epochs. Returns the
-  number of steps run by this call."""
+  """Trains exactly `total_steps` steps (epochs of `steps_per_epoch`, the last one shorter
+  if need be), continuing from the checkpoint's step after a restart; validates after every
+  epoch. One `fit` call per run of equal epochs. Returns the number of steps run by this
+  call."""
   done = checkpoint.restore()
   callbacks = [checkpoint] + list(callbacks or [])
-  run = 0
-  if done % steps_per_epoch and done < total_steps:
-    rest = min(steps_per_epoch - done % steps_per_epoch, total_steps - done)
-    model.fit(train, steps_per_epoch=rest, epochs=1, verbose=2, callbacks=callbacks)
-    run, done = run + rest, done + rest
-  epochs = math.ceil(total_steps / steps_per_epoch)
-  if done < total_steps:
-    model.fit(train, steps_per_epoch=steps_per_epoch, initial_epoch=done // steps_per_epoch,
-              epochs=epochs, validation_data=validation_data, validation_steps=validation_steps,
-              verbose=2, callbacks=callbacks)
-    run += total_steps - done
+  plan = epoch_plan(done, total_steps, steps_per_epoch)
+  epoch = done // steps_per_epoch
+  while plan:
+    steps = plan[0]
+    n = next((i for i, s in enumerate(plan) if s != steps), len(plan))  # equal epochs
+    model.fit(train, steps_per_epoch=steps, initial_epoch=epoch, epochs=epoch + n,
+              validation_data=validation_data, validation_steps=validation_steps, verbose=2,
+              callbacks=callbacks)
+    epoch, plan = epoch + n, plan[n:]
   checkpoint.cleanup()
-  return run
+  return total_steps - done if total_steps > done else 0

@@ -79,8 +79,8 @@ class PipelineConfig:
   batch_size: Optional[int] = _from_model(int, 'clips per replica (default: the preset\'s)')
   learning_rate: Optional[float] = _from_model(float, 'default: the preset\'s')
   init_checkpoint: str = ''            # image ViT .npz to start from (models/vit_checkpoint.py)
-  train_steps: int = 600
-  eval_steps: int = 4
+  train_steps: int = 600              # optimizer updates, exactly (the last epoch may be shorter)
+  eval_steps: int = 4                  # eval-split batches the Trainer validates on per epoch
   steps_per_epoch: int = 50
   distribution: str = 'auto'           # auto | default | mirrored | multi_worker | tpu
   tpu_address: str = ''
