@@ -78,8 +78,9 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
                          binarize=tfma.BinarizationOptions(class_ids={'values': list(
                              range(n_classes))}))]
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
-                                  preprocessing_function_names=['transform_features'])],
+      # The label passes through untransformed: no `transform_features` (which would decode
+      # every test clip once more and parse the fixed frame slots of the model's own records).
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL)],
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
