@@ -5,7 +5,9 @@ and data accessor stood in for by in-memory stubs (used as a script by the distr
 
 LOGICAL_CPUS > 1 splits the CPU into that many logical devices before TensorFlow starts
 (a MirroredStrategy over them rehearses a multi-GPU machine). The trained weights are saved to
-OUT/weights_<task>.npz; the last line printed is `DONE <task>`.
+OUT/weights_<task>.npz; the last line printed is `DONE <task>`. Environment: HARNESS_MODEL_RUN
+names the Trainer's model_run folder (default OUT/model_run_<task>); HARNESS_KILL=1 kills the
+process (signal 9) right after the first training checkpoint, as a preemption would.
 """
 import json
 import os
@@ -42,7 +44,16 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
 
   fit = training.fit_resumable
 
+  class Kill(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if checkpoint.manager.latest_checkpoint:
+        os.kill(os.getpid(), 9)
+
   def recording_fit(model, *args, **kwargs):  # keeps the trained weights for the test
+    global checkpoint  # pylint: disable=global-variable-undefined
+    checkpoint = args[3]
+    if os.environ.get('HARNESS_KILL') == '1':
+      kwargs['callbacks'] = list(kwargs.get('callbacks') or []) + [Kill()]
     ran = fit(model, *args, **kwargs)
     np.savez(os.path.join(out, f'weights_{task}.npz'), *model.get_weights())
     print('ITERATIONS', int(model.optimizer.iterations.numpy()), 'STRATEGY',
@@ -58,7 +69,7 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
       eval_files=['unused'],
       data_accessor=types.SimpleNamespace(tf_dataset_factory=dataset_factory),
       train_steps=custom.get('train_steps', 4), eval_steps=1,
-      model_run_dir=os.path.join(out, f'model_run_{task}'),
+      model_run_dir=os.environ.get('HARNESS_MODEL_RUN') or os.path.join(out, f'model_run_{task}'),
       serving_model_dir=os.path.join(out, f'serving_{task}')))
   print('DONE', task)
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -151,44 +150,27 @@ def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
   assert Count.validation_batches == 3 * 2  # epochs of 2, 2 and 1 steps, 2 batches each
 
 
-_TRAINER = textwrap.dedent('''
-    import os, sys
-    import numpy as np, keras, tensorflow as tf
-    from vivit_tfx.models import training
-    from vivit_tfx.models.vivit import build_vivit
-    from vivit_tfx.models.vivit_config import ViViTConfig
-    directory, kill_at = sys.argv[1], int(sys.argv[2])
-    config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
-                         hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
-                         checkpoint_steps=3)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((8, 4, 16, 16, 3)).astype('float32'), np.array([0, 1] * 4)
-    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
-    model = build_vivit(config)
-    training.compile_model(model, config, total_steps=10)
-    class Kill(keras.callbacks.Callback):
-      def on_train_batch_end(self, batch, logs=None):
-        if kill_at and checkpoint.manager.latest_checkpoint:
-          os.kill(os.getpid(), 9)  # preempted right after the first checkpoint
-    checkpoint = training.TrainingCheckpoint(model, directory, config.checkpoint_steps)
-    ran = training.fit_resumable(model, train, 5, 10, checkpoint, callbacks=[Kill()])
-    print('RAN', ran, 'ITERATIONS', int(model.optimizer.iterations))
-''')
-
-
-def test_trainer_killed_after_first_checkpoint_resumes(tmp_path):
-  script = tmp_path / 'trainer.py'
-  script.write_text(_TRAINER)
-  directory = str(tmp_path / 'model_run' / 'checkpoints')
-  env = {**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  killed = subprocess.run([sys.executable, str(script), directory, '1'], env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert killed.returncode == -9, killed.stderr[-2000:]
-  assert tf.train.latest_checkpoint(directory).endswith('ckpt-3')
-  resumed = subprocess.run([sys.executable, str(script), directory, '0'], env=env,
-                           capture_output=True, text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert 'RAN 7 ITERATIONS 10' in resumed.stdout  # continued from step 3, not from 0
+def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
+  """A run killed during training, its execution's folders removed by the next run's clean-up
+  (run_guard), started again (a new execution, same inputs): training resumes."""
+  from vivit_tfx.pipeline import run_guard  # pylint: disable=g-import-not-at-top
+  custom = json.dumps({'vivit': {**TINY.architecture.__dict__, 'batch_size': 2,
+                                 'checkpoint_steps': 2}, 'train_steps': 4})
+  runs = []
+  for execution, kill in ((7, '1'), (8, '0')):
+    model_run = tmp_path / 'root' / 'Trainer' / 'model_run' / str(execution)
+    runs.append(subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+         custom], capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3',
+             'HARNESS_MODEL_RUN': str(model_run), 'HARNESS_KILL': kill}))
+    if kill == '1':
+      assert runs[-1].returncode == -9, runs[-1].stderr[-2000:]
+      assert run_guard._remove_outputs(str(tmp_path / 'root'), 'Trainer', execution)  # pylint: disable=protected-access
+  assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
+  assert 'Trainer: resumed from step 2 of 4' in runs[-1].stdout
+  assert 'ITERATIONS 4' in runs[-1].stdout  # 2 restored + 2 trained, not 4 from scratch
+  assert not os.listdir(tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume')  # done: removed
 
 
 def test_stochastic_depth_masks_differ_between_layers():

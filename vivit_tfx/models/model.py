@@ -3,6 +3,8 @@
 `transform_features`."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import List
 
@@ -50,11 +52,23 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def resume_dir(fn_args: tfx.components.FnArgs) -> str:
+  """Where this training job keeps its checkpoints: `<model_run>/../resume/<key>`, the key a
+  hash of the Trainer's inputs and settings. A run started again after a kill (a new
+  execution, same command and inputs) and a restarted pod (same execution) find the same
+  folder, and it is not the execution's own, which the clean-up of a killed run removes."""
+  key = hashlib.sha256(json.dumps(
+      [sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output,
+       fn_args.train_steps, fn_args.custom_config], sort_keys=True, default=str).encode())
+  return os.path.join(os.path.dirname(fn_args.model_run_dir.rstrip('/')), 'resume',
+                      key.hexdigest()[:16])
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
-  Resumes from the newest checkpoint in `<model_run_dir>/checkpoints` when the same
-  execution is restarted (e.g. a preempted pod). Under multi-worker training only the chief
+  Resumes from the newest checkpoint in `resume_dir` when the same job is started again (a
+  preempted pod, or a run killed during training and started again). Under multi-worker training only the chief
   writes the SavedModel, warm-up requests, clip config and TensorBoard logs.
   """
   custom = fn_args.custom_config or {}
@@ -82,8 +96,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     model = build_vivit(config)  # from config.init_checkpoint when one is given
     training.compile_model(model, config, total_steps=total_steps)
+  checkpoints = resume_dir(fn_args)
   checkpoint = training.TrainingCheckpoint(
-      model, os.path.join(fn_args.model_run_dir, 'checkpoints'),
+      model, checkpoints,
       config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
   distribution.prepare_multi_worker_fit(model, strategy, train)
   logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
@@ -94,3 +109,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   if chief:
     export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
                   custom.get('clip', {}), model.init_source)
+    if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
+      tf.io.gfile.rmtree(checkpoints)

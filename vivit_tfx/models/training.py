@@ -201,6 +201,8 @@ def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: 
   epoch. One `fit` call per run of equal epochs. Returns the number of steps run by this
   call."""
   done = checkpoint.restore()
+  if done:
+    print(f'Trainer: resumed from step {done} of {total_steps}', flush=True)
   callbacks = [checkpoint] + list(callbacks or [])
   plan = epoch_plan(done, total_steps, steps_per_epoch)
   epoch = done // steps_per_epoch
