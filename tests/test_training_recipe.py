@@ -1,6 +1,6 @@
 """Training recipe: mixed precision, XLA and accumulation under MirroredStrategy (one device, and
 run_fn over two logical CPUs), gradient accumulation, resume
-after a kill, independent stochastic-depth masks, per-clip temporal jitter, Model 4's
+after a kill, independent stochastic-depth masks, Model 4's
 factorised dot-product attention, presets that carry their clip and recipe."""
 import json
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import augment, training
+from vivit_tfx.models import training
 from vivit_tfx.models.vivit import EncoderBlock, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig, preset
 from vivit_tfx.pipeline import configs
@@ -181,16 +181,6 @@ def test_stochastic_depth_masks_differ_between_layers():
   assert 0 < high.sum() < low.sum() < 512
   # One shared random stream would nest the masks (kept at 0.9 ⇒ kept at 0.45).
   assert (high & ~low).any()
-
-
-def test_temporal_jitter_draws_one_window_per_clip():
-  tf.random.set_seed(0)
-  t = 16
-  clips = tf.tile(tf.reshape(tf.range(t, dtype=tf.float32), [1, t, 1, 1, 1]), [32, 1, 2, 2, 1])
-  frames = augment.temporal_jitter(clips).numpy()[:, :, 0, 0, 0]  # [B, T] source indices
-  assert frames.shape == (32, t)
-  assert len({tuple(row) for row in frames}) > 1  # windows differ between clips of a batch
-  assert (np.diff(frames, axis=1) >= 0).all() and frames.min() >= 0 and frames.max() <= t - 1
 
 
 def test_model4_heads_attend_within_a_frame_or_a_position():
