@@ -211,3 +211,28 @@ def test_compile_names_the_precision_a_gpu_without_bfloat16_gets():
   assert 'V100' in options.precision_note(by_label, bf16)
   l4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_L4')
   assert options.precision_note(l4, bf16) == '' == options.precision_note(t4, 'float32')
+
+
+def test_compile_checks_the_class_count_against_the_image_schema(tmp_path):
+  three = configs.PipelineConfig(classes='Normal,Abuse,Fighting', clips_dir=str(tmp_path / 'c'),
+                                 videos_dir=str(tmp_path / 'v'))
+  with pytest.raises(ValueError, match="image's schema allows 2 classes; this dataset has 3"):
+    runner.kubeflow_config(three)
+  assert runner.kubeflow_config(three.replace(schema_file='gs://b/three_class_schema.pbtxt'))
+
+
+def test_the_trainer_takes_class_names_from_the_data_where_it_runs(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import model  # pylint: disable=g-import-not-at-top
+  trainer = next(c for c in create_pipeline(configs.PipelineConfig(
+      clips_dir='gs://bucket/clips', output_root=str(tmp_path / 'o'))).components
+                 if c.id == 'Trainer')
+  assert '"clips_summary": "gs://bucket/clips/summary.json"' in str(
+      trainer.exec_properties['custom_config'])
+  summary = tmp_path / 'summary.json'
+  summary.write_text(json.dumps({'classes': ['Calm', 'Fight']}))
+  assert model.data_class_names(str(summary), 2) == ['Calm', 'Fight']
+  assert model.data_class_names(str(tmp_path / 'absent.json'), 2) == []
+  with pytest.raises(ValueError, match=r'the data has 2 classes \(Calm, Fight\); the pipeline '
+                                       'was compiled for 3'):
+    model.data_class_names(str(summary), 3)

@@ -33,7 +33,7 @@ from vivit_tfx import schemas
 from vivit_tfx.kubeflow import options
 from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
-from vivit_tfx.pipeline.pipeline import create_pipeline
+from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes
 
 # Where vivit_tfx/kubeflow/Dockerfile puts the curated schema inside the image.
 IMAGE_SCHEMA_FILE = '/pipeline/schemas/clip_schema.pbtxt'
@@ -74,11 +74,18 @@ def _append_platform_spec(path: str, tasks, node_selector: Dict[str, str]) -> No
 
 def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   """The pipeline config as seen from inside the image (schema path, no local abspaths)."""
-  slots, curated = config.clip_config().stored_frames, schemas.frame_slots(schemas.load())
+  image_schema = schemas.load()
+  slots, curated = config.clip_config().stored_frames, schemas.frame_slots(image_schema)
   if not config.schema_file and slots != curated:
     raise ValueError(f'the image holds the curated schema for {curated} frame slots per record '
                      f'(N); these settings store {slots}: pass --schema-file with a schema for '
                      f'{slots} slots (schemas.for_frame_slots) at a path or URI the pods can read')
+  classes = dataset_classes(config)
+  if not config.schema_file and len(classes) != schemas.num_classes(image_schema):
+    raise ValueError(f'the image\'s schema allows {schemas.num_classes(image_schema)} classes; '
+                     f'this dataset has {len(classes)} ({", ".join(classes)}): pass '
+                     f'--schema-file with a schema for {len(classes)} classes '
+                     '(schemas.for_clips) at a path or URI the pods can read')
   return config.replace(schema_file=config.schema_file or IMAGE_SCHEMA_FILE)
 
 

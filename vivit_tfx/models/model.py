@@ -64,6 +64,20 @@ def resume_dir(fn_args: tfx.components.FnArgs) -> str:
                       key.hexdigest()[:16])
 
 
+def data_class_names(summary_path: str, n_classes: int) -> List[str]:
+  """The class names of the ingest summary beside the clips (read where the Trainer runs, not
+  where the pipeline was compiled), or [] when there is none; a class count other than the
+  model's `n_classes` is refused in one line."""
+  if not summary_path or not tf.io.gfile.exists(summary_path):
+    return []
+  with tf.io.gfile.GFile(summary_path) as f:
+    names = list(json.load(f).get('classes') or [])
+  if names and len(names) != n_classes:
+    raise ValueError(f'{summary_path}: the data has {len(names)} classes ({", ".join(names)}); '
+                     f'the pipeline was compiled for {n_classes}: compile it again for this data')
+  return names
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
@@ -77,6 +91,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   if note:
     print(f'Trainer: {note}', flush=True)
     config = config.replace(precision=precision)
+  clip = dict(custom.get('clip', {}))
+  names = data_class_names(custom.get('clips_summary', ''), config.n_classes)
+  if names and names != clip.get('class_names'):
+    print(f'Trainer: classes from the data: {", ".join(names)}', flush=True)
+    clip['class_names'] = names
+    if clip.get('positive_class') not in names:
+      clip['positive_class'] = names[1] if len(names) == 2 else ''
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
                                        custom.get('tpu_address', ''))
@@ -107,7 +128,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          validation_steps=max(1, fn_args.eval_steps or 1),
                          callbacks=logs if chief else [])
   if chief:
-    export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
-                  custom.get('clip', {}), model.init_source)
+    export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,
+                  model.init_source)
     if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
       tf.io.gfile.rmtree(checkpoints)

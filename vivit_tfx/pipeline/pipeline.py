@@ -224,6 +224,9 @@ def create_pipeline(config: configs.PipelineConfig,
                               'positive_class': classes[1] if len(classes) == 2 else (
                                   config.positive_class)},
                      'tpu_address': config.tpu_address,
+                     # The classes travel with the data: run_fn reads them there at run time.
+                     'clips_summary': (f'{configs.absolute(config.clips_dir)}/summary.json'
+                                       if config.input_mode == 'tfrecords' else ''),
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
   # Finds the last blessed model, the baseline the candidate must not fall below.
