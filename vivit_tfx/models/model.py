@@ -109,7 +109,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         f'replica(s): {batch_size * k} clips per step ({k} accumulation step(s) of '
         f'{batch_size}), precision {config.precision}, XLA {config.jit_compile}', flush=True)
   train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                   batch_size * k, config.n_classes, training_mode=True, num_frames=config.num_frames)
+                   batch_size * k, config.n_classes, training_mode=True,
+                   num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         batch_size, config.n_classes, training_mode=False).repeat()
   total_steps = max(1, fn_args.train_steps)  # exactly; the last epoch may be shorter

@@ -1,7 +1,9 @@
 """ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS), linear
 warm-up + cosine decay, clipping by global norm, gradient accumulation (in the train step,
-so it works under every tf.distribute strategy), loss scaling for float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
-training (checkpoints every N steps through tf.io.gfile, restored after a restart)."""
+so it works under every tf.distribute strategy), loss scaling for float16 (also where a GPU
+lacks bfloat16), XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and
+resumable training (checkpoints every N steps through tf.io.gfile, restored after a
+restart); exactly the steps asked for."""
 from __future__ import annotations
 
 import math
