@@ -97,8 +97,14 @@ def _cmd_run(args) -> int:
   if config.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if not tf.io.gfile.exists(config.init_checkpoint):
-      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file (pass an image '
-                      'ViT .npz; nothing is downloaded)')
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
+                      '(pass an image ViT .npz or a Hugging Face model directory; nothing is '
+                      'downloaded)')
+    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    if tf.io.gfile.isdir(config.init_checkpoint) and not pixel_preprocessing.is_hf_directory(
+        config.init_checkpoint):
+      raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
+                      'is not a Hugging Face model directory')
   print(config.model_summary())  # the effective model config, once
   try:
     with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
@@ -315,6 +321,24 @@ def _cmd_bench(args) -> int:
     return export_size.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
+
+
+def _cmd_checkpoint(args) -> int:
+  from vivit_tfx.models import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    if args.action == 'inspect':
+      print('\n'.join(hf_export.inspect(args.path)))
+      return 0
+    if not args.output:
+      raise UserError('checkpoint export needs --output DIR')
+    clip = hf_export.export(args.path, args.output, args.num_frames)
+  except (CheckpointMismatch, pixel_preprocessing.PreprocessorConfigError, OSError) as e:
+    raise UserError(_one_line(e)) from None
+  print(f"exported: {args.output} ({clip['hf_family']}, T={clip['num_frames']}, "
+        f"{len(clip['class_names'])} labels; signatures serving_default, pixels)")
+  return 0
 
 
 # --- issue 16: live detection (watch) and the local server (serve) ----------------------------
@@ -549,6 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_report)
 
   _add_serve_watch_parsers(sub)  # issue 16
+
+  p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
+                     'it as a SavedModel with its own head and preprocessing')
+  p.add_argument('action', choices=['inspect', 'export'])
+  p.add_argument('path', help='model directory (config.json, model.safetensors, '
+                 'preprocessor_config.json), local or any tf.io.gfile URI')
+  p.add_argument('--output', help='export: SavedModel directory to create')
+  p.add_argument('--num-frames', type=_positive_int, default=0,
+                 help="export: clip length T (default: the checkpoint's; image ViT: 2)")
+  p.set_defaults(func=_cmd_checkpoint)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
                      'train, export, views, serve, watch)')

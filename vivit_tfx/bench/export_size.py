@@ -1,8 +1,9 @@
 """Export size: what `run_fn`'s export writes for a preset (untrained weights, optimizer state
 built as after training), against the parameters' bytes. Prints a table.
 
-The Transform graph is stood in for by `DecodeOnlyTransform` (the same JPEG decode and resize
-as `preprocessing_fn`, without the analysed mean/std constants), so no Beam run is needed.
+The Transform graph is stood in for by `DecodeOnlyTransform` (the same JPEG decode, resize and
+crop as `preprocessing_fn`, without the analysed mean/std constants, or with a checkpoint's
+fixed normalisation), so no Beam run is needed.
 """
 from __future__ import annotations
 
@@ -14,24 +15,29 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from vivit_tfx.models import features, preprocessing
+from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
 
 
 class DecodeOnlyTransform:
-  """The two things `export` needs from a TFTransformOutput, for clips of T JPEG frames."""
+  """The two things `export` needs from a TFTransformOutput, for clips of T JPEG frames;
+  `pixels` (not the dataset's statistics) normalises as Transform would."""
 
-  def __init__(self, num_frames: int, image_size):
+  def __init__(self, num_frames: int, image_size, pixels: Optional[PixelPreprocessing] = None):
     self.num_frames, self.image_size = num_frames, tuple(image_size)
+    self.pixels = pixels.for_image_size(image_size) if pixels else None
 
   def raw_feature_spec(self):
     return {features.FRAMES: tf.io.FixedLenFeature([self.num_frames], tf.string)}
 
   def transform_features_layer(self):
-    size = self.image_size
+    size, pixels = self.image_size, self.pixels
 
     class _Layer(tf.Module):
 
       def __call__(self, inputs):  # {'frames': [B, T] JPEG} → {'clip_xf': [B, T, H, W, 3]}
-        return {features.CLIP_XF: preprocessing.decode_clips(inputs[features.FRAMES], size)}
+        frames = inputs[features.FRAMES]
+        return {features.CLIP_XF: pixels.normalise(preprocessing.decode_pixels(frames, pixels))
+                if pixels else preprocessing.decode_clips(frames, size)}
 
     return _Layer()
 

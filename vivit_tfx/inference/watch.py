@@ -423,6 +423,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
   check_source(config.source)
+  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
@@ -467,7 +468,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
       if not sampler.keep(t):
         continue
       rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      ring.append((video_reader.resize_and_crop(rgb, size), t))
+      ring.append((pixel_preprocessing.resize_and_crop_array(rgb, size), t))
       new_frames += 1
       if len(ring) == num_frames and new_frames >= stride:
         new_frames = 0

@@ -82,8 +82,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
   Resumes from the newest checkpoint in `resume_dir` when the same job is started again (a
-  preempted pod, or a run killed during training and started again). Under multi-worker training only the chief
-  writes the SavedModel, warm-up requests, clip config and TensorBoard logs.
+  preempted pod, or a run killed during training and started again). Under multi-worker
+  training only the chief writes the SavedModel, warm-up requests, clip config and logs.
   """
   custom = fn_args.custom_config or {}
   config = ViViTConfig.from_dict(custom['vivit'])
@@ -116,7 +116,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   total_steps = max(1, fn_args.train_steps)  # exactly; the last epoch may be shorter
   steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), total_steps))
   with strategy.scope():
-    model = build_vivit(config)  # from config.init_checkpoint when one is given
+    # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
+    # labels are the run's classes.
+    model = build_vivit(config, classes=clip.get('class_names'))
     training.compile_model(model, config, total_steps=total_steps)
   checkpoints = resume_dir(fn_args)
   checkpoint = training.TrainingCheckpoint(

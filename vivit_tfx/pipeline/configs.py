@@ -33,6 +33,7 @@ def _flag(name: str) -> str:
 # given (flag or constructor) overrides the preset. After construction they hold the effective
 # values, read from the model config (not copied defaults).
 MODEL_FIELDS = ('num_frames', 'image_size', 'variant', 'batch_size', 'learning_rate')
+CLIP_FIELDS = ('frame_size', 'sample_fps')  # also the preset's unless given
 
 
 def _from_model(kind, help_text: str):
@@ -66,8 +67,9 @@ class PipelineConfig:
   image_size: Optional[Tuple[int, int]] = _from_model(
       None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
   # Temporal sampling rule (issue 13; models/clip_views.py).
-  sample_fps: float = 8.0              # frames per second of a clip (spans T / sample_fps s);
-                                       # 0: T frames spread over the whole video
+  sample_fps: Optional[float] = _from_model(
+      float, 'frames per second of a clip (spans T / sample_fps s; default: the preset\'s, 8 '
+      'for the vivit presets); 0: T frames spread over the whole video')
   max_duration_s: float = 10.0         # frames kept per video: its central max_duration_s
   num_views: int = 4                   # K clips per video averaged at evaluation and serving
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
@@ -78,7 +80,9 @@ class PipelineConfig:
   vivit_overrides: str = '{}'          # JSON of extra ViViTConfig fields
   batch_size: Optional[int] = _from_model(int, 'clips per replica (default: the preset\'s)')
   learning_rate: Optional[float] = _from_model(float, 'default: the preset\'s')
-  init_checkpoint: str = ''            # image ViT .npz to start from (models/vit_checkpoint.py)
+  init_checkpoint: str = ''            # image ViT .npz or Hugging Face model directory to start from
+  pixels: str = 'auto'                 # auto | dataset | scenic | processor | a preprocessor_config.json
+                                       # (models/pixel_preprocessing.py `choose`)
   train_steps: int = 600              # optimizer updates, exactly (the last epoch may be shorter)
   eval_steps: int = 4                  # eval-split batches the Trainer validates on per epoch
   steps_per_epoch: int = 50
@@ -97,8 +101,10 @@ class PipelineConfig:
 
   def __post_init__(self):
     # The values given (not None), kept so that replace(preset=…) re-resolves the others.
-    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + ('frame_size',)
+    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + CLIP_FIELDS
                    if getattr(self, n) is not None}
+    from vivit_tfx.models.hub_presets import sample_fps  # pylint: disable=g-import-not-at-top
+    self.sample_fps = self._given.get('sample_fps', sample_fps(self.preset))
     try:
       model = self.vivit_config()
     except (ValueError, TypeError):  # reported, with every other problem, by validate()
@@ -106,7 +112,20 @@ class PipelineConfig:
       return
     for name in MODEL_FIELDS:
       setattr(self, name, getattr(model, name))
-    self.frame_size = tuple(self._given.get('frame_size', model.image_size))
+    self.frame_size = tuple(self._given.get('frame_size', self._stored_frame_size()))
+
+  def _stored_frame_size(self) -> Tuple[int, int]:
+    """The frame size ingestion stores: the model's, or the shortest edge a checkpoint's
+    processor resizes to when that is larger (256 for a 224 crop), so Transform crops from the
+    frame as transformers' processor sees it (a centre crop of ingestion's centre crop)."""
+    size = tuple(self.image_size)
+    if not self.init_checkpoint and self.pixels in ('auto', 'dataset', 'scenic'):
+      return size
+    try:
+      edge = self.pixel_preprocessing().shortest_edge
+    except ValueError:  # reported by validate()
+      return size
+    return (max(size[0], edge), max(size[1], edge)) if edge else size
 
   @property
   def pipeline_root(self) -> str:
@@ -137,6 +156,13 @@ class PipelineConfig:
     if self.init_checkpoint:
       overrides['init_checkpoint'] = absolute(self.init_checkpoint)
     return preset(self.preset, **overrides)
+
+  def pixel_preprocessing(self):
+    """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
+    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    pixels = pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
+        self.init_checkpoint) else '')
+    return pixels.for_image_size(self.image_size) if self.image_size else pixels
 
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
@@ -178,6 +204,10 @@ class PipelineConfig:
         self.vivit_config()
       except (ValueError, TypeError) as e:
         errors.append(f'model configuration: {e}')
+      try:
+        self.pixel_preprocessing()
+      except ValueError as e:
+        errors.append(f'--pixels: {e}')
     if errors:
       raise ConfigError(errors)
 
@@ -200,10 +230,11 @@ class PipelineConfig:
     fmt = lambda d: ', '.join(f'{k}={v}' for k, v in dataclasses.asdict(d).items())
     return (f'model: preset {self.preset} (overridden: {", ".join(given) or "nothing"}; '
             f'--vivit-overrides {self.vivit_overrides})\n'
-            f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}')
+            f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}\n'
+            f'  pixels: {self.pixel_preprocessing().describe()}')
 
   def replace(self, **changes) -> 'PipelineConfig':
-    given = {n: self._given.get(n) for n in MODEL_FIELDS + ('frame_size',)}
+    given = {n: self._given.get(n) for n in MODEL_FIELDS + CLIP_FIELDS}
     return dataclasses.replace(self, **{**given, **changes})
 
 
