@@ -5,6 +5,16 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+# Two logical CPU devices for the whole session, set before TensorFlow starts: the shared
+# pipeline run (`first_run`) trains under MirroredStrategy over both, rehearsing a two-GPU
+# machine. Everything else runs on the first, as before.
+try:
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices('CPU')[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:  # TensorFlow already started (a plugin imported and used it)
+  pass
 
 from vivit_tfx.components import ingest, synthetic
 from vivit_tfx.pipeline import configs
@@ -73,9 +83,22 @@ def has_lineage_path(graph, names) -> bool:
 @pytest.fixture(scope='session')
 def first_run(clips_dir, tmp_path_factory):
   """One LocalDagRunner run of the whole pipeline on the tiny clips: (config, run id)."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
-  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'))
-  run_id = local_runner.run_pipeline(config)
+  # The ViT presets' recipe at tiny size (accumulation, AdamW decay, clipping) under
+  # MirroredStrategy over the two logical CPU devices.
+  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'), distribution='mirrored',
+                       batch_size=4, vivit_overrides=json.dumps({
+                           'tubelet_size': [2, 8, 8], 'hidden_size': 32, 'num_layers': 2,
+                           'mlp_dim': 64, 'accumulation_steps': 2, 'weight_decay': 0.05,
+                           'clipnorm': 1.0}))
+  console = io.StringIO()
+  with contextlib.redirect_stdout(console):
+    run_id = local_runner.run_pipeline(config)
+  print(console.getvalue())
+  assert ('on MirroredStrategy with 2 replica(s): 16 clips per step (2 accumulation step(s) '
+          'of 8)') in console.getvalue()
   return config, run_id
 
 

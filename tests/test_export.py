@@ -67,3 +67,43 @@ def test_mixed_precision_model_exports_float32():
   assert copy.encoder.blocks[0].mlp_in.compute_dtype == 'float32'
   x = np.random.default_rng(1).random((2, 4, 16, 16, 3)).astype(np.float32)
   np.testing.assert_allclose(copy(x).numpy(), model(x).numpy(), atol=0.05)  # bf16 rounding
+
+
+class _StoredRecords(DecodeOnlyTransform):
+  """Records of N slots; the 'transform' hands the model one blank clip per record."""
+
+  def __init__(self, stored: int):
+    super().__init__(stored, (16, 16))
+
+  def transform_features_layer(self):
+    return lambda inputs: {features.CLIP_XF: tf.zeros(
+        [tf.shape(inputs[features.FRAMES])[0], 4, 16, 16, 3])}
+
+
+class _CountingModel:
+  """Stands in for the network: counts the clips it is asked to score."""
+
+  def __init__(self):
+    self.clips = tf.Variable(0)
+
+  def __call__(self, clips, training=False):
+    self.clips.assign_add(tf.shape(clips)[0])
+    return tf.zeros([tf.shape(clips)[0], 1])
+
+
+def test_a_record_of_t_frames_is_scored_once_a_longer_one_k_times():
+  model = _CountingModel()
+  serve = export.serving_signatures(model, _StoredRecords(12), 2,
+                                    {'num_frames': 4, 'num_views': 3, 'sample_fps': 8.0})[
+                                        'serving_default']
+  jpeg = tf.io.encode_jpeg(tf.zeros([16, 16, 3], tf.uint8)).numpy()
+
+  def record(n):
+    return tf.train.Example(features=tf.train.Features(feature={features.FRAMES: (
+        tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg] * n)))})).SerializeToString()
+
+  assert serve(examples=tf.constant([record(4), record(4)]))[export.SERVING_OUTPUT].shape == (
+      2, 1)
+  assert int(model.clips.numpy()) == 2  # what watch and the timeline send: one view each
+  serve(examples=tf.constant([record(10)]))
+  assert int(model.clips.numpy()) == 2 + 3  # a stored video: K = 3 views

@@ -73,15 +73,17 @@ def test_tasks_and_dependencies_match_the_local_pipeline(compiled, tmp_path):
     assert deps == expected, component.id
 
 
-def test_every_task_uses_the_image_and_trainer_has_the_accelerator(compiled):
+def test_every_task_uses_the_image_and_trainer_and_evaluator_have_the_accelerator(compiled):
   spec, _, _ = compiled
   executors = spec['deploymentSpec']['executors']
   containers = [e['container'] for e in executors.values() if 'container' in e]
   assert containers and all(c['image'] == IMAGE for c in containers)
   trainer = executors['Trainer_executor']['container']
   assert trainer['resources']['accelerator'] == {'type': 'NVIDIA_TESLA_T4', 'count': '2'}
-  assert not any('accelerator' in c.get('resources', {})
-                 for name, e in executors.items() if name != 'Trainer_executor'
+  evaluator = executors['Evaluator_executor']['container']
+  assert evaluator['resources']['accelerator'] == {'type': 'NVIDIA_TESLA_T4', 'count': '1'}
+  assert not any('accelerator' in c.get('resources', {}) for name, e in executors.items()
+                 if name not in ('Trainer_executor', 'Evaluator_executor')
                  for c in [e.get('container', {})])
 
 
@@ -102,8 +104,12 @@ def test_kfp_target_gets_kubernetes_resource_and_node_selector(compiled_kfp):
   trainer = executors['Trainer_executor']['container']
   assert trainer['resources']['accelerator'] == {'type': 'nvidia.com/gpu', 'count': '2'}
   kubernetes = platform['platforms']['kubernetes']['deploymentSpec']['executors']
-  assert kubernetes == {'Trainer_executor': {'nodeSelector': {'labels': {
-      'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}}}}
+  t4 = {'nodeSelector': {'labels': {'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}}}
+  assert kubernetes == {'Trainer_executor': t4, 'Evaluator_executor': t4}
+  # The Evaluator scores candidate and baseline on every test video: one GPU by default.
+  evaluator = executors['Evaluator_executor']['container']
+  assert evaluator['resources']['accelerator'] == {'type': 'nvidia.com/gpu', 'count': '1'}
+  assert 'resources' not in executors['Transform_executor']['container']
   # The open-source API server accepts schema 2.1.0 only and cannot run Resolver executors.
   assert spec['schemaVersion'] == '2.1.0'
   assert not any('resolver' in e for e in executors.values())
@@ -115,6 +121,8 @@ def test_kfp_target_gets_kubernetes_resource_and_node_selector(compiled_kfp):
       'Trainer_executor']
   assert dict(selector['nodeSelector']['labels']) == {
       'cloud.google.com/gke-accelerator': 'nvidia-tesla-t4'}
+  assert 'Evaluator_executor' in doc.platform_spec.platforms[
+      'kubernetes'].deployment_spec.executors
 
 
 def test_kfp_sdk_loads_the_kfp_target(compiled_kfp, tmp_path):
@@ -175,3 +183,56 @@ def test_non_default_frame_slots_need_a_schema():
       runner.kubeflow_config(configs.PipelineConfig(**other))
   assert runner.kubeflow_config(configs.PipelineConfig(num_frames=16)).schema_file
   assert options.beam_args_for('direct').startswith('--direct')
+
+
+def test_per_component_resources_from_compile_options():
+  deployment = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_L4',
+                                  accelerator_count=2, trainer_memory_gib=64,
+                                  transform_cpu=8, transform_memory_gib=32)
+  resources = options.component_resources(deployment)
+  assert resources['Trainer'] == options.Resources(0, 64, 2)
+  assert resources['Evaluator'] == options.Resources(0, 64, 1)  # defaults: 1 GPU, Trainer's RAM
+  assert resources['Transform'] == options.Resources(8, 32, 0)
+  cpu_only = options.component_resources(options.Deployment(image=IMAGE,
+                                                            evaluator_accelerator_count=3))
+  assert cpu_only['Evaluator'].accelerators == 0  # no accelerator type: nothing to count
+  spec = runner.resource_spec(resources['Evaluator'], 'nvidia.com/gpu')
+  assert (spec.memory_limit, spec.accelerator.type, spec.accelerator.count) == (
+      64, 'nvidia.com/gpu', 1)
+  assert runner.resource_spec(options.Resources(), 'nvidia.com/gpu') is None
+
+
+def test_compile_names_the_precision_a_gpu_without_bfloat16_gets():
+  bf16 = configs.PipelineConfig(preset='vivit-b-16x2').vivit_config().precision
+  t4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_TESLA_T4')
+  assert 'T4 GPUs have no bfloat16' in options.precision_note(t4, bf16)
+  by_label = options.Deployment(image=IMAGE, accelerator_type='nvidia.com/gpu',
+                                node_selector={'nvidia.com/gpu.product': 'Tesla-V100-SXM2'})
+  assert 'V100' in options.precision_note(by_label, bf16)
+  l4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_L4')
+  assert options.precision_note(l4, bf16) == '' == options.precision_note(t4, 'float32')
+
+
+def test_compile_checks_the_class_count_against_the_image_schema(tmp_path):
+  three = configs.PipelineConfig(classes='Normal,Abuse,Fighting', clips_dir=str(tmp_path / 'c'),
+                                 videos_dir=str(tmp_path / 'v'))
+  with pytest.raises(ValueError, match="image's schema allows 2 classes; this dataset has 3"):
+    runner.kubeflow_config(three)
+  assert runner.kubeflow_config(three.replace(schema_file='gs://b/three_class_schema.pbtxt'))
+
+
+def test_the_trainer_takes_class_names_from_the_data_where_it_runs(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import model  # pylint: disable=g-import-not-at-top
+  trainer = next(c for c in create_pipeline(configs.PipelineConfig(
+      clips_dir='gs://bucket/clips', output_root=str(tmp_path / 'o'))).components
+                 if c.id == 'Trainer')
+  assert '"clips_summary": "gs://bucket/clips/summary.json"' in str(
+      trainer.exec_properties['custom_config'])
+  summary = tmp_path / 'summary.json'
+  summary.write_text(json.dumps({'classes': ['Calm', 'Fight']}))
+  assert model.data_class_names(str(summary), 2) == ['Calm', 'Fight']
+  assert model.data_class_names(str(tmp_path / 'absent.json'), 2) == []
+  with pytest.raises(ValueError, match=r'the data has 2 classes \(Calm, Fight\); the pipeline '
+                                       'was compiled for 3'):
+    model.data_class_names(str(summary), 3)

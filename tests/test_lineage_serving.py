@@ -84,10 +84,16 @@ def test_predict_on_a_clip_and_a_corrupt_file(first_run, video_root, tmp_path, c
   captured = capsys.readouterr()
   lines = captured.out.splitlines()
   assert rc == 1 and f'skipped 1 of 2 input(s): {corrupt}' in captured.err  # counted, exit 1
-  assert any(l.startswith(video + ': ') and ('Violence' in l) and 'p=' in l for l in lines)
   assert any(l.startswith(f'{corrupt}: error: ') for l in lines)
   results = predict.predict([video], _pushed(config))
-  assert 0.5 <= results[0].probability <= 1 and results[0].label in features.CLASS_NAMES
+  r = results[0]
+  # The line names exactly the top class and its probability, and the positive class's.
+  prefix = f'{video}: {r.label} (p={r.probability:.3f}, p_Violence='
+  assert any(l.startswith(prefix) for l in lines), lines
+  assert r.label == max(r.probabilities, key=r.probabilities.get)
+  assert sorted(r.probabilities) == sorted(features.CLASS_NAMES)
+  assert r.probability == max(r.probabilities.values())
+  assert r.positive_probability == pytest.approx(r.probabilities['Violence'])
 
 
 def test_serving_signatures_and_warmup_requests(first_run):

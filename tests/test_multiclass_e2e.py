@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -108,3 +109,20 @@ def test_bench_views_scores_clips_and_videos(three_class_run):
   row = views_bench.accuracies(summary.pushed_model, config.clips_dir)
   assert row['videos'] == summary.test_metrics['example_count'] and row['views_per_video'] == 2
   assert 0 <= row['clip_level_accuracy'] <= 1 and 0 <= row['video_level_accuracy'] <= 1
+
+
+def test_watch_scores_the_named_positive_probability_not_p1(three_class_run):
+  from vivit_tfx.inference import watch  # pylint: disable=g-import-not-at-top
+  _, summary, _ = three_class_run
+  frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+  scorer = watch.Scorer(summary.pushed_model, (8, 32, 32))
+  score = scorer(watch.Window(frames, 0.0, 1.0, 0.0, 0.0, frames[-1]))
+  clip = predict.clip_config_of(summary.pushed_model)
+  example = tf.train.Example()
+  example.features.feature['frames'].bytes_list.value.extend(
+      [tf.io.encode_jpeg(f, quality=90).numpy() for f in frames])
+  p = tf.saved_model.load(summary.pushed_model).signatures['serving_default'](
+      examples=tf.constant([example.SerializeToString()]))['probabilities'].numpy()[0]
+  # No positive class named: P(not the first class), as predict and the timeline report it.
+  assert clip.positive_index is None
+  assert score == pytest.approx(1.0 - p[0], abs=1e-5) and abs(score - p[1]) > 1e-4

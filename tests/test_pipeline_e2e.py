@@ -14,7 +14,8 @@ from vivit_tfx.pipeline import configs, local_runner
 from vivit_tfx.audit import metadata
 from vivit_tfx.inference import predict
 from vivit_tfx.models import clip_views, export, features
-from vivit_tfx.pipeline.pipeline import create_pipeline
+from vivit_tfx.pipeline import baseline
+from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, eval_config
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,29 @@ def test_rerun_is_served_from_cache(first_run):
   states = _states(config, run_id)
   for node in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Trainer'):
     assert states[node] == 'CACHED', states
+
+
+def test_rerun_with_new_sampling_settings_skips_a_baseline_that_cannot_read_its_records(
+    first_run, clips_dir):
+  config, run_id = first_run
+  classes = dataset_classes(config)
+  assert baseline.check(config.metadata_path, config.clip_config().stored_frames, classes) == ''
+  longer = config.replace(max_duration_s=12.0)  # 96 frame slots instead of 80
+  line = baseline.check(config.metadata_path, longer.clip_config().stored_frames, classes)
+  pushed = local_runner.summarize(config, run_id).pushed_model
+  assert line.startswith('Evaluator: no baseline this run: the last blessed model') and (
+      "this run's records hold 96" in line), line
+  # What stopped such a rerun's Evaluator: the baseline refuses the longer records.
+  record = tf.data.TFRecordDataset(glob.glob(os.path.join(clips_dir, 'test', '*'))).take(1)
+  frames = tf.train.Example.FromString(next(iter(record)).numpy()).features.feature[
+      features.FRAMES].bytes_list.value
+  model = tf.saved_model.load(pushed)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='1 to 80 frames'):
+    model.signatures['serving_default'](examples=tf.constant(
+        [_with_frames(next(iter(record)).numpy(), list(frames) + [b''] * 16)]))
+  # ... and the Evaluator asks the models for serving_default only, never transform_features.
+  spec = eval_config(config).model_specs[0]
+  assert spec.signature_name == 'serving_default' and not spec.preprocessing_function_names
 
 
 def test_schema_violation_stops_before_training(clips_dir, tmp_path):

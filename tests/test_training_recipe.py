@@ -1,19 +1,20 @@
-"""Training recipe: mixed precision, XLA under MirroredStrategy, gradient accumulation, resume
-after a kill, independent stochastic-depth masks, per-clip temporal jitter, Model 4's
+"""Training recipe: mixed precision, XLA and accumulation under MirroredStrategy (one device, and
+run_fn over two logical CPUs), gradient accumulation, resume
+after a kill, independent stochastic-depth masks, Model 4's
 factorised dot-product attention, presets that carry their clip and recipe."""
+import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import augment, training
+from vivit_tfx.models import training
 from vivit_tfx.models.vivit import EncoderBlock, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.vivit_config import ViViTConfig, preset
 from vivit_tfx.pipeline import configs
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
@@ -44,31 +45,63 @@ def test_mixed_precision_trains_with_float32_logits(precision, variant):
   assert is_scaled == (precision == 'mixed_float16')
 
 
-def test_xla_under_mirrored_strategy_compiles_and_trains():
+def test_bfloat16_becomes_float16_on_gpus_without_bfloat16():
+  t4, a100 = ('Tesla T4', (7, 5)), ('NVIDIA A100-SXM4-80GB', (8, 0))
+  precision, note = training.precision_for('mixed_bfloat16', [t4])
+  assert precision == 'mixed_float16'
+  assert note == ('Tesla T4 (compute capability 7.5) has no bfloat16: training in '
+                  'mixed_float16 with dynamic loss scaling')
+  assert training.precision_for('mixed_bfloat16', [a100]) == ('mixed_bfloat16', '')
+  assert training.precision_for('mixed_bfloat16', []) == ('mixed_bfloat16', '')  # CPU, TPU
+  assert training.precision_for('float32', [t4]) == ('float32', '')
+
+
+def test_xla_accumulation_and_bf16_under_mirrored_strategy_train():
   keras.utils.set_random_seed(0)
-  config = TINY.replace(jit_compile=True, stochastic_depth=0.2)
+  config = TINY.replace(jit_compile=True, stochastic_depth=0.2, accumulation_steps=2,
+                        clipnorm=1.0, precision='mixed_bfloat16')  # the ViT presets' recipe
   with tf.distribute.MirroredStrategy(['/cpu:0']).scope():
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=4)
   assert model.jit_compile is True  # Keras's 'auto' would be False under a strategy
   x, y = data()
   first = model.evaluate(x, y, verbose=0)[0]
-  model.fit(x, y, batch_size=8, epochs=4, verbose=0)
+  model.fit(x, y, batch_size=8, epochs=4, verbose=0)  # 4 steps of 2 micro-batches of 4
+  assert int(model.optimizer.iterations.numpy()) == 4
   assert np.isfinite(first) and model.evaluate(x, y, verbose=0)[0] < first
+
+
+def test_vit_preset_recipe_trains_run_fn_on_two_mirrored_replicas(tmp_path):
+  """CI's rehearsal of a two-GPU machine: run_fn with vivit-b-16x2's recipe (8 accumulation
+  steps, AdamW decay, clipping, bfloat16) at tiny dimensions, MirroredStrategy over two
+  logical CPU devices. XLA stays off here: XLA on CPU places every logical device's
+  computation on CPU:0 ("Trying to access resource … located in device CPU:1")."""
+  recipe = preset('vivit-b-16x2').recipe.__dict__
+  vivit = {**recipe, **TINY.architecture.__dict__, 'batch_size': 1, 'jit_compile': False}
+  assert vivit['accumulation_steps'] == 8 and vivit['precision'] == 'mixed_bfloat16'
+  run = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+       json.dumps({'vivit': vivit, 'distribution': 'mirrored', 'train_steps': 3}), '2'],
+      env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'},
+      capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  # 3 updates exactly (epochs of 2 and 1), 2 replicas
+  assert 'ITERATIONS 3 STRATEGY MirroredStrategy 2' in run.stdout
+  assert 'with 2 replica(s): 16 clips per step (8 accumulation step(s) of 2)' in run.stdout
+  assert (tmp_path / 'serving_0' / 'saved_model.pb').exists()
 
 
 def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   x, y = data(8, seed=3)
   weights = []
-  for k, batch in ((1, 8), (4, 2)):
+  for k in (1, 4):  # one batch of 8 = 4 micro-batches of 2
     keras.utils.set_random_seed(1)
     config = TINY.replace(accumulation_steps=k, clipnorm=1.0)
     model = build_vivit(config)
     for v in model.trainable_variables:  # same non-trivial start (the head starts at zero)
       v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-    # A long schedule: the learning rate is the same at batch 0 and batch k - 1.
     training.compile_model(model, config, total_steps=100_000)
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations) == 1  # one update
     weights.append([v.numpy() for v in model.trainable_variables])
   start = np.random.default_rng(7)
@@ -95,44 +128,49 @@ def test_training_checkpoint_round_trip_on_ram_filesystem():
   assert int(again.optimizer.iterations) == 4
 
 
-_TRAINER = textwrap.dedent('''
-    import os, sys
-    import numpy as np, keras, tensorflow as tf
-    from vivit_tfx.models import training
-    from vivit_tfx.models.vivit import build_vivit
-    from vivit_tfx.models.vivit_config import ViViTConfig
-    directory, kill_at = sys.argv[1], int(sys.argv[2])
-    config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
-                         hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
-                         checkpoint_steps=3)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((8, 4, 16, 16, 3)).astype('float32'), np.array([0, 1] * 4)
-    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
-    model = build_vivit(config)
-    training.compile_model(model, config, total_steps=10)
-    class Kill(keras.callbacks.Callback):
-      def on_train_batch_end(self, batch, logs=None):
-        if kill_at and checkpoint.manager.latest_checkpoint:
-          os.kill(os.getpid(), 9)  # preempted right after the first checkpoint
-    checkpoint = training.TrainingCheckpoint(model, directory, config.checkpoint_steps)
-    ran = training.fit_resumable(model, train, 5, 10, checkpoint, callbacks=[Kill()])
-    print('RAN', ran, 'ITERATIONS', int(model.optimizer.iterations))
-''')
+def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
+  assert training.epoch_plan(0, 1000, 300) == [300, 300, 300, 100]  # 1000, not 900
+  assert training.epoch_plan(450, 1000, 300) == [150, 300, 100]  # resumed mid-epoch
+  x, y = data()
+  model = build_vivit(TINY)
+  training.compile_model(model, TINY, total_steps=5)
+
+  class Count(keras.callbacks.Callback):
+    validation_batches = 0
+
+    def on_test_batch_end(self, batch, logs=None):
+      Count.validation_batches += 1
+
+  checkpoint = training.TrainingCheckpoint(model, 'ram://exact_steps/checkpoints', every=100)
+  evaluation = tf.data.Dataset.from_tensor_slices((x, y)).batch(2).repeat()
+  assert training.fit_resumable(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+                                .repeat(), 2, 5, checkpoint, validation_data=evaluation,
+                                validation_steps=2, callbacks=[Count()]) == 5
+  assert int(model.optimizer.iterations) == 5
+  assert Count.validation_batches == 3 * 2  # epochs of 2, 2 and 1 steps, 2 batches each
 
 
-def test_trainer_killed_after_first_checkpoint_resumes(tmp_path):
-  script = tmp_path / 'trainer.py'
-  script.write_text(_TRAINER)
-  directory = str(tmp_path / 'model_run' / 'checkpoints')
-  env = {**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  killed = subprocess.run([sys.executable, str(script), directory, '1'], env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert killed.returncode == -9, killed.stderr[-2000:]
-  assert tf.train.latest_checkpoint(directory).endswith('ckpt-3')
-  resumed = subprocess.run([sys.executable, str(script), directory, '0'], env=env,
-                           capture_output=True, text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert 'RAN 7 ITERATIONS 10' in resumed.stdout  # continued from step 3, not from 0
+def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
+  """A run killed during training, its execution's folders removed by the next run's clean-up
+  (run_guard), started again (a new execution, same inputs): training resumes."""
+  from vivit_tfx.pipeline import run_guard  # pylint: disable=g-import-not-at-top
+  custom = json.dumps({'vivit': {**TINY.architecture.__dict__, 'batch_size': 2,
+                                 'checkpoint_steps': 2}, 'train_steps': 4})
+  runs = []
+  for execution, kill in ((7, '1'), (8, '0')):
+    model_run = tmp_path / 'root' / 'Trainer' / 'model_run' / str(execution)
+    runs.append(subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+         custom], capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3',
+             'HARNESS_MODEL_RUN': str(model_run), 'HARNESS_KILL': kill}))
+    if kill == '1':
+      assert runs[-1].returncode == -9, runs[-1].stderr[-2000:]
+      assert run_guard._remove_outputs(str(tmp_path / 'root'), 'Trainer', execution)  # pylint: disable=protected-access
+  assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
+  assert 'Trainer: resumed from step 2 of 4' in runs[-1].stdout
+  assert 'ITERATIONS 4' in runs[-1].stdout  # 2 restored + 2 trained, not 4 from scratch
+  assert not os.listdir(tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume')  # done: removed
 
 
 def test_stochastic_depth_masks_differ_between_layers():
@@ -143,16 +181,6 @@ def test_stochastic_depth_masks_differ_between_layers():
   assert 0 < high.sum() < low.sum() < 512
   # One shared random stream would nest the masks (kept at 0.9 ⇒ kept at 0.45).
   assert (high & ~low).any()
-
-
-def test_temporal_jitter_draws_one_window_per_clip():
-  tf.random.set_seed(0)
-  t = 16
-  clips = tf.tile(tf.reshape(tf.range(t, dtype=tf.float32), [1, t, 1, 1, 1]), [32, 1, 2, 2, 1])
-  frames = augment.temporal_jitter(clips).numpy()[:, :, 0, 0, 0]  # [B, T] source indices
-  assert frames.shape == (32, t)
-  assert len({tuple(row) for row in frames}) > 1  # windows differ between clips of a batch
-  assert (np.diff(frames, axis=1) >= 0).all() and frames.min() >= 0 and frames.max() <= t - 1
 
 
 def test_model4_heads_attend_within_a_frame_or_a_position():
@@ -202,10 +230,14 @@ def test_init_checkpoint_reaches_the_trainer_and_a_missing_one_stops_run(tmp_pat
   assert not os.path.exists(tmp_path / 'out2')
 
 
-def test_bench_train_prints_a_row(capsys):
+def test_bench_train_runs_the_preset_recipe_and_names_its_strategy(capsys):
   from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
-  assert cli.main(['bench', 'train', '--preset', 'vivit-tiny', '--frames', '4', '--image-size',
-                   '32', '--batch-size', '2', '--precision', 'float32', '--jit-compile', 'false',
-                   '--steps', '1', '--warmup', '1']) == 0
-  row = capsys.readouterr().out.strip().splitlines()[-1].split('|')
-  assert row[1].strip() == 'vivit-tiny' and row[3].strip() == '4x32' and float(row[8]) > 0
+  tiny = json.dumps({**TINY.architecture.__dict__, 'image_size': [32, 32]})
+  assert cli.main(['bench', 'train', '--preset', 'vivit-b-16x2', '--frames', '4',
+                   '--image-size', '32', '--batch-size', '1', '--precision', 'float32',
+                   '--jit-compile', 'false', '--steps', '1', '--warmup', '1',
+                   '--vivit-overrides', tiny]) == 0
+  row = [c.strip() for c in capsys.readouterr().out.strip().splitlines()[-1].split('|')]
+  assert row[1] == 'vivit-b-16x2' and row[3] == '4x32' and float(row[9]) > 0
+  assert row[6] == 'DefaultDistributionStrategy x1'
+  assert row[7] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation

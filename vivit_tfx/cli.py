@@ -133,7 +133,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-  from vivit_tfx.kubeflow import runner  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.kubeflow import options, runner  # pylint: disable=g-import-not-at-top
   try:
     config, deployment = runner.from_args(args)
     config.validate()
@@ -143,6 +143,9 @@ def _cmd_compile(args) -> int:
   print(f'compile: wrote the Kubeflow Pipelines v2 spec {path} (target {deployment.target})\n'
         f'  image {deployment.image}, pipeline root {config.pipeline_root}\n'
         f'  beam args: {config.beam_args}')
+  note = options.precision_note(deployment, config.vivit_config().precision)
+  if note:
+    print(f'  precision: {note}')
   if deployment.target == 'kfp':
     print('  note: no baseline Resolver (open-source KFP does not run Resolver tasks): the '
           'Evaluator blesses on the absolute accuracy threshold only')

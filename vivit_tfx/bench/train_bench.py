@@ -12,6 +12,7 @@ Trainer's training step for a preset, with the input pipeline's clips/s beside i
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from typing import Dict, List, Optional
@@ -77,15 +78,16 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def train_throughput(config, steps: int, warmup: int) -> Dict[str, float]:
-  """Step time and clips/s of the training step on one resident batch (global batch =
-  batch_size x replicas), after `warmup` untimed steps."""
+  """Step time and clips/s of the Trainer's training step on one resident batch (global
+  batch = batch_size x accumulation_steps x replicas, one update per step), after `warmup`
+  untimed steps, under the strategy the Trainer's 'auto' picks on this machine."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models import distribution, training  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   strategy = distribution.strategy_for('auto')
   if tf.config.list_physical_devices('GPU'):
     tf.config.experimental.reset_memory_stats('GPU:0')
-  batch = config.batch_size * strategy.num_replicas_in_sync
+  batch = config.batch_size * config.accumulation_steps * strategy.num_replicas_in_sync
   with strategy.scope():
     model = build_vivit(config, initialise=False)
     training.compile_model(model, config, total_steps=10 * (steps + warmup))
@@ -95,7 +97,10 @@ def train_throughput(config, steps: int, warmup: int) -> Dict[str, float]:
   timer = StepTimer()
   model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
   step_s = float(np.median(timer.times[warmup:]))
-  return {'batch': batch, 'step_s': step_s, 'clips_per_s': batch / step_s,
+  return {'batch': batch, 'strategy': f'{type(strategy).__name__.strip("_")} x'
+                                      f'{strategy.num_replicas_in_sync}',
+          'accumulation': config.accumulation_steps, 'step_s': step_s,
+          'clips_per_s': batch / step_s,
           'first_step_s': timer.times[0], 'peak_gib': peak_memory_gib()}
 
 
@@ -124,11 +129,11 @@ def input_throughput(config, batches: int = 4) -> float:
 
 def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch_size: int,
         precision: str, jit_compile: bool, steps: int, warmup: int,
-        peak_tflops: Optional[float]) -> Dict:
+        peak_tflops: Optional[float], overrides: Optional[Dict] = None) -> Dict:
   from vivit_tfx.bench.model_bench import analytic_gmacs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
-  changes = dict(variant=variant, precision=precision, jit_compile=jit_compile,
-                 batch_size=batch_size, accumulation_steps=1)
+  changes = {**(overrides or {}), 'variant': variant, 'precision': precision,
+             'jit_compile': jit_compile, 'batch_size': batch_size}  # the preset's accumulation
   if frames:
     changes['num_frames'] = frames
   if image_size:
@@ -146,14 +151,15 @@ def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch
 
 
 def format_table(rows: List[Dict]) -> str:
-  lines = ['| preset | variant | T x px | precision | XLA | batch | step (s) | train clips/s | '
-           'achieved TFLOP/s | MFU | peak memory (GiB) | input clips/s | input headroom | '
-           'device |', '|' + '---|' * 14]
+  lines = ['| preset | variant | T x px | precision | XLA | strategy | batch (accumulation) | '
+           'step (s) | train clips/s | achieved TFLOP/s | MFU | peak memory (GiB) | '
+           'input clips/s | input headroom | device |', '|' + '---|' * 15]
   for r in rows:
     mfu = f"{100 * r['mfu']:.1f} %" if r['mfu'] is not None else '–'
     lines.append(
         f"| {r['preset']} | {r['variant']} | {r['frames']}x{r['image']} | {r['precision']} | "
-        f"{'on' if r['xla'] else 'off'} | {r['batch']} | {r['step_s']:.3f} | "
+        f"{'on' if r['xla'] else 'off'} | {r['strategy']} | {r['batch']} "
+        f"({r['accumulation']}) | {r['step_s']:.3f} | "
         f"{r['clips_per_s']:.2f} | {r['train_tflops']:.3f} | {mfu} | {r['peak_gib']:.2f} | "
         f"{r['input_clips_per_s']:.1f} | {r['headroom']:.1f}x | {r['device']} |")
   return '\n'.join(lines)
@@ -179,6 +185,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help='XLA on/off, e.g. --jit-compile false true')
   parser.add_argument('--steps', type=int, default=10, help='timed steps')
   parser.add_argument('--warmup', type=int, default=2, help='untimed first steps')
+  parser.add_argument('--vivit-overrides', type=json.loads, default={},
+                      help='JSON of ViViTConfig fields over the preset, e.g. '
+                           '\'{"num_layers": 2, "accumulation_steps": 1}\'')
   parser.add_argument('--peak-tflops', type=float, default=None,
                       help='device peak for MFU (default: known GPUs; none on CPU)')
   args = parser.parse_args(argv)
@@ -187,7 +196,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for precision in args.precision:
       for jit in args.jit_compile:
         rows.append(run(args.preset, args.variant, frames, args.image_size, args.batch_size,
-                        precision, jit, args.steps, args.warmup, args.peak_tflops))
+                        precision, jit, args.steps, args.warmup, args.peak_tflops,
+                        args.vivit_overrides))
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
   print(format_table(rows))
   return 0

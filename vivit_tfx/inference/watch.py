@@ -424,7 +424,9 @@ class Scorer:
   def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int], jpeg_quality: int = 90):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._tf = tf
+    from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
     self._serve = tf.saved_model.load(model_dir).signatures['serving_default']
+    self._clip = predict.clip_config_of(model_dir)  # its positive class
     self.jpeg_quality = jpeg_quality
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
     self(Window(blank, 0.0, 0.0, 0.0, 0.0, blank[0]))  # warm up before the first real window
@@ -437,7 +439,7 @@ class Scorer:
                                            'watch', 'watch', self.jpeg_quality)
     p = self._serve(examples=self._tf.constant([example.SerializeToString()]))[
         'probabilities'].numpy()[0]
-    return float(p[-1]) if len(p) == 1 else float(p[1])
+    return self._clip.positive_score(p)
 
 
 def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -> Dict[str, Any]:

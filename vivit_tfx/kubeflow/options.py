@@ -32,7 +32,8 @@ _VERTEX_GPU = re.compile(r'^NVIDIA_[A-Z0-9_]+$')  # NVIDIA_TESLA_T4, NVIDIA_L4, 
 
 @dataclasses.dataclass
 class Deployment:
-  """Cluster-side settings: target, image, Trainer resources and accelerator."""
+  """Cluster-side settings: target, image, accelerator, and each heavy component's
+  resources (`component_resources`)."""
   image: str
   output: str = 'output/vivit_violence_pipeline.yaml'
   overwrite: bool = False       # replace an --output that is not a compiled spec
@@ -43,6 +44,42 @@ class Deployment:
   node_selector: Dict[str, str] = dataclasses.field(default_factory=dict)  # kfp only
   trainer_cpu: float = 0.0       # CPU limit of the Trainer pod (0: cluster default)
   trainer_memory_gib: float = 0.0
+  # The Evaluator runs the candidate and the baseline over every test video (K views each):
+  # by default it gets one of the Trainer's accelerators and the Trainer's memory.
+  evaluator_accelerator_count: int = -1  # -1: one when --accelerator-type is given
+  evaluator_cpu: float = 0.0
+  evaluator_memory_gib: float = -1.0     # -1: the Trainer's
+  transform_accelerator_count: int = 0   # Transform decodes JPEGs on Beam: CPU by default
+  transform_cpu: float = 0.0
+  transform_memory_gib: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+  """One pod's limits: CPU, memory, and how many of the deployment's accelerator."""
+  cpu: float = 0.0
+  memory_gib: float = 0.0
+  accelerators: int = 0
+
+
+HEAVY_COMPONENTS = ('Transform', 'Trainer', 'Evaluator')
+
+
+def component_resources(deployment: Deployment) -> Dict[str, Resources]:
+  """The limits of each heavy component's pod (resolved defaults; see Deployment)."""
+  has_accelerator = bool(deployment.accelerator_type)
+  evaluator_accelerators = (deployment.evaluator_accelerator_count
+                            if deployment.evaluator_accelerator_count >= 0 else 1)
+  evaluator_memory = (deployment.evaluator_memory_gib if deployment.evaluator_memory_gib >= 0
+                      else deployment.trainer_memory_gib)
+  return {
+      'Transform': Resources(deployment.transform_cpu, deployment.transform_memory_gib,
+                             deployment.transform_accelerator_count * has_accelerator),
+      'Trainer': Resources(deployment.trainer_cpu, deployment.trainer_memory_gib,
+                           max(1, deployment.accelerator_count) * has_accelerator),
+      'Evaluator': Resources(deployment.evaluator_cpu, evaluator_memory,
+                             evaluator_accelerators * has_accelerator),
+  }
 
 
 def trainer_accelerator(deployment: Deployment) -> Tuple[str, Dict[str, str]]:
@@ -71,6 +108,23 @@ def trainer_accelerator(deployment: Deployment) -> Tuple[str, Dict[str, str]]:
                      f'(e.g. {GPU_RESOURCE}, google.com/tpu) or a Vertex GPU name '
                      f'(NVIDIA_TESLA_T4), not {kind!r}')
   return kind, {**labels, **deployment.node_selector}
+
+
+# GPUs without bfloat16 units (compute capability below 8.0), as named in Vertex/GKE names.
+NO_BFLOAT16_GPUS = ('T4', 'V100', 'P100', 'P4', 'K80')
+
+
+def precision_note(deployment: Deployment, precision: str) -> str:
+  """A line for `compile` when the Trainer's GPU (by accelerator name or node selector) has
+  no bfloat16: the Trainer then trains a mixed_bfloat16 preset in mixed_float16 with loss
+  scaling (models/training.py `precision_for`); '' otherwise."""
+  names = [deployment.accelerator_type, *deployment.node_selector.values()]
+  words = {w for n in names for w in re.split(r'[^A-Z0-9]+', n.upper())}
+  gpu = next((g for g in NO_BFLOAT16_GPUS if g in words), '')
+  if precision != 'mixed_bfloat16' or not gpu:
+    return ''
+  return (f'{gpu} GPUs have no bfloat16: the Trainer will train this mixed_bfloat16 model in '
+          'mixed_float16 with dynamic loss scaling (an L4, A100 or H100 keeps bfloat16)')
 
 
 def parse_node_selector(items) -> Dict[str, str]:
@@ -113,5 +167,15 @@ def add_arguments(parser) -> None:
                  'cloud.google.com/gke-accelerator=nvidia-l4')
   g.add_argument('--trainer-cpu', type=float, default=0.0)
   g.add_argument('--trainer-memory-gib', type=float, default=0.0)
+  g.add_argument('--evaluator-accelerator-count', type=int, default=-1,
+                 help='accelerators (of --accelerator-type) for the Evaluator, which scores '
+                 'the candidate and the baseline on every test video (default: 1 when '
+                 '--accelerator-type is given; 0: CPU)')
+  g.add_argument('--evaluator-cpu', type=float, default=0.0)
+  g.add_argument('--evaluator-memory-gib', type=float, default=-1.0,
+                 help='default: --trainer-memory-gib')
+  g.add_argument('--transform-accelerator-count', type=int, default=0)
+  g.add_argument('--transform-cpu', type=float, default=0.0)
+  g.add_argument('--transform-memory-gib', type=float, default=0.0)
 
 

@@ -33,50 +33,59 @@ from vivit_tfx import schemas
 from vivit_tfx.kubeflow import options
 from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
-from vivit_tfx.pipeline.pipeline import create_pipeline
+from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes
 
 # Where vivit_tfx/kubeflow/Dockerfile puts the curated schema inside the image.
 IMAGE_SCHEMA_FILE = '/pipeline/schemas/clip_schema.pbtxt'
 
-def trainer_resources(deployment: Deployment):
-  """The Trainer's ResourceSpec (CPU/memory limits and accelerator), or None."""
+def resource_spec(resources: options.Resources, accelerator: str):
+  """A component's ResourceSpec (CPU/memory limits and accelerator), or None for none."""
   spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-  if not (deployment.accelerator_type or deployment.trainer_cpu or
-          deployment.trainer_memory_gib):
+  if not (resources.cpu or resources.memory_gib or resources.accelerators):
     return None
-  resources = spec(cpu_limit=deployment.trainer_cpu, memory_limit=deployment.trainer_memory_gib)
-  kind, _ = options.trainer_accelerator(deployment)
-  if kind:
-    resources.accelerator.CopyFrom(spec.AcceleratorConfig(
-        type=kind, count=max(1, deployment.accelerator_count)))
-  return resources
+  out = spec(cpu_limit=resources.cpu, memory_limit=resources.memory_gib)
+  if resources.accelerators and accelerator:
+    out.accelerator.CopyFrom(spec.AcceleratorConfig(type=accelerator,
+                                                    count=resources.accelerators))
+  return out
 
 
-def platform_spec(executor_label: str, node_selector: Dict[str, str]) -> dict:
-  """The PlatformSpec document that gives one executor's pod a node selector (kfp only)."""
+def platform_spec(node_selectors: Dict[str, Dict[str, str]]) -> dict:
+  """The PlatformSpec document that gives executors' pods node selectors (kfp only):
+  {executor label: labels}."""
   message = pipeline_spec_pb2.PlatformSpec()
-  config = message.platforms['kubernetes'].deployment_spec.executors[executor_label]
-  config.update({'nodeSelector': {'labels': dict(node_selector)}})
+  for executor_label, labels in node_selectors.items():
+    config = message.platforms['kubernetes'].deployment_spec.executors[executor_label]
+    config.update({'nodeSelector': {'labels': dict(labels)}})
   return json_format.MessageToDict(message)
 
 
-def _append_platform_spec(path: str, task: str, node_selector: Dict[str, str]) -> None:
+def _append_platform_spec(path: str, tasks, node_selector: Dict[str, str]) -> None:
   with open(path) as f:
     spec = yaml.safe_load(f)
-  component = spec['root']['dag']['tasks'][task]['componentRef']['name']
-  label = spec['components'][component]['executorLabel']
+  labels = {}
+  for task in tasks:
+    component = spec['root']['dag']['tasks'][task]['componentRef']['name']
+    labels[spec['components'][component]['executorLabel']] = node_selector
   with open(path, 'a') as f:
     f.write('---\n')
-    yaml.safe_dump(platform_spec(label, node_selector), f, sort_keys=True)
+    yaml.safe_dump(platform_spec(labels), f, sort_keys=True)
 
 
 def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   """The pipeline config as seen from inside the image (schema path, no local abspaths)."""
-  slots, curated = config.clip_config().stored_frames, schemas.frame_slots(schemas.load())
+  image_schema = schemas.load()
+  slots, curated = config.clip_config().stored_frames, schemas.frame_slots(image_schema)
   if not config.schema_file and slots != curated:
     raise ValueError(f'the image holds the curated schema for {curated} frame slots per record '
                      f'(N); these settings store {slots}: pass --schema-file with a schema for '
                      f'{slots} slots (schemas.for_frame_slots) at a path or URI the pods can read')
+  classes = dataset_classes(config)
+  if not config.schema_file and len(classes) != schemas.num_classes(image_schema):
+    raise ValueError(f'the image\'s schema allows {schemas.num_classes(image_schema)} classes; '
+                     f'this dataset has {len(classes)} ({", ".join(classes)}): pass '
+                     f'--schema-file with a schema for {len(classes)} classes '
+                     '(schemas.for_clips) at a path or URI the pods can read')
   return config.replace(schema_file=config.schema_file or IMAGE_SCHEMA_FILE)
 
 
@@ -101,10 +110,15 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
   """Writes the KFP v2 PipelineSpec YAML (for kfp with its PlatformSpec) and returns its path."""
   _, node_selector = options.trainer_accelerator(deployment)  # validates before any work
   pipeline = create_pipeline(kubeflow_config(config), baseline=deployment.target == 'vertex')
-  resources = trainer_resources(deployment)
-  if resources is not None:
-    trainer = next(c for c in pipeline.components if c.id == 'Trainer')
-    trainer.with_platform_config(resources)
+  accelerator, _ = options.trainer_accelerator(deployment)
+  on_accelerator = []  # the tasks whose pods need the accelerator's node selector
+  for component in pipeline.components:
+    resources = options.component_resources(deployment).get(component.id)
+    spec = resources and resource_spec(resources, accelerator)
+    if spec is not None:
+      component.with_platform_config(spec)
+      if resources.accelerators:
+        on_accelerator.append(component.id)
   out_dir, name = os.path.split(os.path.abspath(deployment.output))
   if not name.endswith(('.yaml', '.yml')):
     raise ValueError(f'{deployment.output}: the KFP v2 client uploads .yaml/.yml specs')
@@ -118,7 +132,7 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
   runner.run(pipeline)
   path = os.path.join(out_dir, name)
   if node_selector:
-    _append_platform_spec(path, 'Trainer', node_selector)
+    _append_platform_spec(path, on_accelerator or ['Trainer'], node_selector)
   return path
 
 
@@ -135,7 +149,10 @@ def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
                           accelerator_type=args.accelerator_type,
                           accelerator_count=args.accelerator_count if args.accelerator_type
                           else 0, trainer_cpu=args.trainer_cpu,
-                          trainer_memory_gib=args.trainer_memory_gib)
+                          trainer_memory_gib=args.trainer_memory_gib,
+                          **{f'{c}_{r}': getattr(args, f'{c}_{r}')
+                             for c in ('evaluator', 'transform')
+                             for r in ('accelerator_count', 'cpu', 'memory_gib')})
   return config, deployment
 
 

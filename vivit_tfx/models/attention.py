@@ -8,6 +8,8 @@ Both return a map that sums to 1.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -41,26 +43,34 @@ def attention_rollout(model: ViViT, clip: tf.Tensor) -> np.ndarray:
   return _normalise(weights, model.config.token_grid)
 
 
-def gradient_map(model: ViViT, clip: tf.Tensor) -> np.ndarray:
-  """clip [1, T, H, W, C] → [n_t, n_h, n_w]: gradient × input of the violence logit."""
+def gradient_map(model: ViViT, clip: tf.Tensor, target: Optional[int] = None) -> np.ndarray:
+  """clip [1, T, H, W, C] → [n_t, n_h, n_w]: gradient × input of the logit of class `target`
+  (the positive class; binary models have one logit, None on a multi-class one: the top
+  class)."""
   clip = tf.convert_to_tensor(clip)
   with tf.GradientTape() as tape:
     tape.watch(clip)
     logits = model(clip, training=False)
-    target = logits[:, -1] if logits.shape[-1] == 1 else logits[:, 1]
-  saliency = tf.reduce_sum(tf.abs(tape.gradient(target, clip) * clip), axis=-1)[0]  # [T, H, W]
+    if logits.shape[-1] == 1:
+      chosen = logits[:, 0]
+    else:
+      index = int(tf.argmax(logits[0])) if target is None else target
+      chosen = logits[:, index]
+  saliency = tf.reduce_sum(tf.abs(tape.gradient(chosen, clip) * clip), axis=-1)[0]  # [T, H, W]
   t, h, w = model.config.tubelet_size
   n_t, n_h, n_w = model.config.token_grid
   per_tubelet = tf.reshape(saliency, (n_t, t, n_h, h, n_w, w))
   return _normalise(tf.reduce_sum(per_tubelet, axis=(1, 3, 5)).numpy(), (n_t, n_h, n_w))
 
 
-def token_map(model: ViViT, clip: tf.Tensor, method: str = 'auto') -> np.ndarray:
-  """'auto': rollout for Model 1, gradient for the factorised variants."""
+def token_map(model: ViViT, clip: tf.Tensor, method: str = 'auto',
+              target: Optional[int] = None) -> np.ndarray:
+  """'auto': rollout for Model 1, gradient (of class `target`'s logit) for the factorised
+  variants."""
   if method == 'auto':
     method = 'rollout' if model.config.variant == 'spatiotemporal' else 'gradient'
   if method == 'rollout':
     return attention_rollout(model, clip)
   if method == 'gradient':
-    return gradient_map(model, clip)
+    return gradient_map(model, clip, target)
   raise ValueError(f"method {method!r} is not one of 'auto', 'rollout', 'gradient'")

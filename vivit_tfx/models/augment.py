@@ -1,4 +1,5 @@
-"""Training-only clip augmentation, applied in the Trainer's input pipeline (never exported)."""
+"""Training-only spatial clip augmentation, applied in the Trainer's input pipeline (never
+exported). The temporal one (a random speed) is part of choosing the clip: `clip_views`."""
 from __future__ import annotations
 
 import tensorflow as tf
@@ -24,15 +25,5 @@ def random_resized_crop(clips: tf.Tensor, min_scale: float = 0.75) -> tf.Tensor:
   return tf.reshape(out, [b, t, h, w, c])
 
 
-def temporal_jitter(clips: tf.Tensor, min_fraction: float = 0.75) -> tf.Tensor:
-  """Resamples, per clip, a random window of ≥ `min_fraction` of its frames back to T frames.
-  [B, T, H, W, C] → same."""
-  b, t = tf.shape(clips)[0], clips.shape[1]
-  length = tf.random.uniform([b, 1], min_fraction, 1.0) * t  # [B, 1]
-  start = tf.random.uniform([b, 1]) * (t - length)
-  idx = tf.cast(tf.round(start + tf.linspace(0.0, 1.0, t)[None] * (length - 1.0)), tf.int32)
-  return tf.gather(clips, tf.clip_by_value(idx, 0, t - 1), axis=1, batch_dims=1)  # idx [B, T]
-
-
 def augment(clips: tf.Tensor) -> tf.Tensor:
-  return random_flip(random_resized_crop(temporal_jitter(clips)))
+  return random_flip(random_resized_crop(clips))

@@ -3,16 +3,24 @@
 A record holds N frame slots (`ingest.ClipConfig.stored_frames`): a video's n frames taken at
 `sample_fps`, then empty strings. A clip is T consecutive stored frames (T / sample_fps
 seconds), looped when n < T:
-  training         one clip at a uniformly random position, drawn at every visit;
+  training         one clip at a uniformly random position and speed, drawn at every visit:
+                   a stride over the stored frames of 1/1.25 to 1.25 (slower and faster
+                   motion, log-uniform, mean stride ≈ 1), the clip's frames
+                   start + round(i x stride);
   evaluation and   K views at the centres of K equal segments of the n - T possible starts
-  serving          (K = 1: the central clip); their probabilities are averaged.
+  serving          (K = 1: the central clip); their probabilities are averaged. A record of
+                   at most T frames has one view: it is scored once.
 Transform's `preprocessing_fn` decodes the central clip (`central_clip`); the Trainer and the
 serving signature choose a clip by handing it a record holding only that clip (`as_records`).
 Selection works on JPEG bytes, so only the T chosen frames are ever decoded.
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
+
+MAX_SPEED = 1.25  # training clips play between 1/MAX_SPEED and MAX_SPEED times the stored rate
 
 
 def valid_counts(frames: tf.Tensor) -> tf.Tensor:
@@ -20,18 +28,12 @@ def valid_counts(frames: tf.Tensor) -> tf.Tensor:
   return tf.reduce_sum(tf.cast(tf.strings.length(frames) > 0, tf.int32), axis=1)
 
 
-def view_starts(counts: tf.Tensor, num_frames: int, num_views: int) -> tf.Tensor:
-  """[B] frame counts → [B, K] first stored frame of each evaluation view."""
+def view_starts(counts: tf.Tensor, num_frames: int, num_views) -> tf.Tensor:
+  """[B] frame counts → [B, K] first stored frame of each evaluation view (K an int or a
+  scalar tensor)."""
   room = tf.cast(tf.maximum(counts - num_frames, 0), tf.float32)  # [B]
-  centres = (tf.range(num_views, dtype=tf.float32) + 0.5) / num_views  # [K]
+  centres = (tf.range(num_views, dtype=tf.float32) + 0.5) / tf.cast(num_views, tf.float32)
   return tf.cast(tf.floor(room[:, None] * centres[None, :]), tf.int32)
-
-
-def random_starts(counts: tf.Tensor, num_frames: int) -> tf.Tensor:
-  """[B] frame counts → [B, 1] a uniformly random first frame per record."""
-  room = tf.maximum(counts - num_frames, 0) + 1  # [B] possible starts
-  draw = tf.random.uniform(tf.shape(counts), 0.0, 1.0)
-  return tf.minimum(tf.cast(draw * tf.cast(room, tf.float32), tf.int32), room - 1)[:, None]
 
 
 def gather_clips(frames: tf.Tensor, starts: tf.Tensor, num_frames: int) -> tf.Tensor:
@@ -54,12 +56,23 @@ def central_clip(frames: tf.Tensor, num_frames: int) -> tf.Tensor:
   return gather_clips(frames, starts, num_frames)[:, 0]
 
 
-def random_clip_records(frames: tf.Tensor, num_frames: int) -> tf.Tensor:
-  """[B, N] → [B, N]: records holding one clip each, at a random position (training)."""
+def random_clip_records(frames: tf.Tensor, num_frames: int,
+                        max_speed: float = MAX_SPEED) -> tf.Tensor:
+  """[B, N] → [B, N]: records holding one clip each (training), at a random position and a
+  random speed: frames start + round(i x stride), i < T, stride log-uniform in
+  [1/max_speed, max_speed], looped when the video is short."""
   if frames.shape[1] == num_frames:  # one clip per video: nothing to choose
     return frames
-  clips = gather_clips(frames, random_starts(valid_counts(frames), num_frames), num_frames)
-  return as_records(clips[:, 0], frames.shape[1])
+  counts = valid_counts(frames)  # [B]
+  limit = math.log(max_speed)
+  stride = tf.exp(tf.random.uniform(tf.shape(counts), -limit, limit))  # [B]
+  offsets = tf.cast(tf.round(tf.range(num_frames, dtype=tf.float32)[None, :] * stride[:, None]),
+                    tf.int32)  # [B, T]
+  room = tf.maximum(counts - offsets[:, -1] - 1, 0) + 1  # [B] possible starts
+  draw = tf.random.uniform(tf.shape(counts), 0.0, 1.0)
+  starts = tf.minimum(tf.cast(draw * tf.cast(room, tf.float32), tf.int32), room - 1)  # [B]
+  index = (starts[:, None] + offsets) % tf.maximum(counts, 1)[:, None]  # [B, T]
+  return as_records(tf.gather(frames, index, batch_dims=1), frames.shape[1])
 
 
 def view_records(frames: tf.Tensor, num_frames: int, num_views: int) -> tf.Tensor:

@@ -58,7 +58,8 @@ def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> 
 def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                        n_classes: int, clip: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """serving_default: examples → {'probabilities': [B, 1] (binary) or [B, K]}, the mean over
-  the clip config's `num_views` evaluation views of each video (`clip_views`);
+  the clip config's `num_views` evaluation views of each video (`clip_views`; one view when
+  no record of the batch holds more than T frames, as `watch` and the timeline send);
   transform_features: examples → transformed features (used by TFMA).
 
   serving_default checks its input: an empty batch gives an empty result; an example with
@@ -92,9 +93,11 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
          f'{num_frames}, got frame counts', counts], summarize=8)
     with tf.control_dependencies([check]):
       records = frames.to_tensor(default_value='', shape=[None, stored])  # [B, N]
+    counts = clip_views.valid_counts(records)  # [B]
+    # K views, or one when no record holds more than T frames (its K views are the same).
+    views_k = tf.where(tf.reduce_max(counts) > num_frames, num_views, 1)
     views = clip_views.gather_clips(
-        records, clip_views.view_starts(clip_views.valid_counts(records), num_frames,
-                                        num_views), num_frames)  # [B, K, T]
+        records, clip_views.view_starts(counts, num_frames, views_k), num_frames)  # [B, K, T]
     views = tf.reshape(views, [-1, num_frames])  # [B*K, T]
     if frame_size:
       views = tf.reshape(conform_frames(tf.reshape(views, [-1]), frame_size, quality),
@@ -102,7 +105,7 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     clips = model.tft_layer({features.FRAMES: clip_views.as_records(views, stored)})[
         features.CLIP_XF]  # [B*K, T, H, W, 3]
     per_view = _probabilities(model(clips, training=False), n_classes)  # [B*K, P]
-    return tf.reduce_mean(tf.reshape(per_view, [-1, num_views, num_outputs]), axis=1)
+    return tf.reduce_mean(tf.reshape(per_view, [-1, views_k, num_outputs]), axis=1)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve(examples):

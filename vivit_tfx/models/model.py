@@ -3,6 +3,8 @@
 `transform_features`."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import List
 
@@ -24,8 +26,9 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   """Raw JPEG clip records → batches of (normalised clips [B, T, H, W, 3], labels).
 
   Training: shuffled, repeated forever, one clip at a random position of each video per visit
-  (`clip_views`). Validation: one pass over the whole split in its (ingest-shuffled) record
-  order, the central clip of each video, so every epoch's validation covers every class.
+  (`clip_views`). Validation: one pass over the split in its (ingest-shuffled) record order,
+  the central clip of each video (run_fn repeats it and validates on --eval-steps batches
+  per epoch, successive epochs on successive batches).
   """
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
@@ -49,45 +52,86 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def resume_dir(fn_args: tfx.components.FnArgs) -> str:
+  """Where this training job keeps its checkpoints: `<model_run>/../resume/<key>`, the key a
+  hash of the Trainer's inputs and settings. A run started again after a kill (a new
+  execution, same command and inputs) and a restarted pod (same execution) find the same
+  folder, and it is not the execution's own, which the clean-up of a killed run removes."""
+  key = hashlib.sha256(json.dumps(
+      [sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output,
+       fn_args.train_steps, fn_args.custom_config], sort_keys=True, default=str).encode())
+  return os.path.join(os.path.dirname(fn_args.model_run_dir.rstrip('/')), 'resume',
+                      key.hexdigest()[:16])
+
+
+def data_class_names(summary_path: str, n_classes: int) -> List[str]:
+  """The class names of the ingest summary beside the clips (read where the Trainer runs, not
+  where the pipeline was compiled), or [] when there is none; a class count other than the
+  model's `n_classes` is refused in one line."""
+  if not summary_path or not tf.io.gfile.exists(summary_path):
+    return []
+  with tf.io.gfile.GFile(summary_path) as f:
+    names = list(json.load(f).get('classes') or [])
+  if names and len(names) != n_classes:
+    raise ValueError(f'{summary_path}: the data has {len(names)} classes ({", ".join(names)}); '
+                     f'the pipeline was compiled for {n_classes}: compile it again for this data')
+  return names
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
-  Resumes from the newest checkpoint in `<model_run_dir>/checkpoints` when the same
-  execution is restarted (e.g. a preempted pod). Under multi-worker training only the chief
-  writes the SavedModel, warm-up requests, clip config and TensorBoard logs.
+  Resumes from the newest checkpoint in `resume_dir` when the same job is started again (a
+  preempted pod, or a run killed during training and started again). Under multi-worker
+  training only the chief writes the SavedModel, warm-up requests, clip config and logs.
   """
   custom = fn_args.custom_config or {}
   config = ViViTConfig.from_dict(custom['vivit'])
+  precision, note = training.precision_for(config.precision, training.visible_gpus())
+  if note:
+    print(f'Trainer: {note}', flush=True)
+    config = config.replace(precision=precision)
+  clip = dict(custom.get('clip', {}))
+  names = data_class_names(custom.get('clips_summary', ''), config.n_classes)
+  if names and names != clip.get('class_names'):
+    print(f'Trainer: classes from the data: {", ".join(names)}', flush=True)
+    clip['class_names'] = names
+    if clip.get('positive_class') not in names:
+      clip['positive_class'] = names[1] if len(names) == 2 else ''
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
                                        custom.get('tpu_address', ''))
   chief, worker_id = distribution.is_chief(strategy)
   replicas = strategy.num_replicas_in_sync
-  batch_size = config.batch_size * replicas
-  logging.info('ViViT %s on %s with %d replica(s): %d clips per step, %d per update '
-               '(%d accumulation steps), precision %s, XLA %s', config.variant,
-               type(strategy).__name__, replicas, batch_size,
-               batch_size * config.accumulation_steps, config.accumulation_steps,
-               config.precision, config.jit_compile)
-  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size,
-                   config.n_classes, training_mode=True, num_frames=config.num_frames)
+  batch_size = config.batch_size * replicas  # one micro-batch of every replica
+  k = config.accumulation_steps
+  print(f'Trainer: ViViT {config.variant} on {type(strategy).__name__} with {replicas} '
+        f'replica(s): {batch_size * k} clips per step ({k} accumulation step(s) of '
+        f'{batch_size}), precision {config.precision}, XLA {config.jit_compile}', flush=True)
+  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                   batch_size * k, config.n_classes, training_mode=True,
+                   num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                        batch_size, config.n_classes, training_mode=False)
-  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
-  total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
+                        batch_size, config.n_classes, training_mode=False).repeat()
+  total_steps = max(1, fn_args.train_steps)  # exactly; the last epoch may be shorter
+  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), total_steps))
   with strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
-    model = build_vivit(config, classes=custom.get('clip', {}).get('class_names'))
+    model = build_vivit(config, classes=clip.get('class_names'))
     training.compile_model(model, config, total_steps=total_steps)
+  checkpoints = resume_dir(fn_args)
   checkpoint = training.TrainingCheckpoint(
-      model, os.path.join(fn_args.model_run_dir, 'checkpoints'),
+      model, checkpoints,
       config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
   distribution.prepare_multi_worker_fit(model, strategy, train)
   logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
   training.fit_resumable(model, train, steps_per_epoch, total_steps, checkpoint,
-                         validation_data=evaluation,  # the whole eval split (input_fn)
+                         validation_data=evaluation,  # --eval-steps batches per epoch
+                         validation_steps=max(1, fn_args.eval_steps or 1),
                          callbacks=logs if chief else [])
   if chief:
-    export.export(model, config, tf_transform_output, fn_args.serving_model_dir,
-                  custom.get('clip', {}), model.init_source)
+    export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,
+                  model.init_source)
+    if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
+      tf.io.gfile.rmtree(checkpoints)

@@ -1,12 +1,14 @@
 """ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS) with
-optional layer-wise learning-rate decay, linear warm-up + cosine decay, clipping by global norm, gradient accumulation, loss scaling for
-float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
-training (checkpoints every N steps through tf.io.gfile, restored after a restart)."""
+optional layer-wise learning-rate decay, linear warm-up + cosine decay, clipping by global
+norm, gradient accumulation (in the train step, so it works under every tf.distribute
+strategy), loss scaling for float16 (also where a GPU lacks bfloat16), XLA, (label-smoothed)
+cross-entropy on float32 logits, metrics; and resumable training (checkpoints every N steps
+through tf.io.gfile, restored after a restart) of exactly the steps asked for."""
 from __future__ import annotations
 
 import math
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -22,6 +24,28 @@ _NO_DECAY_NAMES = ('bias', 'gamma', 'beta', 'pos_embedding', 'cls_token')
 def no_decay_variables(model: keras.Model) -> List[keras.Variable]:
   return [v for v in model.trainable_variables
           if len(v.shape) <= 1 or any(n in v.name for n in _NO_DECAY_NAMES)]
+
+
+def precision_for(precision: str, gpus: List[Tuple[str, Tuple[int, int]]]) -> Tuple[str, str]:
+  """(the precision to train in, a note for the console or ''): mixed_bfloat16 becomes
+  mixed_float16 (with loss scaling, `optimizer`) when a GPU has no bfloat16 units (compute
+  capability below 8.0: T4, V100, P100…); `gpus` holds (name, capability) pairs."""
+  old = [(name, cc) for name, cc in gpus if tuple(cc) < (8, 0)]
+  if precision != 'mixed_bfloat16' or not old:
+    return precision, ''
+  name, cc = old[0]
+  return 'mixed_float16', (f'{name} (compute capability {cc[0]}.{cc[1]}) has no bfloat16: '
+                           'training in mixed_float16 with dynamic loss scaling')
+
+
+def visible_gpus() -> List[Tuple[str, Tuple[int, int]]]:
+  """(name, compute capability) of every GPU TensorFlow sees."""
+  out = []
+  for gpu in tf.config.list_physical_devices('GPU'):
+    details = tf.config.experimental.get_device_details(gpu)
+    out.append((details.get('device_name', gpu.name),
+                tuple(details.get('compute_capability', (0, 0)))))
+  return out
 
 
 def learning_rate_schedule(config: ViViTConfig, total_steps: int):
@@ -83,20 +107,53 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
 
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
-  """AdamW over `total_steps` batches: one update every `accumulation_steps` batches,
-  gradients averaged then clipped at global norm `clipnorm`; wrapped in dynamic loss scaling
-  for mixed_float16. The schedule (and `warmup_steps`) counts batches: Keras 3.6 evaluates it
-  at the optimizer's raw batch counter, accumulation included."""
-  k = config.accumulation_steps
+  """AdamW over `total_steps` updates, gradients clipped at global norm `clipnorm`; wrapped in
+  dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
+  3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
+  "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
   options = dict(learning_rate=learning_rate_schedule(config, total_steps),
-                 weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
-                 gradient_accumulation_steps=k if k > 1 else None)
+                 weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None)
   opt = (LayerDecayAdamW(layer_scales(model, config.layer_decay), **options)
          if config.layer_decay < 1 else keras.optimizers.AdamW(**options))
   opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
   if config.precision == 'mixed_float16':
     opt = keras.optimizers.LossScaleOptimizer(opt)
   return opt
+
+
+def accumulating_train_step(model: keras.Model, k: int):
+  """A train step for batches of k micro-batches ([k x B, ...] per replica): the gradients of
+  the k micro-batches, each computed on its own (activations of B clips in memory at a time),
+  are averaged and applied once, so one step equals one step on the k x B batch. The loop is a
+  `tf.while_loop` (one traced body, also under XLA) and the update happens outside it, where
+  tf.distribute may synchronise."""
+
+  def train_step(data):
+    x, y = data[0], data[1]  # [k x B, T, H, W, C], [k x B, 1]
+    micro_x = tf.reshape(x, tf.concat([[k, -1], tf.shape(x)[1:]], 0))  # [k, B, T, H, W, C]
+    micro_y = tf.reshape(y, tf.concat([[k, -1], tf.shape(y)[1:]], 0))  # [k, B, 1]
+    weights = model.trainable_weights
+
+    def body(i, grads, losses, preds):
+      with tf.GradientTape() as tape:
+        y_pred = model(micro_x[i], training=True)  # [B, outputs]
+        loss = model._compute_loss(x=micro_x[i], y=micro_y[i], y_pred=y_pred,  # pylint: disable=protected-access
+                                   training=True)
+        scaled = model.optimizer.scale_loss(loss)
+      step = tape.gradient(scaled, weights)
+      return (i + 1, [g + tf.cast(s, g.dtype) for g, s in zip(grads, step)],
+              losses + tf.cast(loss, tf.float32), preds.write(i, tf.cast(y_pred, tf.float32)))
+
+    zeros = [tf.zeros(w.shape, w.dtype) for w in weights]
+    preds = tf.TensorArray(tf.float32, size=k)
+    _, grads, losses, preds = tf.while_loop(
+        lambda i, *_: i < k, body, (tf.constant(0), zeros, tf.constant(0.0), preds))
+    model.optimizer.apply_gradients(zip([g / k for g in grads], weights))
+    y_pred = preds.concat()  # [k x B, outputs]
+    model._loss_tracker.update_state(losses / k, sample_weight=tf.shape(x)[0])  # pylint: disable=protected-access
+    return model.compute_metrics(x, y, y_pred, sample_weight=None)
+
+  return train_step
 
 
 class _SparseCategoricalSmoothed(keras.losses.Loss):
@@ -134,6 +191,8 @@ def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> 
   strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
   model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
+  if config.accumulation_steps > 1:
+    model.train_step = accumulating_train_step(model, config.accumulation_steps)
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
@@ -176,25 +235,37 @@ class TrainingCheckpoint(keras.callbacks.Callback):
       tf.io.gfile.rmtree(self.directory)
 
 
+def epoch_plan(done: int, total_steps: int, steps_per_epoch: int) -> List[int]:
+  """Steps of each epoch still to run after `done` of `total_steps`: up to the next epoch
+  boundary first, then whole epochs, then the remainder (so exactly `total_steps` run)."""
+  plan = []
+  while done < total_steps:
+    steps = min(steps_per_epoch - done % steps_per_epoch, total_steps - done)
+    plan.append(steps)
+    done += steps
+  return plan
+
+
 def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: int,
                   checkpoint: TrainingCheckpoint, validation_data=None,
                   validation_steps: Optional[int] = None,
                   callbacks: Optional[list] = None) -> int:
-  """Trains up to `total_steps` steps (epochs of `steps_per_epoch`), continuing from the
-  checkpoint's step after a restart: a partial epoch first, then whole epochs. Returns the
-  number of steps run by this call."""
+  """Trains exactly `total_steps` steps (epochs of `steps_per_epoch`, the last one shorter
+  if need be), continuing from the checkpoint's step after a restart; validates after every
+  epoch. One `fit` call per run of equal epochs. Returns the number of steps run by this
+  call."""
   done = checkpoint.restore()
+  if done:
+    print(f'Trainer: resumed from step {done} of {total_steps}', flush=True)
   callbacks = [checkpoint] + list(callbacks or [])
-  run = 0
-  if done % steps_per_epoch and done < total_steps:
-    rest = min(steps_per_epoch - done % steps_per_epoch, total_steps - done)
-    model.fit(train, steps_per_epoch=rest, epochs=1, verbose=2, callbacks=callbacks)
-    run, done = run + rest, done + rest
-  epochs = math.ceil(total_steps / steps_per_epoch)
-  if done < total_steps:
-    model.fit(train, steps_per_epoch=steps_per_epoch, initial_epoch=done // steps_per_epoch,
-              epochs=epochs, validation_data=validation_data, validation_steps=validation_steps,
-              verbose=2, callbacks=callbacks)
-    run += total_steps - done
+  plan = epoch_plan(done, total_steps, steps_per_epoch)
+  epoch = done // steps_per_epoch
+  while plan:
+    steps = plan[0]
+    n = next((i for i, s in enumerate(plan) if s != steps), len(plan))  # equal epochs
+    model.fit(train, steps_per_epoch=steps, initial_epoch=epoch, epochs=epoch + n,
+              validation_data=validation_data, validation_steps=validation_steps, verbose=2,
+              callbacks=callbacks)
+    epoch, plan = epoch + n, plan[n:]
   checkpoint.cleanup()
-  return run
+  return total_steps - done if total_steps > done else 0

@@ -94,8 +94,8 @@ class PipelineConfig:
   init_checkpoint: str = ''            # image ViT .npz or Hugging Face model directory to start from
   pixels: str = 'auto'                 # auto | dataset | scenic | processor | a preprocessor_config.json
                                        # (models/pixel_preprocessing.py `choose`)
-  train_steps: int = 600
-  eval_steps: int = 4
+  train_steps: int = 600              # optimizer updates, exactly (the last epoch may be shorter)
+  eval_steps: int = 4                  # eval-split batches the Trainer validates on per epoch
   steps_per_epoch: int = 50
   distribution: str = 'auto'           # auto | default | mirrored | multi_worker | tpu
   tpu_address: str = ''

@@ -168,14 +168,19 @@ def run_pipeline(config: configs.PipelineConfig) -> str:
   cleaned up first, and this run's id is the one run it added to ML Metadata.
   """
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import baseline  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(os.path.abspath(config.metadata_path)), exist_ok=True)
   for line in run_guard.recover_interrupted_runs(config.metadata_path, config.pipeline_root):
     print(f'[run] {line}')
   before = _run_names(config)
+  readable = baseline.check(config.metadata_path, config.clip_config().stored_frames,
+                            dataset_classes(config))
+  if readable:
+    print(f'[run] {readable}', flush=True)
   tfx_pipeline = create_pipeline(
       config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          os.path.abspath(config.metadata_path)))
+          os.path.abspath(config.metadata_path)), baseline=not readable)
   tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
   run_id = run_guard.new_run_id(before, _run_names(config))
   if run_id is None:

@@ -82,8 +82,9 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
                          binarize=tfma.BinarizationOptions(class_ids={'values': list(
                              range(n_classes))}))]
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL,
-                                  preprocessing_function_names=['transform_features'])],
+      # The label passes through untransformed: no `transform_features` (which would decode
+      # every test clip once more and parse the fixed frame slots of the model's own records).
+      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL)],
       slicing_specs=[tfma.SlicingSpec(),
                      tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                      tfma.SlicingSpec(feature_keys=[features.LABEL])],
@@ -229,6 +230,9 @@ def create_pipeline(config: configs.PipelineConfig,
                               'positive_class': classes[1] if len(classes) == 2 else (
                                   config.positive_class)},
                      'tpu_address': config.tpu_address,
+                     # The classes travel with the data: run_fn reads them there at run time.
+                     'clips_summary': (f'{configs.absolute(config.clips_dir)}/summary.json'
+                                       if config.input_mode == 'tfrecords' else ''),
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
   # Finds the last blessed model, the baseline the candidate must not fall below.
