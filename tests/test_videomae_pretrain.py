@@ -1,0 +1,43 @@
+"""VideoMAE pre-training: tube masking, patch order, loss and logits against transformers."""
+import numpy as np
+import pytest
+
+from vivit_tfx.models import videomae_pretrain as vp
+from vivit_tfx.models.vivit_config import ViViTConfig
+
+TINY = ViViTConfig(num_frames=4, image_size=(32, 32), tubelet_size=(2, 8, 8), hidden_size=32,
+                   num_layers=2, num_heads=2, mlp_dim=64)
+
+
+@pytest.mark.parametrize('ratio', [0.9, 0.75, 0.5])
+def test_tube_mask_hides_exactly_the_ratio_on_the_same_positions_of_every_slice(ratio):
+  grid = (4, 5, 6)  # n_t, n_h, n_w
+  mask = np.asarray(vp.tube_mask(64, grid, ratio, seed=3)).reshape(64, 4, 30)
+  assert mask.dtype == bool
+  np.testing.assert_array_equal(mask.sum(axis=2), int(ratio * 30))  # every clip, every slice
+  assert (mask == mask[:, :1]).all()  # the same spatial positions on every temporal slice
+  assert len({m[0].tobytes() for m in mask}) > 1  # a fresh draw per clip
+
+
+def test_split_order_lists_visible_then_hidden_tokens_in_token_order():
+  mask = np.array([[True, False, True, False, False]])
+  np.testing.assert_array_equal(np.asarray(vp.split_order(mask)), [[1, 3, 4, 0, 2]])
+
+
+def test_patchify_orders_pixels_time_then_rows_then_columns_then_channels():
+  clips = np.arange(1 * 4 * 4 * 4 * 2, dtype='float32').reshape(1, 4, 4, 4, 2)
+  patches = np.asarray(vp.patchify(clips, (2, 2, 2)))  # [1, 2*2*2, 8, 2]
+  assert patches.shape == (1, 8, 8, 2)
+  # Token 5 = (i_t 1, i_h 0, i_w 1); its pixel 3 = (dt 0, dh 1, dw 1).
+  np.testing.assert_array_equal(patches[0, 5, 3], clips[0, 2, 1, 3])
+
+
+def test_encoder_sees_only_the_visible_tubelets_and_the_loss_trains():
+  model = vp.build_pretrainer(TINY, vp.PretrainConfig(mask_ratio=0.75))
+  assert model.n_hidden == 2 * 12
+  clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype('float32')
+  mask = model.random_mask(2)
+  visible = model.encode_visible(clips, vp.split_order(mask))
+  assert tuple(visible.shape) == (2, 8, 32)  # 32 tokens, 24 hidden
+  loss, logits = model.loss_on(clips, mask)
+  assert tuple(logits.shape) == (2, 24, 2 * 8 * 8 * 3) and np.isfinite(float(loss))

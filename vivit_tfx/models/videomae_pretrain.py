@@ -1,0 +1,259 @@
+"""VideoMAE masked-autoencoder pre-training (Tong et al., NeurIPS 2022) of the ViViT encoder.
+
+Tube masking hides the same spatial tubelet positions on every temporal slice; the encoder
+(the fine-tuning model's own tokenizer, positions and blocks) sees the visible tubelets only; a
+light decoder with a mask token and fixed sinusoidal positions predicts the pixels of the masked
+tubelets; the loss is their mean squared error, each tubelet's pixels normalised per channel
+first (`norm_pix_loss`) or not. Patch vectors follow transformers' `VideoMAEForPreTraining`
+order: [t, h, w, C] within a tubelet, tubelets time-major.
+
+Shapes: clips [B, T, H, W, C]; tokens [B, N, D], N = n_t * n_s; mask [B, N] bool (True = hidden).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from vivit_tfx.models.vivit import EncoderBlock, ViViT, build_vivit
+from vivit_tfx.models.vivit_config import ViViTConfig
+
+# transformers un-normalises pixels with ImageNet's statistics before building its targets.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+  """The masked autoencoder's own settings (the encoder is the fine-tuning ViViTConfig's)."""
+  mask_ratio: float = 0.9
+  decoder_hidden_size: int = 32
+  decoder_num_layers: int = 2
+  decoder_num_heads: int = 2
+  decoder_mlp_dim: int = 64
+  norm_pix_loss: bool = True
+  # Targets are built from clips * pixel_std + pixel_mean (transformers: ImageNet statistics);
+  # the pipeline's clips are already normalised per channel, so identity by default.
+  pixel_mean: Tuple[float, ...] = (0.0, 0.0, 0.0)
+  pixel_std: Tuple[float, ...] = (1.0, 1.0, 1.0)
+  learning_rate: float = 1.5e-3
+  warmup_steps: int = 40
+  weight_decay: float = 0.05
+  batch_size: int = 16
+  checkpoint: str = ''          # transformers VideoMAEForPreTraining dir to continue from
+
+  def __post_init__(self):
+    self.pixel_mean, self.pixel_std = tuple(self.pixel_mean), tuple(self.pixel_std)
+    if not 0.0 < self.mask_ratio < 1.0:
+      raise ValueError(f'mask_ratio must be within (0, 1), got {self.mask_ratio}')
+    if self.decoder_hidden_size % self.decoder_num_heads:
+      raise ValueError(f'decoder_hidden_size {self.decoder_hidden_size} is not divisible by '
+                       f'decoder_num_heads {self.decoder_num_heads}')
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> 'PretrainConfig':
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise ValueError(f'unknown pre-training config keys: {sorted(unknown)}')
+    return cls(**d)
+
+
+def masked_per_slice(n_s: int, ratio: float) -> int:
+  """Spatial positions hidden on every temporal slice (VideoMAE: int(ratio * n_s))."""
+  return int(ratio * n_s)
+
+
+def tube_mask(batch: int, token_grid: Tuple[int, int, int], ratio: float,
+              seed=None) -> tf.Tensor:
+  """Random tube mask [B, N] bool: per clip, exactly int(ratio * n_s) spatial positions,
+  hidden on all n_t temporal slices."""
+  n_t, n_h, n_w = token_grid
+  n_s = n_h * n_w
+  noise = keras.random.uniform((batch, n_s), seed=seed)  # [B, n_s]
+  ranks = ops.argsort(ops.argsort(noise, axis=-1), axis=-1)
+  spatial = ranks < masked_per_slice(n_s, ratio)  # [B, n_s]
+  return ops.reshape(ops.tile(spatial[:, None, :], (1, n_t, 1)), (batch, n_t * n_s))
+
+
+def split_order(mask) -> tf.Tensor:
+  """Token indices [B, N]: the visible ones in order, then the hidden ones in order (the
+  order of transformers' `x[~mask]` and `x[mask]`)."""
+  n = ops.shape(mask)[1]
+  key = ops.cast(mask, 'int32') * n + ops.arange(n, dtype='int32')[None]
+  return ops.argsort(key, axis=-1)
+
+
+def patchify(clips, tubelet_size) -> tf.Tensor:
+  """[B, T, H, W, C] → [B, N, t*h*w, C], tubelets time-major, pixels [t, h, w] inside."""
+  t, h, w = tubelet_size
+  _, frames, height, width, c = clips.shape
+  x = ops.reshape(clips, (-1, frames // t, t, height // h, h, width // w, w, c))
+  x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))  # [B, n_t, n_h, n_w, t, h, w, C]
+  return ops.reshape(x, (-1, (frames // t) * (height // h) * (width // w), t * h * w, c))
+
+
+def targets(clips, config: PretrainConfig, tubelet_size) -> tf.Tensor:
+  """Every tubelet's pixel vector [B, N, t*h*w*C]: un-normalised with (pixel_mean, pixel_std),
+  then (norm_pix_loss) standardised per tubelet and channel (unbiased variance, + 1e-6)."""
+  mean = ops.convert_to_tensor(np.array(config.pixel_mean, 'float32'))
+  std = ops.convert_to_tensor(np.array(config.pixel_std, 'float32'))
+  patches = patchify(ops.cast(clips, 'float32') * std + mean, tubelet_size)  # [B, N, P, C]
+  if config.norm_pix_loss:
+    p = patches.shape[2]
+    centred = patches - ops.mean(patches, axis=2, keepdims=True)
+    var = ops.sum(ops.square(centred), axis=2, keepdims=True) / (p - 1)
+    patches = centred / (ops.sqrt(var) + 1e-6)
+  return ops.reshape(patches, (-1, patches.shape[1], patches.shape[2] * patches.shape[3]))
+
+
+def sinusoid_table(n: int, d: int) -> np.ndarray:
+  """VideoMAE's fixed positions [1, n, d]: sin on even, cos on odd dims (interleaved)."""
+  angles = np.arange(n)[:, None] / np.power(10000, 2 * (np.arange(d) // 2) / d)[None]
+  table = np.zeros((n, d), 'float64')
+  table[:, 0::2], table[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+  return table[None].astype('float32')
+
+
+@keras.saving.register_keras_serializable('vivit')
+class VideoMAEPretrainer(keras.Model):
+  """Encoder (the wrapped ViViT's tokenizer, positions, blocks, final norm) on the visible
+  tubelets + decoder → predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C].
+
+  `train_step` draws a tube mask per clip and minimises `loss`; fit on clips (no labels).
+  """
+
+  def __init__(self, vivit: ViViT, config: PretrainConfig, seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    c = vivit.config
+    if c.variant != 'spatiotemporal' or c.classifier == 'token':
+      raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a CLS '
+                       f"token (variant='spatiotemporal', classifier='gap'); got variant="
+                       f'{c.variant!r}, classifier={c.classifier!r}')
+    self.vivit, self.config = vivit, config
+    self.token_grid = c.token_grid
+    t, h, w = c.tubelet_size
+    d = config.decoder_hidden_size
+    self.encoder_to_decoder = layers.Dense(d, use_bias=False, name='encoder_to_decoder')
+    self.decoder_blocks = [
+        EncoderBlock(d, config.decoder_num_heads, config.decoder_mlp_dim, seed=2000 + i,
+                     name=f'decoder_block_{i}') for i in range(config.decoder_num_layers)]
+    self.decoder_norm = layers.LayerNormalization(epsilon=1e-5, name='decoder_norm')
+    self.decoder_head = layers.Dense(t * h * w * c.channels, name='decoder_head')
+    self.decoder_positions = ops.convert_to_tensor(sinusoid_table(c.num_tokens, d))
+    self.mask_seed = keras.random.SeedGenerator(seed)
+    self.loss_tracker = keras.metrics.Mean(name='loss')
+
+  def build(self, input_shape=None):
+    c, d = self.vivit.config, self.config.decoder_hidden_size
+    self.mask_token = self.add_weight(name='mask_token', shape=(1, 1, d), initializer=(
+        keras.initializers.TruncatedNormal(stddev=0.02)))
+    self.encoder_to_decoder.build((None, None, c.hidden_size))
+    for block in self.decoder_blocks:
+      block.build((None, c.num_tokens, d))
+    self.decoder_norm.build((None, None, d))
+    self.decoder_head.build((None, None, d))
+    self.built = True
+
+  @property
+  def n_hidden(self) -> int:
+    n_t, n_h, n_w = self.token_grid
+    return n_t * masked_per_slice(n_h * n_w, self.config.mask_ratio)
+
+  def random_mask(self, batch: int) -> tf.Tensor:
+    return tube_mask(batch, self.token_grid, self.config.mask_ratio, self.mask_seed)
+
+  def encode_visible(self, clips, order, training=None):
+    """[B, T, H, W, C], order [B, N] → encoder output of the visible tubelets [B, N_v, D]."""
+    encoder = self.vivit.encoder
+    x = encoder.position(self.vivit.tokenizer(clips))  # [B, N, D]
+    n_visible = self.vivit.config.num_tokens - self.n_hidden
+    x = ops.take_along_axis(x, order[:, :n_visible, None], axis=1)  # [B, N_v, D]
+    x = encoder.drop(x, training=training)
+    for block in encoder.blocks:
+      x = block(x, training=training)
+    return encoder.norm(x)
+
+  def call(self, clips, mask=None, training=None):
+    """Predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C], hidden tubelets in
+    token order. `mask` [B, N] bool (default: a random tube mask)."""
+    if mask is None:
+      mask = self.random_mask(ops.shape(clips)[0])
+    order = split_order(mask)
+    x = self.encoder_to_decoder(self.encode_visible(clips, order, training))  # [B, N_v, d]
+    positions = ops.take_along_axis(
+        ops.broadcast_to(self.decoder_positions, (ops.shape(clips)[0],) +
+                         tuple(self.decoder_positions.shape[1:])),
+        order[:, :, None], axis=1)  # [B, N, d], visible then hidden
+    n_visible = x.shape[1]
+    x = ops.concatenate([x + positions[:, :n_visible],
+                         ops.cast(self.mask_token, x.dtype) + positions[:, n_visible:]], axis=1)
+    for block in self.decoder_blocks:
+      x = block(x, training=training)
+    return self.decoder_head(self.decoder_norm(x[:, n_visible:]))
+
+  def loss_on(self, clips, mask, training=None):
+    """Mean squared error on the hidden tubelets' (normalised) pixels; also the logits."""
+    logits = self(clips, mask=mask, training=training)
+    order = split_order(mask)[:, -self.n_hidden:]
+    labels = ops.take_along_axis(targets(clips, self.config, self.vivit.config.tubelet_size),
+                                 order[:, :, None], axis=1)
+    return ops.mean(ops.square(ops.cast(logits, 'float32') - labels)), logits
+
+  def train_step(self, data):
+    clips = data[0] if isinstance(data, tuple) else data
+    mask = self.random_mask(tf.shape(clips)[0])
+    with tf.GradientTape() as tape:
+      loss, _ = self.loss_on(clips, mask, training=True)
+    grads = tape.gradient(loss, self.trainable_variables)
+    self.optimizer.apply(grads, self.trainable_variables)
+    self.loss_tracker.update_state(loss)
+    return {'loss': self.loss_tracker.result()}
+
+  def test_step(self, data):
+    clips = data[0] if isinstance(data, tuple) else data
+    loss, _ = self.loss_on(clips, self.random_mask(tf.shape(clips)[0]))
+    self.loss_tracker.update_state(loss)
+    return {'loss': self.loss_tracker.result()}
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker]
+
+  def reconstruct(self, clips, mask) -> Dict[str, np.ndarray]:
+    """For inspection: masked input, reconstruction and original, each [B, T, H, W, C], in the
+    clips' (normalised) units; reconstructed tubelets are de-standardised with the original's
+    per-tubelet statistics when norm_pix_loss."""
+    t, h, w = self.vivit.config.tubelet_size
+    b, frames, height, width, c = clips.shape
+    logits = ops.convert_to_numpy(self(clips, mask=mask))
+    patches = ops.convert_to_numpy(patchify(clips, (t, h, w)))  # [B, N, P, C]
+    mask = ops.convert_to_numpy(mask)
+    predicted = patches.copy()
+    hidden = logits.reshape(b, -1, t * h * w, c)
+    if self.config.norm_pix_loss:
+      mean = patches.mean(axis=2, keepdims=True)
+      std = patches.std(axis=2, ddof=1, keepdims=True) + 1e-6
+      hidden = hidden * std[mask].reshape(b, -1, 1, c) + mean[mask].reshape(b, -1, 1, c)
+    predicted[mask] = hidden.reshape(-1, t * h * w, c)
+    masked = patches.copy()
+    masked[mask] = 0.0
+    unpatch = lambda p: p.reshape(b, frames // t, height // h, width // w, t, h, w, c).transpose(
+        0, 1, 4, 2, 5, 3, 6, 7).reshape(b, frames, height, width, c)
+    return {'masked': unpatch(masked), 'reconstruction': unpatch(predicted),
+            'original': np.asarray(clips)}
+
+
+def build_pretrainer(vivit_config: ViViTConfig, config: PretrainConfig,
+                     seed: int = 0) -> VideoMAEPretrainer:
+  """The pre-training model around a freshly built (and initialised) ViViT encoder."""
+  model = VideoMAEPretrainer(build_vivit(vivit_config), config, seed=seed, name='videomae')
+  model.build()
+  return model
