@@ -12,6 +12,10 @@ Shapes: clips [B, T, H, W, C]; tokens [B, N, D], N = n_t * n_s; mask [B, N] bool
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import os
+import tempfile
 from typing import Any, Dict, Tuple
 
 import keras
@@ -215,7 +219,7 @@ class VideoMAEPretrainer(keras.Model):
     grads = tape.gradient(loss, self.trainable_variables)
     self.optimizer.apply(grads, self.trainable_variables)
     self.loss_tracker.update_state(loss)
-    return {'loss': self.loss_tracker.result()}
+    return {'loss': self.loss_tracker.result(), 'step_loss': loss}
 
   def test_step(self, data):
     clips = data[0] if isinstance(data, tuple) else data
@@ -257,3 +261,65 @@ def build_pretrainer(vivit_config: ViViTConfig, config: PretrainConfig,
   model = VideoMAEPretrainer(build_vivit(vivit_config), config, seed=seed, name='videomae')
   model.build()
   return model
+
+
+# Files of a pre-training model directory (the Trainer's serving_model_dir).
+ENCODER_WEIGHTS = 'encoder.weights.h5'        # the ViViT (encoder + untouched head)
+PRETRAINER_WEIGHTS = 'pretrainer.weights.h5'  # encoder + decoder (continue pre-training)
+CONFIG_FILE = 'pretrain_config.json'          # {'vivit': ..., 'pretrain': ...}
+HISTORY_FILE = 'history.json'                 # {'step': [...], 'loss': [...]}
+RECONSTRUCTIONS_FILE = 'reconstructions.npz'  # masked, reconstruction, original [B,T,H,W,C]
+
+
+def _save_weights(layer, path: str) -> None:
+  """Keras writes .weights.h5 locally; tf.io.gfile carries it to `path` (any URI)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    local = os.path.join(tmp, os.path.basename(path))
+    layer.save_weights(local)
+    tf.io.gfile.copy(local, path, overwrite=True)
+
+
+def _load_weights(layer, path: str) -> None:
+  with tempfile.TemporaryDirectory() as tmp:
+    local = os.path.join(tmp, os.path.basename(path))
+    tf.io.gfile.copy(path, local)
+    layer.load_weights(local)
+
+
+def save(model: VideoMAEPretrainer, directory: str, history: Dict[str, list],
+         reconstructions: Dict[str, np.ndarray]) -> None:
+  """Writes the pre-training model directory (files above) through tf.io.gfile."""
+  tf.io.gfile.makedirs(directory)
+  _save_weights(model.vivit, os.path.join(directory, ENCODER_WEIGHTS))
+  _save_weights(model, os.path.join(directory, PRETRAINER_WEIGHTS))
+  for name, value in ((CONFIG_FILE, {'vivit': model.vivit.config.to_dict(),
+                                     'pretrain': model.config.to_dict()}),
+                      (HISTORY_FILE, history)):
+    with tf.io.gfile.GFile(os.path.join(directory, name), 'w') as f:
+      json.dump(value, f)
+  buffer = io.BytesIO()  # numpy's zip writer seeks back: build in memory, then write
+  np.savez_compressed(buffer, **reconstructions)
+  with tf.io.gfile.GFile(os.path.join(directory, RECONSTRUCTIONS_FILE), 'wb') as f:
+    f.write(buffer.getvalue())
+
+
+def load_encoder(vivit: ViViT, directory: str) -> Dict[str, str]:
+  """Loads a pre-training directory's encoder into `vivit` (built with the same architecture);
+  returns the lineage record (`init_source`)."""
+  path = os.path.join(directory, ENCODER_WEIGHTS)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'{directory}: no {ENCODER_WEIGHTS} (not a pre-training model)')
+  with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
+    made = ViViTConfig.from_dict(json.load(f)['vivit']).architecture
+  if made != vivit.config.architecture:
+    differ = [k for k, v in dataclasses.asdict(made).items()
+              if getattr(vivit.config, k) != v]
+    raise ValueError(f'{directory}: pre-trained with another architecture ({", ".join(differ)} '
+                     'differ)')
+  _load_weights(vivit, path)
+  return {'pretrained_encoder': directory}
+
+
+def load_hf_pretraining(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
+  """Loads a transformers VideoMAEForPreTraining directory (encoder and decoder)."""
+  raise NotImplementedError('loading a transformers pre-training checkpoint')
