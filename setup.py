@@ -16,6 +16,7 @@ setup(
         'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'av>=17', 'tqdm>=4.60',
         'matplotlib>=3.5',
         'starlette>=0.37', 'uvicorn>=0.30',  # vivit-tfx serve
+        'safetensors>=0.4',  # Hugging Face checkpoints
     ],
     entry_points={'console_scripts': ['vivit-tfx=vivit_tfx.cli:main']},
 )

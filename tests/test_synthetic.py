@@ -7,6 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx.models import pixel_preprocessing
 
 
 def test_plan_is_deterministic_balanced_and_varied():
@@ -65,7 +66,7 @@ def test_hard_set_defeats_single_frames_and_motion_energy():
     middle = spec.num_frames // 2
     spread = video_reader.sample_indices(spec.num_frames, 8)
     frames = synthetic.render(spec, spread + list(range(middle - 4, middle + 4)))
-    frames = np.stack([video_reader.resize_and_crop(f, (32, 32)) for f in frames])
+    frames = pixel_preprocessing.resize_and_crop_array(frames, (32, 32))
     pixel.append(synthetic.pixel_statistics(frames[0]))
     motion.append([synthetic.motion_energy(frames[:8]), synthetic.motion_energy(frames[8:])])
   labels = [s.label for s in specs]

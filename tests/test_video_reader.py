@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx.models import pixel_preprocessing
 
 
 @pytest.mark.parametrize('n,t,expected', [
@@ -24,16 +25,6 @@ def test_sample_indices_cover_the_whole_video():
 def test_sample_indices_rejects_empty():
   with pytest.raises(ValueError):
     video_reader.sample_indices(0, 8)
-
-
-def test_resize_and_crop_keeps_aspect_and_centre():
-  frame = np.zeros((100, 200, 3), np.uint8)
-  frame[:, 90:110] = 255  # a vertical bar in the centre
-  out = video_reader.resize_and_crop(frame, (50, 50))
-  assert out.shape == (50, 50, 3)
-  # Aspect kept: the bar stays 10 px wide (scale 0.5) and centred; no horizontal squash.
-  bright = np.where(out[25, :, 0] > 127)[0]
-  assert 8 <= len(bright) <= 12 and abs(bright.mean() - 24.5) < 2
 
 
 @pytest.mark.parametrize('container', ['mp4', 'avi'])
@@ -62,7 +53,7 @@ def test_read_clip_seeks_accurately_in_long_videos(tmp_path, container):
   np.testing.assert_array_equal(clip.frames, np.stack([sequential[i] for i in clip.indices]))
   # ... and from OpenCV (which converts to RGB before resizing: ≤ 2 levels apart).
   every = video_reader.read_all_frames(path)
-  expected = np.stack([video_reader.resize_and_crop(every[i], (16, 16)) for i in clip.indices])
+  expected = pixel_preprocessing.resize_and_crop_array(every[clip.indices], (16, 16))
   np.testing.assert_allclose(clip.frames.astype(int), expected.astype(int), atol=2)
 
 
@@ -108,7 +99,7 @@ def _assert_reference_frames(clip, reference: np.ndarray, size) -> None:
   (≥ 7 levels from the neighbours) and within the two RGB conversions' rounding of it."""
   for frame, i in zip(clip.frames.astype(int), clip.indices):
     near = range(max(0, i - 2), min(len(reference), i + 3))
-    error = {j: np.abs(frame - video_reader.resize_and_crop(reference[j], size)).mean()
+    error = {j: np.abs(frame - pixel_preprocessing.resize_and_crop_array(reference[j], size)).mean()
              for j in near}
     assert min(error, key=error.get) == i and error[i] < 4, (i, error)
 

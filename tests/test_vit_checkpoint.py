@@ -139,9 +139,9 @@ def test_model3_temporal_attention_stays_zero_and_model4_loads(tmp_path):
   path = save(arrays, str(tmp_path / 'vit.npz'))
   m3 = build_vivit(CONFIG.replace(variant='factorised_self_attention', init_checkpoint=path))
   block = m3.encoder.blocks[0]
-  assert not block.temporal_attention._output_dense.kernel.numpy().any()
+  assert not block.temporal_attention.out.kernel.numpy().any()
   np.testing.assert_allclose(
-      block.attention._query_dense.kernel.numpy(),
+      block.attention.query.kernel.numpy(),
       arrays['Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel'])
   m4 = build_vivit(CONFIG.replace(variant='factorised_dot_product', init_checkpoint=path))
   np.testing.assert_allclose(

@@ -71,7 +71,7 @@ def test_heads_are_independent():
   block = EncoderBlock(16, 4, 32)
   x = np.random.default_rng(0).normal(size=(2, 10, 16)).astype(np.float32)
   block.build(x.shape)
-  _, scores = block.attention(x, x, return_attention_scores=True)
+  _, scores = block.attention(x, return_attention_scores=True)
   scores = scores.numpy()  # [B, heads, N, N]
   assert scores.shape == (2, 4, 10, 10)
   for i in range(1, 4):
@@ -89,7 +89,7 @@ def test_model2_spatial_encoder_shared_across_time():
 
 def test_model3_temporal_attention_starts_as_identity():
   model = build_vivit(TINY.replace(variant='factorised_self_attention'))
-  out = model.encoder.blocks[0].temporal_attention._output_dense.kernel.numpy()
+  out = model.encoder.blocks[0].temporal_attention.out.kernel.numpy()
   assert np.all(out == 0)
 
 
@@ -184,3 +184,62 @@ def test_kernel_inflation_from_local_checkpoint(tmp_path, method):
   np.testing.assert_allclose(model.tokenizer.projection.kernel.numpy(), inflated)
   with pytest.raises(ValueError, match='nothing is downloaded'):
     build_vivit(TINY.replace(kernel_init=method))
+
+
+VIDEOMAE = TINY.replace(classifier='gap_fc_norm', positional='sinusoidal', qkv_bias='qv',
+                        layer_norm_eps=1e-12)
+TIMESFORMER = TINY.replace(variant='factorised_self_attention', tokenizer='uniform_frame',
+                           classifier='token', positional='per_frame',
+                           factorised_order='time_space')
+
+
+def test_videomae_options_shape_the_weights():
+  model = build_vivit(VIDEOMAE)
+  names = [v.path for v in model.weights]
+  assert not any('pos_embedding' in n or 'cls_token' in n for n in names)  # fixed, no CLS
+  attention = model.encoder.blocks[0].attention
+  assert attention.query.bias is not None and attention.value.bias is not None
+  assert attention.key.bias is None  # VideoMAE: q and v biases only
+  assert model.encoder.norm is None and model.fc_norm.epsilon == 1e-5  # mean, then fc_norm
+  assert model.encoder.blocks[0].norm_mlp.epsilon == 1e-12
+  table = model.encoder.position.fixed[0]
+  assert table.shape == (VIDEOMAE.num_tokens, 16)
+  np.testing.assert_allclose(table[3, :2], [np.sin(3.0), np.cos(3.0)], atol=1e-6)
+
+
+def test_fc_norm_pools_before_normalising():
+  model = build_vivit(VIDEOMAE)
+  clip = np.random.default_rng(0).normal(size=(1, 4, 16, 16, 3)).astype(np.float32)
+  tokens = model.encoder(model.tokenizer(clip))  # [1, N, D], not normalised per token
+  expected = model.head(model.fc_norm(np.mean(tokens, axis=1)))
+  np.testing.assert_allclose(model(clip), expected, atol=1e-6)
+
+
+def test_tanh_gelu_changes_the_output():
+  clip = np.random.default_rng(1).normal(size=(1, 4, 16, 16, 3)).astype(np.float32)
+  exact = build_vivit(TINY.replace(classifier='token'))
+  tanh = build_vivit(TINY.replace(classifier='token', activation='gelu_tanh'))
+  tanh.set_weights(exact.get_weights())
+  tanh.head.kernel.assign(np.ones(tanh.head.kernel.shape, np.float32))
+  exact.head.kernel.assign(np.ones(exact.head.kernel.shape, np.float32))
+  diff = np.abs(tanh(clip).numpy() - exact(clip).numpy()).max()
+  assert 0 < diff < 1e-2
+
+
+def test_timesformer_order_cls_per_frame_and_per_frame_positions():
+  model = build_vivit(TIMESFORMER)
+  position = model.encoder.position
+  n_t, n_s = 4, 4
+  assert tuple(position.spatial.shape) == (1, 1 + n_s, 16)  # CLS slot + one frame's grid
+  assert tuple(position.temporal.shape) == (1, n_t, 16)
+  block = model.encoder.blocks[0]
+  assert not block.temporal_dense.kernel.numpy().any()  # starts as identity
+  block.temporal_dense.kernel.assign(np.eye(16, dtype=np.float32))
+  x = np.random.default_rng(2).normal(size=(1, 1 + n_t * n_s, 16)).astype(np.float32)
+  # A patch of frame 2 reaches the CLS token and, through time and then space, every patch.
+  poked = x.copy()
+  poked[0, 1 + 2 * n_s + 1, 0] += 1.0
+  changed = np.abs(block(poked).numpy() - block(x).numpy()).sum(-1)[0] > 1e-5
+  assert changed.all()
+  with pytest.raises(ValueError, match='time_space'):
+    TINY.replace(classifier='token', variant='factorised_self_attention')

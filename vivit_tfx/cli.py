@@ -314,6 +314,24 @@ def _cmd_bench(args) -> int:
   return pipeline_bench.main(args.rest)
 
 
+def _cmd_checkpoint(args) -> int:
+  from vivit_tfx.models import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    if args.action == 'inspect':
+      print('\n'.join(hf_export.inspect(args.path)))
+      return 0
+    if not args.output:
+      raise UserError('checkpoint export needs --output DIR')
+    clip = hf_export.export(args.path, args.output, args.num_frames)
+  except (CheckpointMismatch, pixel_preprocessing.PreprocessorConfigError, OSError) as e:
+    raise UserError(_one_line(e)) from None
+  print(f"exported: {args.output} ({clip['hf_family']}, T={clip['num_frames']}, "
+        f"{len(clip['class_names'])} labels; signatures serving_default, pixels)")
+  return 0
+
+
 # --- issue 16: live detection (watch) and the local server (serve) ----------------------------
 def _cmd_serve(args) -> int:
   from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
@@ -546,6 +564,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_report)
 
   _add_serve_watch_parsers(sub)  # issue 16
+
+  p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
+                     'it as a SavedModel with its own head and preprocessing')
+  p.add_argument('action', choices=['inspect', 'export'])
+  p.add_argument('path', help='model directory (config.json, model.safetensors, '
+                 'preprocessor_config.json), local or any tf.io.gfile URI')
+  p.add_argument('--output', help='export: SavedModel directory to create')
+  p.add_argument('--num-frames', type=_positive_int, default=0,
+                 help="export: clip length T (default: the checkpoint's; image ViT: 2)")
+  p.set_defaults(func=_cmd_checkpoint)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
                      'train, export, views, serve, watch)')

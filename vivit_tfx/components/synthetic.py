@@ -364,15 +364,13 @@ def actor_masks(spec: ClipSpec, indices: Sequence[int], size: Tuple[int, int]) -
 
   Returns [len(indices), H, W] bool for the output `size` (H, W).
   """
-  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   centres, radii, _ = actor_tracks(spec)
-  masks = []
-  for i in indices:
-    canvas = np.zeros((spec.height, spec.width, 3), np.uint8)
+  canvases = np.zeros((len(indices), spec.height, spec.width, 3), np.uint8)
+  for canvas, i in zip(canvases, indices):
     for (x, y), r in zip(centres[i], radii):
       cv2.circle(canvas, (int(x), int(y)), int(r), (255, 255, 255), -1)
-    masks.append(video_reader.resize_and_crop(canvas, size)[..., 0] > 127)
-  return np.stack(masks)
+  return pixel_preprocessing.resize_and_crop_array(canvases, size)[..., 0] > 127
 
 
 def motion_energy(frames: np.ndarray) -> float:

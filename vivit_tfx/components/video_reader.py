@@ -118,18 +118,12 @@ def _centre_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
   return frame[top:top + out_h, left:left + out_w]
 
 
-def resize_and_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-  """Aspect-preserving resize so the frame covers `size` (H, W), then centre crop."""
-  h, w = frame.shape[:2]
-  new_h, new_w = _cover_size(h, w, size)
-  interpolation = cv2.INTER_AREA if new_h * new_w < h * w else cv2.INTER_LINEAR
-  return _centre_crop(cv2.resize(frame, (new_w, new_h), interpolation=interpolation), size)
-
-
 def _to_rgb(frame: av.VideoFrame, size: Tuple[int, int],
             reformatter: VideoReformatter) -> np.ndarray:
   """A decoded frame → RGB uint8 [H, W, 3] of `size`: one swscale pass scales (area averaging
-  when shrinking, as `resize_and_crop`) and converts at the covering size; then centre crop."""
+  when shrinking) and converts at the covering size of `pixel_preprocessing.resize_and_crop`;
+  then centre crop. The decoder's own scaler, so a kept frame is converted once, at its small
+  size; within a few levels of `pixel_preprocessing.resize_and_crop` of the RGB frame."""
   new_h, new_w = _cover_size(frame.height, frame.width, size)
   shrinks = new_h * new_w < frame.height * frame.width
   rgb = reformatter.reformat(frame, width=new_w, height=new_h, format='rgb24', threads=1,

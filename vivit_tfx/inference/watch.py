@@ -28,6 +28,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from vivit_tfx.components import video_reader
+from vivit_tfx.models import pixel_preprocessing
 
 import cv2  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
@@ -465,7 +466,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
       if not sampler.keep(t):
         continue
       rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      ring.append((video_reader.resize_and_crop(rgb, size), t))
+      ring.append((pixel_preprocessing.resize_and_crop_array(rgb, size), t))
       new_frames += 1
       if len(ring) == num_frames and new_frames >= stride:
         new_frames = 0

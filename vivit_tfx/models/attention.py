@@ -33,7 +33,7 @@ def attention_rollout(model: ViViT, clip: tf.Tensor) -> np.ndarray:
   rollout = np.eye(n)
   for block in encoder.blocks:
     y = block.norm_attention(x)
-    _, scores = block.attention(y, y, return_attention_scores=True)  # [1, heads, N, N]
+    _, scores = block.attention(y, return_attention_scores=True)  # [1, heads, N, N]
     a = 0.5 * np.asarray(scores)[0].mean(0) + 0.5 * np.eye(n)
     rollout = (a / a.sum(-1, keepdims=True)) @ rollout
     x = block(x)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import clip_views, features
+from vivit_tfx.models import clip_views, features, pixel_preprocessing
 from vivit_tfx.models.vivit import ViViT, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -35,29 +35,19 @@ def _probabilities(logits: tf.Tensor, n_classes: int) -> tf.Tensor:
 def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> tf.Tensor:
   """JPEG frames of any size → JPEG frames of `size` (H, W), as ingestion makes them.
 
-  A frame of another size is resized, aspect-preserving, to cover `size` (area averaging when
-  shrinking, bilinear when enlarging, as `video_reader.resize_and_crop`), centre-cropped and
-  re-encoded at the ingestion JPEG quality; frames already of `size` pass untouched.
-  jpegs: [N] string → [N] string.
+  A frame of another size is resized, aspect-preserving, to cover `size` and centre-cropped
+  (`pixel_preprocessing.resize_and_crop`), then re-encoded at the ingestion JPEG quality;
+  frames already of `size` pass untouched. jpegs: [N] string → [N] string.
   """
   out_h, out_w = int(size[0]), int(size[1])
 
   def one(jpeg):
     shape = tf.image.extract_jpeg_shape(jpeg)  # [H, W, C] from the header, no decoding
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
 
     def resized():
-      image = tf.io.decode_jpeg(jpeg, channels=3)
-      scale = tf.maximum(out_h / h, out_w / w)
-      new_h = tf.maximum(out_h, tf.cast(tf.round(h * scale), tf.int32))
-      new_w = tf.maximum(out_w, tf.cast(tf.round(w * scale), tf.int32))
-      image = tf.cond(scale < 1.0,
-                      lambda: tf.image.resize(image, [new_h, new_w], method='area'),
-                      lambda: tf.image.resize(image, [new_h, new_w], method='bilinear'))
-      top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
-      image = image[top:top + out_h, left:left + out_w]
-      image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-      return tf.io.encode_jpeg(image, quality=quality)
+      image = pixel_preprocessing.resize_and_crop(tf.io.decode_jpeg(jpeg, channels=3),
+                                                  (out_h, out_w))  # [h, w, 3] 0..255
+      return tf.io.encode_jpeg(tf.cast(image, tf.uint8), quality=quality)
 
     same = tf.logical_and(tf.equal(shape[0], out_h), tf.equal(shape[1], out_w))
     return tf.cond(same, lambda: jpeg, resized)

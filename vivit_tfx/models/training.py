@@ -1,11 +1,12 @@
-"""ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS), linear
-warm-up + cosine decay, clipping by global norm, gradient accumulation, loss scaling for
+"""ViViT training recipe: AdamW (decoupled decay, not on norms/biases/positions/CLS) with
+optional layer-wise learning-rate decay, linear warm-up + cosine decay, clipping by global norm, gradient accumulation, loss scaling for
 float16, XLA, (label-smoothed) cross-entropy on float32 logits, metrics; and resumable
 training (checkpoints every N steps through tf.io.gfile, restored after a restart)."""
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+import re
+from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -13,7 +14,7 @@ from absl import logging
 
 from vivit_tfx.models.vivit_config import ViViTConfig
 
-# Variables that get no weight decay: LayerNorm scales/offsets, biases (MultiHeadAttention's
+# Variables that get no weight decay: LayerNorm scales/offsets, biases (attention q/k/v
 # are 2-D [heads, head_dim]), positional tables and the CLS token.
 _NO_DECAY_NAMES = ('bias', 'gamma', 'beta', 'pos_embedding', 'cls_token')
 
@@ -31,16 +32,67 @@ def learning_rate_schedule(config: ViViTConfig, total_steps: int):
       warmup_target=config.learning_rate, warmup_steps=warmup)
 
 
+_BLOCK = re.compile(r'(spatial_encoder|temporal_encoder|encoder)/block_(\d+)/')
+
+
+def layer_ids(model: keras.Model) -> Dict[str, int]:
+  """Variable path → depth as VideoMAE/BEiT fine-tuning counts it: 0 for the embeddings
+  (tubelets, positions, CLS), i + 1 for encoder block i (a Model 2 temporal encoder's blocks
+  continue after the spatial ones, its positions/CLS at the spatial depth), L + 1 for the rest
+  (final norms, head)."""
+  config = model.config
+  spatial = config.num_layers
+  depth = spatial + (config.num_temporal_layers if config.variant == 'factorised_encoder'
+                     else 0)
+  ids = {}
+  for v in model.trainable_variables:
+    block = _BLOCK.search(v.path)
+    if block:
+      ids[v.path] = int(block.group(2)) + 1 + (spatial if block.group(1) == 'temporal_encoder'
+                                               else 0)
+    elif 'tubelet_embedding' in v.path or '/position/' in v.path or '/cls' in v.path:
+      ids[v.path] = spatial if 'temporal_encoder' in v.path else 0
+    else:
+      ids[v.path] = depth + 1
+  return ids
+
+
+def layer_scales(model: keras.Model, decay: float) -> Dict[str, float]:
+  """Variable path → learning-rate factor decay^(L + 1 − depth) (head and norms: 1)."""
+  ids = layer_ids(model)
+  top = max(ids.values())
+  return {path: decay ** (top - i) for path, i in ids.items()}
+
+
+class LayerDecayAdamW(keras.optimizers.AdamW):
+  """AdamW whose update of each variable uses the learning rate times its layer's factor
+  (`layer_scales`). The decoupled weight decay keeps the base schedule."""
+
+  def __init__(self, scales: Dict[str, float], **kwargs):
+    super().__init__(**kwargs)
+    self._path_scales = scales
+    self._key_scales: Dict[int, float] = {}
+
+  def build(self, variables):
+    super().build(variables)
+    self._key_scales = {self._var_key(v): self._path_scales.get(v.path, 1.0) for v in variables}
+
+  def update_step(self, gradient, variable, learning_rate):
+    scale = self._key_scales.get(self._var_key(variable), 1.0)
+    super().update_step(gradient, variable, learning_rate * scale)
+
+
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
   """AdamW over `total_steps` batches: one update every `accumulation_steps` batches,
   gradients averaged then clipped at global norm `clipnorm`; wrapped in dynamic loss scaling
   for mixed_float16. The schedule (and `warmup_steps`) counts batches: Keras 3.6 evaluates it
   at the optimizer's raw batch counter, accumulation included."""
   k = config.accumulation_steps
-  opt = keras.optimizers.AdamW(
-      learning_rate=learning_rate_schedule(config, total_steps),
-      weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
-      gradient_accumulation_steps=k if k > 1 else None)
+  options = dict(learning_rate=learning_rate_schedule(config, total_steps),
+                 weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None,
+                 gradient_accumulation_steps=k if k > 1 else None)
+  opt = (LayerDecayAdamW(layer_scales(model, config.layer_decay), **options)
+         if config.layer_decay < 1 else keras.optimizers.AdamW(**options))
   opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
   if config.precision == 'mixed_float16':
     opt = keras.optimizers.LossScaleOptimizer(opt)

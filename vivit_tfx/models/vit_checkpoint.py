@@ -6,7 +6,7 @@ pos_embedding` [1, N(+1), D], `Transformer/encoderblock_{i}/{LayerNorm_0, LayerN
 {scale, bias}`, `.../MultiHeadDotProductAttention_1/{query, key, value}/{kernel [D, heads,
 head_dim], bias [heads, head_dim]}`, `.../out/{kernel [heads, head_dim, D], bias [D]}`,
 `.../MlpBlock_3/Dense_{0,1}/{kernel, bias}`, `Transformer/encoder_norm/{scale, bias}`,
-`head/{kernel, bias}`. Keras's MultiHeadAttention keeps the same q/k/v/out layouts.
+`head/{kernel, bias}`. The model's SelfAttention keeps the same q/k/v/out layouts.
 
 * Tubelet kernel: the 2D kernel inflated over t (`central_frame` or `filter_inflation`).
 * Positions: the CLS slot split off, the spatial grid tiled over time (`tile`), bilinearly
@@ -76,13 +76,15 @@ def resize_grid(grid: np.ndarray, size) -> np.ndarray:
   return tf.image.resize(grid[None].astype(np.float32), size, method='bilinear')[0].numpy()
 
 
-class _Loader:
+class Loader:
   """Copies checkpoint arrays into model variables, checking every shape."""
 
   def __init__(self, arrays: Dict[str, np.ndarray], path: str):
     self.arrays, self.path = arrays, path
+    self.used, self.assigned = set(), set()  # checkpoint keys read, variable paths written
 
   def get(self, key: str, shape=None) -> np.ndarray:
+    self.used.add(key)
     if key not in self.arrays:
       need = f' (the model needs shape {tuple(shape)})' if shape is not None else ''
       raise CheckpointMismatch(f'{self.path}: no key {key!r} in the checkpoint{need}')
@@ -94,19 +96,20 @@ class _Loader:
 
   def assign(self, variable, key: str) -> None:
     variable.assign(self.get(key, variable.shape).astype(np.float32))
+    self.assigned.add(variable.path)
 
   def dense(self, layer, prefix: str) -> None:
     self.assign(layer.kernel, prefix + 'kernel')
-    self.assign(layer.bias, prefix + 'bias')
+    if layer.bias is not None:  # e.g. VideoMAE's key projection has none
+      self.assign(layer.bias, prefix + 'bias')
 
   def norm(self, layer, prefix: str) -> None:
     self.assign(layer.gamma, prefix + 'scale')
     self.assign(layer.beta, prefix + 'bias')
 
   def attention(self, mha, prefix: str) -> None:
-    # pylint: disable=protected-access
-    for dense, name in ((mha._query_dense, 'query'), (mha._key_dense, 'key'),
-                        (mha._value_dense, 'value'), (mha._output_dense, 'out')):
+    for dense, name in ((mha.query, 'query'), (mha.key, 'key'), (mha.value, 'value'),
+                        (mha.out, 'out')):
       self.dense(dense, f'{prefix}{name}/')
 
   def num_blocks(self) -> int:
@@ -115,7 +118,7 @@ class _Loader:
     return max(found) + 1 if found else 0
 
 
-def _positions(loader: _Loader, config, table_shape, n_t: int):
+def _positions(loader: Loader, config, table_shape, n_t: int):
   """The checkpoint's table split into (CLS slot [1, D] or None, grid adapted to the model's
   [n_t * n_h * n_w, D], time-major)."""
   _, n_h, n_w = config.token_grid
@@ -150,10 +153,11 @@ def _positions(loader: _Loader, config, table_shape, n_t: int):
   return cls_slot, np.tile(spatial, (n_t, 1))  # index = i_t * n_s + i_s
 
 
-def _load_positions(loader: _Loader, position, config, n_t: int, token: bool) -> None:
+def _load_positions(loader: Loader, position, config, n_t: int, token: bool) -> None:
   if position.kind == 'factorised':  # spatial table from the ViT, temporal table unchanged
     _, table = _positions(loader, config, position.spatial.shape, 1)
     position.spatial.assign(table.reshape(position.spatial.shape).astype(np.float32))
+    loader.assigned.add(position.spatial.path)
     return
   cls_slot, table = _positions(loader, config, position.table.shape, n_t)
   current = position.table.numpy()
@@ -163,9 +167,10 @@ def _load_positions(loader: _Loader, position, config, n_t: int, token: bool) ->
     raise CheckpointMismatch(f'{loader.path}: {POSEMB} adapted to {(1,) + table.shape}, the '
                              f'model needs {tuple(current.shape)}')
   position.table.assign(table[None].astype(np.float32))
+  loader.assigned.add(position.table.path)
 
 
-def _load_encoder(loader: _Loader, encoder, config, n_t: int, path_hint: str) -> None:
+def _load_encoder(loader: Loader, encoder, config, n_t: int, path_hint: str) -> None:
   """ViT Transformer → one of our Encoders (CLS, positions, blocks, final norm)."""
   depth = loader.num_blocks()
   if depth != len(encoder.blocks):
@@ -176,6 +181,11 @@ def _load_encoder(loader: _Loader, encoder, config, n_t: int, path_hint: str) ->
   if token and 'cls' in loader.arrays:
     loader.assign(encoder.cls.token, 'cls')
   _load_positions(loader, encoder.position, config, n_t, token)
+  load_blocks(loader, encoder)
+
+
+def load_blocks(loader: Loader, encoder) -> None:
+  """Every block's norms, (spatial or joint) attention and MLP, then the final norm."""
   for i, block in enumerate(encoder.blocks):
     prefix = BLOCK.format(i)
     loader.norm(block.norm_attention, prefix + 'LayerNorm_0/')
@@ -183,31 +193,39 @@ def _load_encoder(loader: _Loader, encoder, config, n_t: int, path_hint: str) ->
     loader.norm(block.norm_mlp, prefix + 'LayerNorm_2/')
     loader.dense(block.mlp_in, prefix + 'MlpBlock_3/Dense_0/')
     loader.dense(block.mlp_out, prefix + 'MlpBlock_3/Dense_1/')
-  loader.norm(encoder.norm, 'Transformer/encoder_norm/')
+  if encoder.norm:
+    loader.norm(encoder.norm, 'Transformer/encoder_norm/')
 
 
 def initialise(model, path: Optional[str] = None) -> Dict[str, str]:
   """Loads the ViT checkpoint at `path` (default: `model.config.init_checkpoint`) into a built
   ViViT. Returns {'init_checkpoint': path, 'init_checkpoint_sha256': digest} for lineage."""
-  config = model.config
-  path = path or config.init_checkpoint
+  path = path or model.config.init_checkpoint
   arrays = read_npz(path)
-  loader = _Loader(arrays, path)
+  loader = Loader(arrays, path)
+  load_image_vit(model, loader)
+  head = model.head
+  if 'head/kernel' in arrays and tuple(arrays['head/kernel'].shape) == tuple(head.kernel.shape):
+    loader.dense(head, 'head/')
+  return {'init_checkpoint': path, 'init_checkpoint_sha256': str(arrays['__sha256__'])}
+
+
+def load_image_vit(model, loader: Loader) -> None:
+  """An image ViT's arrays (this module's key names) into a built ViViT, head excepted:
+  inflated tubelet kernel, adapted positions, encoder blocks (see the module docstring)."""
+  config = model.config
   n_t = config.token_grid[0]
   hidden = config.hidden_size
   conv = model.tokenizer.projection
   kernel_2d = loader.get('embedding/kernel', tuple(conv.kernel.shape[1:]))
   if tuple(kernel_2d.shape[-1:]) != (hidden,):
-    raise CheckpointMismatch(f'{path}: embedding/kernel has shape {kernel_2d.shape}, the model '
-                             f'needs {tuple(conv.kernel.shape[1:])}')
+    raise CheckpointMismatch(f'{loader.path}: embedding/kernel has shape {kernel_2d.shape}, '
+                             f'the model needs {tuple(conv.kernel.shape[1:])}')
   conv.kernel.assign(inflate_2d_kernel(kernel_2d, conv.kernel.shape[0],
                                        config.kernel_init).astype(np.float32))
+  loader.assigned.add(conv.kernel.path)
   loader.assign(conv.bias, 'embedding/bias')
   if config.variant == 'factorised_encoder':
     _load_encoder(loader, model.spatial_encoder, config, 1, 'spatial encoder')
   else:
     _load_encoder(loader, model.encoder, config, n_t, 'encoder')
-  head = model.head
-  if 'head/kernel' in arrays and tuple(arrays['head/kernel'].shape) == tuple(head.kernel.shape):
-    loader.dense(head, 'head/')
-  return {'init_checkpoint': path, 'init_checkpoint_sha256': str(arrays['__sha256__'])}

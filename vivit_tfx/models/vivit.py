@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
 from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -39,19 +40,31 @@ class TubeletEmbedding(layers.Layer):
 
   def call(self, clips):
     x = self.projection(clips)  # [B, n_t, n_h, n_w, D]
-    return ops.reshape(x, (ops.shape(x)[0], -1, self.hidden_size))  # [B, N, D]
+    grid = x.shape[1:4]
+    n = int(np.prod(grid)) if None not in grid else -1  # static when H and W are
+    return ops.reshape(x, (-1, n, self.hidden_size))  # [B, N, D]
 
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
             'tubelet_size': self.tubelet_size}
 
 
+def sinusoid_table(n: int, d: int) -> np.ndarray:
+  """Fixed positions [n, d]: sin on even, cos on odd features, angle pos / 10000^(2(j//2)/d)
+  (VideoMAE's interleaved table)."""
+  angle = np.arange(n)[:, None] / np.power(10000, 2 * (np.arange(d) // 2) / d)[None]
+  angle[:, 0::2], angle[:, 1::2] = np.sin(angle[:, 0::2]), np.cos(angle[:, 1::2])
+  return angle.astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(_PACKAGE)
 class PositionalEmbedding(layers.Layer):
-  """Learned positional embedding whose table is sized in build() from the real token count.
+  """Positional embedding whose table is sized in build() from the real token count.
 
   'learned': one [1, N, D] table. 'factorised': a spatial [n_s, D] plus a temporal [n_t, D]
-  table, summed (needs `grid=(n_t, n_s)`).
+  table, summed (needs `grid=(n_t, n_s)`). 'sinusoidal': a fixed [N, D] table (no weights).
+  'per_frame' (TimeSformer): a spatial [1, 1 + n_s, D] table (CLS slot first, when the input
+  has a CLS token) added to every frame, plus a temporal [1, n_t, D] table added to patches.
   """
 
   def __init__(self, kind: str = 'learned', grid=None, **kwargs):
@@ -62,25 +75,43 @@ class PositionalEmbedding(layers.Layer):
   def build(self, input_shape):
     _, n, d = input_shape
     init = keras.initializers.RandomNormal(stddev=0.02)
-    if self.kind == 'factorised':
+    if self.kind in ('factorised', 'per_frame'):
       n_t, n_s = self.grid
-      if n_t * n_s != n:
-        raise ValueError(f'factorised positional grid {self.grid} gives {n_t * n_s} tokens, '
+      self.cls_slot = int(n - n_t * n_s)
+      if self.cls_slot not in ((0, 1) if self.kind == 'per_frame' else (0,)):
+        raise ValueError(f'{self.kind} positional grid {self.grid} gives {n_t * n_s} tokens, '
                          f'input has {n}')
-      self.spatial = self.add_weight(name='pos_embedding_spatial', shape=(1, 1, n_s, d),
+      spatial = (1, 1, n_s, d) if self.kind == 'factorised' else (1, self.cls_slot + n_s, d)
+      temporal = (1, n_t, 1, d) if self.kind == 'factorised' else (1, n_t, d)
+      self.spatial = self.add_weight(name='pos_embedding_spatial', shape=spatial,
                                      initializer=init)
-      self.temporal = self.add_weight(name='pos_embedding_temporal', shape=(1, n_t, 1, d),
+      self.temporal = self.add_weight(name='pos_embedding_temporal', shape=temporal,
                                       initializer=init)
+    elif self.kind == 'sinusoidal':
+      self.fixed = sinusoid_table(n, d)[None]  # [1, N, D], not a weight
     else:
       self.table = self.add_weight(name='pos_embedding', shape=(1, n, d), initializer=init)
     self.num_tokens = n
+
+  def _per_frame(self, tokens):  # [B, c + n_t * n_s, D] → same
+    n_t, n_s = self.grid
+    c, d = self.cls_slot, tokens.shape[-1]
+    spatial = ops.cast(self.spatial, tokens.dtype)
+    patches = ops.reshape(tokens[:, c:], (-1, n_t, n_s, d)) + spatial[:, None, c:]
+    patches = patches + ops.cast(self.temporal, tokens.dtype)[:, :, None]
+    patches = ops.reshape(patches, (-1, n_t * n_s, d))
+    return ops.concatenate([tokens[:, :c] + spatial[:, :c], patches], axis=1) if c else patches
 
   def call(self, tokens):  # [B, N, D] → [B, N, D]
     if tokens.shape[1] is not None and tokens.shape[1] != self.num_tokens:
       raise ValueError(f'positional embedding has {self.num_tokens} positions, the input has '
                        f'{tokens.shape[1]} tokens')
+    if self.kind == 'per_frame':
+      return self._per_frame(tokens)
     if self.kind == 'factorised':
       table = ops.reshape(self.spatial + self.temporal, (1, self.num_tokens, -1))
+    elif self.kind == 'sinusoidal':
+      table = self.fixed
     else:
       table = self.table
     return tokens + ops.cast(table, tokens.dtype)
@@ -125,106 +156,192 @@ class StochasticDepth(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
+class SelfAttention(layers.Layer):
+  """Multi-head self-attention, [B, N, D] → [B, N, D], with named projections `query`, `key`,
+  `value` (kernel [D, H, hd], bias [H, hd]) and `out` (kernel [H, hd, D], bias [D]): the
+  layouts of Keras' MultiHeadAttention and of ViT checkpoints. `bias` names the projections
+  of q/k/v that have one ('qkv', 'qv' as VideoMAE, 'none'); `out` always has one.
+  """
+
+  def __init__(self, num_heads: int, head_dim: int, dropout: float = 0.0, bias: str = 'qkv',
+               zero_output: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.num_heads, self.head_dim, self.dropout_rate = num_heads, head_dim, dropout
+    self.bias, self.zero_output = bias, zero_output
+    project = lambda name: layers.EinsumDense(
+        'bnd,dhk->bnhk', output_shape=(None, num_heads, head_dim),
+        bias_axes='hk' if name[0] in bias else None, kernel_initializer='glorot_uniform',
+        name=name)
+    self.query, self.key, self.value = project('query'), project('key'), project('value')
+    self.out = layers.EinsumDense('bnhk,hkd->bnd', output_shape=(None, num_heads * head_dim),
+                                  bias_axes='d',
+                                  kernel_initializer='zeros' if zero_output else
+                                  'glorot_uniform', name='out')
+    self.drop = layers.Dropout(dropout)
+
+  def build(self, input_shape):
+    d = input_shape[-1]
+    for dense in (self.query, self.key, self.value):
+      dense.build((None, None, d))
+    self.out.build((None, None, self.num_heads, self.head_dim))
+
+  def project(self, x):
+    """[B, N, D] → q (scaled by 1/sqrt(hd)), k, v, each [B, N, H, hd]."""
+    scale = ops.cast(1.0 / np.sqrt(self.head_dim), x.dtype)
+    return self.query(x) * scale, self.key(x), self.value(x)
+
+  def weights_of(self, scores, training=None):
+    """Scores [..., N_q, N_k] → softmax (in float32) with attention dropout."""
+    probs = ops.softmax(ops.cast(scores, 'float32'), axis=-1)
+    return self.drop(ops.cast(probs, self.compute_dtype), training=training)
+
+  def call(self, x, training=None, return_attention_scores=False):
+    q, k, v = self.project(x)
+    probs = self.weights_of(ops.einsum('bnhk,bmhk->bhnm', q, k), training)  # [B, H, N, N]
+    y = self.out(ops.einsum('bhnm,bmhk->bnhk', probs, v))
+    return (y, probs) if return_attention_scores else y
+
+  def get_config(self):
+    return {**super().get_config(), 'num_heads': self.num_heads, 'head_dim': self.head_dim,
+            'dropout': self.dropout_rate, 'bias': self.bias, 'zero_output': self.zero_output}
+
+
+@keras.saving.register_keras_serializable(_PACKAGE)
 class EncoderBlock(layers.Layer):
   """Pre-LN transformer block: x + MHA(LN(x)); x + MLP(LN(x)) (GELU MLP, dropout, drop-path).
 
-  With `temporal_grid=(n_t, n_s)` it is Model 3's factorised self-attention block: spatial MHA
-  within each frame, then temporal MHA across frames at each position (its output projection
-  zero-initialised, so it starts as identity), then the MLP. With `dot_product_grid=(n_t, n_s)`
-  it is Model 4's factorised dot-product attention: one MHA whose first half of the heads
-  attends over space (within a frame), the second half over time (at a position).
+  With `temporal_grid=(n_t, n_s)` it is Model 3's factorised self-attention block. Order
+  'space_time' (paper): spatial MHA within each frame, then temporal MHA across frames at each
+  position (its output projection zero-initialised, so it starts as identity), then the MLP.
+  Order 'time_space' (TimeSformer): temporal MHA on the patches, a `temporal_dense` projection
+  (zero-initialised), then spatial MHA within each frame with the CLS token (if any) copied to
+  every frame and its outputs averaged over frames, then the MLP. With
+  `dot_product_grid=(n_t, n_s)` it is Model 4's factorised dot-product attention: one MHA whose
+  first half of the heads attends over space (within a frame), the second half over time.
   """
 
   def __init__(self, hidden_size, num_heads, mlp_dim, dropout=0.0, attention_dropout=0.0,
-               drop_path=0.0, temporal_grid=None, dot_product_grid=None, seed=1337, **kwargs):
+               drop_path=0.0, temporal_grid=None, dot_product_grid=None, seed=1337,
+               activation='gelu', layer_norm_eps=1e-6, qkv_bias='qkv',
+               factorised_order='space_time', **kwargs):
     super().__init__(**kwargs)
     self.hidden_size, self.num_heads, self.mlp_dim = hidden_size, num_heads, mlp_dim
     self.dropout, self.attention_dropout, self.drop_path = dropout, attention_dropout, drop_path
     self.temporal_grid = tuple(temporal_grid) if temporal_grid else None
     self.dot_product_grid = tuple(dot_product_grid) if dot_product_grid else None
-    self.seed = seed
-    mha = lambda name, **kw: layers.MultiHeadAttention(
-        num_heads, key_dim=hidden_size // num_heads, dropout=attention_dropout,
-        kernel_initializer='glorot_uniform', name=name, **kw)
-    self.norm_attention = layers.LayerNormalization(epsilon=1e-6, name='norm_attention')
+    self.seed, self.activation, self.layer_norm_eps = seed, activation, layer_norm_eps
+    self.qkv_bias, self.factorised_order = qkv_bias, factorised_order
+    time_space = factorised_order == 'time_space'
+    mha = lambda name, zero_output=False: SelfAttention(
+        num_heads, hidden_size // num_heads, attention_dropout, qkv_bias, zero_output,
+        name=name)
+    norm = lambda name: layers.LayerNormalization(epsilon=layer_norm_eps, name=name)
+    self.norm_attention = norm('norm_attention')
     self.attention = mha('attention')
     if self.temporal_grid:
-      self.norm_temporal = layers.LayerNormalization(epsilon=1e-6, name='norm_temporal')
-      self.temporal_attention = mha('temporal_attention')
-    self.norm_mlp = layers.LayerNormalization(epsilon=1e-6, name='norm_mlp')
-    self.mlp_in = layers.Dense(mlp_dim, activation='gelu', name='mlp_in')
+      self.norm_temporal = norm('norm_temporal')
+      self.temporal_attention = mha('temporal_attention', zero_output=not time_space)
+      if time_space:
+        self.temporal_dense = layers.Dense(hidden_size, kernel_initializer='zeros',
+                                           name='temporal_dense')
+    self.norm_mlp = norm('norm_mlp')
+    self.mlp_in = layers.Dense(mlp_dim, name='mlp_in')
     self.mlp_out = layers.Dense(hidden_size, name='mlp_out')
     self.drop = layers.Dropout(dropout)
     self.drop_branch = StochasticDepth(drop_path, seed=seed)
 
   def build(self, input_shape):
     _, n, d = input_shape
+    for layer in (self.norm_attention, self.attention, self.norm_mlp, self.mlp_in):
+      layer.build(input_shape)
     if self.temporal_grid:
-      n_t, n_s = self.temporal_grid
-      self.attention.build((None, n_s, d), (None, n_s, d))
-      self.temporal_attention.build((None, n_t, d), (None, n_t, d))
-      out = self.temporal_attention._output_dense  # pylint: disable=protected-access
-      out.kernel.assign(np.zeros(out.kernel.shape, 'float32'))
+      self.cls_tokens = n - self.temporal_grid[0] * self.temporal_grid[1]  # 0 or 1 (CLS)
+      self.temporal_attention.build(input_shape)
       self.norm_temporal.build(input_shape)
-    else:
-      self.attention.build((None, n, d), (None, n, d))
-    self.norm_attention.build(input_shape)
-    self.norm_mlp.build(input_shape)
-    self.mlp_in.build(input_shape)
+      if self.factorised_order == 'time_space':
+        self.temporal_dense.build(input_shape)
     self.mlp_out.build((None, n, self.mlp_dim))
 
+  def _branch(self, y, training):
+    return self.drop_branch(self.drop(y, training=training), training=training)
+
   def _self_attention(self, mha, x, training):
-    return self.drop_branch(self.drop(mha(x, x, training=training), training=training),
-                            training=training)
+    return self._branch(mha(x, training=training), training)
 
   def _dot_product_attention(self, x, training):
     """Model 4: [B, N, D] → [B, N, D]; heads [0, H/2) over space, [H/2, H) over time."""
-    # pylint: disable=protected-access
     mha, (n_t, n_s) = self.attention, self.dot_product_grid
     heads, head_dim = self.num_heads, self.hidden_size // self.num_heads
     half = heads // 2
     split = lambda t: ops.reshape(t, (-1, n_t, n_s, heads, head_dim))  # [B, n_t, n_s, H, hd]
-    q = split(mha._query_dense(x)) * ops.cast(1.0 / np.sqrt(head_dim), x.dtype)
-    k, v = split(mha._key_dense(x)), split(mha._value_dense(x))
-    softmax = lambda a: mha._dropout_layer(
-        ops.cast(ops.softmax(ops.cast(a, 'float32'), axis=-1), v.dtype), training=training)
-    spatial = softmax(ops.einsum('btshd,btzhd->bthsz', q[..., :half, :], k[..., :half, :]))
+    q, k, v = (split(t) for t in mha.project(x))
+    spatial = mha.weights_of(
+        ops.einsum('btshd,btzhd->bthsz', q[..., :half, :], k[..., :half, :]), training)
     spatial = ops.einsum('bthsz,btzhd->btshd', spatial, v[..., :half, :])
-    temporal = softmax(ops.einsum('btshd,bushd->bshtu', q[..., half:, :], k[..., half:, :]))
+    temporal = mha.weights_of(
+        ops.einsum('btshd,bushd->bshtu', q[..., half:, :], k[..., half:, :]), training)
     temporal = ops.einsum('bshtu,bushd->btshd', temporal, v[..., half:, :])
     heads_out = ops.concatenate([spatial, temporal], axis=3)  # [B, n_t, n_s, H, hd]
-    return mha._output_dense(ops.reshape(heads_out, (-1, n_t * n_s, heads, head_dim)))
+    return mha.out(ops.reshape(heads_out, (-1, n_t * n_s, heads, head_dim)))
+
+  def _space_time(self, x, training):  # [B, n_t * n_s, D] → same
+    n_t, n_s = self.temporal_grid
+    d = self.hidden_size
+    y = ops.reshape(self.norm_attention(x), (-1, n_s, d))  # [B*n_t, n_s, D]
+    x = x + ops.reshape(self._self_attention(self.attention, y, training), (-1, n_t * n_s, d))
+    y = ops.reshape(self.norm_temporal(x), (-1, n_t, n_s, d))
+    y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n_t, d))  # [B*n_s, n_t, D]
+    y = self._self_attention(self.temporal_attention, y, training)
+    y = ops.transpose(ops.reshape(y, (-1, n_s, n_t, d)), (0, 2, 1, 3))
+    return x + ops.reshape(y, (-1, n_t * n_s, d))
+
+  def _time_space(self, x, training):  # [B, c + n_t * n_s, D] → same (c: 0 or 1 CLS token)
+    n_t, n_s = self.temporal_grid
+    d = self.hidden_size
+    c = self.cls_tokens
+    cls, patches = x[:, :c], x[:, c:]
+    y = ops.reshape(self.norm_temporal(patches), (-1, n_t, n_s, d))
+    y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n_t, d))  # [B*n_s, n_t, D]
+    y = self._self_attention(self.temporal_attention, y, training)
+    y = ops.transpose(ops.reshape(y, (-1, n_s, n_t, d)), (0, 2, 1, 3))  # [B, n_t, n_s, D]
+    patches = patches + self.temporal_dense(ops.reshape(y, (-1, n_t * n_s, d)))
+    y = ops.reshape(patches, (-1, n_s, d))  # [B*n_t, n_s, D]
+    if c:  # the CLS token joins every frame's spatial attention
+      y = ops.concatenate([ops.reshape(ops.repeat(cls, n_t, axis=1), (-1, 1, d)), y], axis=1)
+    y = self._self_attention(self.attention, self.norm_attention(y), training)
+    y = ops.reshape(y, (-1, n_t, c + n_s, d))  # [B, n_t, c + n_s, D]
+    residual = ops.reshape(y[:, :, c:], (-1, n_t * n_s, d))
+    if c:  # CLS outputs averaged over frames
+      residual = ops.concatenate([ops.mean(y[:, :, 0], axis=1, keepdims=True), residual], 1)
+    return ops.concatenate([cls, patches], axis=1) + residual if c else patches + residual
 
   def call(self, x, training=None):  # [B, N, D] → [B, N, D]
     if self.dot_product_grid:
-      y = self._dot_product_attention(self.norm_attention(x), training)
-      x = x + self.drop_branch(self.drop(y, training=training), training=training)
+      x = x + self._branch(self._dot_product_attention(self.norm_attention(x), training),
+                           training)
+    elif self.temporal_grid and self.factorised_order == 'time_space':
+      x = self._time_space(x, training)
     elif self.temporal_grid:
-      n_t, n_s = self.temporal_grid
-      d = self.hidden_size
-      y = ops.reshape(self.norm_attention(x), (-1, n_s, d))  # [B*n_t, n_s, D]
-      x = x + ops.reshape(self._self_attention(self.attention, y, training), (-1, n_t * n_s, d))
-      y = ops.reshape(self.norm_temporal(x), (-1, n_t, n_s, d))
-      y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, n_t, d))  # [B*n_s, n_t, D]
-      y = self._self_attention(self.temporal_attention, y, training)
-      y = ops.transpose(ops.reshape(y, (-1, n_s, n_t, d)), (0, 2, 1, 3))
-      x = x + ops.reshape(y, (-1, n_t * n_s, d))
+      x = self._space_time(x, training)
     else:
       x = x + self._self_attention(self.attention, self.norm_attention(x), training)
-    y = self.mlp_out(self.drop(self.mlp_in(self.norm_mlp(x)), training=training))
-    return x + self.drop_branch(self.drop(y, training=training), training=training)
+    y = ops.gelu(self.mlp_in(self.norm_mlp(x)), approximate=self.activation == 'gelu_tanh')
+    return x + self._branch(self.mlp_out(self.drop(y, training=training)), training)
 
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
             'num_heads': self.num_heads, 'mlp_dim': self.mlp_dim, 'dropout': self.dropout,
             'attention_dropout': self.attention_dropout, 'drop_path': self.drop_path,
             'temporal_grid': self.temporal_grid, 'dot_product_grid': self.dot_product_grid,
-            'seed': self.seed}
+            'seed': self.seed, 'activation': self.activation,
+            'layer_norm_eps': self.layer_norm_eps, 'qkv_bias': self.qkv_bias,
+            'factorised_order': self.factorised_order}
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
 class Encoder(layers.Layer):
-  """[optional CLS] + positional embedding + dropout + L blocks + final LayerNorm."""
+  """[optional CLS] + positional embedding + dropout + L blocks + final LayerNorm (none with
+  classifier 'gap_fc_norm': the model normalises after pooling)."""
 
   def __init__(self, config_dict, num_layers, class_token, positional='learned', grid=None,
                temporal_grid=None, drop_path_offset=0, dot_product_grid=None, **kwargs):
@@ -236,18 +353,21 @@ class Encoder(layers.Layer):
     self.drop_path_offset = drop_path_offset
     total = c.num_layers + (c.num_temporal_layers if c.variant == 'factorised_encoder' else 0)
     self.cls = ClassToken(name='cls') if class_token else None
-    # With a CLS token the table also covers it, so it cannot be factorised.
-    self.position = PositionalEmbedding('learned' if class_token else positional, grid,
-                                        name='position')
+    # With a CLS token the 'factorised' table also covers it, so it cannot be factorised.
+    kind = 'learned' if class_token and positional == 'factorised' else positional
+    self.position = PositionalEmbedding(kind, grid, name='position')
     self.drop = layers.Dropout(c.dropout)
     self.blocks = [
         EncoderBlock(c.hidden_size, c.num_heads, c.mlp_dim, c.dropout, c.attention_dropout,
                      drop_path=c.stochastic_depth * (drop_path_offset + i + 1) / total,
                      temporal_grid=temporal_grid, dot_product_grid=dot_product_grid,
-                     seed=1337 + drop_path_offset + i, name=f'block_{i}')
+                     seed=1337 + drop_path_offset + i, activation=c.activation,
+                     layer_norm_eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
+                     factorised_order=c.factorised_order, name=f'block_{i}')
         for i in range(num_layers)
     ]
-    self.norm = layers.LayerNormalization(epsilon=1e-6, name='norm')
+    self.norm = (None if c.classifier == 'gap_fc_norm' else
+                 layers.LayerNormalization(epsilon=c.layer_norm_eps, name='norm'))
 
   def build(self, input_shape):
     b, n, d = input_shape
@@ -257,14 +377,15 @@ class Encoder(layers.Layer):
     self.position.build((b, n, d))
     for block in self.blocks:
       block.build((b, n, d))
-    self.norm.build((b, n, d))
+    if self.norm:
+      self.norm.build((b, n, d))
 
   def call(self, tokens, training=None):  # [B, N, D] → [B, N(+1), D]
     x = self.cls(tokens) if self.cls else tokens
     x = self.drop(self.position(x), training=training)
     for block in self.blocks:
       x = block(x, training=training)
-    return self.norm(x)
+    return self.norm(x) if self.norm else x
 
   def get_config(self):
     return {**super().get_config(), 'config_dict': self.config_dict,
@@ -324,6 +445,10 @@ class ViViT(keras.Model):
                              else None,
                              dot_product_grid=grid if c.variant == 'factorised_dot_product'
                              else None, name='encoder')
+    # VideoMAE's pooling: mean of the last block's tokens, then this LayerNorm (its eps is
+    # torch's nn.LayerNorm default, not the config's).
+    self.fc_norm = (layers.LayerNormalization(epsilon=1e-5, name='fc_norm')
+                    if c.classifier == 'gap_fc_norm' else None)
     # Logits (and so the loss) in float32 whatever the compute precision.
     self.head = layers.Dense(c.num_outputs, kernel_initializer='zeros', dtype='float32',
                              name='head')
@@ -337,6 +462,8 @@ class ViViT(keras.Model):
       self.temporal_encoder.build((None, n_t, c.hidden_size))
     else:
       self.encoder.build((None, c.num_tokens, c.hidden_size))
+    if self.fc_norm:
+      self.fc_norm.build((None, c.hidden_size))
     self.head.build((None, c.hidden_size))
 
   def check_input(self, shape) -> None:
@@ -351,7 +478,7 @@ class ViViT(keras.Model):
     n_t, n_h, n_w = c.token_grid
     tokens = self.tokenizer(clips)  # [B, n_t*n_h*n_w, D]
     x = ops.reshape(tokens, (-1, n_h * n_w, c.hidden_size))  # [B*n_t, n_s, D]
-    x = _pool(self.spatial_encoder(x, training=training), c.classifier)  # [B*n_t, D]
+    x = self.pool(self.spatial_encoder(x, training=training))  # [B*n_t, D]
     return ops.reshape(x, (-1, n_t, c.hidden_size))
 
   def call(self, clips, training=None):
@@ -361,7 +488,11 @@ class ViViT(keras.Model):
       x = self.temporal_encoder(self.frame_representations(clips, training), training=training)
     else:
       x = self.encoder(self.tokenizer(clips), training=training)
-    return self.head(_pool(x, c.classifier))  # [B, n_outputs] logits
+    return self.head(self.pool(x))  # [B, n_outputs] logits
+
+  def pool(self, x):  # [B, N(+1), D] → [B, D]
+    x = _pool(x, self.config.classifier)
+    return self.fc_norm(x) if self.fc_norm else x
 
   def get_config(self):
     return {'config': self.config.to_dict(), 'name': self.name}
@@ -371,14 +502,19 @@ class ViViT(keras.Model):
     return cls(ViViTConfig.from_dict(config['config']), name=config.get('name'))
 
 
-def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True) -> ViViT:
+def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True,
+                classes=None) -> ViViT:
   """Builds the model (weights created) for clips [B, T, H, W, C]; with `initialise`, loads
-  `config.init_checkpoint` (an image ViT, models/vit_checkpoint.py) or the tubelet kernel of
-  `kernel_init_checkpoint`. `model.init_source` records what was loaded (lineage)."""
+  `config.init_checkpoint` (a Hugging Face model directory, models/hf_checkpoint.py, whose
+  head is kept when its labels are `classes`; or an image ViT .npz, models/vit_checkpoint.py)
+  or the tubelet kernel of `kernel_init_checkpoint`. `model.init_source` records what was
+  loaded (lineage)."""
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
   model.init_source = {}
-  if initialise and config.init_checkpoint:
+  if initialise and pixel_preprocessing.is_hf_directory(config.init_checkpoint):
+    model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
+  elif initialise and config.init_checkpoint:
     from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
     model.init_source = vit_checkpoint.initialise(model)
   elif initialise and config.kernel_init != 'random':

@@ -12,8 +12,11 @@ from typing import Any, Dict, Tuple
 VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
             'factorised_dot_product')
 TOKENIZERS = ('tubelet', 'uniform_frame')
-CLASSIFIERS = ('token', 'gap')
-POSITIONAL = ('learned', 'factorised')
+CLASSIFIERS = ('token', 'gap', 'gap_fc_norm')
+POSITIONAL = ('learned', 'factorised', 'sinusoidal', 'per_frame')
+ACTIVATIONS = ('gelu', 'gelu_tanh')
+QKV_BIASES = ('qkv', 'qv', 'none')
+FACTORISED_ORDERS = ('space_time', 'time_space')
 KERNEL_INITS = ('random', 'central_frame', 'filter_inflation')
 POSITIONAL_INITS = ('tile', 'resize', 'resize_tile')
 PRECISIONS = ('float32', 'mixed_bfloat16', 'mixed_float16')
@@ -38,9 +41,20 @@ class Architecture:
   dropout: float = 0.0
   attention_dropout: float = 0.0
   stochastic_depth: float = 0.0        # drop rate of the last block (linear in depth)
-  classifier: str = 'gap'              # 'token' (CLS) or 'gap'
-  positional: str = 'learned'          # 'learned' over all tokens or 'factorised' space + time
+  classifier: str = 'gap'              # 'token' (CLS), 'gap' (final norm, then mean) or
+                                       # 'gap_fc_norm' (no final norm: mean, then fc_norm)
+  positional: str = 'learned'          # 'learned' over all tokens, 'factorised' space + time,
+                                       # 'sinusoidal' (fixed) or 'per_frame' (spatial table with
+                                       # the CLS slot on every frame + one time table entry per
+                                       # frame on the patches)
   n_classes: int = 2
+  # Block options (defaults: the paper's ViViT; checkpoints of other families set them).
+  activation: str = 'gelu'             # MLP: 'gelu' (exact erf) or 'gelu_tanh' (approximation)
+  layer_norm_eps: float = 1e-6
+  qkv_bias: str = 'qkv'                # which of query/key/value projections have a bias
+  factorised_order: str = 'space_time'  # Model 3: 'space_time' (paper) or 'time_space'
+                                       # (TimeSformer: time, temporal_dense, then space with the
+                                       # CLS token copied to every frame and averaged back)
   # Initialisation from an image ViT (paper §3.4, models/vit_checkpoint.py).
   init_checkpoint: str = ''            # ViT .npz (google-research/vision_transformer keys)
   kernel_init: str = 'random'          # tubelet kernel from the 2D patch kernel
@@ -61,6 +75,8 @@ class Recipe:
   clipnorm: float = 1.0                # clip by global norm (Scenic: 1); 0 = off
   accumulation_steps: int = 1          # optimiser update every k batches
   checkpoint_steps: int = 0            # training checkpoint every N steps (0: every epoch)
+  layer_decay: float = 1.0             # layer-wise lr decay: block i of L trains at
+                                       # lr * layer_decay^(L + 1 - i) (VideoMAE: 0.75); 1: off
 
 
 @dataclasses.dataclass
@@ -82,7 +98,9 @@ class ViViTConfig(Recipe, Architecture):
                            ('classifier', CLASSIFIERS), ('positional', POSITIONAL),
                            ('kernel_init', KERNEL_INITS),
                            ('init_positional', POSITIONAL_INITS),
-                           ('precision', PRECISIONS)):
+                           ('precision', PRECISIONS), ('activation', ACTIVATIONS),
+                           ('qkv_bias', QKV_BIASES),
+                           ('factorised_order', FACTORISED_ORDERS)):
       if getattr(self, field) not in allowed:
         raise ValueError(f'{field}={getattr(self, field)!r} is not one of {allowed}')
     t, h, w = self.tubelet_size
@@ -95,16 +113,25 @@ class ViViTConfig(Recipe, Architecture):
     if self.hidden_size % self.num_heads:
       raise ValueError(f'hidden_size {self.hidden_size} is not divisible by num_heads '
                        f'{self.num_heads}')
+    time_space = (self.variant == 'factorised_self_attention'
+                  and self.factorised_order == 'time_space')
     if self.variant in ('factorised_self_attention', 'factorised_dot_product') and (
-        self.classifier == 'token'):
+        self.classifier == 'token') and not time_space:
       raise ValueError(f'{self.variant} (Model 3/4) has no CLS token: use '
-                       "classifier='gap'")
+                       "classifier='gap' (or factorised_order='time_space')")
+    if self.factorised_order == 'time_space' and self.variant != 'factorised_self_attention':
+      raise ValueError("factorised_order='time_space' is an option of "
+                       f"variant='factorised_self_attention', not {self.variant!r}")
+    if self.layer_norm_eps <= 0:
+      raise ValueError(f'layer_norm_eps must be positive, got {self.layer_norm_eps}')
     if self.variant == 'factorised_dot_product' and self.num_heads % 2:
       raise ValueError(f'factorised_dot_product (Model 4) splits the heads between space and '
                        f'time: num_heads {self.num_heads} must be even')
     for field in ('batch_size', 'accumulation_steps'):
       if getattr(self, field) < 1:
         raise ValueError(f'{field} must be at least 1, got {getattr(self, field)}')
+    if not 0 < self.layer_decay <= 1:
+      raise ValueError(f'layer_decay must be within (0, 1], got {self.layer_decay}')
     if self.clipnorm < 0 or self.checkpoint_steps < 0:
       raise ValueError('clipnorm and checkpoint_steps must not be negative')
     if self.n_classes < 2:
@@ -194,7 +221,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
                 hidden_size=hidden, num_layers=layers, num_heads=heads, mlp_dim=mlp,
                 num_temporal_layers=4, classifier='token', stochastic_depth=0.1, **GPU_RECIPE)
   if overrides.get('variant') in ('factorised_self_attention', 'factorised_dot_product'):
-    base['classifier'] = 'gap'  # Models 3 and 4 have no CLS token
+    base['classifier'] = 'gap'  # Models 3 and 4 have no CLS token (unless TimeSformer order)
   base.update(overrides)
   return ViViTConfig(**base)
 

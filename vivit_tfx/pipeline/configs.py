@@ -79,7 +79,9 @@ class PipelineConfig:
   vivit_overrides: str = '{}'          # JSON of extra ViViTConfig fields
   batch_size: Optional[int] = _from_model(int, 'clips per replica (default: the preset\'s)')
   learning_rate: Optional[float] = _from_model(float, 'default: the preset\'s')
-  init_checkpoint: str = ''            # image ViT .npz to start from (models/vit_checkpoint.py)
+  init_checkpoint: str = ''            # image ViT .npz or Hugging Face model directory to start from
+  pixels: str = 'auto'                 # auto | dataset | scenic | processor | a preprocessor_config.json
+                                       # (models/pixel_preprocessing.py `choose`)
   train_steps: int = 600
   eval_steps: int = 4
   steps_per_epoch: int = 50
@@ -164,6 +166,12 @@ class PipelineConfig:
       raise ValueError('--pretrain-overrides is not a JSON object')
     return PretrainConfig.from_dict(overrides)
 
+  def pixel_preprocessing(self):
+    """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
+    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    return pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
+        self.init_checkpoint) else '').for_image_size(self.image_size)
+
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
     touched: known names, positive counts, frames and image size against the tubelet."""
@@ -206,14 +214,18 @@ class PipelineConfig:
         self.vivit_config()
       except (ValueError, TypeError) as e:
         errors.append(f'model configuration: {e}')
+      try:
+        self.pixel_preprocessing()
+      except ValueError as e:
+        errors.append(f'--pixels {self.pixels}: {e}')
     if not errors and self.pretrain:
       try:
         self.pretrain_config()
         model = self.vivit_config()
-        if model.variant != 'spatiotemporal' or model.classifier != 'gap':
+        if model.variant != 'spatiotemporal' or model.classifier == 'token':
           raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a '
-                           f"CLS token (variant 'spatiotemporal', classifier 'gap'), got "
-                           f'{model.variant!r}, {model.classifier!r}')
+                           f"CLS token (variant 'spatiotemporal', classifier 'gap' or "
+                           f"'gap_fc_norm'), got {model.variant!r}, {model.classifier!r}")
       except (ValueError, TypeError) as e:
         errors.append(f'pre-training configuration: {e}')
     if errors:
@@ -238,7 +250,8 @@ class PipelineConfig:
     fmt = lambda d: ', '.join(f'{k}={v}' for k, v in dataclasses.asdict(d).items())
     return (f'model: preset {self.preset} (overridden: {", ".join(given) or "nothing"}; '
             f'--vivit-overrides {self.vivit_overrides})\n'
-            f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}')
+            f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}\n'
+            f'  pixels: {self.pixel_preprocessing().describe()}')
 
   def replace(self, **changes) -> 'PipelineConfig':
     given = {n: self._given.get(n) for n in MODEL_FIELDS + ('frame_size',)}

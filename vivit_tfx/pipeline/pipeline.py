@@ -189,6 +189,7 @@ def create_pipeline(config: configs.PipelineConfig,
   """
   classes = dataset_classes(config)
   vivit = config.vivit_config().replace(n_classes=len(classes))
+  pixels = config.pixel_preprocessing().to_dict()  # the checkpoint's or the dataset's
   code = code_fingerprints()
 
   # Brings clip tf.Examples (JPEG frames + label + metadata) into the pipeline, split.
@@ -215,14 +216,14 @@ def create_pipeline(config: configs.PipelineConfig,
                                    code=code['ValidationGate'])
   schema = validation_gate.outputs['validated_schema']
 
-  # Decodes and normalises clips (per-channel mean/std over the train split, on Beam). Not
-  # materialised: the Trainer applies the transform graph to the JPEG records on the fly.
+  # Decodes and normalises clips as `pixels` says (a checkpoint's processor, [-1, 1], or the
+  # per-channel mean/std over the train split, on Beam). Not materialised: the Trainer applies the transform graph to the JPEG records on the fly.
   # Batches are bounded so memory does not grow with the dataset.
   transform = ClipTransform(
       examples=example_gen.outputs['examples'], schema=schema,
       preprocessing_fn=configs.PREPROCESSING_FN, materialize=False, disable_statistics=True,
       custom_config={'image_size': list(config.image_size), 'num_frames': config.num_frames,
-                     'code': code['Transform']},
+                     'pixels': pixels, 'code': code['Transform']},
   ).with_id('Transform')
 
   # VideoMAE pre-training of the encoder on the train split (labels ignored) plus any
@@ -255,6 +256,7 @@ def create_pipeline(config: configs.PipelineConfig,
                               'sample_fps': config.sample_fps,
                               'max_duration_s': config.max_duration_s,
                               'num_views': config.num_views,
+                              'pixels': pixels,  # what the pushed model's clients are told
                               'class_names': list(classes),
                               'positive_class': classes[1] if len(classes) == 2 else (
                                   config.positive_class)},
