@@ -1,8 +1,11 @@
 """VideoMAE pre-training: tube masking, patch order, loss and logits against transformers."""
+import os
+
 import numpy as np
 import pytest
 
-from vivit_tfx.models import videomae_pretrain as vp
+from vivit_tfx.models import hf_checkpoint, videomae_pretrain as vp
+from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 TINY = ViViTConfig(num_frames=4, image_size=(32, 32), tubelet_size=(2, 8, 8), hidden_size=32,
@@ -41,3 +44,46 @@ def test_encoder_sees_only_the_visible_tubelets_and_the_loss_trains():
   assert tuple(visible.shape) == (2, 8, 32)  # 32 tokens, 24 hidden
   loss, logits = model.loss_on(clips, mask)
   assert tuple(logits.shape) == (2, 24, 2 * 8 * 8 * 3) and np.isfinite(float(loss))
+
+
+HF_PRETRAINING = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf', 'videomae-pretraining')
+
+
+def _hf_pretrainer(classifier='gap'):
+  """The transformers fixture's architecture; encoder and decoder loaded from it."""
+  spec = hf_checkpoint.load_hf_config(HF_PRETRAINING)
+  c = spec.config
+  vivit = ViViTConfig(**{**spec.architecture, 'classifier': classifier})
+  config = vp.PretrainConfig(
+      mask_ratio=0.75, decoder_hidden_size=c['decoder_hidden_size'],
+      decoder_num_layers=c['decoder_num_hidden_layers'],
+      decoder_num_heads=c['decoder_num_attention_heads'],
+      decoder_mlp_dim=c['decoder_intermediate_size'], norm_pix_loss=c['norm_pix_loss'],
+      pixel_mean=vp.IMAGENET_MEAN, pixel_std=vp.IMAGENET_STD)
+  model = vp.build_pretrainer(vivit, config)
+  vp.load_hf_pretraining(model, HF_PRETRAINING)
+  return model
+
+
+@pytest.mark.parametrize('classifier', ['gap', 'gap_fc_norm'])
+def test_loss_and_reconstruction_equal_transformers(classifier):
+  with np.load(os.path.join(HF_PRETRAINING, 'expected.npz')) as data:
+    want = {k: data[k] for k in data.files}
+  model = _hf_pretrainer(classifier)
+  loss, logits = model.loss_on(want['pixels'].astype('float32'), want['bool_masked_pos'])
+  np.testing.assert_allclose(np.asarray(logits), want['decoder_logits'], atol=1e-5)
+  np.testing.assert_allclose(float(loss), float(want['loss']), atol=1e-5)
+
+
+def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
+  """The checkpoint continues pre-training here, and its encoder starts a classifier."""
+  model = _hf_pretrainer()
+  vp.save(model, str(tmp_path), {'step': [], 'loss': []}, {})
+  fine = build_vivit(model.vivit.config, initialise=False)
+  source = vp.load_encoder(fine, str(tmp_path))
+  assert source == {'pretrained_encoder': str(tmp_path)}
+  np.testing.assert_array_equal(fine.tokenizer.projection.kernel.numpy(),
+                                model.vivit.tokenizer.projection.kernel.numpy())
+  with pytest.raises(ValueError, match='another architecture'):
+    vp.load_encoder(build_vivit(model.vivit.config.replace(num_layers=1), initialise=False),
+                    str(tmp_path))

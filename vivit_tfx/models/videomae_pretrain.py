@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vivit_tfx.models.vivit import EncoderBlock, ViViT, build_vivit
+from vivit_tfx.models import hf_checkpoint, vit_checkpoint
+from vivit_tfx.models.vivit import EncoderBlock, ViViT, build_vivit, sinusoid_table
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 # transformers un-normalises pixels with ImageNet's statistics before building its targets.
@@ -118,14 +119,6 @@ def targets(clips, config: PretrainConfig, tubelet_size) -> tf.Tensor:
   return ops.reshape(patches, (-1, patches.shape[1], patches.shape[2] * patches.shape[3]))
 
 
-def sinusoid_table(n: int, d: int) -> np.ndarray:
-  """VideoMAE's fixed positions [1, n, d]: sin on even, cos on odd dims (interleaved)."""
-  angles = np.arange(n)[:, None] / np.power(10000, 2 * (np.arange(d) // 2) / d)[None]
-  table = np.zeros((n, d), 'float64')
-  table[:, 0::2], table[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
-  return table[None].astype('float32')
-
-
 @keras.saving.register_keras_serializable('vivit')
 class VideoMAEPretrainer(keras.Model):
   """Encoder (the wrapped ViViT's tokenizer, positions, blocks, final norm) on the visible
@@ -146,12 +139,18 @@ class VideoMAEPretrainer(keras.Model):
     t, h, w = c.tubelet_size
     d = config.decoder_hidden_size
     self.encoder_to_decoder = layers.Dense(d, use_bias=False, name='encoder_to_decoder')
+    # The encoder's per-token final norm; a model pooled with fc_norm has none of its own.
+    self.encoder_norm = vivit.encoder.norm or layers.LayerNormalization(
+        epsilon=c.layer_norm_eps, name='encoder_norm')
+    # Decoder blocks: the encoder's block (activation, norm eps, q/k/v biases) at width d.
     self.decoder_blocks = [
         EncoderBlock(d, config.decoder_num_heads, config.decoder_mlp_dim, seed=2000 + i,
-                     name=f'decoder_block_{i}') for i in range(config.decoder_num_layers)]
+                     activation=c.activation, layer_norm_eps=c.layer_norm_eps,
+                     qkv_bias=c.qkv_bias, name=f'decoder_block_{i}')
+        for i in range(config.decoder_num_layers)]
     self.decoder_norm = layers.LayerNormalization(epsilon=1e-5, name='decoder_norm')
     self.decoder_head = layers.Dense(t * h * w * c.channels, name='decoder_head')
-    self.decoder_positions = ops.convert_to_tensor(sinusoid_table(c.num_tokens, d))
+    self.decoder_positions = ops.convert_to_tensor(sinusoid_table(c.num_tokens, d)[None])
     self.mask_seed = keras.random.SeedGenerator(seed)
     self.loss_tracker = keras.metrics.Mean(name='loss')
 
@@ -160,6 +159,8 @@ class VideoMAEPretrainer(keras.Model):
     self.mask_token = self.add_weight(name='mask_token', shape=(1, 1, d), initializer=(
         keras.initializers.TruncatedNormal(stddev=0.02)))
     self.encoder_to_decoder.build((None, None, c.hidden_size))
+    if not self.encoder_norm.built:
+      self.encoder_norm.build((None, None, c.hidden_size))
     for block in self.decoder_blocks:
       block.build((None, c.num_tokens, d))
     self.decoder_norm.build((None, None, d))
@@ -183,7 +184,7 @@ class VideoMAEPretrainer(keras.Model):
     x = encoder.drop(x, training=training)
     for block in encoder.blocks:
       x = block(x, training=training)
-    return encoder.norm(x)
+    return self.encoder_norm(x)
 
   def call(self, clips, mask=None, training=None):
     """Predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C], hidden tubelets in
@@ -321,5 +322,41 @@ def load_encoder(vivit: ViViT, directory: str) -> Dict[str, str]:
 
 
 def load_hf_pretraining(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
-  """Loads a transformers VideoMAEForPreTraining directory (encoder and decoder)."""
-  raise NotImplementedError('loading a transformers pre-training checkpoint')
+  """Loads a transformers VideoMAEForPreTraining directory: the encoder (`hf_checkpoint`),
+  its final norm, and the decoder (`encoder_to_decoder`, `mask_token`, blocks, norm, head).
+  Returns the lineage record."""
+  spec = hf_checkpoint.load_hf_config(path)
+  if spec.family != 'videomae-pretraining':
+    raise hf_checkpoint.CheckpointMismatch(f'{path}: a {spec.family} checkpoint, not '
+                                           'VideoMAEForPreTraining (no decoder)')
+  source = hf_checkpoint.init_from_hf(model.vivit, path)
+  hf, _ = hf_checkpoint.read_weights(path)
+  c = spec.config
+  # The decoder's blocks are VideoMAE blocks: read them as an encoder of the decoder's shape.
+  blocks = {k.replace('decoder.decoder_layers.', 'videomae.encoder.layer.'): v
+            for k, v in hf.items() if k.startswith('decoder.decoder_layers.')}
+  blocks.update({k: hf[k] for k in ('videomae.layernorm.weight', 'videomae.layernorm.bias')})
+  decoder_spec = dataclasses.replace(spec, config={
+      **c, 'num_attention_heads': c['decoder_num_attention_heads'],
+      'num_hidden_layers': c['decoder_num_hidden_layers']})
+  # pylint: disable=protected-access
+  loader = vit_checkpoint.Loader(hf_checkpoint._canonical(decoder_spec, blocks).arrays, path)
+  vit_checkpoint.load_blocks(loader, _Blocks(model.decoder_blocks, model.encoder_norm))
+  extra = {'to_decoder/kernel': hf['encoder_to_decoder.weight'].T,
+           'mask_token': hf['mask_token'], 'decoder_norm/scale': hf['decoder.norm.weight'],
+           'decoder_norm/bias': hf['decoder.norm.bias'],
+           'decoder_head/kernel': hf['decoder.head.weight'].T,
+           'decoder_head/bias': hf['decoder.head.bias']}
+  loader = vit_checkpoint.Loader(extra, path)
+  loader.assign(model.encoder_to_decoder.kernel, 'to_decoder/kernel')
+  loader.assign(model.mask_token, 'mask_token')
+  loader.norm(model.decoder_norm, 'decoder_norm/')
+  loader.dense(model.decoder_head, 'decoder_head/')
+  return source
+
+
+@dataclasses.dataclass
+class _Blocks:
+  """The decoder seen as an encoder (`blocks`, final `norm`) by `vit_checkpoint.load_blocks`."""
+  blocks: list
+  norm: Any
