@@ -87,3 +87,14 @@ def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
   with pytest.raises(ValueError, match='another architecture'):
     vp.load_encoder(build_vivit(model.vivit.config.replace(num_layers=1), initialise=False),
                     str(tmp_path))
+
+
+def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  cases = {'pass --pretrain too': dict(unlabeled_videos=str(tmp_path)),
+           'CLS token': dict(pretrain=True, vivit_overrides='{"classifier": "token"}'),
+           'mask_ratio': dict(pretrain=True, pretrain_overrides='{"mask_ratio": 1.5}'),
+           'not a JSON object': dict(pretrain=True, pretrain_overrides='[1]')}
+  for message, settings in cases.items():
+    with pytest.raises(configs.ConfigError, match=message):
+      configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()
