@@ -127,3 +127,15 @@ def test_pushed_model_was_fine_tuned_from_the_pretraining_execution(first_run):
   history = glob.glob(os.path.join(pretrained, '*', 'Format-Serving', 'history.json'))
   with open(history[0]) as f:
     assert len(json.load(f)['loss']) == config.pretrain_steps
+
+
+def test_report_plots_pretraining_loss_and_reconstructions(first_run, tmp_path):
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  config, run_id = first_run
+  page = report.build(config, run_id, out_dir=str(tmp_path))
+  html = open(page).read()
+  assert 'Pre-training (VideoMAE)' in html
+  for name in ('pretrain_loss.png', 'reconstructions.png'):
+    assert f'src="{name}"' in html
+    with open(tmp_path / name, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
