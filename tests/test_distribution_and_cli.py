@@ -39,5 +39,5 @@ def test_help_lists_every_command(capsys):
     cli.main(['--help'])
   out = capsys.readouterr().out
   for command in ('make-synthetic', 'ingest', 'run', 'compile', 'lineage', 'predict',
-                  'attention', 'report', 'bench'):
+                  'attention', 'report', 'bench', 'checkpoint'):
     assert command in out

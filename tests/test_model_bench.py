@@ -17,3 +17,10 @@ def test_tiny_rows_have_params_and_latency():
   rows = model_bench.run(('vivit-tiny',), ('spatiotemporal',), repeats=1)
   assert rows[0]['params_m'] > 0.1 and rows[0]['latency_ms'] > 0
   assert 'vivit-tiny' in model_bench.format_table(rows)
+
+
+def test_compare_transformers_says_when_it_cannot_run_them(monkeypatch):
+  monkeypatch.setattr(model_bench.sys, 'executable', '/bin/false')  # no torch there
+  table = model_bench.compare_transformers(frames=4, size=32, repeats=1)
+  assert '| project (Keras 3, TF, XLA off) |' in table
+  assert 'not importable in /bin/false (pass --transformers-python PY)' in table

@@ -3,9 +3,19 @@ next to the ViViT paper's Table 2 (ViViT-B/16x2, 32 frames, 224 px).
 
 FLOPs are counted analytically as multiply-adds, the convention of the paper's GFLOPs column
 (tubelet projection, QKV/output projections, attention scores and weighted sum, MLP).
+
+`--compare-transformers`: CPU seconds per forward pass (batch 1, float32, N threads) of the
+project's ViViT-B/16x2 (32 frames, 224 px) and of transformers' `VivitForVideoClassification`
+with its default (SDPA) attention, and their ratio. transformers runs in this Python when torch
+and transformers import, else in `--transformers-python` (a separate environment), else the
+bench says so. CPU seconds, not wall time: on a shared machine wall time measures the load.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -92,13 +102,115 @@ def format_table(rows: List[Dict]) -> str:
   return '\n'.join(lines)
 
 
+# transformers' side, run as `python -c` (here or in another environment): prints one JSON line.
+_TRANSFORMERS_FORWARD = r"""
+import json, sys, time
+import torch, transformers
+frames, size, threads, repeats = (int(v) for v in sys.argv[1:5])
+torch.set_num_threads(threads)
+config = transformers.VivitConfig(num_frames=frames, image_size=size)  # ViViT-B/16x2
+model = transformers.VivitForVideoClassification(config).eval()
+clip = torch.rand(1, frames, 3, size, size)
+cpu, wall = [], []
+with torch.inference_mode():
+  model(pixel_values=clip)  # warm-up
+  for _ in range(repeats):
+    c, w = time.process_time(), time.perf_counter()
+    model(pixel_values=clip)
+    cpu.append(time.process_time() - c)
+    wall.append(time.perf_counter() - w)
+print(json.dumps({'cpu_s': sorted(cpu)[len(cpu) // 2], 'wall_s': sorted(wall)[len(wall) // 2],
+                  'attention': model.config._attn_implementation,
+                  'versions': f'torch {torch.__version__}, transformers {transformers.__version__}'}))
+"""
+
+
+def _median_times(fn, repeats: int) -> Dict[str, float]:
+  """Median CPU and wall seconds of `fn()` (after one warm-up call)."""
+  fn()
+  cpu, wall = [], []
+  for _ in range(repeats):
+    c, w = time.process_time(), time.perf_counter()
+    fn()
+    cpu.append(time.process_time() - c)
+    wall.append(time.perf_counter() - w)
+  return {'cpu_s': float(np.median(cpu)), 'wall_s': float(np.median(wall))}
+
+
+def project_forward(frames: int, size: int, repeats: int, jit_compile: bool = False
+                    ) -> Dict[str, float]:
+  """The project's ViViT-B/16x2 (Model 1, float32), CPU/wall seconds per forward."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  config = preset('vivit-b-16x2', num_frames=frames, image_size=(size, size),
+                  precision='float32')
+  model = build_vivit(config)
+  clip = tf.random.uniform((1, frames, size, size, 3))
+  forward = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+  return _median_times(lambda: forward(clip).numpy(), repeats)
+
+
+def transformers_forward(frames: int, size: int, threads: int, repeats: int,
+                         python: str = '') -> Optional[Dict[str, float]]:
+  """transformers' ViViT-B forward in `python` (default: this one); None when torch or
+  transformers is not importable there."""
+  python = python or sys.executable
+  probe = subprocess.run([python, '-c', 'import torch, transformers'], capture_output=True,
+                         check=False)
+  if probe.returncode:
+    return None
+  out = subprocess.run([python, '-c', _TRANSFORMERS_FORWARD, str(frames), str(size),
+                        str(threads), str(repeats)], capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_transformers(frames: int = 32, size: int = 224, threads: int = 2, repeats: int = 2,
+                         python: str = '', jit_compile: bool = False) -> str:
+  """Markdown table: CPU s per forward of both, the ratio, and the machine's load."""
+  load_before = os.getloadavg()[0]
+  ours = project_forward(frames, size, repeats, jit_compile)
+  theirs = transformers_forward(frames, size, threads, repeats, python)
+  load_after = os.getloadavg()[0]
+  head = (f'ViViT-B/16x2, {frames} frames x {size} px, batch 1, float32, {threads} threads, '
+          f'median of {repeats} forwards after 1 warm-up; load average {load_before:.1f} -> '
+          f'{load_after:.1f} on {os.cpu_count()} CPUs')
+  lines = [head, '', '| implementation | CPU s / forward | wall s / forward |', '|---|---|---|',
+           f"| project (Keras 3, TF, XLA {'on' if jit_compile else 'off'}) | "
+           f"{ours['cpu_s']:.2f} | {ours['wall_s']:.2f} |"]
+  if theirs is None:
+    lines.append(f'transformers: torch and transformers are not importable in '
+                 f'{python or sys.executable} (pass --transformers-python PY)')
+    return '\n'.join(lines)
+  lines.append(f"| transformers ({theirs['versions']}, {theirs['attention']} attention) | "
+               f"{theirs['cpu_s']:.2f} | {theirs['wall_s']:.2f} |")
+  lines += ['', f"CPU-time ratio project / transformers: {ours['cpu_s'] / theirs['cpu_s']:.2f}x"]
+  return '\n'.join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--presets', nargs='+', default=['vivit-tiny', 'vivit-b-16x2'])
   parser.add_argument('--no-latency', action='store_true')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--compare-transformers', action='store_true',
+                      help="CPU time per forward of ViViT-B vs transformers' ViViT")
+  parser.add_argument('--transformers-python', default='',
+                      help='a python with torch + transformers (default: this one)')
+  for flag, default in (('--frames', 32), ('--size', 224), ('--threads', 2)):  # of the compare
+    parser.add_argument(flag, type=int, default=default)
+  parser.add_argument('--jit', action='store_true', help='project side under XLA')
   args = parser.parse_args(argv)
+  if args.compare_transformers:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+      tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+      tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TF already initialised in this process
+      pass
+    print(compare_transformers(args.frames, args.size, args.threads, min(args.repeats, 3),
+                               args.transformers_python, args.jit))
+    return 0
   print(format_table(run(tuple(args.presets), latency=not args.no_latency,
                          repeats=args.repeats)))
   return 0
