@@ -80,19 +80,42 @@ def has_lineage_path(graph, names) -> bool:
   return bool(frontier)
 
 
+# Two steps of VideoMAE pre-training with a one-block decoder: the first run's PretrainTrainer.
+TINY_PRETRAIN = dict(pretrain=True, pretrain_steps=2, pretrain_overrides=json.dumps(
+    {'batch_size': 4, 'decoder_hidden_size': 16, 'decoder_num_layers': 1,
+     'decoder_num_heads': 2, 'decoder_mlp_dim': 32}))
+
+
+def unlabeled_footage(video_root, folder) -> str:
+  """Two of the videos in no layout (no class folders, one nested) and a stray text file."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(folder, 'cam1', 'day2'))
+  for cls, where in (('Violence', os.path.join('cam1', 'day2')), ('NonViolence', '')):
+    name = sorted(os.listdir(os.path.join(video_root, cls)))[0]
+    shutil.copy(os.path.join(video_root, cls, name), os.path.join(folder, where, name))
+  with open(os.path.join(folder, 'notes.txt'), 'w') as f:
+    f.write('not a video')
+  return str(folder)
+
+
 @pytest.fixture(scope='session')
-def first_run(clips_dir, tmp_path_factory):
-  """One LocalDagRunner run of the whole pipeline on the tiny clips: (config, run id)."""
+def first_run(clips_dir, video_root, tmp_path_factory):
+  """One LocalDagRunner run of the whole pipeline on the tiny clips, VideoMAE pre-training
+  on the train split plus unlabelled footage included: (config, run id). The Trainer runs
+  the ViT presets' recipe at tiny size (accumulation, AdamW decay, clipping) under
+  MirroredStrategy over the two logical CPU devices."""
   import contextlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
-  # The ViT presets' recipe at tiny size (accumulation, AdamW decay, clipping) under
-  # MirroredStrategy over the two logical CPU devices.
-  config = tiny_config(clips_dir, tmp_path_factory.mktemp('e2e'), distribution='mirrored',
-                       batch_size=4, vivit_overrides=json.dumps({
+  root = tmp_path_factory.mktemp('e2e')
+  config = tiny_config(clips_dir, root, distribution='mirrored', batch_size=4,
+                       vivit_overrides=json.dumps({
                            'tubelet_size': [2, 8, 8], 'hidden_size': 32, 'num_layers': 2,
                            'mlp_dim': 64, 'accumulation_steps': 2, 'weight_decay': 0.05,
-                           'clipnorm': 1.0}))
+                           'clipnorm': 1.0}),
+                       unlabeled_videos=unlabeled_footage(video_root, root / 'footage'),
+                       **TINY_PRETRAIN)
+  local_runner.prepare_unlabeled(config, progress=False)
   console = io.StringIO()
   with contextlib.redirect_stdout(console):
     run_id = local_runner.run_pipeline(config)

@@ -106,6 +106,17 @@ def test_folders_multiclass_with_class_order(tmp_path):
   assert 'unsupported extension' in skipped['Normal/notes.txt']
 
 
+def test_unlabeled_takes_every_video_anywhere_into_train(tmp_path):
+  root = _touch(tmp_path, 'cam1/2024-01-02/a.mp4', 'b.avi', 'Violence/c.mp4', 'notes.txt')
+  found = layouts.scan(root, layouts.DatasetConfig(layout='unlabeled'))
+  assert found.classes == (layouts.UNLABELED_CLASS,) and not found.warnings
+  assert sorted(c.path for c in found.candidates) == [
+      'Violence/c.mp4', 'b.avi', os.path.join('cam1', '2024-01-02', 'a.mp4')]
+  assert {c.allowed for c in found.candidates} == {('train',)}
+  assert 'unsupported extension' in dict(found.skipped)['notes.txt']
+  assert layouts.detect(root) != 'unlabeled'  # only when asked for
+
+
 def test_positive_class_is_label_one_of_a_binary_set(tmp_path):
   root = _touch(tmp_path, 'fights/a.mp4', 'calm/b.mp4')
   assert layouts.scan(root).classes == ('calm', 'fights')

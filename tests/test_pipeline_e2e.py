@@ -1,6 +1,7 @@
 """The whole pipeline on LocalDagRunner with tiny clips: one execution per component, a pushed
 model that classifies a serialised clip, caching on rerun, and a stop on schema violations."""
 import glob
+import json
 import os
 
 import ml_metadata as mlmd
@@ -11,18 +12,19 @@ from tfx.orchestration import metadata as tfx_metadata
 
 from vivit_tfx.pipeline import configs, local_runner
 
-from vivit_tfx.audit import metadata
+from vivit_tfx.audit import lineage, metadata
 from vivit_tfx.inference import predict
 from vivit_tfx.models import clip_views, export, features
 from vivit_tfx.pipeline import baseline
 from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, eval_config
-from tests.conftest import tiny_config
+from tests.conftest import has_lineage_path, tiny_config
 
 pytestmark = pytest.mark.e2e
 
 NODES = {'ImportExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
          'ValidationGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
          'Evaluator', 'Pusher'}
+PRETRAIN_NODES = NODES | {'PretrainTrainer'}  # the first run pre-trains
 
 
 def _states(config, run_id):
@@ -32,7 +34,7 @@ def _states(config, run_id):
 def test_one_execution_per_component_and_a_pushed_model(first_run):
   config, run_id = first_run
   summary = local_runner.summarize(config, run_id)
-  assert set(summary.executions) == NODES
+  assert set(summary.executions) == PRETRAIN_NODES
   assert all(s == 'COMPLETE' for s in summary.executions.values()), summary.executions
   assert summary.blessed is True
   assert summary.pushed_model and summary.pushed_model.startswith(
@@ -42,7 +44,7 @@ def test_one_execution_per_component_and_a_pushed_model(first_run):
   store = mlmd.MetadataStore(tfx_metadata.sqlite_metadata_connection_config(
       config.metadata_path))
   run = next(r for r in metadata.runs(store, config.pipeline_name) if r.name == run_id)
-  assert len(store.get_executions_by_context(run.id)) == len(NODES)
+  assert len(store.get_executions_by_context(run.id)) == len(PRETRAIN_NODES)
 
 
 def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
@@ -82,7 +84,7 @@ def test_rerun_is_served_from_cache(first_run):
   config, _ = first_run
   run_id = local_runner.run_pipeline(config)
   states = _states(config, run_id)
-  for node in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Trainer'):
+  for node in ('ImportExampleGen', 'StatisticsGen', 'Transform', 'PretrainTrainer', 'Trainer'):
     assert states[node] == 'CACHED', states
 
 
@@ -130,3 +132,34 @@ def test_create_pipeline_wires_the_expected_components(tmp_path):
   pipeline = create_pipeline(configs.PipelineConfig(output_root=str(tmp_path),
                                                     input_mode='videos'))
   assert 'VideoExampleGen' in {c.id for c in pipeline.components}
+
+
+def test_pushed_model_was_fine_tuned_from_the_pretraining_execution(first_run):
+  config, run_id = first_run
+  store = metadata.open_sqlite(config.metadata_path)
+  graph = lineage.upstream(store, lineage.pushed_model(store))
+  assert has_lineage_path(graph, ['PushedModel', 'Pusher', 'Model', 'Trainer', 'Model',
+                                  'PretrainTrainer', 'Examples']), lineage.chain_text(graph)
+  # The unlabelled footage was ingested without labels, in no layout, for pre-training only.
+  with open(os.path.join(config.unlabeled_clips, 'manifest.jsonl')) as f:
+    entries = {e['path']: e for e in map(json.loads, f)}
+  ok = sorted(p for p, e in entries.items() if e['status'] == 'ok')
+  assert len(ok) == 2 and any(p.startswith(os.path.join('cam1', 'day2', '')) for p in ok), ok
+  assert all(e.get('split', 'train') == 'train' for e in entries.values())
+  assert entries['notes.txt']['status'] == 'skipped'
+  pretrained = os.path.join(config.pipeline_root, 'PretrainTrainer', 'model')
+  history = glob.glob(os.path.join(pretrained, '*', 'Format-Serving', 'history.json'))
+  with open(history[0]) as f:
+    assert len(json.load(f)['loss']) == config.pretrain_steps
+
+
+def test_report_plots_pretraining_loss_and_reconstructions(first_run, tmp_path):
+  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  config, run_id = first_run
+  page = report.build(config, run_id, out_dir=str(tmp_path))
+  html = open(page).read()
+  assert 'Pre-training (VideoMAE)' in html
+  for name in ('pretrain_loss.png', 'reconstructions.png'):
+    assert f'src="{name}"' in html
+    with open(tmp_path / name, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -238,6 +238,7 @@ def test_bench_train_runs_the_preset_recipe_and_names_its_strategy(capsys):
                    '--jit-compile', 'false', '--steps', '1', '--warmup', '1',
                    '--vivit-overrides', tiny]) == 0
   row = [c.strip() for c in capsys.readouterr().out.strip().splitlines()[-1].split('|')]
-  assert row[1] == 'vivit-b-16x2' and row[3] == '4x32' and float(row[9]) > 0
-  assert row[6] == 'DefaultDistributionStrategy x1'
-  assert row[7] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation
+  assert row[1] == 'vivit-b-16x2' and row[3] == 'finetune' and row[4] == '4x32'
+  assert float(row[10]) > 0
+  assert row[7] == 'DefaultDistributionStrategy x1'
+  assert row[8] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import html
+import io
 import json
 import os
 from typing import Dict, List, Optional
@@ -60,6 +61,66 @@ def plot_curves(curves, path: str) -> Optional[str]:
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def plot_pretraining(history: Dict[str, List[float]], path: str) -> Optional[str]:
+  """The masked-autoencoder loss of every pre-training step."""
+  if not history.get('loss'):
+    return None
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5, 3.2))
+  ax.plot(history['step'], history['loss'], lw=1)
+  ax.set(title='VideoMAE pre-training loss (masked tubelets)', xlabel='step', ylabel='MSE')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_reconstructions(shown: Dict[str, 'np.ndarray'], path: str) -> Optional[str]:
+  """Per clip, rows masked input / reconstruction / original; columns every other frame.
+  Each clip is scaled to [0, 1] by its original's range."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  original = shown.get('original')
+  if original is None or not len(original):
+    return None
+  plt = _plt()
+  rows = ('masked', 'reconstruction', 'original')
+  b, t = original.shape[:2]
+  frames = list(range(0, t, 2))
+  fig, axes = plt.subplots(b * 3, len(frames), figsize=(1.3 * len(frames), 1.3 * b * 3),
+                           squeeze=False)
+  for i in range(b):
+    low, high = float(original[i].min()), float(original[i].max())
+    for r, name in enumerate(rows):
+      for j, f in enumerate(frames):
+        ax = axes[i * 3 + r, j]
+        ax.imshow(np.clip((shown[name][i, f] - low) / max(high - low, 1e-6), 0, 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j == 0:
+          ax.set_ylabel(name, fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return path
+
+
+def read_pretraining(model_uri: str):
+  """(loss history, reconstructions) of a pre-training Trainer's model, ({}, {}) if absent."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import videomae_pretrain  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(model_uri, 'Format-Serving')
+  try:
+    with tf.io.gfile.GFile(os.path.join(directory, videomae_pretrain.HISTORY_FILE)) as f:
+      history = json.load(f)
+    with tf.io.gfile.GFile(os.path.join(directory, videomae_pretrain.RECONSTRUCTIONS_FILE),
+                           'rb') as f:
+      shown = dict(np.load(io.BytesIO(f.read())))
+  except (tf.errors.OpError, ValueError, OSError):
+    return {}, {}
+  return history, shown
 
 
 def plot_confusion(cm: Dict[str, float], path: str, classes: List[str]) -> str:
@@ -164,7 +225,8 @@ def _table(header: List[str], rows: List[List[object]]) -> str:
           '</table>')
 
 
-FILES = ('index.html', 'durations.png', 'curves.png', 'confusion.png', 'calibration.png')
+FILES = ('index.html', 'durations.png', 'curves.png', 'confusion.png', 'calibration.png',
+         'pretrain_loss.png', 'reconstructions.png')
 
 
 def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
@@ -210,6 +272,15 @@ def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
                 f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
       if summary['skipped']:
         parts.append(_table(['file', 'reason'], summary['skipped']))
+
+  pretrainer = infos.get('PretrainTrainer')
+  pretrained = next(iter(pretrainer.outputs.get('model', [])), None) if pretrainer else None
+  if pretrained is not None:
+    history, shown = read_pretraining(pretrained.uri)
+    parts += ['<h2>Pre-training (VideoMAE)</h2>',
+              figure(plot_pretraining(history, path['pretrain_loss.png'])),
+              '<p>Held-out clips: masked input, reconstruction, original.</p>',
+              figure(plot_reconstructions(shown, path['reconstructions.png']))]
 
   trainer = infos.get('Trainer')
   if trainer is not None:

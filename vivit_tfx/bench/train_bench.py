@@ -77,22 +77,40 @@ class StepTimer(keras.callbacks.Callback):
     self.times.append(time.perf_counter() - self.start)
 
 
-def train_throughput(config, steps: int, warmup: int) -> Dict[str, float]:
+def pretrain_config(config, mask_ratio: float):
+  """VideoMAE-B's decoder proportions: width D/2 (384), half the heads, MLP 2D, 4 blocks."""
+  from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
+  return PretrainConfig(mask_ratio=mask_ratio, decoder_hidden_size=config.hidden_size // 2,
+                        decoder_num_heads=max(1, config.num_heads // 2),
+                        decoder_mlp_dim=2 * config.hidden_size, decoder_num_layers=4)
+
+
+def train_throughput(config, steps: int, warmup: int, objective: str = 'finetune',
+                     mask_ratio: float = 0.9) -> Dict[str, float]:
   """Step time and clips/s of the Trainer's training step on one resident batch (global
   batch = batch_size x accumulation_steps x replicas, one update per step), after `warmup`
-  untimed steps, under the strategy the Trainer's 'auto' picks on this machine."""
+  untimed steps, under the strategy the Trainer's 'auto' picks on this machine. objective
+  'pretrain': VideoMAE's step (encoder on the visible tubelets, decoder, masked-pixel loss)
+  instead of the classifier's."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import distribution, training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import distribution, training, videomae_pretrain  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   strategy = distribution.strategy_for('auto')
   if tf.config.list_physical_devices('GPU'):
     tf.config.experimental.reset_memory_stats('GPU:0')
   batch = config.batch_size * config.accumulation_steps * strategy.num_replicas_in_sync
-  with strategy.scope():
-    model = build_vivit(config, initialise=False)
-    training.compile_model(model, config, total_steps=10 * (steps + warmup))
   clips = tf.random.normal((batch, config.num_frames, *config.image_size, config.channels))
   labels = tf.cast(tf.random.uniform((batch, 1)) < 0.5, tf.float32)
+  with strategy.scope():
+    if objective == 'pretrain':
+      model = videomae_pretrain.VideoMAEPretrainer(build_vivit(config, initialise=False),
+                                                   pretrain_config(config, mask_ratio))
+      model.build()
+      model.compile(optimizer=training.optimizer(config, model, 10 * (steps + warmup)),
+                    jit_compile=bool(config.jit_compile))
+    else:
+      model = build_vivit(config, initialise=False)
+      training.compile_model(model, config, total_steps=10 * (steps + warmup))
   data = tf.data.Dataset.from_tensors((clips, labels)).repeat()
   timer = StepTimer()
   model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
@@ -129,7 +147,8 @@ def input_throughput(config, batches: int = 4) -> float:
 
 def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch_size: int,
         precision: str, jit_compile: bool, steps: int, warmup: int,
-        peak_tflops: Optional[float], overrides: Optional[Dict] = None) -> Dict:
+        peak_tflops: Optional[float], overrides: Optional[Dict] = None,
+        objective: str = 'finetune', mask_ratio: float = 0.9) -> Dict:
   from vivit_tfx.bench.model_bench import analytic_gmacs  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
   changes = {**(overrides or {}), 'variant': variant, 'precision': precision,
@@ -138,29 +157,36 @@ def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch
     changes['num_frames'] = frames
   if image_size:
     changes['image_size'] = image_size
+  if objective == 'pretrain':
+    changes['classifier'] = 'gap'  # VideoMAE's encoder has no CLS token
   config = preset(preset_name, **changes)
-  row = {'preset': preset_name, 'variant': variant, 'frames': config.num_frames,
-         'image': config.image_size[0], 'precision': precision, 'xla': jit_compile,
-         'device': device_name(), **train_throughput(config, steps, warmup)}
-  row['train_tflops'] = 6 * analytic_gmacs(config) * row['clips_per_s'] / 1e3
+  row = {'preset': preset_name, 'variant': variant, 'objective': objective,
+         'frames': config.num_frames, 'image': config.image_size[0], 'precision': precision,
+         'xla': jit_compile, 'device': device_name(),
+         **train_throughput(config, steps, warmup, objective, mask_ratio)}
+  # FLOPs are counted for the classifier's step only (the analytic count has no decoder).
+  row['train_tflops'] = (6 * analytic_gmacs(config) * row['clips_per_s'] / 1e3
+                         if objective == 'finetune' else None)
   peak = peak_tflops or device_peak_tflops(precision)
-  row['mfu'] = row['train_tflops'] / peak if peak else None
+  row['mfu'] = row['train_tflops'] / peak if peak and row['train_tflops'] else None
   row['input_clips_per_s'] = input_throughput(config)
   row['headroom'] = row['input_clips_per_s'] / row['clips_per_s']
   return row
 
 
 def format_table(rows: List[Dict]) -> str:
-  lines = ['| preset | variant | T x px | precision | XLA | strategy | batch (accumulation) | '
-           'step (s) | train clips/s | achieved TFLOP/s | MFU | peak memory (GiB) | '
-           'input clips/s | input headroom | device |', '|' + '---|' * 15]
+  lines = ['| preset | variant | step | T x px | precision | XLA | strategy | '
+           'batch (accumulation) | step (s) | train clips/s | achieved TFLOP/s | MFU | '
+           'peak memory (GiB) | input clips/s | input headroom | device |', '|' + '---|' * 16]
   for r in rows:
     mfu = f"{100 * r['mfu']:.1f} %" if r['mfu'] is not None else '–'
+    tflops = f"{r['train_tflops']:.3f}" if r['train_tflops'] is not None else '–'
     lines.append(
-        f"| {r['preset']} | {r['variant']} | {r['frames']}x{r['image']} | {r['precision']} | "
+        f"| {r['preset']} | {r['variant']} | {r.get('objective', 'finetune')} | "
+        f"{r['frames']}x{r['image']} | {r['precision']} | "
         f"{'on' if r['xla'] else 'off'} | {r['strategy']} | {r['batch']} "
         f"({r['accumulation']}) | {r['step_s']:.3f} | "
-        f"{r['clips_per_s']:.2f} | {r['train_tflops']:.3f} | {mfu} | {r['peak_gib']:.2f} | "
+        f"{r['clips_per_s']:.2f} | {tflops} | {mfu} | {r['peak_gib']:.2f} | "
         f"{r['input_clips_per_s']:.1f} | {r['headroom']:.1f}x | {r['device']} |")
   return '\n'.join(lines)
 
@@ -190,14 +216,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                            '\'{"num_layers": 2, "accumulation_steps": 1}\'')
   parser.add_argument('--peak-tflops', type=float, default=None,
                       help='device peak for MFU (default: known GPUs; none on CPU)')
+  parser.add_argument('--objective', nargs='+', default=['finetune'],
+                      choices=['finetune', 'pretrain'],
+                      help="'pretrain': VideoMAE's masked-autoencoder step (decoder with "
+                      "VideoMAE-B's proportions), e.g. --objective finetune pretrain")
+  parser.add_argument('--mask-ratio', type=float, default=0.9)
   args = parser.parse_args(argv)
   rows = []
   for frames in args.frames:
     for precision in args.precision:
       for jit in args.jit_compile:
-        rows.append(run(args.preset, args.variant, frames, args.image_size, args.batch_size,
-                        precision, jit, args.steps, args.warmup, args.peak_tflops,
-                        args.vivit_overrides))
-        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+        for objective in args.objective:
+          rows.append(run(args.preset, args.variant, frames, args.image_size, args.batch_size,
+                          precision, jit, args.steps, args.warmup, args.peak_tflops,
+                          args.vivit_overrides, objective, args.mask_ratio))
+          print(format_table(rows[-1:]).splitlines()[-1], flush=True)
   print(format_table(rows))
   return 0

@@ -22,6 +22,15 @@ def _predicted(probabilities: np.ndarray) -> np.ndarray:
   return probabilities.argmax(1)
 
 
+def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """ROC AUC of scores for labels {0, 1} (Mann-Whitney, ties count half); NaN if one class."""
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  if not len(pos) or not len(neg):
+    return float('nan')
+  wins = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+  return float(wins / (len(pos) * len(neg)))
+
+
 def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
                batch_size: int = 16) -> Dict[str, float]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -32,6 +41,8 @@ def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
   files = sorted(glob.glob(os.path.join(clips_dir, split, '*.tfrecord')))
   video_hits: List[int] = []
   clip_hits: List[int] = []
+  scores: List[np.ndarray] = []
+  truth: List[np.ndarray] = []
   records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
   for start in range(0, len(records), batch_size):
     batch = records[start:start + batch_size]
@@ -39,8 +50,10 @@ def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
         features.FRAMES: tf.io.FixedLenFeature([clip.stored_frames], tf.string),
         features.LABEL: tf.io.FixedLenFeature([1], tf.int64)})
     labels = parsed[features.LABEL].numpy()[:, 0]
-    video = _predicted(serve(examples=tf.constant(batch))['probabilities'].numpy())
-    video_hits += list(video == labels)
+    probabilities = serve(examples=tf.constant(batch))['probabilities'].numpy()
+    video_hits += list(_predicted(probabilities) == labels)
+    scores.append(probabilities[:, -1])
+    truth.append(labels)
     views = clip_views.view_records(parsed[features.FRAMES], clip.num_frames, clip.num_views)
     singles = []
     for row in views.numpy():  # [B*K] records, one clip each
@@ -52,7 +65,9 @@ def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
     clip_hits += list(per_clip == np.repeat(labels, clip.num_views))
   return {'videos': len(video_hits), 'views_per_video': clip.num_views,
           'clip_level_accuracy': float(np.mean(clip_hits)),
-          'video_level_accuracy': float(np.mean(video_hits))}
+          'video_level_accuracy': float(np.mean(video_hits)),
+          'video_level_auc': binary_auc(np.concatenate(scores), np.concatenate(truth))
+                             if len(clip.class_names) == 2 else float('nan')}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -62,8 +77,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--split', default='test')
   args = parser.parse_args(argv)
   row = accuracies(args.model_dir, args.clips_dir, args.split)
-  print('| videos | views (K) | clip-level accuracy | video-level accuracy |\n|---|---|---|---|\n'
+  print('| videos | views (K) | clip-level accuracy | video-level accuracy | video-level AUC |\n'
+        '|---|---|---|---|---|\n'
         f'| {row["videos"]} | {row["views_per_video"]} | {row["clip_level_accuracy"]:.3f} | '
-        f'{row["video_level_accuracy"]:.3f} |')
+        f'{row["video_level_accuracy"]:.3f} | {row["video_level_auc"]:.3f} |')
   print(json.dumps(row))
   return 0

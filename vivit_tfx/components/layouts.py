@@ -7,6 +7,8 @@ Layouts (`DatasetConfig.layout`; `auto` detects, an explicit layout wins):
   hockey    one flat folder of fi*.avi (fight) / no*.avi (non-fight)
   folders   any set of class folders, one class each (multi-class)
   csv       a file of `path,label[,group][,split]` rows (paths relative to the file)
+  unlabeled every video anywhere below the folder, labels ignored (pre-training footage):
+            one class, all in the train split; never detected by `auto`
 The class list is data: `Scan.classes`, in label order (the positive class of a binary set is
 label 1). Only the RLVS layout (and the synthetic generator) names classes.
 """
@@ -22,7 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from vivit_tfx.components import remote_files, video_reader
 
-LAYOUTS = ('auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv')
+LAYOUTS = ('auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv', 'unlabeled')
+UNLABELED_CLASS = 'unlabeled'
 SPLITS = ('train', 'eval', 'test')
 RLVS_CLASSES = ('NonViolence', 'Violence')
 FIGHT_CLASSES = ('NonFight', 'Fight')
@@ -314,6 +317,8 @@ def scan(root: str, config: DatasetConfig = DatasetConfig()) -> Scan:
     default, rule = FIGHT_CLASSES, _rwf2000_rule
   elif layout == 'hockey':
     default, rule = FIGHT_CLASSES, _hockey_rule
+  elif layout == 'unlabeled':
+    default, rule = (UNLABELED_CLASS,), lambda rel: (UNLABELED_CLASS, ('train',))
   else:  # folders: every top folder holding a video is a class
     found = sorted({f.split(os.sep)[0] for f in files if os.sep in f and _is_video(f)})
     default, rule = (), _class_folder_rule(config.classes or found)
@@ -344,7 +349,7 @@ def _finish(root, layout, classes, raw, skipped, config) -> Scan:
   for i, name in enumerate(classes):
     if not seen[i]:
       warnings.append(f'class {name!r} has no video files')
-  if len(classes) < 2:
+  if len(classes) < 2 and layout != 'unlabeled':
     warnings.append(f'only {len(classes)} class found: a classifier needs at least 2')
   return Scan(root, layout, tuple(classes), candidates, sorted(skipped), warnings)
 

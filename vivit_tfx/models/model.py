@@ -15,7 +15,8 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from vivit_tfx.models import augment, clip_views, distribution, export, features, training
+from vivit_tfx.models import (augment, clip_views, distribution, export, features, training,
+                              videomae_pretrain)
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -40,12 +41,7 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   num_frames = num_frames or tf_transform_output.raw_feature_spec()[features.FRAMES].shape[0]
 
   def _to_clips(raw, label):
-    frames = raw[features.FRAMES]  # [B, N]
-    if training_mode:
-      frames = clip_views.random_clip_records(frames, num_frames)
-    clips = tft_layer({features.FRAMES: frames})[features.CLIP_XF]  # [B, T, H, W, 3]
-    if training_mode:
-      clips = augment.augment(clips)
+    clips = frames_to_clips(raw[features.FRAMES], tft_layer, num_frames, training_mode)
     label = tf.reshape(label, [-1, 1])
     return clips, (tf.cast(label, tf.float32) if n_classes == 2 else label)
 
@@ -76,6 +72,14 @@ def data_class_names(summary_path: str, n_classes: int) -> List[str]:
     raise ValueError(f'{summary_path}: the data has {len(names)} classes ({", ".join(names)}); '
                      f'the pipeline was compiled for {n_classes}: compile it again for this data')
   return names
+def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
+                    training_mode: bool) -> tf.Tensor:
+  """JPEG frame slots [B, N] → normalised clips [B, T, H, W, 3]: training, a random clip of
+  each video, augmented; otherwise the central clip (the Transform graph's)."""
+  if training_mode:
+    frames = clip_views.random_clip_records(frames, num_frames)
+  clips = tft_layer({features.FRAMES: frames})[features.CLIP_XF]  # [B, T, H, W, 3]
+  return augment.augment(clips) if training_mode else clips
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -119,6 +123,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
     model = build_vivit(config, classes=clip.get('class_names'))
+    if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
+      model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
     training.compile_model(model, config, total_steps=total_steps)
   checkpoints = resume_dir(fn_args)
   checkpoint = training.TrainingCheckpoint(

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
 RUN_FN = 'vivit_tfx.models.model.run_fn'
+PRETRAIN_RUN_FN = 'vivit_tfx.models.pretrain_model.run_fn'
 INPUT_MODES = ('tfrecords', 'videos')
 IF_BUSY = ('stop', 'wait')
 DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
@@ -98,6 +99,13 @@ class PipelineConfig:
   eval_steps: int = 4                  # eval-split batches the Trainer validates on per epoch
   steps_per_epoch: int = 50
   distribution: str = 'auto'           # auto | default | mirrored | multi_worker | tpu
+  # Self-supervised VideoMAE pre-training (models/videomae_pretrain.py) of the encoder on the
+  # train split's videos plus --unlabeled-videos; its model starts the fine-tuning Trainer.
+  pretrain: bool = False
+  unlabeled_videos: str = ''           # extra footage, any layout, labels ignored
+  unlabeled_clips_dir: str = ''        # where it is ingested (default <output_root>/unlabeled_clips)
+  pretrain_steps: int = 300
+  pretrain_overrides: str = '{}'       # JSON of PretrainConfig fields (mask_ratio, decoder_*, …)
   tpu_address: str = ''
   # Evaluation and blessing.
   accuracy_threshold: float = 0.8      # bless only above this test accuracy ...
@@ -168,6 +176,24 @@ class PipelineConfig:
       overrides['init_checkpoint'] = absolute(self.init_checkpoint)
     return preset(self.preset, **overrides)
 
+  @property
+  def unlabeled_clips(self) -> str:
+    """The ingested --unlabeled-videos ('' when none are given)."""
+    if not self.unlabeled_videos:
+      return ''
+    return absolute(self.unlabeled_clips_dir or os.path.join(self.output_root, 'unlabeled_clips'))
+
+  def pretrain_config(self):
+    """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides)."""
+    from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
+    try:
+      overrides = json.loads(self.pretrain_overrides or '{}')
+    except json.JSONDecodeError as e:
+      raise ValueError(f'--pretrain-overrides is not JSON: {e}') from None
+    if not isinstance(overrides, dict):
+      raise ValueError('--pretrain-overrides is not a JSON object')
+    return PretrainConfig.from_dict(overrides)
+
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
     from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
@@ -192,7 +218,19 @@ class PipelineConfig:
         if 'image_size' not in bad:
           self.pixel_preprocessing()
       except ValueError as e:
-        errors.append(f'--pixels: {e}')
+        errors.append(f'--pixels {self.pixels}: {e}')
+    if self.unlabeled_videos and not self.pretrain:
+      errors.append('--unlabeled-videos is pre-training footage: pass --pretrain too')
+    if not errors and self.pretrain:
+      try:
+        self.pretrain_config()
+        model = self.vivit_config()
+        if model.variant != 'spatiotemporal' or model.classifier == 'token':
+          raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a '
+                           f"CLS token (variant 'spatiotemporal', classifier 'gap' or "
+                           f"'gap_fc_norm'), got {model.variant!r}, {model.classifier!r}")
+      except (ValueError, TypeError) as e:
+        errors.append(f'pre-training configuration: {e}')
     if errors:
       raise ConfigError(errors)
 
@@ -237,7 +275,8 @@ def split_names(text: str) -> Tuple[str, ...]:
 _RULES = {
     **{n: (lambda v: v > 0, 'must be positive') for n in (
         'num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
-        'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate')},
+        'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate',
+        'pretrain_steps')},
     **{n: (lambda v: min(v) > 0, 'must be positive') for n in ('frame_size', 'image_size')},
     **{n: (lambda v: v >= 0, 'must be ≥ 0') for n in (
         'sample_fps', 'workers', 'min_test_examples_per_class')},

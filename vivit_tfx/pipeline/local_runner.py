@@ -161,6 +161,31 @@ def warn_splits(config: configs.PipelineConfig) -> List[str]:
   return lines
 
 
+def prepare_unlabeled(config: configs.PipelineConfig, progress: bool = True) -> None:
+  """Ingests --unlabeled-videos (any layout, labels ignored, all to the train split) into
+  `config.unlabeled_clips`, unless the clips there were made from the same input and settings."""
+  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  if not config.unlabeled_videos:
+    return
+  settings = dict(clip=config.clip_config(), dataset=ingest.DatasetConfig(layout='unlabeled'),
+                  splits=ingest.SplitConfig(train=1.0, eval=0.0, test=0.0))
+  made = ingest_output.read_provenance(config.unlabeled_clips)
+  wanted = ingest_output.provenance_for(config.unlabeled_videos, **settings)
+  if made is not None and made.fingerprint == wanted.fingerprint:
+    print(f'[run] using unlabelled clips in {config.unlabeled_clips}')
+    return
+  try:
+    result = ingest_output.ingest_into(config.unlabeled_videos, config.unlabeled_clips,
+                                       overwrite=config.overwrite, progress=progress,
+                                       **settings)
+  except ingest_output.NothingUsable as e:
+    print(e.summary.to_text())
+    raise DataError(f'--unlabeled-videos: {e}') from None
+  except (ingest_output.OutputError, FileNotFoundError) as e:
+    raise DataError(f'--unlabeled-videos: {e}') from None
+  print(result.to_text())
+
+
 def run_pipeline(config: configs.PipelineConfig) -> str:
   """Runs the pipeline with LocalDagRunner; returns the id of the run it started.
 
@@ -230,6 +255,7 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> RunSummary:
   config.validate()
   with run_guard.RunLock(config.output_root, wait=config.if_busy == 'wait'):
     prepare_data(config, progress)
+    prepare_unlabeled(config, progress)
     run_id = run_pipeline(config)
     summary = summarize(config, run_id, time.time() - start)
     from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top

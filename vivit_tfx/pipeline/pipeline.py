@@ -31,6 +31,7 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
       'Transform': ['vivit_tfx.components.clip_transform',
                     fingerprint.dotted_module(configs.PREPROCESSING_FN)],
       'Trainer': [fingerprint.dotted_module(configs.RUN_FN)],
+      'PretrainTrainer': [fingerprint.dotted_module(configs.PRETRAIN_RUN_FN)],
   }
   return {name: fingerprint.code(m, root) for name, m in modules.items()}
 
@@ -136,6 +137,25 @@ def examples_per_class(config: configs.PipelineConfig, n_classes: int) -> tfma.M
           threshold=threshold) for label in range(n_classes)])
 
 
+def unlabeled_input(config: configs.PipelineConfig) -> dict:
+  """The pre-training Trainer's view of the ingested --unlabeled-videos: a file pattern, the
+  video counts (sampling weights) and a hash of the ingest manifest (the cache key follows
+  the footage); {} when none are given."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  root = config.unlabeled_clips
+  if not root or not tf.io.gfile.exists(os.path.join(root, ingest.SUMMARY)):
+    return {}
+  with tf.io.gfile.GFile(os.path.join(root, ingest.SUMMARY)) as f:
+    videos = sum(json.load(f)['clips'].get('train', {}).values())
+  with tf.io.gfile.GFile(os.path.join(root, ingest.MANIFEST), 'rb') as f:
+    manifest = hashlib.sha256(f.read()).hexdigest()[:16]
+  labelled = sum(_ingest_summary(config).get('clips', {}).get('train', {}).values())
+  return {'pattern': os.path.join(root, 'train', '*.tfrecord'), 'videos': videos,
+          'labelled_videos': labelled, 'manifest_sha256': manifest}
+
+
 def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
@@ -167,7 +187,7 @@ def create_pipeline(config: configs.PipelineConfig,
                     extra_components: Optional[List] = None,
                     baseline: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
-  Trainer → Resolver + Evaluator → Pusher.
+  [PretrainTrainer →] Trainer → Resolver + Evaluator → Pusher.
 
   baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
   Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
@@ -211,9 +231,25 @@ def create_pipeline(config: configs.PipelineConfig,
                      'pixels': pixels, 'code': code['Transform']},
   ).with_id('Transform')
 
+  # VideoMAE pre-training of the encoder on the train split (labels ignored) plus any
+  # unlabelled footage; its model is the fine-tuning Trainer's base_model.
+  pretrainer = tfx.components.Trainer(
+      run_fn=configs.PRETRAIN_RUN_FN,
+      examples=example_gen.outputs['examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema,
+      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.pretrain_steps),
+      eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=1),
+      custom_config={'vivit': vivit.to_dict(), 'pretrain': config.pretrain_config().to_dict(),
+                     'unlabeled': unlabeled_input(config),
+                     'steps_per_epoch': config.steps_per_epoch,
+                     'code': code['PretrainTrainer']},
+  ).with_id('PretrainTrainer') if config.pretrain else None
+
   # Trains ViViT with the config passed as hyperparameters.
   trainer = tfx.components.Trainer(
       run_fn=configs.RUN_FN,
+      base_model=pretrainer.outputs['model'] if pretrainer else None,
       examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,
@@ -257,7 +293,8 @@ def create_pipeline(config: configs.PipelineConfig,
               base_directory=f'{config.serving_dir}/{config.model_name}')))
 
   components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator,
-                            validation_gate, transform, trainer, model_resolver, evaluator,
+                            validation_gate, transform, pretrainer, trainer, model_resolver,
+                            evaluator,
                             pusher) if c is not None] + list(extra_components or [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -1,0 +1,100 @@
+"""VideoMAE pre-training: tube masking, patch order, loss and logits against transformers."""
+import os
+
+import numpy as np
+import pytest
+
+from vivit_tfx.models import hf_checkpoint, videomae_pretrain as vp
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import ViViTConfig
+
+TINY = ViViTConfig(num_frames=4, image_size=(32, 32), tubelet_size=(2, 8, 8), hidden_size=32,
+                   num_layers=2, num_heads=2, mlp_dim=64)
+
+
+@pytest.mark.parametrize('ratio', [0.9, 0.75, 0.5])
+def test_tube_mask_hides_exactly_the_ratio_on_the_same_positions_of_every_slice(ratio):
+  grid = (4, 5, 6)  # n_t, n_h, n_w
+  mask = np.asarray(vp.tube_mask(64, grid, ratio, seed=3)).reshape(64, 4, 30)
+  assert mask.dtype == bool
+  np.testing.assert_array_equal(mask.sum(axis=2), int(ratio * 30))  # every clip, every slice
+  assert (mask == mask[:, :1]).all()  # the same spatial positions on every temporal slice
+  assert len({m[0].tobytes() for m in mask}) > 1  # a fresh draw per clip
+
+
+def test_split_order_lists_visible_then_hidden_tokens_in_token_order():
+  mask = np.array([[True, False, True, False, False]])
+  np.testing.assert_array_equal(np.asarray(vp.split_order(mask)), [[1, 3, 4, 0, 2]])
+
+
+def test_patchify_orders_pixels_time_then_rows_then_columns_then_channels():
+  clips = np.arange(1 * 4 * 4 * 4 * 2, dtype='float32').reshape(1, 4, 4, 4, 2)
+  patches = np.asarray(vp.patchify(clips, (2, 2, 2)))  # [1, 2*2*2, 8, 2]
+  assert patches.shape == (1, 8, 8, 2)
+  # Token 5 = (i_t 1, i_h 0, i_w 1); its pixel 3 = (dt 0, dh 1, dw 1).
+  np.testing.assert_array_equal(patches[0, 5, 3], clips[0, 2, 1, 3])
+
+
+def test_encoder_sees_only_the_visible_tubelets_and_the_loss_trains():
+  model = vp.build_pretrainer(TINY, vp.PretrainConfig(mask_ratio=0.75))
+  assert model.n_hidden == 2 * 12
+  clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype('float32')
+  mask = model.random_mask(2)
+  visible = model.encode_visible(clips, vp.split_order(mask))
+  assert tuple(visible.shape) == (2, 8, 32)  # 32 tokens, 24 hidden
+  loss, logits = model.loss_on(clips, mask)
+  assert tuple(logits.shape) == (2, 24, 2 * 8 * 8 * 3) and np.isfinite(float(loss))
+
+
+HF_PRETRAINING = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf', 'videomae-pretraining')
+
+
+def _hf_pretrainer(classifier='gap'):
+  """The transformers fixture's architecture; encoder and decoder loaded from it."""
+  spec = hf_checkpoint.load_hf_config(HF_PRETRAINING)
+  c = spec.config
+  vivit = ViViTConfig(**{**spec.architecture, 'classifier': classifier})
+  config = vp.PretrainConfig(
+      mask_ratio=0.75, decoder_hidden_size=c['decoder_hidden_size'],
+      decoder_num_layers=c['decoder_num_hidden_layers'],
+      decoder_num_heads=c['decoder_num_attention_heads'],
+      decoder_mlp_dim=c['decoder_intermediate_size'], norm_pix_loss=c['norm_pix_loss'],
+      pixel_mean=vp.IMAGENET_MEAN, pixel_std=vp.IMAGENET_STD)
+  model = vp.build_pretrainer(vivit, config)
+  vp.load_hf_pretraining(model, HF_PRETRAINING)
+  return model
+
+
+@pytest.mark.parametrize('classifier', ['gap', 'gap_fc_norm'])
+def test_loss_and_reconstruction_equal_transformers(classifier):
+  with np.load(os.path.join(HF_PRETRAINING, 'expected.npz')) as data:
+    want = {k: data[k] for k in data.files}
+  model = _hf_pretrainer(classifier)
+  loss, logits = model.loss_on(want['pixels'].astype('float32'), want['bool_masked_pos'])
+  np.testing.assert_allclose(np.asarray(logits), want['decoder_logits'], atol=1e-5)
+  np.testing.assert_allclose(float(loss), float(want['loss']), atol=1e-5)
+
+
+def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
+  """The checkpoint continues pre-training here, and its encoder starts a classifier."""
+  model = _hf_pretrainer()
+  vp.save(model, str(tmp_path), {'step': [], 'loss': []}, {})
+  fine = build_vivit(model.vivit.config, initialise=False)
+  source = vp.load_encoder(fine, str(tmp_path))
+  assert source == {'pretrained_encoder': str(tmp_path)}
+  np.testing.assert_array_equal(fine.tokenizer.projection.kernel.numpy(),
+                                model.vivit.tokenizer.projection.kernel.numpy())
+  with pytest.raises(ValueError, match='another architecture'):
+    vp.load_encoder(build_vivit(model.vivit.config.replace(num_layers=1), initialise=False),
+                    str(tmp_path))
+
+
+def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  cases = {'pass --pretrain too': dict(unlabeled_videos=str(tmp_path)),
+           'CLS token': dict(pretrain=True, vivit_overrides='{"classifier": "token"}'),
+           'mask_ratio': dict(pretrain=True, pretrain_overrides='{"mask_ratio": 1.5}'),
+           'not a JSON object': dict(pretrain=True, pretrain_overrides='[1]')}
+  for message, settings in cases.items():
+    with pytest.raises(configs.ConfigError, match=message):
+      configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()

@@ -1,0 +1,86 @@
+"""The pre-training Trainer's `run_fn`: VideoMAE pre-training of the ViViT encoder on the train
+split's clips (labels ignored) plus the ingested unlabelled footage; writes the directory the
+fine-tuning Trainer starts from (its `base_model`)."""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from vivit_tfx.models import features, model, training, videomae_pretrain
+from vivit_tfx.models.vivit_config import ViViTConfig
+
+_RECONSTRUCTED_CLIPS = 3
+
+
+def unlabeled_clips(pattern: str, tf_transform_output: tft.TFTransformOutput, batch_size: int,
+                    num_frames: int) -> tf.data.Dataset:
+  """Ingested clip records matching `pattern` → batches of random, augmented clips, forever."""
+  spec = {features.FRAMES: tf_transform_output.raw_feature_spec()[features.FRAMES]}
+  tft_layer = tf_transform_output.transform_features_layer()
+  files = tf.data.Dataset.list_files(pattern, shuffle=True).repeat()
+  return (tf.data.TFRecordDataset(files).shuffle(256).batch(batch_size, drop_remainder=True)
+          .map(lambda r: model.frames_to_clips(tf.io.parse_example(r, spec)[features.FRAMES],
+                                               tft_layer, num_frames, True),
+               num_parallel_calls=tf.data.AUTOTUNE))
+
+
+class LossHistory(keras.callbacks.Callback):
+  """The loss of every training step (not Keras' running mean)."""
+
+  def __init__(self):
+    super().__init__()
+    self.steps, self.losses = [], []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps.append(len(self.steps) + 1)
+    self.losses.append(float((logs or {}).get('step_loss', np.nan)))
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """custom_config: 'vivit' (the fine-tuning ViViTConfig dict), 'pretrain' (PretrainConfig
+  dict), 'unlabeled' ({'pattern', 'videos', 'labelled_videos'} or {}), 'num_frames'."""
+  custom = fn_args.custom_config or {}
+  vivit = ViViTConfig.from_dict(custom['vivit'])
+  config = videomae_pretrain.PretrainConfig.from_dict(custom['pretrain'])
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  clips_only = lambda clips, _: clips
+  train = model.input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                         config.batch_size, vivit.n_classes, training_mode=True,
+                         num_frames=vivit.num_frames).map(clips_only)
+  unlabeled = custom.get('unlabeled') or {}
+  if unlabeled.get('pattern'):
+    extra = unlabeled_clips(unlabeled['pattern'], tf_transform_output, config.batch_size,
+                            vivit.num_frames)
+    weights = [float(unlabeled.get('labelled_videos') or 1), float(unlabeled['videos'])]
+    train = tf.data.Dataset.sample_from_datasets([train, extra], weights=weights, seed=0)
+    logging.info('Pre-training on the train split and %s (%d videos)', unlabeled['pattern'],
+                 unlabeled['videos'])
+  evaluation = model.input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                              config.batch_size, vivit.n_classes,
+                              training_mode=False).map(clips_only)
+  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
+  total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
+  pretrainer = videomae_pretrain.build_pretrainer(vivit, config)
+  if config.checkpoint:
+    videomae_pretrain.load_hf_pretraining(pretrainer, config.checkpoint)
+  recipe = vivit.replace(learning_rate=config.learning_rate, warmup_steps=config.warmup_steps,
+                         weight_decay=config.weight_decay, accumulation_steps=1)
+  pretrainer.compile(optimizer=training.optimizer(recipe, pretrainer, total_steps),
+                     jit_compile=bool(vivit.jit_compile))
+  checkpoint = training.TrainingCheckpoint(
+      pretrainer, os.path.join(fn_args.model_run_dir, 'checkpoints'), steps_per_epoch)
+  history = LossHistory()
+  training.fit_resumable(pretrainer, train, steps_per_epoch, total_steps, checkpoint,
+                         validation_data=evaluation, validation_steps=fn_args.eval_steps,
+                         callbacks=[history, keras.callbacks.TensorBoard(
+                             log_dir=fn_args.model_run_dir, update_freq='epoch')])
+  clips = next(iter(evaluation.take(1)))[:_RECONSTRUCTED_CLIPS]
+  shown = pretrainer.reconstruct(clips, pretrainer.random_mask(clips.shape[0]))
+  videomae_pretrain.save(pretrainer, fn_args.serving_model_dir,
+                         {'step': history.steps, 'loss': history.losses}, shown)
