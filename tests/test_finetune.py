@@ -32,6 +32,26 @@ def test_layer_decay_scales_each_blocks_update():
   np.testing.assert_allclose([step[n] for n in step], [1e-2, 5e-3, 2.5e-3, 1.25e-3], rtol=1e-3)
 
 
+def test_layer_decay_scales_the_weight_decay_too():
+  """A zero gradient leaves only the decoupled decay: each variable shrinks by lr x wd x its
+  layer's factor (norms, biases and positions do not decay)."""
+  config = preset('vivit-tiny', num_layers=2, layer_decay=0.5, learning_rate=1e-2,
+                  warmup_steps=0, weight_decay=0.1, clipnorm=0.0)
+  model = build_vivit(config)
+  opt = training.optimizer(config, model, total_steps=100)
+  before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+  opt.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+  shrink = {}
+  for v in model.trainable_variables:
+    old = before[v.path]
+    shrink[v.path] = float(np.max(np.abs(old - v.numpy())) / max(np.max(np.abs(old)), 1e-12))
+  step = {name: next(m for p, m in shrink.items() if name in p)
+          for name in ('block_1/mlp_in/kernel', 'block_0/mlp_in/kernel',
+                       'tubelet_embedding/projection/kernel', 'block_0/mlp_in/bias')}
+  np.testing.assert_allclose([step[n] for n in step], [5e-4, 2.5e-4, 1.25e-4, 0.0], rtol=1e-3,
+                             atol=1e-9)
+
+
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 CPU = json.dumps({'precision': 'float32', 'jit_compile': False, 'batch_size': 2,
                   'accumulation_steps': 1, 'warmup_steps': 0})

@@ -112,6 +112,29 @@ def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   assert moved
 
 
+@pytest.mark.parametrize('k', [1, 2])
+def test_one_step_on_two_replicas_equals_one_step_on_one_device(k):
+  """Same global batch, same start: the update on two mirrored replicas equals the one-device
+  update, clipping included (Keras 3.6 alone sums the replicas' gradients: 2x, clipped per
+  replica)."""
+  x, y = data(8, seed=5)
+  weights = []
+  for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
+    keras.utils.set_random_seed(1)
+    config = TINY.replace(accumulation_steps=k, clipnorm=0.05, learning_rate=0.1,
+                          weight_decay=0.0)
+    with tf.distribute.MirroredStrategy(devices).scope():
+      model = build_vivit(config)
+      for v in model.trainable_variables:
+        v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
+      training.compile_model(model, config, total_steps=100_000)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    weights.append([v.numpy() for v in model.trainable_variables])
+  for a, b in zip(*weights):  # Adam's first step is about lr * sign(g): 1e-5 of 0.1
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_training_checkpoint_round_trip_on_ram_filesystem():
   config = TINY
   x, y = data()

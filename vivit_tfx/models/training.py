@@ -88,22 +88,32 @@ def layer_scales(model: keras.Model, decay: float) -> Dict[str, float]:
   return {path: decay ** (top - i) for path, i in ids.items()}
 
 
-class LayerDecayAdamW(keras.optimizers.AdamW):
-  """AdamW whose update of each variable uses the learning rate times its layer's factor
-  (`layer_scales`). The decoupled weight decay keeps the base schedule."""
+class LayerDecayAdamW(keras.optimizers.Adam):
+  """AdamW whose update of each variable, the decoupled weight decay included, uses the
+  learning rate times its layer's factor (`layer_scales`), as VideoMAE/BEiT fine-tuning's
+  per-layer parameter groups do. The decay is applied here, before Adam's step, to every
+  variable but `no_decay` (Keras's own decay would use the unscaled rate)."""
 
-  def __init__(self, scales: Dict[str, float], **kwargs):
+  def __init__(self, scales: Dict[str, float], no_decay: List[keras.Variable],
+               weight_decay: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     self._path_scales = scales
-    self._key_scales: Dict[int, float] = {}
+    self._no_decay_paths = {v.path for v in no_decay}
+    self.decoupled_weight_decay = weight_decay
+    self._key_scales: Dict[int, Tuple[float, bool]] = {}
 
   def build(self, variables):
     super().build(variables)
-    self._key_scales = {self._var_key(v): self._path_scales.get(v.path, 1.0) for v in variables}
+    self._key_scales = {self._var_key(v): (self._path_scales.get(v.path, 1.0),
+                                           v.path not in self._no_decay_paths)
+                        for v in variables}
 
   def update_step(self, gradient, variable, learning_rate):
-    scale = self._key_scales.get(self._var_key(variable), 1.0)
-    super().update_step(gradient, variable, learning_rate * scale)
+    scale, decays = self._key_scales.get(self._var_key(variable), (1.0, False))
+    rate = tf.cast(learning_rate, variable.dtype) * scale
+    if decays and self.decoupled_weight_decay:
+      variable.assign_sub(variable * tf.cast(self.decoupled_weight_decay, variable.dtype) * rate)
+    super().update_step(gradient, variable, rate)
 
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
@@ -111,14 +121,36 @@ def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> kera
   dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
   3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
   "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
+  # Under R replicas `apply_replica_mean` hands each replica 1/R of the mean gradient and
+  # Keras clips each replica's share before summing them: a threshold of clipnorm / R per
+  # share is the clip of the mean gradient at clipnorm.
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
   options = dict(learning_rate=learning_rate_schedule(config, total_steps),
-                 weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None)
-  opt = (LayerDecayAdamW(layer_scales(model, config.layer_decay), **options)
-         if config.layer_decay < 1 else keras.optimizers.AdamW(**options))
-  opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
+                 weight_decay=config.weight_decay,
+                 global_clipnorm=config.clipnorm / replicas if config.clipnorm else None)
+  if config.layer_decay < 1:
+    opt = LayerDecayAdamW(layer_scales(model, config.layer_decay), no_decay_variables(model),
+                          **options)
+  else:
+    opt = keras.optimizers.AdamW(**options)
+    opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
   if config.precision == 'mixed_float16':
     opt = keras.optimizers.LossScaleOptimizer(opt)
   return opt
+
+
+def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
+  """Applies the mean over the replicas of each replica's `grads` (called in a replica
+  context). Keras 3.6's optimizer sums the replicas' gradients (no division by R anywhere in
+  its train step) after clipping each replica's own: the mean is all-reduced here first, and
+  each replica hands 1/R of it, so the sum is the mean and the clip is the mean's (`optimizer`
+  clips at clipnorm / R)."""
+  context = tf.distribute.get_replica_context()
+  replicas = context.num_replicas_in_sync if context else 1
+  if replicas > 1:
+    grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+    grads = [g / replicas for g in grads]
+  opt.apply_gradients(zip(grads, weights))
 
 
 def accumulating_train_step(model: keras.Model, k: int):
@@ -148,7 +180,7 @@ def accumulating_train_step(model: keras.Model, k: int):
     preds = tf.TensorArray(tf.float32, size=k)
     _, grads, losses, preds = tf.while_loop(
         lambda i, *_: i < k, body, (tf.constant(0), zeros, tf.constant(0.0), preds))
-    model.optimizer.apply_gradients(zip([g / k for g in grads], weights))
+    apply_replica_mean(model.optimizer, [g / k for g in grads], weights)
     y_pred = preds.concat()  # [k x B, outputs]
     model._loss_tracker.update_state(losses / k, sample_weight=tf.shape(x)[0])  # pylint: disable=protected-access
     return model.compute_metrics(x, y, y_pred, sample_weight=None)
@@ -191,7 +223,7 @@ def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> 
   strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
   model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
-  if config.accumulation_steps > 1:
+  if config.accumulation_steps > 1 or tf.distribute.get_strategy().num_replicas_in_sync > 1:
     model.train_step = accumulating_train_step(model, config.accumulation_steps)
 
 
