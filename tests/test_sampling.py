@@ -102,3 +102,11 @@ def test_stream_sampler_keeps_the_rate_of_the_rule():
   kept = [i for i in range(100) if sampler.keep(i / 25.0)]
   assert kept == [i * 5 for i in range(20)]
   assert kept == sampling.rate_indices(100, 25.0, 5.0, 20)
+
+
+@pytest.mark.parametrize('t,rate,duration,slots', [(8, 8.0, 10.0, 80), (8, 8.0, 0.5, 8),
+                                                   (16, 3.0, 2.5, 16), (8, 7.5, 10.0, 75),
+                                                   (8, 0.0, 10.0, 8), (8, 2.9, 10.0, 29)])
+def test_record_slots_are_unchanged(t, rate, duration, slots):
+  clip = predict.ModelClipConfig(num_frames=t, sample_fps=rate, max_duration_s=duration)
+  assert clip.stored_frames == sampling.stored_count(t, rate, duration) == slots

@@ -68,6 +68,14 @@ def rate_indices(num_frames: int, fps: float, sample_fps: float, max_frames: int
   return frames_at_rate(start, n, fps, sample_fps, num_frames)
 
 
+def stored_count(clip_frames: int, sample_fps: float, max_duration_s: float) -> int:
+  """Frame slots of a record (N): the frames of `max_duration_s` at `sample_fps`, at least T;
+  T without a rate."""
+  if sample_fps <= 0:
+    return clip_frames
+  return max(clip_frames, int(math.ceil(max_duration_s * sample_fps - _EPSILON)))
+
+
 def stored_indices(num_frames: int, fps: float, clip_frames: int, sample_fps: float,
                    max_frames: int) -> List[int]:
   """The source frames a record stores: at `sample_fps` (up to `max_frames`), or without a
