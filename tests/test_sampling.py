@@ -110,3 +110,19 @@ def test_stream_sampler_keeps_the_rate_of_the_rule():
 def test_record_slots_are_unchanged(t, rate, duration, slots):
   clip = predict.ModelClipConfig(num_frames=t, sample_fps=rate, max_duration_s=duration)
   assert clip.stored_frames == sampling.stored_count(t, rate, duration) == slots
+
+
+def test_one_positive_class_score_and_label_for_every_output_shape():
+  binary = predict.ModelClipConfig(class_names=('NonViolence', 'Violence'))
+  assert binary.positive_score([0.7]) == pytest.approx(0.7)  # one sigmoid output
+  assert binary.positive_score([0.3, 0.7]) == pytest.approx(0.7)
+  named = predict.ModelClipConfig(class_names=('calm', 'fight', 'riot'), positive_class='riot')
+  assert named.positive_score([0.2, 0.5, 0.3]) == pytest.approx(0.3)  # not p[1]
+  unnamed = predict.ModelClipConfig(class_names=('calm', 'fight', 'riot'))
+  assert unnamed.positive_score([0.2, 0.5, 0.3]) == pytest.approx(0.8)  # 1 − P(first)
+  rows = ([0.7], [0.3], [0.5], [0.2, 0.5, 0.3])
+  assert [predict.predicted_label(r) for r in rows] == [1, 0, 0, 1]  # a tie: the first
+  row = predict.Prediction('v.mp4')
+  row.fill([0.2, 0.5, 0.3], named)
+  assert (row.label, row.positive_class, row.positive_probability) == ('fight', 'riot',
+                                                                       pytest.approx(0.3))

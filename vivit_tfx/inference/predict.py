@@ -50,11 +50,22 @@ class ModelClipConfig(ingest.ClipConfig):
 
   def positive_score(self, probabilities: Sequence[float]) -> float:
     """P(positive class) from a serving output row ([1] binary, [K] multi-class); for a
-    multi-class set without a positive class, 1 − P(first class)."""
-    if len(probabilities) == 1:
-      return float(probabilities[0])
-    index = self.positive_index
-    return float(probabilities[index]) if index is not None else 1.0 - float(probabilities[0])
+    multi-class set without a positive class, 1 − P(first class). The one positive-class
+    score of predict, the timeline, watch and the review page."""
+    probs = class_probabilities(probabilities)
+    index = self.positive_index if len(probabilities) > 1 else 1
+    return probs[index] if index is not None else 1.0 - probs[0]
+
+
+def class_probabilities(row: Sequence[float]) -> List[float]:
+  """A serving output row → P(label i) for every label ([1]: a binary model's P(label 1))."""
+  return [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
+
+
+def predicted_label(row: Sequence[float]) -> int:
+  """The most probable label of a serving output row (the first one on a tie)."""
+  probs = class_probabilities(row)
+  return max(range(len(probs)), key=lambda i: probs[i])
 
 
 def clip_config_of(model_dir: str) -> ModelClipConfig:
@@ -88,8 +99,7 @@ class Prediction:
   def fill(self, row: Sequence[float], clip: ModelClipConfig) -> None:
     """Sets the fields from one serving output row."""
     names = clip.class_names
-    probs = [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
-    index = max(range(len(probs)), key=lambda i: probs[i])
+    probs, index = class_probabilities(row), predicted_label(row)
     self.label = names[index] if index < len(names) else str(index)
     self.probability = probs[index]
     self.probabilities = {(names[i] if i < len(names) else str(i)): p
