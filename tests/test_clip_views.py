@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.components import ingest, video_reader
+from vivit_tfx.components import ingest, sampling, video_reader
 from vivit_tfx.components.video_reader import VideoInfo
 from vivit_tfx.inference import predict
 from vivit_tfx.models import clip_views, features
@@ -22,9 +22,9 @@ def _ints(clips):
 
 def test_rate_indices_take_the_central_seconds():
   # 2.7 s at 10 fps sampled at 4 fps: 10 frames, centred (0.1 s to 2.6 s).
-  assert video_reader.rate_indices(27, 10.0, 4.0, 12) == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23]
+  assert sampling.rate_indices(27, 10.0, 4.0, 12) == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23]
   # A 60 s video keeps only its central max_frames / sample_fps seconds.
-  idx = video_reader.rate_indices(1800, 30.0, 4.0, 40)
+  idx = sampling.rate_indices(1800, 30.0, 4.0, 40)
   assert len(idx) == 40 and idx[0] == 25 * 30 and idx[1] - idx[0] in (7, 8)
 
 
@@ -88,7 +88,7 @@ def test_evaluation_views_and_predict_use_the_same_frames(video_root, tmp_path):
   # ... are the source frames at the timestamps predict reports.
   info = video_reader.probe(path)
   times = predict.view_timestamps(info, clip)
-  index = {i: slot for slot, i in enumerate(video_reader.rate_indices(
+  index = {i: slot for slot, i in enumerate(sampling.rate_indices(
       info.num_frames, info.fps, 8.0, clip.stored_frames))}
   for view, seconds in zip(views, times):
     assert [stored[index[int(round(t * info.fps))]] for t in seconds] == list(view)

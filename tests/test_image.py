@@ -1,15 +1,24 @@
-"""The distribution and the pipeline image, checked statically (no Docker here): only the
-`vivit_tfx` import name is installed; the image copies Beam's boot entrypoint from the Beam
-SDK image of the pinned version, installs the project's wheel (not editable, no test
-dependencies) and has a GPU target with TF's CUDA libraries."""
+"""The distribution and the pipeline image, checked statically (no Docker here) from the
+Dockerfile's parsed instructions: only the `vivit_tfx` import name is installed; the image
+copies Beam's boot entrypoint from the Beam SDK image of the pinned version, installs the wheel
+its own stage builds from the sources (not editable, with the pins, no test dependencies), and
+that wheel requires every third-party module the pipeline's steps import; a GPU target has TF's
+CUDA libraries."""
+import ast
+import glob
+import importlib.metadata
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import zipfile
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from vivit_tfx.kubeflow import runner
 
@@ -51,11 +60,87 @@ def test_beam_boot_entrypoint_from_the_pinned_beam_sdk_image():
   assert ('ENTRYPOINT', '["/opt/apache/beam/boot"]') in runtime
 
 
-def test_wheel_install_without_editable_or_test_dependencies():
-  text = ' '.join(args for _, _, body in _stages() for kind, args in body if kind == 'RUN')
-  assert 'pip install' in text and '/tmp/wheels/*.whl' in text
-  assert not re.search(r'(^|\s)(-e|--editable)(\s|$)', text)
-  assert 'pytest' not in text and 'requirements.txt' not in text  # requirements has pytest
+def _runs(body):
+  """The commands of a stage's RUN instructions, each split into words."""
+  return [shlex.split(command) for kind, args in body if kind == 'RUN'
+          for command in args.split('&&')]
+
+
+def _copies(body):
+  """{destination: (source stage or '', source)} of a stage's COPY instructions."""
+  out = {}
+  for kind, args in body:
+    if kind == 'COPY':
+      words = args.split()
+      stage = next((w.split('=', 1)[1] for w in words if w.startswith('--from=')), '')
+      *sources, destination = [w for w in words if not w.startswith('--')]
+      out[destination] = (stage, sources[0])
+  return out
+
+
+def test_runtime_installs_the_wheel_built_from_the_sources_with_the_pins():
+  stages = {name: body for name, _, body in _stages()}
+  [build] = [c for c in _runs(stages['wheel']) if c[:2] == ['pip', 'wheel']]
+  assert build[-1] == '.' and ('WORKDIR', '/src') in stages['wheel']
+  assert {'setup.py', 'vivit_tfx/'} <= {w for _, args in stages['wheel'] for w in args.split()}
+  wheels = build[build.index('--wheel-dir') + 1]
+  copies = _copies(stages['runtime'])
+  [(into, _)] = [(d, s) for d, s in copies.items() if s == ('wheel', wheels)]
+  [install] = [c for c in _runs(stages['runtime']) if c[:2] == ['pip', 'install'] and
+               any(w.endswith('.whl') for w in c)]
+  assert os.path.join(into, '*.whl') in install  # the built wheel, not the sources
+  assert copies[install[install.index('-c') + 1]] == ('', 'constraints.txt')
+  assert not {'-e', '--editable', '-r', '--requirement'} & set(install)  # no test deps
+
+
+def test_entrypoint_program_is_copied_into_the_image():
+  stages = {name: (base, body) for name, base, body in _stages()}
+  runtime = stages['runtime'][1]
+  [program] = [json.loads(args)[0] for kind, args in runtime if kind == 'ENTRYPOINT']
+  [(stage, source)] = [s for d, s in _copies(runtime).items() if program.startswith(d + '/')]
+  assert stage == 'beam' and program.startswith(source + '/')
+  assert stages['beam'][0].startswith('apache/beam_python')
+
+
+def _requirements(requirement: str, seen: set) -> None:
+  """Adds the distribution of `requirement` and, with its extras, everything it requires."""
+  req = Requirement(requirement)
+  name = canonicalize_name(req.name)
+  if name in seen:
+    return
+  seen.add(name)
+  for line in importlib.metadata.requires(req.name) or []:
+    dep = Requirement(line)
+    if dep.marker is None or any(dep.marker.evaluate({'extra': e}) for e in req.extras or {''}):
+      _requirements(str(dep.name) + (f'[{",".join(dep.extras)}]' if dep.extras else ''), seen)
+
+
+def test_wheel_requires_what_the_trainer_and_transform_import():
+  """Third-party modules imported by the code the pipeline's steps run (models/, components/)
+  come from distributions the wheel's install_requires pull in (with their extras)."""
+  with open(os.path.join(REPO, 'setup.py')) as f:
+    call = next(n for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.Call) and
+                getattr(n.func, 'id', '') == 'setup')
+  install_requires = ast.literal_eval(
+      next(k.value for k in call.keywords if k.arg == 'install_requires'))
+  installed: set = set()
+  for requirement in install_requires:
+    _requirements(requirement, installed)
+  imported = set()
+  for folder in ('models', 'components'):
+    for path in glob.glob(os.path.join(REPO, 'vivit_tfx', folder, '**', '*.py'), recursive=True):
+      with open(path) as f:
+        for node in ast.walk(ast.parse(f.read())):
+          if isinstance(node, ast.Import):
+            imported |= {a.name.split('.')[0] for a in node.names}
+          elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split('.')[0])
+  third_party = imported - set(sys.stdlib_module_names) - {'vivit_tfx', '__future__'}
+  providers = importlib.metadata.packages_distributions()  # from top_level.txt, when present
+  missing = {m for m in third_party
+             if not {canonicalize_name(d) for d in providers.get(m, [m])} & installed}
+  assert 'cv2' in third_party and 'tensorflow_transform' in third_party
+  assert not missing, f'imported by the pipeline code, not required by the wheel: {missing}'
 
 
 def test_gpu_target_has_tf_cuda_libraries_and_cpu_is_the_default():

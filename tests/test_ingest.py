@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.components import clip_example, ingest, synthetic, video_reader
+from vivit_tfx.components import clip_example, ingest, sampling, synthetic
 from vivit_tfx.models import features
 from vivit_tfx import cli
 from tests.conftest import TINY_CLIP
@@ -23,7 +23,7 @@ def test_frames_decode_to_configured_shape(clips_dir):
   example = _records(clips_dir, 'train')[0]
   frames = clip_example.decode_frames(example)  # the video's frames at the sampling rate
   f = example.features.feature
-  kept = video_reader.rate_indices(f[features.NUM_FRAMES_ORIGINAL].int64_list.value[0],
+  kept = sampling.rate_indices(f[features.NUM_FRAMES_ORIGINAL].int64_list.value[0],
                                    f[features.FPS].float_list.value[0], TINY_CLIP.sample_fps,
                                    TINY_CLIP.stored_frames)
   assert frames.shape == (len(kept), 32, 32, 3) and frames.dtype == np.uint8

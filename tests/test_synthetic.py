@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx.components import sampling, synthetic, video_reader
 from vivit_tfx.models import pixel_preprocessing
 
 
@@ -64,7 +64,7 @@ def test_hard_set_defeats_single_frames_and_motion_energy():
   pixel, motion = [], []
   for spec in specs:
     middle = spec.num_frames // 2
-    spread = video_reader.sample_indices(spec.num_frames, 8)
+    spread = sampling.uniform_indices(spec.num_frames, 8)
     frames = synthetic.render(spec, spread + list(range(middle - 4, middle + 4)))
     frames = pixel_preprocessing.resize_and_crop_array(frames, (32, 32))
     pixel.append(synthetic.pixel_statistics(frames[0]))

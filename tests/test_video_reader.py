@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx.components import sampling, synthetic, video_reader
 from vivit_tfx.models import pixel_preprocessing
 
 
@@ -13,18 +13,18 @@ from vivit_tfx.models import pixel_preprocessing
     (1, 4, [0, 0, 0, 0]),                    # a one-frame video
 ])
 def test_sample_indices(n, t, expected):
-  assert video_reader.sample_indices(n, t) == expected
+  assert sampling.uniform_indices(n, t) == expected
 
 
 def test_sample_indices_cover_the_whole_video():
-  idx = video_reader.sample_indices(1000, 16)
+  idx = sampling.uniform_indices(1000, 16)
   assert idx == sorted(idx) and len(set(idx)) == 16
   assert idx[0] < 1000 / 16 and idx[-1] > 1000 - 1000 / 16
 
 
 def test_sample_indices_rejects_empty():
   with pytest.raises(ValueError):
-    video_reader.sample_indices(0, 8)
+    sampling.uniform_indices(0, 8)
 
 
 @pytest.mark.parametrize('container', ['mp4', 'avi'])
@@ -116,11 +116,11 @@ def test_reader_returns_the_reference_frames(tmp_path, name, monkeypatch):
   seek = video_reader._Decoder._seek  # pylint: disable=protected-access
   monkeypatch.setattr(video_reader._Decoder, '_seek',  # pylint: disable=protected-access
                       lambda self, index: seeks.append(index) or seek(self, index))
-  reads = [((8, (32, 32), 0.0, 0), video_reader.sample_indices(300, 8)),  # gaps 37: no seek
-           ((4, (24, 40), 0.0, 0), video_reader.sample_indices(300, 4)),  # gaps 75: seeks
-           ((8, (96, 96), 8.0, 64), video_reader.rate_indices(300, 25.0, 8.0, 64)),  # upscales
+  reads = [((8, (32, 32), 0.0, 0), sampling.uniform_indices(300, 8)),  # gaps 37: no seek
+           ((4, (24, 40), 0.0, 0), sampling.uniform_indices(300, 4)),  # gaps 75: seeks
+           ((8, (96, 96), 8.0, 64), sampling.rate_indices(300, 25.0, 8.0, 64)),  # upscales
            # the central 2 s of 12 s: the first kept frame (125) is reached by seeking
-           ((8, (32, 32), 8.0, 16), video_reader.rate_indices(300, 25.0, 8.0, 16))]
+           ((8, (32, 32), 8.0, 16), sampling.rate_indices(300, 25.0, 8.0, 16))]
   for (t, size, sample_fps, max_frames), indices in reads:
     clip = video_reader.read_clip(path, t, size, sample_fps, max_frames)
     assert clip.indices == indices and clip.frames.shape == (len(indices), *size, 3)

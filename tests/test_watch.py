@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vivit_tfx.bench.mjpeg_stream import MjpegStream
-from vivit_tfx.components import synthetic
+from vivit_tfx.components import sampling, synthetic
 from vivit_tfx.inference import predict, watch
 
 
@@ -88,7 +88,7 @@ def test_webhook_counts_every_event_lost_to_a_refused_address():
 
 
 def test_sampler_keeps_the_model_rate():
-  sampler = watch.Sampler(4.0)
+  sampler = sampling.StreamSampler(4.0)
   kept = [t for t in np.arange(0, 10, 1 / 30) if sampler.keep(t)]
   assert len(kept) == 40 and np.allclose(np.diff(kept), 0.25, atol=1 / 30)
 

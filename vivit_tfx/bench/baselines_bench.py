@@ -1,7 +1,7 @@
 """Non-transformer baselines on an ingest output's own splits: what the benchmark allows.
 
 Trains on `train`, scores `eval` and `test` at video level (K evaluation views averaged, the
-clips of `models.clip_views`: a random clip per visit in training) and prints accuracy, AUC and
+clips of `components.sampling`: a random clip per visit in training) and prints accuracy, AUC and
 train time per model and seed:
   c3d        a small 3D CNN (3 blocks of 3x3x3 convolutions);
   r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from vivit_tfx.components import sampling
+
 MODELS = ('c3d', 'r2plus1d', 'logreg')
 CHOICES = MODELS + ('vivit',)
 SPLITS = ('eval', 'test')
@@ -33,10 +35,6 @@ class Videos:
   """One split of an ingest output, decoded: each record's stored frames and its label."""
   frames: List[np.ndarray]  # per video [n, H, W, 3] uint8, n ≤ the record's slots
   labels: np.ndarray        # [V] int
-
-  @property
-  def counts(self) -> np.ndarray:
-    return np.array([len(f) for f in self.frames], np.int32)  # [V]
 
 
 def load_split(clips_dir: str, split: str) -> Videos:
@@ -62,27 +60,18 @@ def clip_length(clips_dir: str) -> int:
   return int(made.settings['clip']['num_frames']) if made else 8
 
 
-def gather(videos: Videos, starts: np.ndarray, num_frames: int) -> np.ndarray:
-  """[V, K] first frames → [V, K, T, H, W, 3] uint8 clips (looped when a video is short)."""
-  return np.stack([
-      np.stack([f[(s + np.arange(num_frames)) % len(f)] for s in row])
-      for f, row in zip(videos.frames, starts)])
-
-
 def view_clips(videos: Videos, num_frames: int, num_views: int) -> np.ndarray:
-  """The K evaluation views of every video (`clip_views.view_starts`): [V, K, T, H, W, 3]."""
-  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
-  starts = clip_views.view_starts(videos.counts, num_frames, num_views).numpy()
-  return gather(videos, starts, num_frames)
+  """The K evaluation views of every video (`sampling.view_indices`): [V, K, T, H, W, 3]."""
+  return np.stack([f[sampling.view_indices(range(len(f)), num_frames, num_views)]
+                   for f in videos.frames])
 
 
-def random_clips(videos: Videos, index: np.ndarray, num_frames: int) -> np.ndarray:
-  """One clip at a random position of each chosen video (`clip_views.random_starts`):
-  [B, T, H, W, 3]."""
-  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
-  chosen = Videos([videos.frames[i] for i in index], videos.labels[index])
-  starts = clip_views.random_starts(chosen.counts, num_frames).numpy()  # [B, 1]
-  return gather(chosen, starts, num_frames)[:, 0]
+def random_clips(videos: Videos, index: np.ndarray, num_frames: int,
+                 rng: np.random.Generator) -> np.ndarray:
+  """One training clip (random position and speed, `sampling.random_clip`) of each chosen
+  video: [B, T, H, W, 3]."""
+  return np.stack([videos.frames[i][sampling.random_clip(len(videos.frames[i]), num_frames, rng)]
+                   for i in index])
 
 
 # --- Logistic regression on frame-difference statistics ------------------------------------
@@ -220,7 +209,7 @@ class ClipClassifier:
     def batches():  # random videos, a random clip of each: [B, T, H, W, 3] uint8, [B, 1]
       while True:
         index = rng.choice(len(videos.labels), self.batch_size, replace=False)
-        yield (random_clips(videos, index, self.num_frames),
+        yield (random_clips(videos, index, self.num_frames, rng),
                videos.labels[index, None].astype(np.float32))
 
     mean, std = tf.constant(self.mean, tf.float32), tf.constant(self.std, tf.float32)

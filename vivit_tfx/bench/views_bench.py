@@ -16,10 +16,9 @@ import numpy as np
 
 
 def _predicted(probabilities: np.ndarray) -> np.ndarray:
-  """[B, 1] or [B, K] probabilities → [B] predicted labels."""
-  if probabilities.shape[1] == 1:
-    return (probabilities[:, 0] >= 0.5).astype(int)
-  return probabilities.argmax(1)
+  """[B, 1] or [B, K] probabilities → [B] predicted labels (`predict.predicted_label`)."""
+  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  return np.array([predict.predicted_label(row) for row in probabilities], int)
 
 
 def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vivit_tfx.components import clip_example, layouts, video_reader
+from vivit_tfx.components import clip_example, layouts, sampling, video_reader
 
 SPLITS = layouts.SPLITS
 MANIFEST = 'manifest.jsonl'
@@ -43,7 +43,7 @@ class ClipConfig:
   sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
   T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
   `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
-  position in training, K evenly spaced views at evaluation: `models.clip_views`).
+  position in training, K evenly spaced views at evaluation: `components.sampling`).
   sample_fps = 0: T frames spread over the whole video (one clip per video; the rule of models
   exported before the rate rule became the default).
   """
@@ -56,9 +56,7 @@ class ClipConfig:
   @property
   def stored_frames(self) -> int:
     """Frame slots per record (N)."""
-    if self.sample_fps <= 0:
-      return self.num_frames
-    return max(self.num_frames, int(math.ceil(self.max_duration_s * self.sample_fps - 1e-6)))
+    return sampling.stored_count(self.num_frames, self.sample_fps, self.max_duration_s)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """Ingestion step 1: read a video file and sample its frames.
 
-Two rules: at a fixed rate (`rate_indices`: frames every 1/sample_fps seconds over the video's
-central `max_frames / sample_fps` seconds; clips are cut from them later), or, when no rate is
-set, T frames spread over the whole video (`sample_indices`: the centre of T equal segments).
+Which frames: `sampling.stored_indices` (at a fixed rate over the video's central part, or,
+when no rate is set, T frames spread over the whole video).
 
 Decoding is PyAV's (FFmpeg): frame i is the i-th frame the decoder delivers, in presentation
 order. Frames that are not kept are decoded but never converted; a kept frame is scaled and
@@ -26,6 +25,8 @@ import av  # pylint: disable=g-import-not-at-top
 import cv2  # pylint: disable=g-import-not-at-top
 import numpy as np
 from av.video.reformatter import VideoReformatter  # pylint: disable=g-import-not-at-top
+
+from vivit_tfx.components import sampling  # pylint: disable=g-import-not-at-top
 
 VIDEO_EXTENSIONS = (
     '.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp',
@@ -73,37 +74,6 @@ class Clip:
   indices: List[int]  # source frame index of each sampled frame
 
 
-def sample_indices(num_frames: int, num_samples: int) -> List[int]:
-  """Uniform frame indices over the whole video; loop-padded when it is short.
-
-  Long video: the centre frame of each of `num_samples` equal segments.
-  Short video (fewer frames than samples): 0, 1, …, n-1, 0, 1, … (loop padding).
-  """
-  if num_frames <= 0:
-    raise ValueError(f'num_frames must be positive, got {num_frames}')
-  if num_samples <= 0:
-    raise ValueError(f'num_samples must be positive, got {num_samples}')
-  if num_frames < num_samples:
-    return [i % num_frames for i in range(num_samples)]
-  return [int((i + 0.5) * num_frames / num_samples) for i in range(num_samples)]
-
-
-def rate_indices(num_frames: int, fps: float, sample_fps: float, max_frames: int) -> List[int]:
-  """Source frame indices every 1/sample_fps seconds over the video's central part.
-
-  At most `max_frames` frames (the central max_frames / sample_fps seconds); a video shorter
-  than one sample interval gives its first frame. fps 0 (unknown) is taken as 25.
-  """
-  if num_frames <= 0 or sample_fps <= 0 or max_frames <= 0:
-    raise ValueError(f'need positive frames, rate and maximum, got {num_frames}, {sample_fps}, '
-                     f'{max_frames}')
-  fps = fps or 25.0
-  duration = num_frames / fps
-  n = max(1, min(max_frames, int(duration * sample_fps + 1e-6)))
-  start = max(0.0, (duration - n / sample_fps) / 2)
-  return [min(num_frames - 1, int((start + j / sample_fps) * fps + 1e-6)) for j in range(n)]
-
-
 def _cover_size(height: int, width: int, size: Tuple[int, int]) -> Tuple[int, int]:
   """(H, W) of the aspect-preserving resize of a height×width frame that covers `size` (H, W)."""
   out_h, out_w = size
@@ -140,12 +110,12 @@ def probe(path: str) -> VideoInfo:
 def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: float = 0.0,
               max_frames: int = 0) -> Clip:
   """Samples frames of `path`, resized and cropped to `size` (H, W): `num_frames` spread over
-  the whole video, or with `sample_fps` up to `max_frames` at that rate (`rate_indices`)."""
-  choose = (lambda info: rate_indices(info.num_frames, info.fps, sample_fps, max_frames)) if (
-      sample_fps > 0) else (lambda info: sample_indices(info.num_frames, num_frames))
+  the whole video, or with `sample_fps` up to `max_frames` at that rate
+  (`sampling.stored_indices`)."""
   with _open_container(path) as container:
     info = _info(container)
-    indices = choose(info)
+    indices = sampling.stored_indices(info.num_frames, info.fps, num_frames, sample_fps,
+                                      max_frames)
     try:
       frames, decoded = _decode_indices(container, indices, size,
                                         info.fps if _timestamps_count_frames(container) else 0.0)

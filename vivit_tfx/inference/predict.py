@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vivit_tfx.components import ingest, remote_files
+from vivit_tfx.components import ingest, remote_files, sampling
 # Only for models exported before class names were recorded (the RLVS layout's classes).
 from vivit_tfx.models.features import CLASS_NAMES
 
@@ -50,11 +50,22 @@ class ModelClipConfig(ingest.ClipConfig):
 
   def positive_score(self, probabilities: Sequence[float]) -> float:
     """P(positive class) from a serving output row ([1] binary, [K] multi-class); for a
-    multi-class set without a positive class, 1 − P(first class)."""
-    if len(probabilities) == 1:
-      return float(probabilities[0])
-    index = self.positive_index
-    return float(probabilities[index]) if index is not None else 1.0 - float(probabilities[0])
+    multi-class set without a positive class, 1 − P(first class). The one positive-class
+    score of predict, the timeline, watch and the review page."""
+    probs = class_probabilities(probabilities)
+    index = self.positive_index if len(probabilities) > 1 else 1
+    return probs[index] if index is not None else 1.0 - probs[0]
+
+
+def class_probabilities(row: Sequence[float]) -> List[float]:
+  """A serving output row → P(label i) for every label ([1]: a binary model's P(label 1))."""
+  return [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
+
+
+def predicted_label(row: Sequence[float]) -> int:
+  """The most probable label of a serving output row (the first one on a tie)."""
+  probs = class_probabilities(row)
+  return max(range(len(probs)), key=lambda i: probs[i])
 
 
 def clip_config_of(model_dir: str) -> ModelClipConfig:
@@ -88,8 +99,7 @@ class Prediction:
   def fill(self, row: Sequence[float], clip: ModelClipConfig) -> None:
     """Sets the fields from one serving output row."""
     names = clip.class_names
-    probs = [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
-    index = max(range(len(probs)), key=lambda i: probs[i])
+    probs, index = class_probabilities(row), predicted_label(row)
     self.label = names[index] if index < len(names) else str(index)
     self.probability = probs[index]
     self.probabilities = {(names[i] if i < len(names) else str(i)): p
@@ -101,27 +111,16 @@ class Prediction:
 
 def view_indices(info, clip: ModelClipConfig, num_views: Optional[int] = None) -> List[List[int]]:
   """Source frame indices of each of the K views serving_default scores for a video (the rule
-  of evaluation: `ingest.ClipConfig` sampling, then `models.clip_views`); K defaults to the
+  of evaluation, `sampling.stored_indices` then `sampling.view_indices`); K defaults to the
   model's `num_views` (1: the central clip that Transform and the attention maps use)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
-  if clip.sample_fps > 0:
-    indices = video_reader.rate_indices(info.num_frames, info.fps, clip.sample_fps,
-                                        clip.stored_frames)
-  else:
-    indices = video_reader.sample_indices(info.num_frames, clip.num_frames)
-  slots = [str(i).encode() for i in range(len(indices))]
-  slots = tf.constant([slots + [b''] * (clip.stored_frames - len(slots))])  # [1, N]
-  starts = clip_views.view_starts(clip_views.valid_counts(slots), clip.num_frames,
-                                  num_views or clip.num_views)
-  views = clip_views.gather_clips(slots, starts, clip.num_frames)[0].numpy()  # [K, T]
-  return [[indices[int(v)] for v in view] for view in views]
+  stored = sampling.stored_indices(info.num_frames, info.fps, clip.num_frames, clip.sample_fps,
+                                   clip.stored_frames)
+  return sampling.view_indices(stored, clip.num_frames, num_views or clip.num_views)
 
 
 def view_timestamps(info, clip: ModelClipConfig) -> List[List[float]]:
   """Seconds of the source frames of serving_default's K views of this video."""
-  fps = info.fps or 25.0
+  fps = info.fps or sampling.DEFAULT_FPS
   return [[round(i / fps, 4) for i in view] for view in view_indices(info, clip)]
 
 

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from vivit_tfx import outputs
-from vivit_tfx.components import clip_example, video_reader
+from vivit_tfx.components import clip_example, sampling, video_reader
 
 
 @dataclasses.dataclass
@@ -38,16 +38,16 @@ def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
   """
   if window_s <= 0 or stride_s <= 0:
     raise ValueError('window and stride must be positive seconds')
-  fps = fps or 25.0
+  fps = fps or sampling.DEFAULT_FPS
   if sample_fps > 0:
     window_s = clip_frames / sample_fps
   length = max(1, min(num_frames, int(round(window_s * fps))))
   stride = max(1, int(round(stride_s * fps)))
   starts = list(range(0, num_frames - length + 1, stride)) or [0]
   if sample_fps > 0:
-    offsets = [min(length - 1, int(j * fps / sample_fps + 1e-6)) for j in range(clip_frames)]
+    offsets = sampling.frames_at_rate(0.0, clip_frames, fps, sample_fps, length)
   else:
-    offsets = video_reader.sample_indices(length, clip_frames)
+    offsets = sampling.uniform_indices(length, clip_frames)
   return [Window(s / fps, (s + length) / fps, [s + i for i in offsets]) for s in starts]
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from vivit_tfx.components import video_reader
+from vivit_tfx.components import sampling, video_reader
 
 import cv2  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
@@ -93,7 +93,7 @@ class Source:
     if self.live:
       cv2.setLogLevel(0)  # failed reconnection tries: our one line each, not OpenCV's warnings
     self._capture = None
-    self._index, self._t0, self._fps = 0, None, 25.0
+    self._index, self._t0, self._fps = 0, None, sampling.DEFAULT_FPS
     self._open()  # a source that cannot be opened at all fails now, with the reason
 
   def _open(self) -> bool:
@@ -110,7 +110,7 @@ class Source:
         raise video_reader.VideoReadError(f'{self.spec}: cannot open the source')
       return False
     self._capture = capture
-    self._fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    self._fps = capture.get(cv2.CAP_PROP_FPS) or sampling.DEFAULT_FPS
     return True
 
   def read(self) -> Tuple[Optional[np.ndarray], float, bool]:
@@ -158,24 +158,6 @@ class Source:
   def release(self) -> None:
     if self._capture is not None:
       self._capture.release()
-
-
-class Sampler:
-  """Keeps frames at `fps` of stream time, whatever rate the source delivers."""
-
-  def __init__(self, fps: float):
-    self.period = 1.0 / fps
-    self._next: Optional[float] = None
-
-  def keep(self, t: float) -> bool:
-    if self._next is not None and t < self._next:
-      return False
-    behind = self._next is None or t - self._next > self.period
-    self._next = (t if behind else self._next) + self.period
-    return True
-
-  def reset(self) -> None:
-    self._next = None
 
 
 @dataclasses.dataclass
@@ -477,7 +459,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
 
   worker = threading.Thread(target=score_loop, daemon=True, name='scorer')
   worker.start()
-  sampler, ring = Sampler(fps), collections.deque(maxlen=num_frames)
+  sampler, ring = sampling.StreamSampler(fps), collections.deque(maxlen=num_frames)
   new_frames = 0
   try:
     while not config.max_seconds or time.monotonic() - stats.started < config.max_seconds:

@@ -1,15 +1,15 @@
 """The temporal sampling rule, in the graph: which T of a record's stored frames form a clip.
 
-A record holds N frame slots (`ingest.ClipConfig.stored_frames`): a video's n frames taken at
-`sample_fps`, then empty strings. A clip is T consecutive stored frames (T / sample_fps
-seconds), looped when n < T:
+The rule is `components.sampling`'s (ingestion stores a video's n frames at `sample_fps`, then
+empty strings, N slots in all); this module applies it to batches of records and is tested to
+agree with it:
   training         one clip at a uniformly random position and speed, drawn at every visit:
                    a stride over the stored frames of 1/1.25 to 1.25 (slower and faster
                    motion, log-uniform, mean stride ≈ 1), the clip's frames
-                   start + round(i x stride);
+                   start + round(i x stride) (`sampling.clip_offsets`);
   evaluation and   K views at the centres of K equal segments of the n - T possible starts
-  serving          (K = 1: the central clip); their probabilities are averaged. A record of
-                   at most T frames has one view: it is scored once.
+  serving          (K = 1: the central clip; `sampling.view_starts`); their probabilities are
+                   averaged. A record of at most T frames has one view: it is scored once.
 Transform's `preprocessing_fn` decodes the central clip (`central_clip`); the Trainer and the
 serving signature choose a clip by handing it a record holding only that clip (`as_records`).
 Selection works on JPEG bytes, so only the T chosen frames are ever decoded.
@@ -20,7 +20,7 @@ import math
 
 import tensorflow as tf
 
-MAX_SPEED = 1.25  # training clips play between 1/MAX_SPEED and MAX_SPEED times the stored rate
+from vivit_tfx.components.sampling import MAX_SPEED
 
 
 def valid_counts(frames: tf.Tensor) -> tf.Tensor:
@@ -66,13 +66,20 @@ def random_clip_records(frames: tf.Tensor, num_frames: int,
   counts = valid_counts(frames)  # [B]
   limit = math.log(max_speed)
   stride = tf.exp(tf.random.uniform(tf.shape(counts), -limit, limit))  # [B]
+  draw = tf.random.uniform(tf.shape(counts), 0.0, 1.0)  # [B]
+  index = clip_index(counts, stride, draw, num_frames)  # [B, T]
+  return as_records(tf.gather(frames, index, batch_dims=1), frames.shape[1])
+
+
+def clip_index(counts: tf.Tensor, stride: tf.Tensor, draw: tf.Tensor,
+               num_frames: int) -> tf.Tensor:
+  """[B] counts, [B] strides, [B] draws in [0, 1) → [B, T] stored frames of each training
+  clip (`sampling.clip_offsets`)."""
   offsets = tf.cast(tf.round(tf.range(num_frames, dtype=tf.float32)[None, :] * stride[:, None]),
                     tf.int32)  # [B, T]
   room = tf.maximum(counts - offsets[:, -1] - 1, 0) + 1  # [B] possible starts
-  draw = tf.random.uniform(tf.shape(counts), 0.0, 1.0)
   starts = tf.minimum(tf.cast(draw * tf.cast(room, tf.float32), tf.int32), room - 1)  # [B]
-  index = (starts[:, None] + offsets) % tf.maximum(counts, 1)[:, None]  # [B, T]
-  return as_records(tf.gather(frames, index, batch_dims=1), frames.shape[1])
+  return (starts[:, None] + offsets) % tf.maximum(counts, 1)[:, None]
 
 
 def view_records(frames: tf.Tensor, num_frames: int, num_views: int) -> tf.Tensor:
