@@ -16,40 +16,39 @@ from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import preset
 
 
-def test_layer_decay_scales_each_blocks_update():
-  """One AdamW step with decay 0.5 over 2 blocks: the head moves by lr, block 1 by lr/2,
-  block 0 by lr/4, the tubelet embedding by lr/8 (Adam's first step is lr * sign(g))."""
+def _one_layer_decay_step(weight_decay, gradient, names, relative=False):
+  """One step of the layer-decay optimizer (decay 0.5, 2 blocks, lr 1e-2) with `gradient`
+  (ones_like or zeros_like) on every variable: the largest change (relative to the largest
+  value when `relative`) of the first variable whose path holds each of `names`."""
   config = preset('vivit-tiny', num_layers=2, layer_decay=0.5, learning_rate=1e-2,
-                  warmup_steps=0, weight_decay=0.0, clipnorm=0.0)
+                  warmup_steps=0, weight_decay=weight_decay, clipnorm=0.0)
   model = build_vivit(config)
   opt = training.optimizer(config, model, total_steps=100)
   before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-  opt.apply_gradients([(tf.ones_like(v), v) for v in model.trainable_variables])
-  moved = {v.path: float(np.abs(v.numpy() - before[v.path]).max())
-           for v in model.trainable_variables}
-  step = {name: next(m for p, m in moved.items() if name in p)
-          for name in ('head/kernel', 'block_1/mlp_in', 'block_0/mlp_in', 'tubelet_embedding')}
-  np.testing.assert_allclose([step[n] for n in step], [1e-2, 5e-3, 2.5e-3, 1.25e-3], rtol=1e-3)
+  opt.apply_gradients([(gradient(v), v) for v in model.trainable_variables])
+  moved = {}
+  for v in model.trainable_variables:
+    old = before[v.path]
+    scale = max(float(np.max(np.abs(old))), 1e-12) if relative else 1.0
+    moved[v.path] = float(np.max(np.abs(old - v.numpy()))) / scale
+  return [next(m for p, m in moved.items() if name in p) for name in names]
+
+
+def test_layer_decay_scales_each_blocks_update():
+  """One AdamW step with decay 0.5 over 2 blocks: the head moves by lr, block 1 by lr/2,
+  block 0 by lr/4, the tubelet embedding by lr/8 (Adam's first step is lr * sign(g))."""
+  steps = _one_layer_decay_step(0.0, tf.ones_like, ('head/kernel', 'block_1/mlp_in',
+                                                    'block_0/mlp_in', 'tubelet_embedding'))
+  np.testing.assert_allclose(steps, [1e-2, 5e-3, 2.5e-3, 1.25e-3], rtol=1e-3)
 
 
 def test_layer_decay_scales_the_weight_decay_too():
   """A zero gradient leaves only the decoupled decay: each variable shrinks by lr x wd x its
-  layer's factor (norms, biases and positions do not decay)."""
-  config = preset('vivit-tiny', num_layers=2, layer_decay=0.5, learning_rate=1e-2,
-                  warmup_steps=0, weight_decay=0.1, clipnorm=0.0)
-  model = build_vivit(config)
-  opt = training.optimizer(config, model, total_steps=100)
-  before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-  opt.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
-  shrink = {}
-  for v in model.trainable_variables:
-    old = before[v.path]
-    shrink[v.path] = float(np.max(np.abs(old - v.numpy())) / max(np.max(np.abs(old)), 1e-12))
-  step = {name: next(m for p, m in shrink.items() if name in p)
-          for name in ('block_1/mlp_in/kernel', 'block_0/mlp_in/kernel',
-                       'tubelet_embedding/projection/kernel', 'block_0/mlp_in/bias')}
-  np.testing.assert_allclose([step[n] for n in step], [5e-4, 2.5e-4, 1.25e-4, 0.0], rtol=1e-3,
-                             atol=1e-9)
+  layer's factor (biases, norms and positions do not decay)."""
+  shrink = _one_layer_decay_step(0.1, tf.zeros_like, (
+      'block_1/mlp_in/kernel', 'block_0/mlp_in/kernel', 'tubelet_embedding/projection/kernel',
+      'block_0/mlp_in/bias'), relative=True)
+  np.testing.assert_allclose(shrink, [5e-4, 2.5e-4, 1.25e-4, 0.0], rtol=1e-3, atol=1e-9)
 
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')

@@ -61,7 +61,9 @@ def _cmd_make_synthetic(args) -> int:
 
 def _cmd_ingest(args) -> int:
   from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
-  errors = configs.option_errors(vars(args))
+  unlabeled = args.layout == 'unlabeled'  # pre-training footage: all to train, no splits
+  errors = configs.option_errors({k: v for k, v in vars(args).items()
+                                  if not (unlabeled and k in ('train', 'eval', 'test'))})
   if errors:
     raise UserError('\n'.join(errors))
   try:
@@ -70,8 +72,8 @@ def _cmd_ingest(args) -> int:
         clip=ingest.ClipConfig(num_frames=args.num_frames, frame_size=args.frame_size,
                                jpeg_quality=args.jpeg_quality, sample_fps=args.sample_fps,
                                max_duration_s=args.max_duration_s),
-        splits=ingest.SplitConfig(train=args.train, eval=args.eval, test=args.test,
-                                  seed=args.seed),
+        splits=ingest.TRAIN_ONLY if unlabeled else ingest.SplitConfig(
+            train=args.train, eval=args.eval, test=args.test, seed=args.seed),
         dataset=ingest.DatasetConfig(layout=args.layout,
                                      classes=configs.split_names(args.classes),
                                      positive_class=args.positive_class,
@@ -85,7 +87,7 @@ def _cmd_ingest(args) -> int:
   print(summary.to_text())
   print(f'  manifest: {os.path.join(args.output, ingest.MANIFEST)}')
   blessing = configs.PipelineConfig  # `run`'s default blessing minimums
-  for line in configs.split_warnings(summary.clips, summary.classes,
+  for line in [] if unlabeled else configs.split_warnings(summary.clips, summary.classes,
                                      blessing.min_test_examples_per_class,
                                      blessing.min_test_fraction_per_class, args.test):
     print(f'  warning: {line}')

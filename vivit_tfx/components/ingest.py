@@ -72,6 +72,10 @@ class SplitConfig:
     return {'train': self.train / total, 'eval': self.eval / total, 'test': self.test / total}
 
 
+# Pre-training footage (layout 'unlabeled'): every video to the train split.
+TRAIN_ONLY = SplitConfig(train=1.0, eval=0.0, test=0.0)
+
+
 @dataclasses.dataclass
 class ManifestEntry:
   """The fate of one input file."""

@@ -45,7 +45,7 @@ HUB_PRESETS = {p.name: p for p in (
               7.5, '16 frames, sampling rate 4 = 7.5 fps at 30 fps, 224 px'),
     HubPreset('videomae-b-ssl', 'MCG-NJU/videomae-base', ('videomae-pretraining',), 7.5,
               '16 frames, sampling rate 4 = 7.5 fps at 30 fps, 224 px (self-supervised '
-              'encoder: fresh fc_norm and head)'),
+              'encoder and its final norm; a fresh head)'),
     HubPreset('timesformer-b-k400', 'facebook/timesformer-base-finetuned-k400',
               ('timesformer',), 30 / 32,
               '8 frames, sampling rate 32 (TimeSformer divST_8x32_224) = 0.94 fps at 30 fps, '

@@ -128,17 +128,25 @@ def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
                        progress=progress)
   if not plan.ingest:
     return
+  _ingest(plan.videos_dir, config.clips_dir, config.overwrite, progress, '',
+          **ingest_settings(config))
+  warn_splits(config)
+
+
+def _ingest(videos: str, clips: str, overwrite: bool, progress: bool, what: str,
+            **settings) -> None:
+  """Ingests `videos` into `clips` and prints the summary; a failure is a DataError whose
+  line starts with `what` (the option that named the videos, or '')."""
+  from vivit_tfx.components import ingest_output  # pylint: disable=g-import-not-at-top
   try:
-    result = ingest_output.ingest_into(plan.videos_dir, config.clips_dir,
-                                       overwrite=config.overwrite, progress=progress,
-                                       **ingest_settings(config))
+    result = ingest_output.ingest_into(videos, clips, overwrite=overwrite, progress=progress,
+                                       **settings)
   except ingest_output.NothingUsable as e:
     print(e.summary.to_text())
-    raise DataError(str(e)) from None
+    raise DataError(f'{what}{e}') from None
   except (ingest_output.OutputError, FileNotFoundError) as e:
-    raise DataError(str(e)) from None
+    raise DataError(f'{what}{e}') from None
   print(result.to_text())
-  warn_splits(config)
 
 
 def warn_splits(config: configs.PipelineConfig) -> List[str]:
@@ -168,22 +176,14 @@ def prepare_unlabeled(config: configs.PipelineConfig, progress: bool = True) -> 
   if not config.unlabeled_videos:
     return
   settings = dict(clip=config.clip_config(), dataset=ingest.DatasetConfig(layout='unlabeled'),
-                  splits=ingest.SplitConfig(train=1.0, eval=0.0, test=0.0))
+                  splits=ingest.TRAIN_ONLY)
   made = ingest_output.read_provenance(config.unlabeled_clips)
   wanted = ingest_output.provenance_for(config.unlabeled_videos, **settings)
   if made is not None and made.fingerprint == wanted.fingerprint:
     print(f'[run] using unlabelled clips in {config.unlabeled_clips}')
     return
-  try:
-    result = ingest_output.ingest_into(config.unlabeled_videos, config.unlabeled_clips,
-                                       overwrite=config.overwrite, progress=progress,
-                                       **settings)
-  except ingest_output.NothingUsable as e:
-    print(e.summary.to_text())
-    raise DataError(f'--unlabeled-videos: {e}') from None
-  except (ingest_output.OutputError, FileNotFoundError) as e:
-    raise DataError(f'--unlabeled-videos: {e}') from None
-  print(result.to_text())
+  _ingest(config.unlabeled_videos, config.unlabeled_clips, config.overwrite, progress,
+          '--unlabeled-videos: ', **settings)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
