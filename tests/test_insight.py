@@ -42,7 +42,7 @@ def test_report_command_for_a_past_run(trained_run, tmp_path, capsys):
 def test_curves_come_from_the_trainer_logs(trained_run):
   config, _ = trained_run
   runs = [os.path.join(r, d) for r, ds, _ in os.walk(config.pipeline_root)
-          if r.endswith(os.path.join('Trainer', 'model_run')) for d in ds]
+          if r.endswith(os.path.join('Trainer', 'model_run')) for d in ds if d != 'resume']
   curves = report.read_curves(runs[0])
   epochs = config.train_steps // config.steps_per_epoch
   assert len(curves['train']['loss']) == epochs == len(curves['validation']['accuracy'])
