@@ -212,8 +212,9 @@ def staged(output_dir: str, provenance: Provenance) -> Iterator[str]:
     json.dump({'pid': os.getpid(), 'host': socket.gethostname()}, f)
   try:
     yield staging
-    os.remove(os.path.join(staging, STAGING_MARKER))
-    files = written_files(staging)
+    # The staging marker stays until the swap: a staging folder killed before it is still
+    # recognised (and removed) as ours by the next ingest.
+    files = [f for f in written_files(staging) if f != STAGING_MARKER]
     with open(os.path.join(staging, MARKER), 'w') as f:
       json.dump(provenance.to_json(files), f, indent=1, ensure_ascii=False)
     previous = None
@@ -225,6 +226,7 @@ def staged(output_dir: str, provenance: Provenance) -> Iterator[str]:
         os.rename(previous, target)
         raise OutputError(f'{output_dir}: {os.path.join(output_dir, late[0])} appeared while '
                           'ingest ran; nothing was changed: move it out and ingest again')
+    os.remove(os.path.join(staging, STAGING_MARKER))
     os.rename(staging, target)
     if previous:
       shutil.rmtree(previous)
