@@ -70,7 +70,7 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
       data_accessor=types.SimpleNamespace(tf_dataset_factory=dataset_factory),
       train_steps=custom.get('train_steps', 4), eval_steps=1,
       model_run_dir=os.environ.get('HARNESS_MODEL_RUN') or os.path.join(out, f'model_run_{task}'),
-      serving_model_dir=os.path.join(out, f'serving_{task}')))
+      serving_model_dir=os.path.join(out, f'serving_{task}'), base_model=None))
   print('DONE', task)
 
 

@@ -120,7 +120,7 @@ def test_run_fn_fine_tunes_from_a_hugging_face_directory(tmp_path, monkeypatch):
       transform_output='unused', train_files=['unused'], eval_files=['unused'],
       data_accessor=types.SimpleNamespace(tf_dataset_factory=dataset_factory),
       train_steps=2, eval_steps=1, model_run_dir=str(tmp_path / 'run'),
-      serving_model_dir=serving))
+      serving_model_dir=serving, base_model=None))
   with open(os.path.join(serving, export.CLIP_CONFIG_FILE)) as f:
     clip = json.load(f)
   assert clip['init_checkpoint'].endswith('videomae') and clip['hf_family'] == 'videomae'

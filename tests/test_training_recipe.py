@@ -190,10 +190,16 @@ def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_pat
     if kill == '1':
       assert runs[-1].returncode == -9, runs[-1].stderr[-2000:]
       assert run_guard._remove_outputs(str(tmp_path / 'root'), 'Trainer', execution)  # pylint: disable=protected-access
+      stale = tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume' / 'other-settings'
+      stale.mkdir()  # a killed job of other settings: kept, and said
+      (stale / 'ckpt-2.index').write_text('x')
   assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
   assert 'Trainer: resumed from step 2 of 4' in runs[-1].stdout
   assert 'ITERATIONS 4' in runs[-1].stdout  # 2 restored + 2 trained, not 4 from scratch
-  assert not os.listdir(tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume')  # done: removed
+  resume = tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume'
+  assert os.listdir(resume) == ['other-settings']  # its own folder removed once exported
+  assert (f'Trainer: 1 checkpoint folder(s) of killed jobs with other inputs or settings kept '
+          f'for a resume in {resume}') in runs[-1].stdout
 
 
 def test_stochastic_depth_masks_differ_between_layers():

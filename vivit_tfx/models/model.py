@@ -141,3 +141,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                   model.init_source)
     if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
       tf.io.gfile.rmtree(checkpoints)
+    others = tf.io.gfile.glob(os.path.join(os.path.dirname(checkpoints), '*'))
+    if others:  # killed jobs of other inputs or settings: kept for their resume, but said
+      print(f'Trainer: {len(others)} checkpoint folder(s) of killed jobs with other inputs or '
+            f'settings kept for a resume in {os.path.dirname(checkpoints)} (remove them when '
+            'those runs are not to be resumed)', flush=True)
