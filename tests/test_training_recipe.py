@@ -123,7 +123,11 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k):
     keras.utils.set_random_seed(1)
     config = TINY.replace(accumulation_steps=k, clipnorm=0.05, learning_rate=0.1,
                           weight_decay=0.0)
-    with tf.distribute.MirroredStrategy(devices).scope():
+    # Reduced on one device: no collective instance keys to clash with the in-process
+    # pipeline run's strategy over the same two devices.
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
       model = build_vivit(config)
       for v in model.trainable_variables:
         v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
