@@ -59,8 +59,25 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   assert probabilities.shape == (3, 1)
   assert np.all((probabilities >= 0) & (probabilities <= 1))
   assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
-  # The Keras model (attention maps) rebuilds from the SavedModel's own variables.
-  # serving_default = the mean over K views of the Keras model on each view's clip.
+  _assert_serving_is_the_mean_of_the_views(pushed, records)
+
+
+def test_a_trained_model_serves_the_mean_of_its_views(trained_run):
+  """The same check on a model that has learned its data (blessed, test accuracy ≥ 0.8): its
+  scores spread over the clips, so a serving graph that scored other frames would show."""
+  config, summary = trained_run
+  files = glob.glob(os.path.join(config.clips_dir, 'test', '*.tfrecord'))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(files).take(8)]
+  per_view = _assert_serving_is_the_mean_of_the_views(summary.pushed_model, records)
+  assert np.ptp(per_view) > 0.5  # confident both ways, not one score for every clip
+
+
+def _assert_serving_is_the_mean_of_the_views(pushed: str, records) -> np.ndarray:
+  """serving_default = the mean over K views of the Keras model (rebuilt from the
+  SavedModel's own variables) on each view's clip; returns the views' scores [B, K]."""
+  model = tf.saved_model.load(pushed)
+  probabilities = model.signatures['serving_default'](examples=tf.constant(records))[
+      'probabilities'].numpy()
   clip = predict.clip_config_of(pushed)
   frames = tf.io.parse_example(records, {features.FRAMES: tf.io.FixedLenFeature(
       [clip.stored_frames], tf.string)})[features.FRAMES]  # [B, N]
@@ -68,8 +85,10 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   view_examples = [_with_frames(records[i // clip.num_views], v) for i, v in enumerate(views)]
   clips = model.signatures['transform_features'](examples=tf.constant(view_examples))[
       features.CLIP_XF]  # [B*K, T, H, W, 3]: each view record's central clip is the view
-  per_view = tf.sigmoid(export.load_keras_model(pushed)(clips)).numpy().reshape(3, -1)
+  per_view = tf.sigmoid(export.load_keras_model(pushed)(clips)).numpy().reshape(
+      len(records), -1)
   np.testing.assert_allclose(per_view.mean(axis=1, keepdims=True), probabilities, atol=1e-5)
+  return per_view
 
 
 def _with_frames(record: bytes, frames) -> bytes:
