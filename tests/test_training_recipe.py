@@ -156,6 +156,8 @@ def test_training_checkpoint_round_trip_on_ram_filesystem():
 
 
 def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
+  # Both Trainers (fine-tuning, pre-training) budget their steps so.
+  assert training.step_budget(1000, 300) == (1000, 300) and training.step_budget(2, 3) == (2, 2)
   assert training.epoch_plan(0, 1000, 300) == [300, 300, 300, 100]  # 1000, not 900
   assert training.epoch_plan(450, 1000, 300) == [150, 300, 100]  # resumed mid-epoch
   x, y = data()

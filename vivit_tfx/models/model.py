@@ -117,8 +117,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                    num_frames=config.num_frames)
   evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                         batch_size, config.n_classes, training_mode=False).repeat()
-  total_steps = max(1, fn_args.train_steps)  # exactly; the last epoch may be shorter
-  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), total_steps))
+  total_steps, steps_per_epoch = training.step_budget(fn_args.train_steps,
+                                                      int(custom.get('steps_per_epoch', 100)))
   with strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.

@@ -3,7 +3,6 @@ split's clips (labels ignored) plus the ingested unlabelled footage; writes the 
 fine-tuning Trainer starts from (its `base_model`)."""
 from __future__ import annotations
 
-import os
 
 import keras
 import numpy as np
@@ -64,8 +63,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   evaluation = model.input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                               config.batch_size, vivit.n_classes,
                               training_mode=False).map(clips_only)
-  steps_per_epoch = max(1, min(int(custom.get('steps_per_epoch', 100)), fn_args.train_steps))
-  total_steps = max(1, fn_args.train_steps // steps_per_epoch) * steps_per_epoch
+  total_steps, steps_per_epoch = training.step_budget(fn_args.train_steps,
+                                                      int(custom.get('steps_per_epoch', 100)))
   pretrainer = videomae_pretrain.build_pretrainer(vivit, config)
   if config.checkpoint:
     videomae_pretrain.load_hf_pretraining(pretrainer, config.checkpoint)
@@ -73,8 +72,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          weight_decay=config.weight_decay, accumulation_steps=1)
   pretrainer.compile(optimizer=training.optimizer(recipe, pretrainer, total_steps),
                      jit_compile=bool(vivit.jit_compile))
-  checkpoint = training.TrainingCheckpoint(
-      pretrainer, os.path.join(fn_args.model_run_dir, 'checkpoints'), steps_per_epoch)
+  checkpoints = model.resume_dir(fn_args)  # kept by a killed run's clean-up, as the Trainer's
+  checkpoint = training.TrainingCheckpoint(pretrainer, checkpoints, steps_per_epoch)
   history = LossHistory()
   training.fit_resumable(pretrainer, train, steps_per_epoch, total_steps, checkpoint,
                          validation_data=evaluation, validation_steps=fn_args.eval_steps,
@@ -84,3 +83,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   shown = pretrainer.reconstruct(clips, pretrainer.random_mask(clips.shape[0]))
   videomae_pretrain.save(pretrainer, fn_args.serving_model_dir,
                          {'step': history.steps, 'loss': history.losses}, shown)
+  if tf.io.gfile.exists(checkpoints):  # pre-trained and saved: nothing left to resume
+    tf.io.gfile.rmtree(checkpoints)

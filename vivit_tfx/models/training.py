@@ -267,6 +267,13 @@ class TrainingCheckpoint(keras.callbacks.Callback):
       tf.io.gfile.rmtree(self.directory)
 
 
+def step_budget(train_steps: int, steps_per_epoch: int) -> Tuple[int, int]:
+  """(total_steps, steps_per_epoch) of a Trainer: exactly --train-steps updates, epochs of
+  --steps-per-epoch (no longer than the run; the last epoch may be shorter, `epoch_plan`)."""
+  total_steps = max(1, train_steps)
+  return total_steps, max(1, min(steps_per_epoch, total_steps))
+
+
 def epoch_plan(done: int, total_steps: int, steps_per_epoch: int) -> List[int]:
   """Steps of each epoch still to run after `done` of `total_steps`: up to the next epoch
   boundary first, then whole epochs, then the remainder (so exactly `total_steps` run)."""
