@@ -16,7 +16,7 @@ try:
 except RuntimeError:  # TensorFlow already started (a plugin imported and used it)
   pass
 
-from vivit_tfx.components import ingest, synthetic
+from vivit_tfx.data import ingest, synthetic
 from vivit_tfx.pipeline import configs
 
 # Tiny everything: CPU-only CI on 2 cores.

@@ -11,7 +11,7 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
 from vivit_tfx.audit import metadata
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 from vivit_tfx.pipeline import local_runner
 
 from tests.conftest import tiny_config

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.components import ingest, sampling, video_reader
-from vivit_tfx.components.video_reader import VideoInfo
+from vivit_tfx.data import ingest, sampling, video_reader
+from vivit_tfx.data.video_reader import VideoInfo
 from vivit_tfx.inference import predict
-from vivit_tfx.models import clip_views, features
+from vivit_tfx.models import clip_views
+from vivit_tfx.data import features
 
 
 def _slots(n, stored):

@@ -7,7 +7,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from vivit_tfx.bench.export_size import DecodeOnlyTransform, directory_bytes
-from vivit_tfx.models import export, features, training
+from vivit_tfx.models import export, training
+from vivit_tfx.data import features
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.components import ingest, synthetic
+from vivit_tfx.data import ingest, synthetic
 from vivit_tfx.pipeline import local_runner
 from vivit_tfx.audit import metadata
 from tests.conftest import TINY_CLIP, tiny_config
@@ -102,7 +102,7 @@ def test_interrupted_training_then_rerun(clips_dir, tmp_path, monkeypatch):
 def _brightness_clips(out: str, flip_train: bool = False) -> str:
   """Clip records whose label is plain brightness (a signal any model learns in a few steps):
   24 train, 8 eval, 8 test. With `flip_train`, train/eval labels are inverted; test is true."""
-  from vivit_tfx.components import clip_example, video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   for split, n in (('train', 24), ('eval', 8), ('test', 8)):
     os.makedirs(os.path.join(out, split))

@@ -12,7 +12,8 @@ from tfx import v1 as tfx
 from vivit_tfx import schemas
 from vivit_tfx.audit import metadata
 from vivit_tfx.components.schema_import import ImportSchemaGen
-from vivit_tfx.pipeline import configs, fingerprint
+from vivit_tfx.pipeline import configs
+from vivit_tfx.components import fingerprint
 from vivit_tfx.pipeline import pipeline as pipeline_lib
 
 
@@ -35,22 +36,22 @@ def test_module_closure_follows_imports():
   root = fingerprint.package_root()
   rel = lambda files: {os.path.relpath(f, root) for f in files}
   trainer = rel(fingerprint.module_files(['vivit_tfx.models.model']))
-  assert {'models/model.py', 'models/vivit.py', 'models/export.py', 'models/features.py',
+  assert {'models/model.py', 'models/vivit.py', 'models/export.py', 'data/features.py',
           'models/__init__.py', '__init__.py'} <= trainer
   assert not {'cli.py', 'audit/lineage.py'} & trainer
   example_gen = rel(fingerprint.module_files(
       ['vivit_tfx.components.video_example_gen.component']))
-  assert {'components/video_example_gen/executor.py', 'components/ingest.py',
-          'components/video_reader.py', 'components/clip_example.py'} <= example_gen
+  assert {'components/video_example_gen/executor.py', 'data/ingest.py',
+          'data/video_reader.py', 'data/clip_example.py'} <= example_gen
 
 
 @pytest.mark.parametrize('relpath,changed', [
-    ('components/video_reader.py', {'VideoExampleGen'}),
+    ('data/video_reader.py', {'VideoExampleGen'}),
     ('components/validation_gate.py', {'ValidationGate'}),
     ('components/clip_transform.py', {'Transform'}),
     ('models/preprocessing.py', {'Transform'}),
     ('models/vivit.py', {'Trainer', 'PretrainTrainer'}),  # the pre-trained encoder's code
-    ('models/features.py', {'VideoExampleGen', 'Transform', 'Trainer', 'PretrainTrainer'}),
+    ('data/features.py', {'VideoExampleGen', 'Transform', 'Trainer', 'PretrainTrainer'}),
     ('audit/lineage.py', set()),
 ])
 def test_an_edit_changes_the_keys_of_the_components_that_load_it(package_copy, relpath,

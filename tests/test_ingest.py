@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.components import clip_example, ingest, sampling, synthetic
-from vivit_tfx.models import features
+from vivit_tfx.data import clip_example, ingest, sampling, synthetic
+from vivit_tfx.data import features
 from vivit_tfx import cli
 from tests.conftest import TINY_CLIP
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vivit_tfx.components import synthetic, video_reader
+from vivit_tfx.data import synthetic, video_reader
 from vivit_tfx import cli
 
 from vivit_tfx.inference import explain, predict, timeline

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from vivit_tfx import cli
-from vivit_tfx.components import ingest, layouts
-from vivit_tfx.models import features
+from vivit_tfx.data import ingest, layouts
+from vivit_tfx.data import features
 from tests.conftest import TINY_CLIP
 
 

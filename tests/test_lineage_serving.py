@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 from vivit_tfx.models.export import WARMUP_FILE
 from vivit_tfx import cli
 
@@ -156,7 +156,7 @@ def test_serving_checks_its_input(first_run):
 def test_client_frames_of_another_size_score_as_ingested(first_run, video_root):
   """Issue 12: the same video through ingest and through a client that encodes its own
   frames at another size (the source's, JPEG quality 95) gives the same probability."""
-  from vivit_tfx.components import clip_example, video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
   config, _ = first_run
   model_dir = _pushed(config)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']

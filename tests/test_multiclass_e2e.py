@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from vivit_tfx import cli
 from vivit_tfx.audit import tfma_results
-from vivit_tfx.components import ingest
+from vivit_tfx.data import ingest
 from vivit_tfx.inference import predict
 from vivit_tfx.pipeline import local_runner
 from tests.conftest import TINY_CLIP, tiny_config

@@ -14,7 +14,8 @@ from vivit_tfx.pipeline import configs, local_runner
 
 from vivit_tfx.audit import lineage, metadata
 from vivit_tfx.inference import predict
-from vivit_tfx.models import clip_views, export, features
+from vivit_tfx.models import clip_views, export
+from vivit_tfx.data import features
 from vivit_tfx.pipeline import baseline
 from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, eval_config
 from tests.conftest import has_lineage_path, tiny_config

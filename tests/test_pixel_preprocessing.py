@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.components.clip_example import encode_jpeg
-from vivit_tfx.models import features, pixel_preprocessing, preprocessing
+from vivit_tfx.data.clip_example import encode_jpeg
+from vivit_tfx.data import features
+from vivit_tfx.models import pixel_preprocessing, preprocessing
 from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.data.frames import resize_and_crop, resize_and_crop_array, resized_shape
 
 # The hub files (hf-checkpoints.md §3), as written there.
 VIVIT_HUB = {'image_processor_type': 'ViViTImageProcessor', 'do_resize': True,
@@ -41,7 +43,7 @@ def test_processor_files_give_the_hub_ranges():
 def test_resize_and_crop_keeps_aspect_and_centre():
   frame = np.zeros((100, 200, 3), np.uint8)
   frame[:, 90:110] = 255  # a vertical bar in the centre
-  out = pixel_preprocessing.resize_and_crop_array(frame, (50, 50))
+  out = resize_and_crop_array(frame, (50, 50))
   assert out.shape == (50, 50, 3)
   # Aspect kept: the bar stays 10 px wide (scale 0.5) and centred; no horizontal squash.
   bright = np.where(out[25, :, 0] > 127)[0]
@@ -52,10 +54,10 @@ def test_shortest_edge_follows_transformers_rule_then_crops_the_centre():
   # 68 x 160, shortest edge 32: transformers resizes to 32 x int(32 * 160 / 68) = 32 x 75,
   # then crops columns int((75 - 32) / 2) = 21 .. 52. A ramp along x shows where the crop is.
   ramp = np.tile(np.linspace(0, 255, 160).astype(np.uint8)[None, :, None], (68, 1, 3))
-  new_h, new_w = pixel_preprocessing.resized_shape(68, 160, (32, 32), shortest_edge=32)
+  new_h, new_w = resized_shape(68, 160, (32, 32), shortest_edge=32)
   assert (int(new_h), int(new_w)) == (32, 75)
-  out = pixel_preprocessing.resize_and_crop(ramp, (32, 32), shortest_edge=32).numpy()
-  full = pixel_preprocessing.resize_and_crop(ramp, (), resize_to=(32, 75)).numpy()
+  out = resize_and_crop(ramp, (32, 32), shortest_edge=32).numpy()
+  full = resize_and_crop(ramp, (), resize_to=(32, 75)).numpy()
   np.testing.assert_array_equal(out, full[:, 21:53])
   assert np.all(out == np.round(out))  # resized frames are uint8 levels, as transformers'
 

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from vivit_tfx.components import ingest, remote_files
+from vivit_tfx.data import ingest, remote_files
 from vivit_tfx.components.video_example_gen import executor
 from vivit_tfx.inference import predict
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 from vivit_tfx.models.export import CLIP_CONFIG_FILE
 
 

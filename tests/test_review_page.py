@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from vivit_tfx.components import synthetic
+from vivit_tfx.data import synthetic
 from vivit_tfx.inference import server
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 from tests.test_serve import free_port
 
 pytestmark = pytest.mark.e2e

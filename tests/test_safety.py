@@ -14,7 +14,7 @@ import time
 import pytest
 
 from vivit_tfx import cli
-from vivit_tfx.components import ingest, ingest_output
+from vivit_tfx.data import ingest, ingest_output
 from vivit_tfx.pipeline import configs, run_guard
 from tests.conftest import TINY_CLIP, cli_args, tiny_config
 

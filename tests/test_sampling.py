@@ -1,10 +1,10 @@
-"""The one sampling rule (`components.sampling`): the indices every user got before it was
+"""The one sampling rule (`data.sampling`): the indices every user got before it was
 shared (literals recorded from the separate functions it replaced) and the graph's agreement."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.components import sampling, video_reader
+from vivit_tfx.data import sampling, video_reader
 from vivit_tfx.inference import predict, timeline
 from vivit_tfx.models import clip_views
 

@@ -6,8 +6,8 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
 from vivit_tfx import schemas
-from vivit_tfx.components import ingest
-from vivit_tfx.models import features
+from vivit_tfx.data import ingest
+from vivit_tfx.data import features
 
 
 def test_ingested_clips_have_no_anomalies(clips_dir):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.components import clip_example, video_reader
+from vivit_tfx.data import clip_example, video_reader
 from vivit_tfx.models import export
 
 

@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from vivit_tfx.components import sampling, synthetic, video_reader
-from vivit_tfx.models import pixel_preprocessing
+from vivit_tfx.data import sampling, synthetic, video_reader
+from vivit_tfx.data.frames import resize_and_crop_array
 
 
 def test_plan_is_deterministic_balanced_and_varied():
@@ -66,7 +66,7 @@ def test_hard_set_defeats_single_frames_and_motion_energy():
     middle = spec.num_frames // 2
     spread = sampling.uniform_indices(spec.num_frames, 8)
     frames = synthetic.render(spec, spread + list(range(middle - 4, middle + 4)))
-    frames = pixel_preprocessing.resize_and_crop_array(frames, (32, 32))
+    frames = resize_and_crop_array(frames, (32, 32))
     pixel.append(synthetic.pixel_statistics(frames[0]))
     motion.append([synthetic.motion_energy(frames[:8]), synthetic.motion_energy(frames[8:])])
   labels = [s.label for s in specs]

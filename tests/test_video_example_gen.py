@@ -7,9 +7,9 @@ import shutil
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from vivit_tfx.components import ingest, synthetic
+from vivit_tfx.data import ingest, synthetic
 from vivit_tfx.components.video_example_gen import executor
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 
 
 def test_executor_reads_videos_into_the_splits_of_ingest(video_root, clips_dir, tmp_path):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from vivit_tfx.components import sampling, synthetic, video_reader
-from vivit_tfx.models import pixel_preprocessing
+from vivit_tfx.data import sampling, synthetic, video_reader
+from vivit_tfx.data.frames import resize_and_crop_array
 
 
 @pytest.mark.parametrize('n,t,expected', [
@@ -53,7 +53,7 @@ def test_read_clip_seeks_accurately_in_long_videos(tmp_path, container):
   np.testing.assert_array_equal(clip.frames, np.stack([sequential[i] for i in clip.indices]))
   # ... and from OpenCV (which converts to RGB before resizing: ≤ 2 levels apart).
   every = video_reader.read_all_frames(path)
-  expected = pixel_preprocessing.resize_and_crop_array(every[clip.indices], (16, 16))
+  expected = resize_and_crop_array(every[clip.indices], (16, 16))
   np.testing.assert_allclose(clip.frames.astype(int), expected.astype(int), atol=2)
 
 
@@ -99,7 +99,7 @@ def _assert_reference_frames(clip, reference: np.ndarray, size) -> None:
   (≥ 7 levels from the neighbours) and within the two RGB conversions' rounding of it."""
   for frame, i in zip(clip.frames.astype(int), clip.indices):
     near = range(max(0, i - 2), min(len(reference), i + 3))
-    error = {j: np.abs(frame - pixel_preprocessing.resize_and_crop_array(reference[j], size)).mean()
+    error = {j: np.abs(frame - resize_and_crop_array(reference[j], size)).mean()
              for j in near}
     assert min(error, key=error.get) == i and error[i] < 4, (i, error)
 

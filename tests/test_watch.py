@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vivit_tfx.bench.mjpeg_stream import MjpegStream
-from vivit_tfx.components import sampling, synthetic
+from vivit_tfx.data import sampling, synthetic
 from vivit_tfx.inference import predict, watch
 
 

@@ -38,7 +38,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_make_synthetic(args) -> int:
-  from vivit_tfx.components import synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   target = args.long or args.output
   if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
     raise UserError(f'{target}: already exists{" and is not empty" if os.path.isdir(target) else ""}'
@@ -60,7 +60,7 @@ def _cmd_make_synthetic(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
-  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest, ingest_output  # pylint: disable=g-import-not-at-top
   unlabeled = args.layout == 'unlabeled'  # pre-training footage: all to train, no splits
   errors = configs.option_errors({k: v for k, v in vars(args).items()
                                   if not (unlabeled and k in ('train', 'eval', 'test'))})
@@ -254,7 +254,7 @@ def _accounted(inputs: List[str], skipped: List[str]) -> int:
 def _refuse_non_videos(paths: List[str]) -> Tuple[List[str], List[str]]:
   """(the paths that look like video files, the others); each other one gets one line on
   stderr."""
-  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   kept, refused = [], []
   for path in paths:
     if not os.path.isfile(path):
@@ -421,7 +421,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_watch(args) -> int:
-  from vivit_tfx.components import video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import rest, watch  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--segment-s', type=float, default=4.0)
   p.set_defaults(func=_cmd_make_synthetic)
 
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')

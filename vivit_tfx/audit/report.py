@@ -11,14 +11,20 @@ import html
 import io
 import json
 import os
-from typing import Dict, List, Optional
-
-from vivit_tfx.pipeline import configs
-
-
+from typing import Dict, List, Optional, Protocol
 
 from vivit_tfx import outputs
 from vivit_tfx.audit import metadata, tfma_results
+from vivit_tfx.data import clip_config
+
+
+class RunSettings(Protocol):
+  """What the report reads of a run's settings (a `pipeline.configs.PipelineConfig` has it)."""
+  pipeline_name: str
+  output_root: str
+  metadata_path: str
+  min_test_examples_per_class: int
+  overwrite: bool
 
 
 def _plt():
@@ -164,7 +170,7 @@ def plot_calibration(points, path: str) -> Optional[str]:
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import remote_files  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import remote_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(input_base or '', 'manifest.jsonl')
   try:
     if not input_base or not remote_files.exists(path):
@@ -183,7 +189,7 @@ def data_summary(input_base: str) -> Optional[dict]:
   if remote_files.exists(summary_path):  # read like the manifest above (any URI)
     classes = remote_files.read_json(summary_path).get('classes')
   if not classes:
-    from vivit_tfx.models.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
     classes = list(CLASS_NAMES)  # clips ingested before class lists were recorded
   return {'counts': counts, 'durations': durations, 'classes': classes,
           'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
@@ -208,14 +214,13 @@ def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
 def model_classes(trainer) -> List[str]:
   """Class names in label order from the trained model's clip config (RLVS's if absent)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   model = next(iter(trainer.outputs.get('model', [])), None) if trainer else None
   try:
     if model:
-      return list(predict.clip_config_of(os.path.join(model.uri, 'Format-Serving')).class_names)
-  except (predict.NoModelError, tf.errors.OpError):  # not ours, or a bucket out of reach
+      return list(clip_config.clip_config_of(os.path.join(model.uri, 'Format-Serving')).class_names)
+  except (clip_config.NoModelError, tf.errors.OpError):  # not ours, or a bucket out of reach
     pass
-  return list(predict.CLASS_NAMES)
+  return list(clip_config.CLASS_NAMES)
 
 
 def _table(header: List[str], rows: List[List[object]]) -> str:
@@ -229,7 +234,7 @@ FILES = ('index.html', 'durations.png', 'curves.png', 'confusion.png', 'calibrat
          'pretrain_loss.png', 'reconstructions.png')
 
 
-def build(config: configs.PipelineConfig, run_id: Optional[str] = None,
+def build(config: RunSettings, run_id: Optional[str] = None,
           out_dir: Optional[str] = None, store=None) -> str:
   """Writes <output_root>/reports/<run id>/index.html (+ PNGs); returns the HTML path.
 

@@ -5,7 +5,7 @@ import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 
 
 def load(evaluation_uri: str):

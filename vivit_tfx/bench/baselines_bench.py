@@ -1,7 +1,7 @@
 """Non-transformer baselines on an ingest output's own splits: what the benchmark allows.
 
 Trains on `train`, scores `eval` and `test` at video level (K evaluation views averaged, the
-clips of `components.sampling`: a random clip per visit in training) and prints accuracy, AUC and
+clips of `data.sampling`: a random clip per visit in training) and prints accuracy, AUC and
 train time per model and seed:
   c3d        a small 3D CNN (3 blocks of 3x3x3 convolutions);
   r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from vivit_tfx.components import sampling
+from vivit_tfx.data import sampling
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
 CHOICES = MODELS + ('vivit',)
@@ -40,8 +40,8 @@ class Videos:
 def load_split(clips_dir: str, split: str) -> Videos:
   """Decodes every record of `<clips_dir>/<split>/*.tfrecord`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import features  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import clip_example  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(os.path.join(clips_dir, split, '*.tfrecord')))
   if not files:
     raise FileNotFoundError(f'{clips_dir}: no {split}/*.tfrecord (not an ingest output?)')
@@ -55,7 +55,7 @@ def load_split(clips_dir: str, split: str) -> Videos:
 
 def clip_length(clips_dir: str) -> int:
   """T of the ingest output (its marker's clip settings; 8 when absent)."""
-  from vivit_tfx.components import ingest_output  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest_output  # pylint: disable=g-import-not-at-top
   made = ingest_output.read_provenance(clips_dir)
   return int(made.settings['clip']['num_frames']) if made else 8
 

@@ -14,7 +14,9 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from vivit_tfx.models import features, preprocessing
+from vivit_tfx.data import features
+
+from vivit_tfx.models import preprocessing
 from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
 
 

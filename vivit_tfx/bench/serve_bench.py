@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--requests', type=int, default=100, help='per batch size')
   parser.add_argument('--clients', type=int, default=1, help='concurrent client threads')
   args = parser.parse_args(argv)
-  from vivit_tfx.components import synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import predict, rest, server  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     video = os.path.join(tmp, 'clip.mp4')

@@ -125,7 +125,8 @@ def train_throughput(config, steps: int, warmup: int, objective: str = 'finetune
 def input_throughput(config, batches: int = 4) -> float:
   """Clips/s of decode + resize + normalise + augment on synthetic JPEG clip records."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import augment, export, features, preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import augment, export, preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   records = export.synthetic_examples(config.num_frames, config.image_size,
                                       count=config.batch_size)
   spec = {features.FRAMES: tf.io.FixedLenFeature([config.num_frames], tf.string)}

@@ -27,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   if args.cores and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
   # video_reader first: it quiets FFmpeg before OpenCV loads.
-  from vivit_tfx.components import synthetic, video_reader  # pylint: disable=g-import-not-at-top,unused-import
+  from vivit_tfx.data import synthetic, video_reader  # pylint: disable=g-import-not-at-top,unused-import
   from vivit_tfx.bench.mjpeg_stream import MjpegStream  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import predict, watch  # pylint: disable=g-import-not-at-top
   model_dir = args.model_dir or predict.newest_version('output/serving', 'vivit_violence')

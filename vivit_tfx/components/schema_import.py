@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_component
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from vivit_tfx.pipeline import fingerprint
+from vivit_tfx.components import fingerprint
 
 
 class ImportSchemaGenSpec(standard_component_specs.ImportSchemaGenSpec):

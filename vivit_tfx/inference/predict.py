@@ -11,13 +11,9 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vivit_tfx.components import ingest, remote_files, sampling
-# Only for models exported before class names were recorded (the RLVS layout's classes).
-from vivit_tfx.models.features import CLASS_NAMES
-
-
-class NoModelError(ValueError):
-  pass
+from vivit_tfx.data import ingest, remote_files, sampling
+from vivit_tfx.data.clip_config import (CLASS_NAMES, ModelClipConfig, NoModelError,  # pylint: disable=unused-import
+                                        class_probabilities, clip_config_of, predicted_label)
 
 
 def newest_version(serving_dir: str, model_name: str) -> str:
@@ -30,53 +26,6 @@ def newest_version(serving_dir: str, model_name: str) -> str:
     raise NoModelError(f'no pushed model under {base} (run `vivit-tfx run` first, or pass '
                        '--model-dir)')
   return os.path.join(base, str(versions[0]))
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelClipConfig(ingest.ClipConfig):
-  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults: the
-  ingestion ClipConfig (T, frame size, sampling rule) plus the classes and the views."""
-  class_names: Tuple[str, ...] = CLASS_NAMES  # label order
-  positive_class: str = ''  # binary sets: class_names[1]
-  num_views: int = 1  # K clips per video averaged by serving_default
-  sample_fps: float = 0.0  # a model whose clip config names no rate takes T over the video
-
-  @property
-  def positive_index(self) -> Optional[int]:
-    """Label of the positive class: the named one, else label 1 of a binary set."""
-    if self.positive_class in self.class_names:
-      return self.class_names.index(self.positive_class)
-    return 1 if len(self.class_names) == 2 else None
-
-  def positive_score(self, probabilities: Sequence[float]) -> float:
-    """P(positive class) from a serving output row ([1] binary, [K] multi-class); for a
-    multi-class set without a positive class, 1 − P(first class). The one positive-class
-    score of predict, the timeline, watch and the review page."""
-    probs = class_probabilities(probabilities)
-    index = self.positive_index if len(probabilities) > 1 else 1
-    return probs[index] if index is not None else 1.0 - probs[0]
-
-
-def class_probabilities(row: Sequence[float]) -> List[float]:
-  """A serving output row → P(label i) for every label ([1]: a binary model's P(label 1))."""
-  return [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
-
-
-def predicted_label(row: Sequence[float]) -> int:
-  """The most probable label of a serving output row (the first one on a tie)."""
-  probs = class_probabilities(row)
-  return max(range(len(probs)), key=lambda i: probs[i])
-
-
-def clip_config_of(model_dir: str) -> ModelClipConfig:
-  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
-  path = os.path.join(model_dir, CLIP_CONFIG_FILE)
-  if not remote_files.exists(path):
-    raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
-  clip = remote_files.read_json(path)
-  names = {f.name for f in dataclasses.fields(ModelClipConfig)}
-  return ModelClipConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in clip.items() if k in names and v not in (None, '')})
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ import threading
 import uuid
 from typing import Any, Dict, List, Optional
 
-from vivit_tfx.components import video_reader
+from vivit_tfx.data import video_reader
 
 _JOB_ID = re.compile(r'^[0-9a-f]{12}$')
 RESULT_FILE = 'result.json'

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from vivit_tfx import outputs
-from vivit_tfx.components import clip_example, sampling, video_reader
+from vivit_tfx.data import clip_example, sampling, video_reader
 
 
 @dataclasses.dataclass

@@ -27,7 +27,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from vivit_tfx.components import sampling, video_reader
+from vivit_tfx.data import sampling, video_reader
+from vivit_tfx.data.frames import resize_and_crop_array
 
 import cv2  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
@@ -414,7 +415,7 @@ class Scorer:
     self(Window(blank, 0.0, 0.0, 0.0, 0.0, blank[0]))  # warm up before the first real window
 
   def __call__(self, w: Window) -> float:
-    from vivit_tfx.components import clip_example  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data import clip_example  # pylint: disable=g-import-not-at-top
     t, h, wd = w.frames.shape[:3]
     info = video_reader.VideoInfo(num_frames=t, fps=0.0, width=wd, height=h)
     example = clip_example.clip_to_example(video_reader.Clip(w.frames, info, list(range(t))), 0,
@@ -429,7 +430,6 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
   check_source(config.source)
-  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
@@ -474,7 +474,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
       if not sampler.keep(t):
         continue
       rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      ring.append((pixel_preprocessing.resize_and_crop_array(rgb, size), t))
+      ring.append((resize_and_crop_array(rgb, size), t))
       new_frames += 1
       if len(ring) == num_frames and new_frames >= stride:
         new_frames = 0

@@ -1,6 +1,6 @@
 """The temporal sampling rule, in the graph: which T of a record's stored frames form a clip.
 
-The rule is `components.sampling`'s (ingestion stores a video's n frames at `sample_fps`, then
+The rule is `data.sampling`'s (ingestion stores a video's n frames at `sample_fps`, then
 empty strings, N slots in all); this module applies it to batches of records and is tested to
 agree with it:
   training         one clip at a uniformly random position and speed, drawn at every visit:
@@ -20,7 +20,7 @@ import math
 
 import tensorflow as tf
 
-from vivit_tfx.components.sampling import MAX_SPEED
+from vivit_tfx.data.sampling import MAX_SPEED
 
 
 def valid_counts(frames: tf.Tensor) -> tf.Tensor:

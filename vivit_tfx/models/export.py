@@ -17,14 +17,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import clip_views, features, pixel_preprocessing
+from vivit_tfx.data.frames import resize_and_crop
+from vivit_tfx.models import clip_views
+
+from vivit_tfx.data import features
+from vivit_tfx.data.clip_config import CLIP_CONFIG_FILE
 from vivit_tfx.models.vivit import ViViT, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 SERVING_OUTPUT = 'probabilities'
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
-# How clips must be sampled for this model (read by `vivit-tfx predict`).
-CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
 WARMUP_CLIPS = 4
 
 
@@ -36,7 +38,7 @@ def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> 
   """JPEG frames of any size → JPEG frames of `size` (H, W), as ingestion makes them.
 
   A frame of another size is resized, aspect-preserving, to cover `size` and centre-cropped
-  (`pixel_preprocessing.resize_and_crop`), then re-encoded at the ingestion JPEG quality;
+  (`data.frames.resize_and_crop`), then re-encoded at the ingestion JPEG quality;
   frames already of `size` pass untouched. jpegs: [N] string → [N] string.
   """
   out_h, out_w = int(size[0]), int(size[1])
@@ -45,7 +47,7 @@ def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> 
     shape = tf.image.extract_jpeg_shape(jpeg)  # [H, W, C] from the header, no decoding
 
     def resized():
-      image = pixel_preprocessing.resize_and_crop(tf.io.decode_jpeg(jpeg, channels=3),
+      image = resize_and_crop(tf.io.decode_jpeg(jpeg, channels=3),
                                                   (out_h, out_w))  # [h, w, 3] 0..255
       return tf.io.encode_jpeg(tf.cast(image, tf.uint8), quality=quality)
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Tuple
 
+# The project's own presets sample at the ingestion default.
+from vivit_tfx.data.clip_config import DEFAULT_SAMPLE_FPS
+
 FINETUNE_RECIPE: Dict[str, Any] = dict(
     batch_size=8, accumulation_steps=8, learning_rate=2.5e-4, layer_decay=0.75,
     stochastic_depth=0.1, weight_decay=0.05, label_smoothing=0.1, warmup_steps=600,
@@ -51,7 +54,6 @@ HUB_PRESETS = {p.name: p for p in (
               '8 frames, sampling rate 32 (TimeSformer divST_8x32_224) = 0.94 fps at 30 fps, '
               '224 px'),
 )}
-DEFAULT_SAMPLE_FPS = 8.0  # the project's own presets
 
 
 def sample_fps(preset_name: str) -> float:

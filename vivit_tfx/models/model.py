@@ -15,7 +15,8 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from vivit_tfx.models import (augment, clip_views, distribution, export, features, training,
+from vivit_tfx.data import features
+from vivit_tfx.models import (augment, clip_views, distribution, export, training,
                               videomae_pretrain)
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig

@@ -17,7 +17,9 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import clip_views, features
+from vivit_tfx.models import clip_views
+
+from vivit_tfx.data import features
 from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
 
 DEFAULT_IMAGE_SIZE = (64, 64)

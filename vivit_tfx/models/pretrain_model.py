@@ -11,7 +11,9 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from vivit_tfx.models import features, model, training, videomae_pretrain
+from vivit_tfx.data import features
+
+from vivit_tfx.models import model, training, videomae_pretrain
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 _RECONSTRUCTED_CLIPS = 3

@@ -236,13 +236,13 @@ class PipelineConfig:
 
   def clip_config(self):
     """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
-    from vivit_tfx.components.ingest import ClipConfig  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data.ingest import ClipConfig  # pylint: disable=g-import-not-at-top
     return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
                       sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
 
   def dataset_config(self):
     """The DatasetConfig that ingest and VideoExampleGen read the videos with."""
-    from vivit_tfx.components.layouts import DatasetConfig  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data.layouts import DatasetConfig  # pylint: disable=g-import-not-at-top
     return DatasetConfig(layout=self.layout, classes=split_names(self.classes),
                          positive_class=self.positive_class, group_regex=self.group_regex)
 
@@ -294,7 +294,7 @@ def _choices(name: str) -> Optional[Tuple[str, ...]]:
     from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
     return STRATEGIES
   if name == 'layout':
-    from vivit_tfx.components.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
     return LAYOUTS
   return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY}.get(name)
 

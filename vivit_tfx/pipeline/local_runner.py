@@ -81,7 +81,7 @@ def check_data(config: configs.PipelineConfig) -> DataPlan:
   the run stops with the command that re-ingests (`--overwrite` lets `run` do it itself, and
   only over an ingest output that holds nothing but ingest's files).
   """
-  from vivit_tfx.components import ingest_output, remote_files  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest_output, remote_files  # pylint: disable=g-import-not-at-top
   videos_dir = config.videos_dir
   default_videos = os.path.normpath(videos_dir) == os.path.normpath(configs.DEFAULT_VIDEOS_DIR)
   clips_made = ingest_output.read_provenance(config.clips_dir)
@@ -114,7 +114,7 @@ def check_data(config: configs.PipelineConfig) -> DataPlan:
 def prepare_data(config: configs.PipelineConfig, progress: bool = True) -> None:
   """Makes sure the clips the pipeline reads were made from `videos_dir` with this config
   (`check_data` says how), writing synthetic videos and ingesting as needed."""
-  from vivit_tfx.components import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest_output, synthetic  # pylint: disable=g-import-not-at-top
   plan = check_data(config)
   if plan.use_clips:
     made = ingest_output.read_provenance(config.clips_dir)
@@ -137,7 +137,7 @@ def _ingest(videos: str, clips: str, overwrite: bool, progress: bool, what: str,
             **settings) -> None:
   """Ingests `videos` into `clips` and prints the summary; a failure is a DataError whose
   line starts with `what` (the option that named the videos, or '')."""
-  from vivit_tfx.components import ingest_output  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest_output  # pylint: disable=g-import-not-at-top
   try:
     result = ingest_output.ingest_into(videos, clips, overwrite=overwrite, progress=progress,
                                        **settings)
@@ -152,7 +152,7 @@ def _ingest(videos: str, clips: str, overwrite: bool, progress: bool, what: str,
 def warn_splits(config: configs.PipelineConfig) -> List[str]:
   """Before training: one line per class whose ingested splits cannot meet this run's
   blessing minimums (printed, and returned)."""
-  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest, ingest_output  # pylint: disable=g-import-not-at-top
   try:
     with open(os.path.join(config.clips_dir, ingest.SUMMARY)) as f:
       summary = json.load(f)
@@ -172,7 +172,7 @@ def warn_splits(config: configs.PipelineConfig) -> List[str]:
 def prepare_unlabeled(config: configs.PipelineConfig, progress: bool = True) -> None:
   """Ingests --unlabeled-videos (any layout, labels ignored, all to the train split) into
   `config.unlabeled_clips`, unless the clips there were made from the same input and settings."""
-  from vivit_tfx.components import ingest, ingest_output  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest, ingest_output  # pylint: disable=g-import-not-at-top
   if not config.unlabeled_videos:
     return
   settings = dict(clip=config.clip_config(), dataset=ingest.DatasetConfig(layout='unlabeled'),

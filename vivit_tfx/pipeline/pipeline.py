@@ -14,8 +14,9 @@ from vivit_tfx.components.clip_transform import ClipTransform
 from vivit_tfx.components.schema_import import ImportSchemaGen
 from vivit_tfx.components.validation_gate import ValidationGate
 from vivit_tfx.components.video_example_gen import VideoExampleGen
-from vivit_tfx.models import features
-from vivit_tfx.pipeline import configs, fingerprint
+from vivit_tfx.data import features
+from vivit_tfx.pipeline import configs
+from vivit_tfx.components import fingerprint
 
 SPLITS = ('train', 'eval', 'test')
 
@@ -39,7 +40,7 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
 def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
   scan of the videos folder, else --classes, else the RLVS layout's two classes."""
-  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import layouts  # pylint: disable=g-import-not-at-top
   classes = _ingest_summary(config).get('classes')
   if classes:
     return tuple(classes)
@@ -94,7 +95,7 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
 
 def _videos_pattern(config: configs.PipelineConfig) -> str:
   """A glob (relative to videos_dir) matching the videos, for ExampleGen's input fingerprint."""
-  from vivit_tfx.components import layouts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import layouts  # pylint: disable=g-import-not-at-top
   if '://' in config.videos_dir or not os.path.exists(config.videos_dir):
     return '*/*'
   found = layouts.scan(config.videos_dir, config.dataset_config())
@@ -115,7 +116,7 @@ def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
 def _ingest_summary(config: configs.PipelineConfig) -> dict:
   """The ingested clips' summary.json (tfrecords mode), or {} when there is none to read."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   path = os.path.join(config.clips_dir, ingest.SUMMARY)
   try:
     if config.input_mode == 'tfrecords' and tf.io.gfile.exists(path):
@@ -143,7 +144,7 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
   the footage); {} when none are given."""
   import hashlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   root = config.unlabeled_clips
   if not root or not tf.io.gfile.exists(os.path.join(root, ingest.SUMMARY)):
     return {}
@@ -160,7 +161,7 @@ def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
     import dataclasses  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.components import ingest  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
     videos = configs.absolute(config.videos_dir)
     if os.path.isfile(videos):  # a CSV file: its folder is the input (one CSV there)
       videos = os.path.dirname(videos)

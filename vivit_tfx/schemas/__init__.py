@@ -4,7 +4,7 @@ import os
 from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
 
-from vivit_tfx.models import features
+from vivit_tfx.data import features
 
 CLIP_SCHEMA_PATH = os.path.join(os.path.dirname(__file__), 'clip_schema.pbtxt')
 

@@ -16,7 +16,7 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
-from vivit_tfx.components import ingest, layouts, remote_files
+from vivit_tfx.data import ingest, layouts, remote_files
 
 
 def _custom(exec_properties: Dict[str, Any]) -> Dict[str, Any]:

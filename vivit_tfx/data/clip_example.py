@@ -1,6 +1,6 @@
 """Ingestion step 2: a sampled clip ↔ `tf.train.Example` (the raw record every component reads).
 
-Feature names live in `models.features`, the one place that names them. JPEG encoding needs
+Feature names live in `data.features`, the one place that names them. JPEG encoding needs
 only OpenCV, so ingestion workers encode without importing TensorFlow; the proto is built
 where TensorFlow is already loaded.
 """
@@ -12,8 +12,8 @@ from typing import Dict, List
 import cv2
 import numpy as np
 
-from vivit_tfx.components.video_reader import Clip, VideoInfo
-from vivit_tfx.models import features
+from vivit_tfx.data.video_reader import Clip, VideoInfo
+from vivit_tfx.data import features
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

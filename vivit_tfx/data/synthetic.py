@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vivit_tfx.models.features import CLASS_NAMES
+from vivit_tfx.data.features import CLASS_NAMES
+from vivit_tfx.data.frames import resize_and_crop_array
 
 PALETTE = np.array([[220, 60, 60], [60, 200, 80], [70, 110, 230], [240, 200, 50],
                     [200, 80, 220], [60, 210, 220], [240, 140, 40], [235, 235, 235]], np.uint8)
@@ -364,13 +365,12 @@ def actor_masks(spec: ClipSpec, indices: Sequence[int], size: Tuple[int, int]) -
 
   Returns [len(indices), H, W] bool for the output `size` (H, W).
   """
-  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   centres, radii, _ = actor_tracks(spec)
   canvases = np.zeros((len(indices), spec.height, spec.width, 3), np.uint8)
   for canvas, i in zip(canvases, indices):
     for (x, y), r in zip(centres[i], radii):
       cv2.circle(canvas, (int(x), int(y)), int(r), (255, 255, 255), -1)
-  return pixel_preprocessing.resize_and_crop_array(canvases, size)[..., 0] > 127
+  return resize_and_crop_array(canvases, size)[..., 0] > 127
 
 
 def motion_energy(frames: np.ndarray) -> float:

@@ -22,7 +22,7 @@ import os
 import re
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from vivit_tfx.components import remote_files, video_reader
+from vivit_tfx.data import remote_files, video_reader
 
 LAYOUTS = ('auto', 'rlvs', 'rwf2000', 'hockey', 'folders', 'csv', 'unlabeled')
 UNLABELED_CLASS = 'unlabeled'

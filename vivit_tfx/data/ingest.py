@@ -23,40 +23,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vivit_tfx.components import clip_example, layouts, sampling, video_reader
+from vivit_tfx.data import clip_example, layouts, sampling, video_reader
+from vivit_tfx.data.clip_config import DEFAULT_SAMPLE_FPS, ClipConfig  # pylint: disable=unused-import
 
 SPLITS = layouts.SPLITS
 MANIFEST = 'manifest.jsonl'
 SUMMARY = 'summary.json'
-# The default sampling rate: T = 8 frames span 1 s (Scenic's ViViT: 32 frames at stride 2 of
-# 25 fps, 12.5 fps, 2.56 s).
-DEFAULT_SAMPLE_FPS = 8.0
 # Decoded records wait here (inside the output folder) until the splits are known.
 _DECODED = '.decoded.tfrecord'
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipConfig:
-  """How a video becomes a record: frames per clip (T), frame size (H, W), JPEG quality, and
-  the temporal sampling rule.
-
-  sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
-  T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
-  `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
-  position in training, K evenly spaced views at evaluation: `components.sampling`).
-  sample_fps = 0: T frames spread over the whole video (one clip per video; the rule of models
-  exported before the rate rule became the default).
-  """
-  num_frames: int = 8
-  frame_size: Tuple[int, int] = (64, 64)
-  jpeg_quality: int = 90
-  sample_fps: float = DEFAULT_SAMPLE_FPS
-  max_duration_s: float = 10.0
-
-  @property
-  def stored_frames(self) -> int:
-    """Frame slots per record (N)."""
-    return sampling.stored_count(self.num_frames, self.sample_fps, self.max_duration_s)
 
 
 @dataclasses.dataclass(frozen=True)

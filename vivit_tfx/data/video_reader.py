@@ -26,7 +26,7 @@ import cv2  # pylint: disable=g-import-not-at-top
 import numpy as np
 from av.video.reformatter import VideoReformatter  # pylint: disable=g-import-not-at-top
 
-from vivit_tfx.components import sampling  # pylint: disable=g-import-not-at-top
+from vivit_tfx.data import sampling  # pylint: disable=g-import-not-at-top
 
 VIDEO_EXTENSIONS = (
     '.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp',
@@ -91,9 +91,9 @@ def _centre_crop(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 def _to_rgb(frame: av.VideoFrame, size: Tuple[int, int],
             reformatter: VideoReformatter) -> np.ndarray:
   """A decoded frame → RGB uint8 [H, W, 3] of `size`: one swscale pass scales (area averaging
-  when shrinking) and converts at the covering size of `pixel_preprocessing.resize_and_crop`;
+  when shrinking) and converts at the covering size of `data.frames.resize_and_crop`;
   then centre crop. The decoder's own scaler, so a kept frame is converted once, at its small
-  size; within a few levels of `pixel_preprocessing.resize_and_crop` of the RGB frame."""
+  size; within a few levels of `data.frames.resize_and_crop` of the RGB frame."""
   new_h, new_w = _cover_size(frame.height, frame.width, size)
   shrinks = new_h * new_w < frame.height * frame.width
   rgb = reformatter.reformat(frame, width=new_w, height=new_h, format='rgb24', threads=1,

@@ -1,0 +1,1 @@
+"""The video data library: reading, sampling, clip records, dataset layouts, ingestion."""

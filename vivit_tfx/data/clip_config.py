@@ -1,0 +1,96 @@
+"""How a video becomes a clip record (`ClipConfig`), and the clip config a model carries
+(`assets.extra/clip_config.json`, `ModelClipConfig`): how it wants its clips.
+
+Written by the Trainer's export (`models/export.py`), read by every tool that feeds a model
+(predict, the timeline, `watch`, `attention`, the review page) and by the run report, so the
+format has one reader and one writer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from vivit_tfx.data import remote_files, sampling
+# Only for models exported before class names were recorded (the RLVS layout's classes).
+from vivit_tfx.data.features import CLASS_NAMES
+
+CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
+# The default sampling rate: T = 8 frames span 1 s (Scenic's ViViT: 32 frames at stride 2 of
+# 25 fps, 12.5 fps, 2.56 s).
+DEFAULT_SAMPLE_FPS = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig:
+  """How a video becomes a record: frames per clip (T), frame size (H, W), JPEG quality, and
+  the temporal sampling rule.
+
+  sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
+  T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
+  `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
+  position in training, K evenly spaced views at evaluation: `data.sampling`).
+  sample_fps = 0: T frames spread over the whole video (one clip per video; the rule of models
+  exported before the rate rule became the default).
+  """
+  num_frames: int = 8
+  frame_size: Tuple[int, int] = (64, 64)
+  jpeg_quality: int = 90
+  sample_fps: float = DEFAULT_SAMPLE_FPS
+  max_duration_s: float = 10.0
+
+  @property
+  def stored_frames(self) -> int:
+    """Frame slots per record (N)."""
+    return sampling.stored_count(self.num_frames, self.sample_fps, self.max_duration_s)
+
+
+class NoModelError(ValueError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelClipConfig(ClipConfig):
+  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults: the
+  ingestion ClipConfig (T, frame size, sampling rule) plus the classes and the views."""
+  class_names: Tuple[str, ...] = CLASS_NAMES  # label order
+  positive_class: str = ''  # binary sets: class_names[1]
+  num_views: int = 1  # K clips per video averaged by serving_default
+  sample_fps: float = 0.0  # a model whose clip config names no rate takes T over the video
+
+  @property
+  def positive_index(self) -> Optional[int]:
+    """Label of the positive class: the named one, else label 1 of a binary set."""
+    if self.positive_class in self.class_names:
+      return self.class_names.index(self.positive_class)
+    return 1 if len(self.class_names) == 2 else None
+
+  def positive_score(self, probabilities: Sequence[float]) -> float:
+    """P(positive class) from a serving output row ([1] binary, [K] multi-class); for a
+    multi-class set without a positive class, 1 − P(first class). The one positive-class
+    score of predict, the timeline, watch and the review page."""
+    probs = class_probabilities(probabilities)
+    index = self.positive_index if len(probabilities) > 1 else 1
+    return probs[index] if index is not None else 1.0 - probs[0]
+
+
+def class_probabilities(row: Sequence[float]) -> List[float]:
+  """A serving output row → P(label i) for every label ([1]: a binary model's P(label 1))."""
+  return [1.0 - float(row[0]), float(row[0])] if len(row) == 1 else [float(p) for p in row]
+
+
+def predicted_label(row: Sequence[float]) -> int:
+  """The most probable label of a serving output row (the first one on a tie)."""
+  probs = class_probabilities(row)
+  return max(range(len(probs)), key=lambda i: probs[i])
+
+
+def clip_config_of(model_dir: str) -> ModelClipConfig:
+  """The clip config of an exported model folder (`Format-Serving` or a pushed version)."""
+  path = os.path.join(model_dir, CLIP_CONFIG_FILE)
+  if not remote_files.exists(path):
+    raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
+  clip = remote_files.read_json(path)
+  names = {f.name for f in dataclasses.fields(ModelClipConfig)}
+  return ModelClipConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in clip.items() if k in names and v not in (None, '')})
