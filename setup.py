@@ -1,7 +1,8 @@
 """Installs the ViViT violence-detection TFX pipeline and its `vivit-tfx` command.
 
 Install with the pinned stack: `pip install -c constraints.txt -r requirements.txt -e .`
-(or `bash scripts/bootstrap.sh`, which also finds a Python 3.10).
+(or `bash scripts/bootstrap.sh`, which also finds a Python 3.10); requirements.txt holds every
+extra and the test tools. The core alone: `pip install -c constraints.txt .`.
 """
 from setuptools import find_packages, setup
 
@@ -12,11 +13,15 @@ setup(
     python_requires='>=3.9,<3.11',
     packages=find_packages(include=['vivit_tfx', 'vivit_tfx.*']),
     package_data={'vivit_tfx.schemas': ['*.pbtxt'], 'vivit_tfx.kubeflow': ['Dockerfile']},
+    # The core: what the pipeline, the Trainer and the Beam workers run (the image installs it).
     install_requires=[
         'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'av>=17', 'tqdm>=4.60',
-        'matplotlib>=3.5',
-        'starlette>=0.37', 'uvicorn>=0.30',  # vivit-tfx serve
         'safetensors>=0.4',  # Hugging Face checkpoints
     ],
+    # Each command that needs an extra names it when it is missing (vivit_tfx/extras.py).
+    extras_require={
+        'report': ['matplotlib>=3.5'],  # report, lineage, attention, predict --timeline
+        'serve': ['starlette>=0.37', 'uvicorn>=0.30', 'matplotlib>=3.5'],  # serve, bench serve
+    },
     entry_points={'console_scripts': ['vivit-tfx=vivit_tfx.cli:main']},
 )

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with Python 3.10 and installs the project with the pinned TFX 1.16 stack.
+# Creates .venv with Python 3.10 and installs the project with the pinned TFX 1.16 stack and all
+# its extras (a developer's setup; the Kubeflow image installs the core only).
 # Idempotent: a second call only reinstalls the project itself (fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ if [ ! -x .venv/bin/python ] || ! is_py310 .venv/bin/python; then
 fi
 if [ ! -f .venv/.deps-installed ] || ! cmp -s constraints.txt .venv/.deps-installed; then
   echo "[bootstrap] installing pinned dependencies (first time: about 5 minutes)"
+  # requirements.txt: the core, every setup.py extra (serve, report) and the test tools.
   .venv/bin/python -m pip install -q --upgrade "pip<25" wheel setuptools
   .venv/bin/python -m pip install -q -c constraints.txt -r requirements.txt
   cp constraints.txt .venv/.deps-installed

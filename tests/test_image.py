@@ -2,8 +2,8 @@
 Dockerfile's parsed instructions: only the `vivit_tfx` import name is installed; the image
 copies Beam's boot entrypoint from the Beam SDK image of the pinned version, installs the wheel
 its own stage builds from the sources (not editable, with the pins, no test dependencies), and
-that wheel requires every third-party module the pipeline's steps import; a GPU target has TF's
-CUDA libraries."""
+that wheel requires every third-party module the pipeline's steps import, and not the web and
+plotting extras; a GPU target has TF's CUDA libraries."""
 import ast
 import glob
 import importlib.metadata
@@ -20,6 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from vivit_tfx import extras
 from vivit_tfx.kubeflow import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,19 +116,28 @@ def _requirements(requirement: str, seen: set) -> None:
       _requirements(str(dep.name) + (f'[{",".join(dep.extras)}]' if dep.extras else ''), seen)
 
 
-def test_wheel_requires_what_the_trainer_and_transform_import():
-  """Third-party modules imported by the code the pipeline's steps run (models/, components/)
-  come from distributions the wheel's install_requires pull in (with their extras)."""
+def _setup_argument(name: str):
+  """The literal value of one keyword of setup.py's setup() call."""
   with open(os.path.join(REPO, 'setup.py')) as f:
     call = next(n for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.Call) and
                 getattr(n.func, 'id', '') == 'setup')
-  install_requires = ast.literal_eval(
-      next(k.value for k in call.keywords if k.arg == 'install_requires'))
+  return ast.literal_eval(next(k.value for k in call.keywords if k.arg == name))
+
+
+def _core_distributions() -> set:
+  """Every distribution the wheel's install_requires pull in (what the image installs)."""
   installed: set = set()
-  for requirement in install_requires:
+  for requirement in _setup_argument('install_requires'):
     _requirements(requirement, installed)
+  return installed
+
+
+def test_wheel_requires_what_the_trainer_and_transform_import():
+  """Third-party modules imported by the code the pipeline's steps run (models/, components/,
+  data/) come from distributions the wheel's install_requires pull in (with their extras)."""
+  installed = _core_distributions()
   imported = set()
-  for folder in ('models', 'components'):
+  for folder in ('models', 'components', 'data'):
     for path in glob.glob(os.path.join(REPO, 'vivit_tfx', folder, '**', '*.py'), recursive=True):
       with open(path) as f:
         for node in ast.walk(ast.parse(f.read())):
@@ -141,6 +151,29 @@ def test_wheel_requires_what_the_trainer_and_transform_import():
              if not {canonicalize_name(d) for d in providers.get(m, [m])} & installed}
   assert 'cv2' in third_party and 'tensorflow_transform' in third_party
   assert not missing, f'imported by the pipeline code, not required by the wheel: {missing}'
+
+
+def test_image_installs_the_core_without_the_serve_and_report_extras():
+  """The web and plotting stack are setup.py extras: no install in the image names one, and
+  the core's requirements do not pull their distributions in; each extra provides the modules
+  `extras.MODULES` names; requirements.txt (what scripts/bootstrap.sh installs for a
+  developer) holds every extra."""
+  extras_require = _setup_argument('extras_require')
+  assert set(extras_require) == set(extras.MODULES) == {'serve', 'report'}
+  installs = [c for _, _, body in _stages() for c in _runs(body) if c[:2] == ['pip', 'install']]
+  assert installs and not [w for c in installs for w in c if '.whl[' in w or w.startswith('.[')]
+  extra_distributions = {canonicalize_name(Requirement(r).name)
+                         for requirements in extras_require.values() for r in requirements}
+  assert {'matplotlib', 'starlette', 'uvicorn'} <= extra_distributions
+  assert not extra_distributions & _core_distributions()
+  providers = importlib.metadata.packages_distributions()  # from top_level.txt, when present
+  for extra, modules in extras.MODULES.items():
+    assert {canonicalize_name(Requirement(r).name) for r in extras_require[extra]} == {
+        canonicalize_name(d) for m in modules for d in providers.get(m, [m])}, extra
+  with open(os.path.join(REPO, 'requirements.txt')) as f:
+    developer = {canonicalize_name(Requirement(line.strip()).name) for line in f
+                 if line.strip() and not line.startswith('#')}
+  assert extra_distributions <= developer
 
 
 def test_gpu_target_has_tf_cuda_libraries_and_cpu_is_the_default():

@@ -9,6 +9,7 @@ import sys
 import warnings
 from typing import Callable, Iterator, List, Optional, Tuple
 
+from vivit_tfx import extras
 from vivit_tfx.console import quiet as quiet_console
 from vivit_tfx.pipeline import configs
 
@@ -214,6 +215,7 @@ def _cmd_lineage(args) -> int:
   except ValueError as e:
     raise UserError(str(e)) from None
   from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top
+  extras.require('report')  # the graph is drawn with matplotlib: check before claiming files
   folder = outputs.OutputFolder(args.out_dir, args.overwrite)
   try:
     dot, png = folder.claim('lineage.dot', 'lineage.png')
@@ -649,6 +651,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   except UserError as e:
     for line in str(e).splitlines() or ['failed']:
       print(f'vivit-tfx {args.command}: error: {line}', file=sys.stderr)
+    return 1
+  except extras.MissingExtra as e:  # a command run without its setup.py extra
+    print(e.line(args.command), file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)

@@ -18,13 +18,16 @@ import threading
 import time
 from typing import Optional
 
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
-
+from vivit_tfx import extras
 from vivit_tfx.inference import rest, review
+
+with extras.needed('serve'):  # the web stack is the [serve] extra, not in the Trainer/Beam image
+  from starlette.applications import Starlette
+  from starlette.concurrency import run_in_threadpool
+  from starlette.requests import ClientDisconnect, Request
+  from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+  from starlette.routing import Route
+  import uvicorn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +168,7 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
 
 def serve(config: ServerConfig) -> None:
   """Loads the model, prints where to find it and runs until Ctrl-C."""
-  import uvicorn  # pylint: disable=g-import-not-at-top
+  extras.require('serve')  # with matplotlib: the review page draws
   model = rest.ModelServer(config.model_dir, config.model_name)
   app = create_app(config, model)
   url = f'http://{config.host}:{config.port}'
@@ -180,7 +183,6 @@ class BackgroundServer:
   """The server on a background thread (tests, benchmarks): `with BackgroundServer(c) as url:`."""
 
   def __init__(self, config: ServerConfig, model: Optional[rest.ModelServer] = None):
-    import uvicorn  # pylint: disable=g-import-not-at-top
     self.app = create_app(config, model)
     self._server = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port,
                                                  log_level='warning'))
