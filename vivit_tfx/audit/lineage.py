@@ -11,9 +11,11 @@ import json
 import math
 from typing import Dict, List, Optional, Tuple
 
+from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 
-from vivit_tfx.audit import metadata
+from vivit_tfx import extras
+from vivit_tfx.audit import metadata, tfma_results
 
 # What `lineage --compare` compares between two runs.
 COMPARED = ('inputs', 'hyperparameters', 'evaluation', 'metrics')
@@ -177,9 +179,7 @@ def _depths(lineage: Lineage) -> Dict[str, int]:
 
 def to_png(lineage: Lineage, path: str) -> str:
   """Draws the graph with matplotlib: data flows bottom→top into the pushed model."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = extras.pyplot()
   depth = _depths(lineage)
   layers: Dict[int, List[str]] = {}
   for key in sorted(depth, key=lambda k: lineage.nodes[k].id):
@@ -240,7 +240,6 @@ def run_facts(store, run) -> dict:
 
   Read from the executions that produced the artifacts, so cached runs report them too.
   """
-  from vivit_tfx.audit import tfma_results  # pylint: disable=g-import-not-at-top
   facts = {'inputs': {}, 'hyperparameters': {}, 'evaluation': {}, 'metrics': {},
            'blessed': None}
   for info in metadata.executions_of_run(store, run):
@@ -273,7 +272,7 @@ def run_facts(store, run) -> dict:
 def blessing_settings(eval_config_json: Optional[str]) -> Dict[str, float]:
   """The bounds an Evaluator blessed by, named by the `run` options that set them:
   {'accuracy_threshold': 0.8, 'max_accuracy_drop': 0.0, 'min_test_examples (label=1)': 5}."""
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  # local: importing TFMA takes ~5 s, paid only when a run's blessing settings are read.
   from tensorflow_model_analysis.proto import config_pb2  # pylint: disable=g-import-not-at-top
   try:
     config = json_format.Parse(eval_config_json or '{}', config_pb2.EvalConfig(),

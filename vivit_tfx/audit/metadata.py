@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 from typing import Dict, List, Optional
 
+from google.protobuf import json_format
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata as tfx_metadata
@@ -41,7 +43,6 @@ _MLMD_TABLES = {'Artifact', 'Execution', 'Context', 'Event', 'Type', 'MLMDEnv'}
 def check_sqlite_store(path: str) -> None:
   """Raises NotAStoreError (one line) unless `path` is an ML Metadata sqlite store; opens the
   file read-only, so another application's database is never modified."""
-  import sqlite3  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first; `lineage '
                          '--metadata PATH` and `report --output-root DIR` name another)')
@@ -116,7 +117,6 @@ def property_value(node, name: str):
       value = props[name]
       kind = value.WhichOneof('value')
       if kind == 'struct_value':
-        from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
         return json_format.MessageToDict(value.struct_value)
       return getattr(value, kind) if kind else None
   return None

@@ -13,9 +13,14 @@ import json
 import os
 from typing import Dict, List, Optional, Protocol
 
-from vivit_tfx import outputs
-from vivit_tfx.audit import metadata, tfma_results
-from vivit_tfx.data import clip_config
+import numpy as np
+import tensorflow as tf
+
+from vivit_tfx import extras, outputs
+from vivit_tfx.audit import lineage, metadata, tfma_results
+from vivit_tfx.data import clip_config, remote_files
+from vivit_tfx.data.features import CLASS_NAMES
+from vivit_tfx.models import videomae_pretrain
 
 
 class RunSettings(Protocol):
@@ -27,16 +32,8 @@ class RunSettings(Protocol):
   overwrite: bool
 
 
-def _plt():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
 def read_curves(model_run_dir: str) -> Dict[str, Dict[str, List[float]]]:
   """{'train'|'validation': {tag: [value per epoch]}} from Keras' TensorBoard event files."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   curves: Dict[str, Dict[str, List[float]]] = {}
   for split in ('train', 'validation'):
     for path in sorted(tf.io.gfile.glob(os.path.join(model_run_dir, split, 'events.*'))):
@@ -54,7 +51,7 @@ def plot_curves(curves, path: str) -> Optional[str]:
   tags = [t for t in ('loss', 'accuracy', 'auc') if t in curves.get('train', {})]
   if not tags:
     return None
-  plt = _plt()
+  plt = extras.pyplot()
   fig, axes = plt.subplots(1, len(tags), figsize=(4.2 * len(tags), 3.2))
   for ax, tag in zip(list(getattr(axes, 'flat', [axes])), tags):
     for split, style in (('train', '-o'), ('validation', '-s')):
@@ -73,7 +70,7 @@ def plot_pretraining(history: Dict[str, List[float]], path: str) -> Optional[str
   """The masked-autoencoder loss of every pre-training step."""
   if not history.get('loss'):
     return None
-  plt = _plt()
+  plt = extras.pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.2))
   ax.plot(history['step'], history['loss'], lw=1)
   ax.set(title='VideoMAE pre-training loss (masked tubelets)', xlabel='step', ylabel='MSE')
@@ -83,14 +80,13 @@ def plot_pretraining(history: Dict[str, List[float]], path: str) -> Optional[str
   return path
 
 
-def plot_reconstructions(shown: Dict[str, 'np.ndarray'], path: str) -> Optional[str]:
+def plot_reconstructions(shown: Dict[str, np.ndarray], path: str) -> Optional[str]:
   """Per clip, rows masked input / reconstruction / original; columns every other frame.
   Each clip is scaled to [0, 1] by its original's range."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   original = shown.get('original')
   if original is None or not len(original):
     return None
-  plt = _plt()
+  plt = extras.pyplot()
   rows = ('masked', 'reconstruction', 'original')
   b, t = original.shape[:2]
   frames = list(range(0, t, 2))
@@ -114,9 +110,6 @@ def plot_reconstructions(shown: Dict[str, 'np.ndarray'], path: str) -> Optional[
 
 def read_pretraining(model_uri: str):
   """(loss history, reconstructions) of a pre-training Trainer's model, ({}, {}) if absent."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import videomae_pretrain  # pylint: disable=g-import-not-at-top
   directory = os.path.join(model_uri, 'Format-Serving')
   try:
     with tf.io.gfile.GFile(os.path.join(directory, videomae_pretrain.HISTORY_FILE)) as f:
@@ -131,7 +124,7 @@ def read_pretraining(model_uri: str):
 
 def plot_confusion(cm: Dict[str, float], path: str, classes: List[str]) -> str:
   """A binary {tp, fp, tn, fn} dict or a multi-class {'matrix': [[count]]} (true × predicted)."""
-  plt = _plt()
+  plt = extras.pyplot()
   matrix = cm['matrix'] if 'matrix' in cm else [[cm['tn'], cm['fp']], [cm['fn'], cm['tp']]]
   n = len(matrix)
   names = [classes[i] if i < len(classes) else str(i) for i in range(n)]
@@ -153,7 +146,7 @@ def plot_confusion(cm: Dict[str, float], path: str, classes: List[str]) -> str:
 def plot_calibration(points, path: str) -> Optional[str]:
   if not points:
     return None
-  plt = _plt()
+  plt = extras.pyplot()
   fig, ax = plt.subplots(figsize=(3.6, 3.4))
   ax.plot([0, 1], [0, 1], '--', color='#999999', label='perfectly calibrated')
   ax.scatter([p for p, _, _ in points], [l for _, l, _ in points],
@@ -169,8 +162,6 @@ def plot_calibration(points, path: str) -> Optional[str]:
 
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import remote_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(input_base or '', 'manifest.jsonl')
   try:
     if not input_base or not remote_files.exists(path):
@@ -189,7 +180,6 @@ def data_summary(input_base: str) -> Optional[dict]:
   if remote_files.exists(summary_path):  # read like the manifest above (any URI)
     classes = remote_files.read_json(summary_path).get('classes')
   if not classes:
-    from vivit_tfx.data.features import CLASS_NAMES  # pylint: disable=g-import-not-at-top
     classes = list(CLASS_NAMES)  # clips ingested before class lists were recorded
   return {'counts': counts, 'durations': durations, 'classes': classes,
           'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
@@ -198,7 +188,7 @@ def data_summary(input_base: str) -> Optional[dict]:
 def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
   if not durations:
     return None
-  plt = _plt()
+  plt = extras.pyplot()
   fig, ax = plt.subplots(figsize=(4.6, 3.0))
   for label in sorted(durations):
     ax.hist(durations[label], bins=15, alpha=0.6,
@@ -213,7 +203,6 @@ def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
 
 def model_classes(trainer) -> List[str]:
   """Class names in label order from the trained model's clip config (RLVS's if absent)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   model = next(iter(trainer.outputs.get('model', [])), None) if trainer else None
   try:
     if model:
@@ -242,6 +231,7 @@ def build(config: RunSettings, run_id: Optional[str] = None,
   A file of the user's in `out_dir` is never replaced (`outputs.OutputFolder`) unless
   `config.overwrite`.
   """
+  extras.require('report')  # before any work: the figures need matplotlib
   where = 'this metadata store' if store is not None else config.metadata_path
   store = store if store is not None else metadata.open_sqlite(config.metadata_path, read_only=True)
   runs = metadata.runs(store, config.pipeline_name)
@@ -262,7 +252,6 @@ def build(config: RunSettings, run_id: Optional[str] = None,
 
   example_gen = next((i for n, i in infos.items() if n.endswith('ExampleGen')), None)
   if example_gen is not None:
-    from vivit_tfx.audit import lineage  # pylint: disable=g-import-not-at-top
     examples = next(iter(example_gen.outputs.get('examples', [])), None)
     origin = lineage.producer(store, examples) if examples is not None else None
     summary = data_summary(metadata.execution_property(origin or example_gen.execution,

@@ -8,9 +8,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vivit_tfx.data import features
 
 
+def _tfma():
+  """TFMA, imported on first use: it takes ~5 s, and the run summary, lineage and report
+  import this module before they know whether there is an evaluation to read."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  return tfma
+
+
 def load(evaluation_uri: str):
   """The candidate's EvalResult (TFMA names it 'candidate' when there was a baseline)."""
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  tfma = _tfma()
   for model_name in ('candidate', None):
     result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
     if result.slicing_metrics:
@@ -113,8 +120,7 @@ def calibration(result, bins: int = 10) -> List[Tuple[float, float, float]]:
 def validation(evaluation_uri: str, classes: Sequence[str] = (),
                min_examples: Optional[int] = None) -> Tuple[bool, List[str]]:
   """(blessed by the thresholds?, each failed check as a line with its numbers)."""
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  result = tfma.load_validation_result(evaluation_uri)
+  result = _tfma().load_validation_result(evaluation_uri)
   return bool(result.validation_ok), failure_lines(result, classes, min_examples)
 
 
@@ -124,7 +130,7 @@ def failure_lines(result, classes: Sequence[str] = (),
   option that sets it: 'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
   'accuracy 0.62 < 0.80 (--accuracy-threshold)'. `min_examples`: --min-test-examples-per-class
   (a larger count bound came from --min-test-fraction-per-class)."""
-  from tensorflow_model_analysis.slicer import slicer_lib  # pylint: disable=g-import-not-at-top
+  slicer_lib = _tfma().slicer.slicer_lib
   lines = []
   for per_slice in result.metric_validations_per_slice:
     key = slicer_lib.deserialize_slice_key(per_slice.slice_key)

@@ -6,12 +6,18 @@ import os
 from typing import Dict, Tuple
 
 import numpy as np
+from PIL import Image
 
-from vivit_tfx import outputs
+from vivit_tfx import extras, outputs
+from vivit_tfx.data import clip_example, features, video_reader  # pylint: disable=unused-import
+from vivit_tfx.inference import predict
+
+import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
 
 def load_keras_model(model_dir: str):
   """Rebuilds the Keras ViViT of a pushed model from its config and SavedModel variables."""
+  # local: TensorFlow; inference/ modules load without it (see `predict.predict`).
   from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
   return export.load_keras_model(model_dir)
 
@@ -20,12 +26,10 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   """(frames [T, H, W, 3] uint8 of the central clip as ingested, the model's token map over
   that clip [n_t, n_h, n_w] summing to 1). The central clip is evaluation's view for K = 1
   (`predict.view_indices(..., num_views=1)` gives its source frames)."""
+  # local: TensorFlow and the modules that import it (see `predict.predict`).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import clip_example  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import saliency  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   config = predict.clip_config_of(model_dir)
   record = predict.serialized_clip(video, config)
   slots = tf.train.Example.FromString(record).features.feature[features.FRAMES].bytes_list
@@ -39,7 +43,6 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
 
 def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
   """[n_t, n_h, n_w] → [T, H, W] (nearest over tubelets), scaled to [0, 1]."""
-  import cv2  # pylint: disable=g-import-not-at-top
   t_total, h, w = frames_shape[:3]
   per_frame = np.repeat(token_map, t_total // token_map.shape[0], axis=0)
   maps = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
@@ -52,10 +55,7 @@ def render(video: str, model_dir: str, out_dir: str, method: str = 'auto',
   """Writes <stem>.attention.png (strip), .gif (animation) and .npy (the token map), never
   over a file of the user's (`outputs.OutputFolder`) unless `overwrite`; stem: the video's
   unless given (`timeline.output_stems` for several videos)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import cm  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  cm = extras.pyplot().cm  # before the model is loaded: the [report] extra draws
   stem = stem or os.path.splitext(os.path.basename(video))[0]
   folder = outputs.OutputFolder(out_dir, overwrite)
   png, gif, npy = folder.claim(

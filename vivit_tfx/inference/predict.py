@@ -83,6 +83,8 @@ def serialized_clip(path: str, clip: ModelClipConfig) -> bytes:
 
 def predict(paths: List[str], model_dir: str, batch_size: int = 16) -> List[Prediction]:
   """Predictions in input order; a bad file gets an error entry, the others still run."""
+  # local: TensorFlow (~2.5 s) is imported where a model is loaded, so that inference/
+  # modules load without it: the CLI refuses bad inputs and options first.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   clip = clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']

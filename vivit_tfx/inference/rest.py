@@ -19,6 +19,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 DEFAULT_SIGNATURE = 'serving_default'
 _PATH = re.compile(r'^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?'
@@ -38,7 +39,6 @@ def version_dir(model_dir: str) -> Tuple[str, int]:
 
   Returns (SavedModel path, version number); a lone SavedModel not named by a number is 1.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   model_dir = model_dir.rstrip('/')
   if tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     base = os.path.basename(model_dir)
@@ -79,8 +79,7 @@ class ModelServer:
     self.servable = self._load(*version_dir(model_dir))
 
   def _load(self, path: str, version: int) -> Servable:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return Servable(self.name, version, path, tf.saved_model.load(path))
+      return Servable(self.name, version, path, tf.saved_model.load(path))
 
   def refresh(self) -> bool:
     """True if a newer version was found and is now served."""
@@ -216,7 +215,6 @@ def _rows_to_columns(instances, specs) -> Dict[str, List[Any]]:
 
 
 def _tensor(value, spec, name: str):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     if spec.dtype == tf.string:
       array = np.array(value, dtype=object)

@@ -18,6 +18,9 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from vivit_tfx.data import video_reader
+from vivit_tfx.inference import explain, predict, timeline
+
+import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
 _JOB_ID = re.compile(r'^[0-9a-f]{12}$')
 RESULT_FILE = 'result.json'
@@ -109,7 +112,6 @@ class Reviewer:
   # --- the review itself -----------------------------------------------------------------
   def review(self, job: Job, path: str) -> Dict[str, Any]:
     """Label, timeline, thumbnails, attention for `path`; raises NotAVideo with the reason."""
-    from vivit_tfx.inference import explain, predict, timeline  # pylint: disable=g-import-not-at-top
     if os.path.splitext(job.name)[1].lower() not in video_reader.VIDEO_EXTENSIONS:
       raise NotAVideo(f'{job.name}: not a video file (expected one of '
                       f'{", ".join(video_reader.VIDEO_EXTENSIONS)})')
@@ -144,7 +146,6 @@ class Reviewer:
 
 def thumbnails(path: str, segments: List[Dict[str, float]], folder: str) -> List[Optional[str]]:
   """A JPEG of the middle frame of each segment, `THUMB_WIDTH` wide: file names in `folder`."""
-  import cv2  # pylint: disable=g-import-not-at-top
   names: List[Optional[str]] = []
   capture = video_reader.open_video(path)
   try:

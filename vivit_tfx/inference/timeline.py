@@ -17,8 +17,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from vivit_tfx import outputs
+from vivit_tfx import extras, outputs
 from vivit_tfx.data import clip_example, sampling, video_reader
+from vivit_tfx.inference import predict
 
 
 @dataclasses.dataclass
@@ -71,8 +72,7 @@ def stream_windows(path: str, windows: List[Window],
 def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
           batch_size: int = 16) -> Tuple[video_reader.VideoInfo, List[Window]]:
   """Scores every window of `path` with the model's serving_default."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # local: see predict.predict
   clip = predict.clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   info = video_reader.probe(path)
@@ -120,9 +120,7 @@ def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float,
          title: str, truth: Optional[List[Dict[str, float]]] = None,
          positive: str = 'positive class') -> str:
   """P(positive class) against time, detected segments shaded (and the truth, if known)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = extras.pyplot()
   fig, ax = plt.subplots(figsize=(11.5, 3.2))
   centres = [(w.start_s + w.end_s) / 2 for w in windows]
   ax.plot(centres, [w.score for w in windows], '-o', ms=3, color='#c0392b',
@@ -172,7 +170,7 @@ def run(path: str, model_dir: str, out_dir: str, window_s: Optional[float] = Non
   """Scores, merges and draws; writes <stem>.timeline.png and <stem>.segments.json (stem: the
   video's, or `output_stems`'), never over a file of the user's (`outputs.OutputFolder`)
   unless `overwrite`."""
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
+  extras.require('report')  # before the model is loaded: the timeline is drawn with matplotlib
   stem = stem or os.path.splitext(os.path.basename(path))[0]
   folder = outputs.OutputFolder(out_dir, overwrite)
   png_path, json_path = folder.claim(

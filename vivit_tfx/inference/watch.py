@@ -26,11 +26,13 @@ import urllib.request
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 
-from vivit_tfx.data import sampling, video_reader
+from vivit_tfx.data import clip_example, sampling, video_reader
 from vivit_tfx.data.frames import resize_and_crop_array
+from vivit_tfx.inference import predict
 
-import cv2  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
 DEFAULT_WINDOW_S = 2.0  # clip span when the model does not store its sample_fps
 
@@ -57,7 +59,6 @@ class WatchConfig:
 
 def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
   """(T, frame size, sample fps, note) from the pushed model's clip_config.json."""
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   clip = predict.clip_config_of(model_dir)
   if clip.sample_fps:
     return clip.num_frames, tuple(clip.frame_size), float(clip.sample_fps), ''
@@ -405,9 +406,6 @@ class Scorer:
   """The model's serving signature on one window at a time, on its own thread."""
 
   def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int], jpeg_quality: int = 90):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self._tf = tf
-    from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
     self._serve = tf.saved_model.load(model_dir).signatures['serving_default']
     self._clip = predict.clip_config_of(model_dir)  # its positive class
     self.jpeg_quality = jpeg_quality
@@ -415,12 +413,11 @@ class Scorer:
     self(Window(blank, 0.0, 0.0, 0.0, 0.0, blank[0]))  # warm up before the first real window
 
   def __call__(self, w: Window) -> float:
-    from vivit_tfx.data import clip_example  # pylint: disable=g-import-not-at-top
     t, h, wd = w.frames.shape[:3]
     info = video_reader.VideoInfo(num_frames=t, fps=0.0, width=wd, height=h)
     example = clip_example.clip_to_example(video_reader.Clip(w.frames, info, list(range(t))), 0,
                                            'watch', 'watch', self.jpeg_quality)
-    p = self._serve(examples=self._tf.constant([example.SerializeToString()]))[
+    p = self._serve(examples=tf.constant([example.SerializeToString()]))[
         'probabilities'].numpy()[0]
     return self._clip.positive_score(p)
 
