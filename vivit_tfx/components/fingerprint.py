@@ -15,6 +15,8 @@ import importlib.util
 import os
 from typing import Dict, Iterable, List, Optional
 
+import tensorflow as tf
+
 PACKAGE = 'vivit_tfx'
 
 
@@ -87,7 +89,6 @@ def file_content(path: str) -> str:
   """sha256 of a file's content through tf.io.gfile (any URI); '' when it cannot be read
   here (a path inside the pipeline image, whose tag keys it there; a bucket this machine
   cannot reach when compiling)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     with tf.io.gfile.GFile(path, 'rb') as f:
       return hashlib.sha256(f.read()).hexdigest()

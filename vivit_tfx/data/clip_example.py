@@ -39,6 +39,7 @@ def clip_to_example(clip: Clip, label: int, video_id: str, source_path: str,
 def to_example(jpegs: List[bytes], info: VideoInfo, label: int, video_id: str,
                source_path: str):
   """JPEG frames + metadata → tf.train.Example."""
+  # local: the CLI imports data/ to build its options; it must not wait for TensorFlow.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   def _bytes(values):

@@ -124,6 +124,7 @@ class _ShardedWriter:
   """Writes one split's records round-robin into a fixed number of TFRecord shards."""
 
   def __init__(self, directory: str, num_shards: int):
+    # local: the CLI imports data/ to build its options; it must not wait for TensorFlow.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     os.makedirs(directory, exist_ok=True)
     self._writers = [
@@ -187,6 +188,7 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
   Bad inputs are skipped and listed, never fatal. Writes only new files into `output_dir`
   (the caller gives a fresh folder) and deletes nothing of the user's.
   """
+  # local: the CLI imports data/ to build its options; it must not wait for TensorFlow.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   start = time.time()
   found = layouts.scan(root, dataset)
@@ -244,6 +246,7 @@ def _write_splits(decoded_path: str, split_per_record: List[str], output_dir: st
                   clips_per_shard: int) -> int:
   """Copies the decoded records, in their (shuffled) order, into each split's shards;
   returns the bytes of the records written."""
+  # local: the CLI imports data/ to build its options; it must not wait for TensorFlow.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   planned = collections.Counter(split_per_record)
   writers = {s: _ShardedWriter(os.path.join(output_dir, s),

@@ -19,6 +19,8 @@ import socket
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
+from vivit_tfx.data import ingest, layouts
+
 MARKER = '.vivit-tfx-ingest.json'     # in a finished output: its provenance
 STAGING_MARKER = '.vivit-tfx-staging'  # in a staging folder: the pid that owns it
 _STAGING_INFIX = '.ingest-staging-'
@@ -240,7 +242,6 @@ _NOT_SETTINGS = ('workers', 'progress')  # change how fast, not what is written
 
 def provenance_for(input_root: str, **ingest_kwargs) -> Provenance:
   """The provenance `ingest_into` records for these `ingest.ingest` keyword arguments."""
-  from vivit_tfx.data import ingest, layouts  # pylint: disable=g-import-not-at-top
   defaults = {'clip': ingest.ClipConfig(), 'splits': ingest.SplitConfig(),
               'dataset': layouts.DatasetConfig(), 'clips_per_shard': 256}
   settings = {**defaults, **{k: v for k, v in ingest_kwargs.items() if k not in _NOT_SETTINGS}}
@@ -254,7 +255,6 @@ def ingest_into(input_root: str, output_dir: str, overwrite: bool = False, **ing
   the output would risk data ingest does not own, NothingUsable when no video decoded; the
   previous output is untouched in every case.
   """
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   if not os.path.exists(input_root):
     raise FileNotFoundError(f'{input_root}: input folder does not exist')
   wanted = provenance_for(input_root, **ingest_kwargs)

@@ -96,8 +96,7 @@ def _walk_tree(root: str):
   if remote_files.is_local(root):
     yield from os.walk(root, followlinks=False)
     return
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  for dirpath, dirnames, filenames in tf.io.gfile.walk(root):
+  for dirpath, dirnames, filenames in remote_files.gfile().walk(root):
     yield dirpath, [d.rstrip('/') for d in dirnames], filenames
 
 

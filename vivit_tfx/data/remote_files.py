@@ -14,7 +14,9 @@ from typing import Iterator, List
 _CHUNK = 1 << 22
 
 
-def _gfile():
+def gfile():
+  """tf.io.gfile, imported on first use: the CLI imports data/ to build its options, and must
+  not wait for TensorFlow."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.io.gfile
 
@@ -24,24 +26,24 @@ def is_local(path: str) -> bool:
 
 
 def exists(path: str) -> bool:
-  return _gfile().exists(path)
+  return gfile().exists(path)
 
 
 def isdir(path: str) -> bool:
-  return _gfile().isdir(path)
+  return gfile().isdir(path)
 
 
 def listdir(path: str) -> List[str]:
   """Entry names (object stores list folders as 'name/': the slash is dropped)."""
-  return [name.rstrip('/') for name in _gfile().listdir(path)]
+  return [name.rstrip('/') for name in gfile().listdir(path)]
 
 
 def open_text(path: str):
-  return _gfile().GFile(path, 'r')
+  return gfile().GFile(path, 'r')
 
 
 def read_json(path: str):
-  with _gfile().GFile(path, 'r') as f:
+  with gfile().GFile(path, 'r') as f:
     return json.load(f)
 
 
@@ -56,7 +58,7 @@ def local_copy(path: str) -> Iterator[str]:
   folder = tempfile.mkdtemp(prefix='vivit_tfx_')
   try:
     local = os.path.join(folder, os.path.basename(path.rstrip('/')) or 'file')
-    with _gfile().GFile(path, 'rb') as src, open(local, 'wb') as out:
+    with gfile().GFile(path, 'rb') as src, open(local, 'wb') as out:
       shutil.copyfileobj(src, out, _CHUNK)
     yield local
   finally:

@@ -17,10 +17,13 @@ nor motion energy decides the label.
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
+import json
 import multiprocessing
 import os
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+import av
 import cv2
 import numpy as np
 from tqdm import tqdm
@@ -277,8 +280,6 @@ def write_h264(path: str, frames: Iterable[np.ndarray], fps: float,
   """Encodes RGB frames [H, W, 3] (even H and W) to H.264 (yuv420p, libx264's default preset;
   `keyframe_every` 0: its default GOP of 250) in the container of `path`'s extension, with PyAV
   (OpenCV's pip wheel has no H.264 encoder). `frames` may be a generator."""
-  import av  # pylint: disable=g-import-not-at-top
-  from fractions import Fraction  # pylint: disable=g-import-not-at-top
   with av.open(path, 'w') as container:
     stream = container.add_stream('libx264', rate=Fraction(fps).limit_denominator(1001))
     stream.pix_fmt = 'yuv420p'
@@ -345,7 +346,6 @@ def long_video(path: str, segments: Sequence[int], segment_s: float = 4.0, fps: 
   Every segment is a fresh scene of the same size and fps; returns the ground truth
   [{'start_s', 'end_s', 'label'}] and writes it next to the video as <path>.segments.json.
   """
-  import json  # pylint: disable=g-import-not-at-top
   frames, truth = [], []
   per_segment = int(round(segment_s * fps))
   for i, label in enumerate(segments):

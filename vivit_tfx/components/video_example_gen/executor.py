@@ -7,7 +7,9 @@ decoded are assigned to train/eval/test by `layouts.assign_splits` (group-safe, 
 Bad files are skipped and counted (Beam counters `videos_ok` / `videos_skipped`), each logged
 with its reason.
 """
+import dataclasses
 import json
+import os
 from typing import Any, Dict
 
 import apache_beam as beam
@@ -58,7 +60,6 @@ class _ReadVideo(beam.DoFn):
     self._skipped = beam.metrics.Metrics.counter('VideoExampleGen', 'videos_skipped')
 
   def process(self, candidate: layouts.Candidate):
-    import os  # pylint: disable=g-import-not-at-top
     example, reason = _read_example(os.path.join(self._root, candidate.path), candidate.path,
                                     candidate.label, self._clip)
     if example is None:
@@ -73,7 +74,6 @@ def standalone_exec_properties(input_base: str, clip: ingest.ClipConfig,
                                split_names=layouts.SPLITS) -> Dict[str, Any]:
   """The executor's properties outside a pipeline (benchmarks, tests): the videos under
   `input_base` (class folders), GZIP TFRecords of `split_names`, split as ingest splits."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   return {
       'input_base': input_base,
       'input_config': proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
