@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from vivit_tfx.data.frames import resize_and_crop
 from vivit_tfx.models import clip_views
@@ -144,7 +145,6 @@ def synthetic_examples(num_frames: int, frame_size, count: int = WARMUP_CLIPS) -
 
 def write_warmup_requests(export_dir: str, serialized_examples: List[bytes]) -> str:
   """Writes TF Serving warm-up requests (PredictionLog records) into the SavedModel."""
-  from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
   path = os.path.join(export_dir, WARMUP_FILE)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.TFRecordWriter(path) as writer:  # TFRecordWriter writes through tf.io.gfile

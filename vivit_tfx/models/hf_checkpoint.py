@@ -32,6 +32,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from safetensors import numpy as safetensors_numpy
 import tensorflow as tf
 
 from vivit_tfx.models import pixel_preprocessing, vit_checkpoint
@@ -163,7 +164,6 @@ def check_architecture(config, spec: HFCheckpoint) -> None:
 def read_weights(path: str) -> Tuple[Dict[str, np.ndarray], str]:
   """Every tensor of model.safetensors (or its shards) as float32 NumPy, plus the sha256 of
   the file bytes."""
-  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
   single = posixpath.join(path, 'model.safetensors')
   index = posixpath.join(path, 'model.safetensors.index.json')
   if tf.io.gfile.exists(single):
@@ -183,7 +183,7 @@ def read_weights(path: str) -> Tuple[Dict[str, np.ndarray], str]:
       data = f.read()
     digest.update(data)
     try:
-      tensors.update(load(data))
+      tensors.update(safetensors_numpy.load(data))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointMismatch(f'{name}: not a safetensors file ({e})') from None
   return {k: v.astype(np.float32) for k, v in tensors.items()}, digest.hexdigest()

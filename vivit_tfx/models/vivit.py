@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
+from vivit_tfx.models import hf_checkpoint, pixel_preprocessing, vit_checkpoint
 from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -515,7 +515,6 @@ def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = Tru
   if initialise and pixel_preprocessing.is_hf_directory(config.init_checkpoint):
     model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
   elif initialise and config.init_checkpoint:
-    from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
     model.init_source = vit_checkpoint.initialise(model)
   elif initialise and config.kernel_init != 'random':
     load_tubelet_kernel(model, config.kernel_init_checkpoint, config.kernel_init)
@@ -525,7 +524,6 @@ def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = Tru
 def load_tubelet_kernel(model: ViViT, checkpoint: str, method: str) -> None:
   """Initialises the tubelet kernel from an .npz ('kernel' [h, w, C, D], opt. 'bias') read
   through tf.io.gfile."""
-  from vivit_tfx.models import vit_checkpoint  # pylint: disable=g-import-not-at-top
   if not checkpoint:
     raise ValueError(f"kernel_init={method!r} needs kernel_init_checkpoint (an .npz with "
                      "'kernel' [h, w, C, D]) or init_checkpoint (a ViT .npz); nothing is "

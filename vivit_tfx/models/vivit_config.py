@@ -9,6 +9,8 @@ import dataclasses
 import json
 from typing import Any, Dict, Tuple
 
+from vivit_tfx.models import hub_presets
+
 VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
             'factorised_dot_product')
 TOKENIZERS = ('tubelet', 'uniform_frame')
@@ -212,7 +214,6 @@ def preset(name: str, **overrides) -> ViViTConfig:
   config.json decides the architecture (and the clip's frames and size); `overrides` win over
   each of them (a conflict with the checkpoint is refused when the model is built).
   """
-  from vivit_tfx.models import hub_presets  # pylint: disable=g-import-not-at-top
   base: Dict[str, Any] = {}
   spec = None
   init = overrides.get('init_checkpoint', '')
@@ -234,6 +235,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
                 hidden_size=hidden, num_layers=layers, num_heads=heads, mlp_dim=mlp,
                 num_temporal_layers=4, classifier='token', stochastic_depth=0.1, **GPU_RECIPE)
   if init and _is_hf_directory(init):
+    # local: TensorFlow, for a Hugging Face directory only; run's options are checked without it.
     from vivit_tfx.models import hf_checkpoint  # pylint: disable=g-import-not-at-top
     spec = hf_checkpoint.load_hf_config(init)
     if hub and spec.family not in hub.families:
@@ -250,6 +252,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
 
 
 def _is_hf_directory(path: str) -> bool:
+  """`pixel_preprocessing.is_hf_directory`, imported here: that module needs TensorFlow."""
   from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   return pixel_preprocessing.is_hf_directory(path)
 
