@@ -95,7 +95,6 @@ def check_output(path: str, overwrite: bool = False) -> None:
   never replaced without being asked."""
   if overwrite or not os.path.exists(path):
     return
-  import yaml  # pylint: disable=g-import-not-at-top
   try:
     with open(path) as f:
       spec = next(yaml.safe_load_all(f), None)

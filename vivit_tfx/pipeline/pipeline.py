@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
 import json
 import os
 from typing import Dict, List, Optional, Tuple
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from vivit_tfx import schemas
+from vivit_tfx.components import fingerprint
 from vivit_tfx.components.clip_transform import ClipTransform
 from vivit_tfx.components.schema_import import ImportSchemaGen
 from vivit_tfx.components.validation_gate import ValidationGate
 from vivit_tfx.components.video_example_gen import VideoExampleGen
-from vivit_tfx.data import features
+from vivit_tfx.data import features, ingest, layouts
 from vivit_tfx.pipeline import configs
-from vivit_tfx.components import fingerprint
 
 SPLITS = ('train', 'eval', 'test')
 
@@ -40,7 +43,6 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
 def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
   scan of the videos folder, else --classes, else the RLVS layout's two classes."""
-  from vivit_tfx.data import layouts  # pylint: disable=g-import-not-at-top
   classes = _ingest_summary(config).get('classes')
   if classes:
     return tuple(classes)
@@ -95,7 +97,6 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
 
 def _videos_pattern(config: configs.PipelineConfig) -> str:
   """A glob (relative to videos_dir) matching the videos, for ExampleGen's input fingerprint."""
-  from vivit_tfx.data import layouts  # pylint: disable=g-import-not-at-top
   if '://' in config.videos_dir or not os.path.exists(config.videos_dir):
     return '*/*'
   found = layouts.scan(config.videos_dir, config.dataset_config())
@@ -115,8 +116,6 @@ def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
 
 def _ingest_summary(config: configs.PipelineConfig) -> dict:
   """The ingested clips' summary.json (tfrecords mode), or {} when there is none to read."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   path = os.path.join(config.clips_dir, ingest.SUMMARY)
   try:
     if config.input_mode == 'tfrecords' and tf.io.gfile.exists(path):
@@ -142,9 +141,6 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
   """The pre-training Trainer's view of the ingested --unlabeled-videos: a file pattern, the
   video counts (sampling weights) and a hash of the ingest manifest (the cache key follows
   the footage); {} when none are given."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   root = config.unlabeled_clips
   if not root or not tf.io.gfile.exists(os.path.join(root, ingest.SUMMARY)):
     return {}
@@ -160,8 +156,6 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
 def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
-    import dataclasses  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
     videos = configs.absolute(config.videos_dir)
     if os.path.isfile(videos):  # a CSV file: its folder is the input (one CSV there)
       videos = os.path.dirname(videos)
