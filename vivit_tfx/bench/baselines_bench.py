@@ -21,9 +21,19 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+import keras
+from keras import layers
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+import tensorflow as tf
 
-from vivit_tfx.data import sampling
+from vivit_tfx.data import clip_example, features, ingest_output, sampling
+from vivit_tfx.models import augment, training
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import preset
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
 CHOICES = MODELS + ('vivit',)
@@ -39,9 +49,6 @@ class Videos:
 
 def load_split(clips_dir: str, split: str) -> Videos:
   """Decodes every record of `<clips_dir>/<split>/*.tfrecord`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import clip_example  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(os.path.join(clips_dir, split, '*.tfrecord')))
   if not files:
     raise FileNotFoundError(f'{clips_dir}: no {split}/*.tfrecord (not an ingest output?)')
@@ -55,7 +62,6 @@ def load_split(clips_dir: str, split: str) -> Videos:
 
 def clip_length(clips_dir: str) -> int:
   """T of the ingest output (its marker's clip settings; 8 when absent)."""
-  from vivit_tfx.data import ingest_output  # pylint: disable=g-import-not-at-top
   made = ingest_output.read_provenance(clips_dir)
   return int(made.settings['clip']['num_frames']) if made else 8
 
@@ -100,9 +106,6 @@ class MotionLogReg:
   """Standardised frame-difference statistics → logistic regression (scikit-learn)."""
 
   def __init__(self, seed: int):
-    from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
-    from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
-    from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
     self.model = make_pipeline(StandardScaler(),
                                LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
 
@@ -120,7 +123,6 @@ class MotionLogReg:
 
 # --- Small video CNNs ----------------------------------------------------------------------
 def _block(x, filters: int, factorised: bool, pool):
-  from keras import layers  # pylint: disable=g-import-not-at-top
   if factorised:  # (2+1)D: space, then time
     x = layers.Conv3D(filters, (1, 3, 3), padding='same', use_bias=False)(x)
     x = layers.ReLU()(layers.BatchNormalization()(x))
@@ -134,7 +136,6 @@ def _block(x, filters: int, factorised: bool, pool):
 def build_cnn(kind: str, input_shape: Sequence[int], widths=(16, 32, 64)):
   """[B, T, H, W, 3] normalised clips → [B, 1] logits. A stride-2 spatial stem, then blocks
   that halve space (the first) or space and time (the others)."""
-  import keras  # pylint: disable=g-import-not-at-top
   inputs = keras.Input(tuple(input_shape))
   x = keras.layers.Conv3D(widths[0], (1, 3, 3), strides=(1, 2, 2), padding='same')(inputs)
   for i, width in enumerate(widths):
@@ -147,7 +148,6 @@ def build_cnn(kind: str, input_shape: Sequence[int], widths=(16, 32, 64)):
 def cnn_builder(kind: str, learning_rate: float = 1e-3):
   """(input shape, steps) → a compiled CNN (AdamW, cosine decay)."""
   def build(shape, steps):
-    import keras  # pylint: disable=g-import-not-at-top
     model = build_cnn(kind, shape)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
@@ -171,9 +171,6 @@ def channel_statistics(videos: Videos):
 def vivit_builder(preset_name: str = 'vivit-tiny'):
   """(input shape, steps) → the preset's ViViT for that clip, compiled with its recipe."""
   def build(shape, steps):
-    from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
     config = preset(preset_name, num_frames=shape[0], image_size=tuple(shape[1:3]))
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=steps)
@@ -188,7 +185,6 @@ class ClipClassifier:
 
   def __init__(self, build: Callable, seed: int, num_frames: int, num_views: int, steps: int,
                batch_size: int = 16):
-    import keras  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(seed)
     self.build, self.seed, self.steps, self.batch_size = build, seed, steps, batch_size
     self.num_frames, self.num_views = num_frames, num_views
@@ -199,8 +195,6 @@ class ClipClassifier:
     return (clips.astype(np.float32) / 255.0 - self.mean) / self.std
 
   def fit(self, videos: Videos) -> None:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.models import augment  # pylint: disable=g-import-not-at-top
     self.mean, self.std = channel_statistics(videos)
     shape = (self.num_frames,) + videos.frames[0].shape[1:]
     self.model = self.build(shape, self.steps)
@@ -230,7 +224,6 @@ class ClipClassifier:
 
 # --- The benchmark -------------------------------------------------------------------------
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
-  from sklearn.metrics import roc_auc_score  # pylint: disable=g-import-not-at-top
   auc = roc_auc_score(labels, probabilities) if len(set(labels)) == 2 else float('nan')
   return {'accuracy': float(np.mean((probabilities >= 0.5) == labels)), 'auc': float(auc)}
 

@@ -15,9 +15,12 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from vivit_tfx.data import features
+from vivit_tfx.models import export, training
 
 from vivit_tfx.models import preprocessing
 from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import preset
 
 
 class DecodeOnlyTransform:
@@ -60,9 +63,6 @@ def directory_bytes(path: str) -> Dict[str, int]:
 
 
 def measure(preset_name: str, variant: str = 'spatiotemporal') -> Dict:
-  from vivit_tfx.models import export, training  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
   config = preset(preset_name, variant=variant)
   model = build_vivit(config)
   training.compile_model(model, config, total_steps=10)

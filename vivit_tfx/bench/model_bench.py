@@ -12,6 +12,7 @@ bench says so. CPU seconds, not wall time: on a shared machine wall time measure
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,7 +21,9 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import tensorflow as tf
 
+from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig, preset
 
 # Arnab et al. 2021, Table 2 (ViViT-B, 16x2 tubelets, 32 frames): (GFLOPs, params in M).
@@ -58,8 +61,6 @@ def analytic_gmacs(c: ViViTConfig) -> float:
 
 def measure(config: ViViTConfig, repeats: int = 3, latency: bool = True) -> Dict[str, float]:
   """Params, GMACs and the median CPU forward latency (batch 1) of one configuration."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   model = build_vivit(config)
   row = {'params_m': model.count_params() / 1e6, 'gflops': analytic_gmacs(config)}
   if latency:
@@ -140,8 +141,6 @@ def _median_times(fn, repeats: int) -> Dict[str, float]:
 def project_forward(frames: int, size: int, repeats: int, jit_compile: bool = False
                     ) -> Dict[str, float]:
   """The project's ViViT-B/16x2 (Model 1, float32), CPU/wall seconds per forward."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   config = preset('vivit-b-16x2', num_frames=frames, image_size=(size, size),
                   precision='float32')
   model = build_vivit(config)
@@ -188,7 +187,6 @@ def compare_transformers(frames: int = 32, size: int = 224, threads: int = 2, re
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--presets', nargs='+', default=['vivit-tiny', 'vivit-b-16x2'])
   parser.add_argument('--no-latency', action='store_true')
@@ -202,7 +200,6 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--jit', action='store_true', help='project side under XLA')
   args = parser.parse_args(argv)
   if args.compare_transformers:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
       tf.config.threading.set_intra_op_parallelism_threads(args.threads)
       tf.config.threading.set_inter_op_parallelism_threads(args.threads)

@@ -11,6 +11,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,13 +19,21 @@ import time
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.data import features, ingest, synthetic, video_reader
+from vivit_tfx.inference import predict
+from vivit_tfx.models import augment, preprocessing, training
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import preset
+
+import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
 FRAMES, SIZE = 8, (64, 64)
 
 
 def _videos(root: str, n: int, seed: int = 5, long: bool = False) -> List[str]:
   """Synthetic videos; `long`: 8-12 s at 25 fps, 320x240 and 480x360 (closer to RLVS)."""
-  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   config = synthetic.SyntheticConfig(num_clips=n, seed=seed)
   if long:
     config = synthetic.SyntheticConfig(num_clips=n, seed=seed, sizes=((320, 240), (480, 360)),
@@ -34,8 +43,6 @@ def _videos(root: str, n: int, seed: int = 5, long: bool = False) -> List[str]:
 
 def seed_style_clip(path: str) -> np.ndarray:
   """The seed's loader: decode *every* frame, keep every k-th, squash-resize, float32 [0, 1]."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   frames = video_reader.read_all_frames(path)
   step = max(len(frames) // FRAMES, 1)
   kept = [cv2.resize(f, SIZE[::-1]).astype(np.float32) / 255.0 for f in frames[::step][:FRAMES]]
@@ -47,14 +54,12 @@ def seed_style_clip(path: str) -> np.ndarray:
 def _one_clip_config():
   """T frames over the whole video, one clip per record (`--sample-fps 0`): the rule of the
   seed's loader these rows compare with."""
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   return ingest.ClipConfig(FRAMES, SIZE, sample_fps=0.0)
 
 
 def bench_ingest(videos_root: str, paths: List[str], work: str) -> Dict[str, float]:
   """Per-clip work in one process (ours: sample + resize + JPEG; seed: decode all, float32),
   then the whole `ingest` command on every core (process start-up and writing included)."""
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   clip = _one_clip_config()
   ingest.read_example(paths[0], 'warm-up', 0, clip)  # imports TF outside the timing
   seed_style_clip(paths[0])
@@ -92,8 +97,6 @@ HD_CLIPS = {  # row key suffix → (label, ClipConfig fields)
 def _hd_frames(index: int, seconds: float) -> Iterator[np.ndarray]:
   """1280×720 RGB frames [720, 1280, 3], 25 fps: a synthetic scene rendered at 320×180 and
   upscaled, over fine detail that pans 2 px per frame (camera motion, a realistic bitrate)."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   spec = synthetic.ClipSpec(index=index, label=index % 2, width=320, height=180, fps=25.0,
                             num_frames=int(seconds * 25), container='mp4', seed=100 + index)
   detail = np.random.default_rng(index).integers(0, 64, (180, 320, 3), np.uint8)
@@ -104,7 +107,6 @@ def _hd_frames(index: int, seconds: float) -> Iterator[np.ndarray]:
 
 def _hd_videos(root: str, n: int, seconds: float = HD_SECONDS) -> List[str]:
   """n 720p 25 fps H.264 videos of `seconds` (libx264's default preset and GOP)."""
-  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   os.makedirs(root, exist_ok=True)
   paths = [os.path.join(root, f'hd_{i}.mp4') for i in range(n)]
   for i, path in enumerate(paths):
@@ -114,7 +116,6 @@ def _hd_videos(root: str, n: int, seconds: float = HD_SECONDS) -> List[str]:
 
 def _grab_all_s(path: str) -> float:
   """Seconds to grab() (decode, no conversion) every frame with OpenCV: the baseline."""
-  from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   capture = video_reader.open_video(path)
   while capture.grab():
@@ -125,7 +126,6 @@ def _grab_all_s(path: str) -> float:
 
 def _ingest_read_s(path: str, clip) -> float:
   """Seconds of ingest's read of one video (sample, scale + convert, JPEG-encode)."""
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   result, reason = ingest.read_jpegs(path, clip)
   assert result is not None, reason
@@ -135,7 +135,6 @@ def _ingest_read_s(path: str, clip) -> float:
 def bench_decode_bound(paths: List[str], repeats: int = 3) -> Dict[str, float]:
   """Ingest's per-video read at each of HD_CLIPS against grab()bing every frame of it; each
   total is the fastest of `repeats` interleaved passes (other load on the machine only adds)."""
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   clips = {key: ingest.ClipConfig(**fields) for key, (_, fields) in HD_CLIPS.items()}
   _ingest_read_s(paths[0], clips[''])  # warm-up: imports, codec and scaler set-up
   totals = {'grab': [], **{key: [] for key in clips}}  # measure → seconds of each pass
@@ -154,9 +153,6 @@ def bench_decode_bound(paths: List[str], repeats: int = 3) -> Dict[str, float]:
 
 def _clip_dataset(clips_dir: str, training: bool):
   """The Trainer's input pipeline without TFX: parse → decode → normalise → augment → batch."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import augment, preprocessing  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   files = glob.glob(os.path.join(clips_dir, 'train', '*.tfrecord'))
   spec = {features.FRAMES: tf.io.FixedLenFeature([FRAMES], tf.string),
           features.LABEL: tf.io.FixedLenFeature([1], tf.int64)}
@@ -179,8 +175,6 @@ def _rate(iterator, batches: int, per_batch: int) -> float:
 
 
 def bench_decode_and_input(clips_dir: str) -> Dict[str, float]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   files = glob.glob(os.path.join(clips_dir, 'train', '*.tfrecord'))
   spec = {features.FRAMES: tf.io.FixedLenFeature([FRAMES], tf.string)}
   frames = (tf.data.TFRecordDataset(files).cache().repeat()
@@ -195,10 +189,6 @@ def bench_decode_and_input(clips_dir: str) -> Dict[str, float]:
 
 
 def bench_train_step() -> Dict[str, float]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
   config = preset('vivit-tiny')
   model = build_vivit(config)
   training.compile_model(model, config, total_steps=1000)
@@ -262,7 +252,6 @@ def bench_memory(work: str, n: int) -> Dict[str, float]:
 
 
 def bench_serving(model_dir: str, clips_dir: str) -> Dict[str, float]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   files = glob.glob(os.path.join(clips_dir, 'train', '*.tfrecord'))
   records = [r.numpy() for r in tf.data.TFRecordDataset(files).take(16)]
@@ -283,8 +272,7 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
   worker processes: clips/s over all the videos (start-up included), and the marginal rate
   once the fixed cost (worker start-up, pipeline set-up, writing) of a 2-video run is taken
   off: (N - 2) / (t(N) - t(2))."""
-  import shutil  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # local: TFX and Beam (~5 s more) load only for this measurement.
   from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   from vivit_tfx.components.video_example_gen import executor  # pylint: disable=g-import-not-at-top
@@ -405,7 +393,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     row.update(bench_video_example_gen(root, work))
   model_dir = args.model_dir
   if not model_dir:
-    from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
     try:
       model_dir = predict.newest_version('output/serving', 'vivit_violence')
     except ValueError:

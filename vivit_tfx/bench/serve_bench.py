@@ -18,6 +18,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from vivit_tfx.data import synthetic
+from vivit_tfx.inference import predict, rest
+
 
 def _post(url: str, body: bytes) -> float:
   start = time.perf_counter()
@@ -59,8 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--requests', type=int, default=100, help='per batch size')
   parser.add_argument('--clients', type=int, default=1, help='concurrent client threads')
   args = parser.parse_args(argv)
-  from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict, rest, server  # pylint: disable=g-import-not-at-top
+  # local: the [serve] extra; `bench watch` imports this module too and runs without it.
+  from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     video = os.path.join(tmp, 'clip.mp4')
     synthetic.long_video(video, [1], segment_s=2.0)

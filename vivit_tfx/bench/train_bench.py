@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from typing import Dict, List, Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.bench.model_bench import analytic_gmacs
+from vivit_tfx.data import features
+from vivit_tfx.models import (augment, distribution, export, preprocessing, training,
+                              videomae_pretrain)
+from vivit_tfx.models.videomae_pretrain import PretrainConfig
+from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.pipeline.configs import parse_size
 
 # Dense peak TFLOP/s by device name and compute precision (vendor datasheets; tensor cores
 # for bfloat16/float16, TF32 tensor cores for float32 matmuls).
@@ -34,7 +45,6 @@ PEAK_TFLOPS = {
 
 def device_peak_tflops(precision: str) -> Optional[float]:
   """The first GPU's dense peak for the compute dtype, or None (CPU, unknown GPU)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   gpus = tf.config.list_physical_devices('GPU')
   if not gpus:
     return None
@@ -47,17 +57,14 @@ def device_peak_tflops(precision: str) -> Optional[float]:
 
 
 def device_name() -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   gpus = tf.config.list_physical_devices('GPU')
   if gpus:
     return tf.config.experimental.get_device_details(gpus[0]).get('device_name', 'GPU')
-  import os  # pylint: disable=g-import-not-at-top
   return f'CPU ({os.cpu_count()} cores)'
 
 
 def peak_memory_gib() -> float:
   """Peak device memory of GPU:0, else the process's peak RSS."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if tf.config.list_physical_devices('GPU'):
     return tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2**30
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
@@ -79,7 +86,6 @@ class StepTimer(keras.callbacks.Callback):
 
 def pretrain_config(config, mask_ratio: float):
   """VideoMAE-B's decoder proportions: width D/2 (384), half the heads, MLP 2D, 4 blocks."""
-  from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
   return PretrainConfig(mask_ratio=mask_ratio, decoder_hidden_size=config.hidden_size // 2,
                         decoder_num_heads=max(1, config.num_heads // 2),
                         decoder_mlp_dim=2 * config.hidden_size, decoder_num_layers=4)
@@ -92,9 +98,6 @@ def train_throughput(config, steps: int, warmup: int, objective: str = 'finetune
   untimed steps, under the strategy the Trainer's 'auto' picks on this machine. objective
   'pretrain': VideoMAE's step (encoder on the visible tubelets, decoder, masked-pixel loss)
   instead of the classifier's."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import distribution, training, videomae_pretrain  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   strategy = distribution.strategy_for('auto')
   if tf.config.list_physical_devices('GPU'):
     tf.config.experimental.reset_memory_stats('GPU:0')
@@ -124,9 +127,6 @@ def train_throughput(config, steps: int, warmup: int, objective: str = 'finetune
 
 def input_throughput(config, batches: int = 4) -> float:
   """Clips/s of decode + resize + normalise + augment on synthetic JPEG clip records."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import augment, export, preprocessing  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   records = export.synthetic_examples(config.num_frames, config.image_size,
                                       count=config.batch_size)
   spec = {features.FRAMES: tf.io.FixedLenFeature([config.num_frames], tf.string)}
@@ -150,8 +150,6 @@ def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch
         precision: str, jit_compile: bool, steps: int, warmup: int,
         peak_tflops: Optional[float], overrides: Optional[Dict] = None,
         objective: str = 'finetune', mask_ratio: float = 0.9) -> Dict:
-  from vivit_tfx.bench.model_bench import analytic_gmacs  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
   changes = {**(overrides or {}), 'variant': variant, 'precision': precision,
              'jit_compile': jit_compile, 'batch_size': batch_size}  # the preset's accumulation
   if frames:
@@ -197,7 +195,6 @@ def _bool(text: str) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  from vivit_tfx.pipeline.configs import parse_size  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog='vivit-tfx bench train', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='vivit-b-16x2')

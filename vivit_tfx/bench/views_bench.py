@@ -13,11 +13,15 @@ import os
 from typing import Dict, List, Optional
 
 import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.data import features
+from vivit_tfx.inference import predict
+from vivit_tfx.models import clip_views
 
 
 def _predicted(probabilities: np.ndarray) -> np.ndarray:
   """[B, 1] or [B, K] probabilities → [B] predicted labels (`predict.predicted_label`)."""
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   return np.array([predict.predicted_label(row) for row in probabilities], int)
 
 
@@ -32,10 +36,6 @@ def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
                batch_size: int = 16) -> Dict[str, float]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
   clip = predict.clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   files = sorted(glob.glob(os.path.join(clips_dir, split, '*.tfrecord')))

@@ -14,6 +14,11 @@ import os
 import tempfile
 from typing import List, Optional
 
+# video_reader first: it quiets FFmpeg before OpenCV (mjpeg_stream's) loads.
+from vivit_tfx.data import synthetic, video_reader  # pylint: disable=unused-import
+from vivit_tfx.bench.mjpeg_stream import MjpegStream  # pylint: disable=g-bad-import-order
+from vivit_tfx.inference import predict, watch
+
 
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='vivit-tfx bench watch', description=__doc__)
@@ -26,10 +31,6 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.cores and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
-  # video_reader first: it quiets FFmpeg before OpenCV loads.
-  from vivit_tfx.data import synthetic, video_reader  # pylint: disable=g-import-not-at-top,unused-import
-  from vivit_tfx.bench.mjpeg_stream import MjpegStream  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import predict, watch  # pylint: disable=g-import-not-at-top
   model_dir = args.model_dir or predict.newest_version('output/serving', 'vivit_violence')
   width, height = (int(x) for x in args.size.split('x'))
   with tempfile.TemporaryDirectory() as tmp:
