@@ -167,7 +167,7 @@ def _videos(video_root, cls):
 
 
 def test_bad_file_takes_no_split_slot(video_root, tmp_path):
-  """Issue 12: a 0-byte file must not take the only NonViolence test slot."""
+  """A 0-byte file must not take the only NonViolence test slot."""
   root = tmp_path / 'in'
   for cls in ('Violence', 'NonViolence'):
     os.makedirs(root / cls)

@@ -138,7 +138,7 @@ def test_serving_rejects_malformed_requests(first_run):
 
 
 def test_serving_checks_its_input(first_run):
-  """Issue 12: empty batch → empty result; more frames than a record's N slots → an error
+  """Empty batch → empty result; more frames than a record's N slots → an error
   naming N and T."""
   config, _ = first_run
   serve = tf.saved_model.load(_pushed(config)).signatures['serving_default']
@@ -154,7 +154,7 @@ def test_serving_checks_its_input(first_run):
 
 
 def test_client_frames_of_another_size_score_as_ingested(first_run, video_root):
-  """Issue 12: the same video through ingest and through a client that encodes its own
+  """The same video through ingest and through a client that encodes its own
   frames at another size (the source's, JPEG quality 95) gives the same probability."""
   from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
   config, _ = first_run

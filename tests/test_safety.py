@@ -1,5 +1,5 @@
 """Safe by default: the user's data is never deleted or replaced, bad settings stop before any
-data is touched, runs are isolated, read-only tools stay read-only (issue 12's reproductions)."""
+data is touched, runs are isolated, read-only tools stay read-only (each a reproduction of a reported failure)."""
 import hashlib
 import json
 import os
