@@ -38,7 +38,7 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   transform = tf.saved_model.load(model_dir).signatures['transform_features']
   clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
   return frames, saliency.token_map(load_keras_model(model_dir), clip, method,
-                                     config.positive_index)
+                                    config.positive_index)
 
 
 def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
