@@ -79,7 +79,7 @@ class ModelServer:
     self.servable = self._load(*version_dir(model_dir))
 
   def _load(self, path: str, version: int) -> Servable:
-      return Servable(self.name, version, path, tf.saved_model.load(path))
+    return Servable(self.name, version, path, tf.saved_model.load(path))
 
   def refresh(self) -> bool:
     """True if a newer version was found and is now served."""
