@@ -116,7 +116,7 @@ def _requirements(requirement: str, seen: set) -> None:
 
 
 def test_wheel_requires_what_the_trainer_and_transform_import():
-  """Third-party modules imported by the code the pipeline's steps run (models/, components/)
+  """Third-party modules imported by the code the pipeline's steps run (data/, models/, components/)
   come from distributions the wheel's install_requires pull in (with their extras)."""
   with open(os.path.join(REPO, 'setup.py')) as f:
     call = next(n for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.Call) and
@@ -127,7 +127,7 @@ def test_wheel_requires_what_the_trainer_and_transform_import():
   for requirement in install_requires:
     _requirements(requirement, installed)
   imported = set()
-  for folder in ('models', 'components'):
+  for folder in ('data', 'schemas', 'models', 'components'):
     for path in glob.glob(os.path.join(REPO, 'vivit_tfx', folder, '**', '*.py'), recursive=True):
       with open(path) as f:
         for node in ast.walk(ast.parse(f.read())):
