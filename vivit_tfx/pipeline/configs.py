@@ -1,6 +1,7 @@
 """Every knob of the pipeline in one place, with defaults for the embedded synthetic dataset.
 
-Each field is also a command-line option of `vivit-tfx run` / `compile` (`--train-steps 300`).
+Each field is also a command-line option of `vivit-tfx run`, `compile` and `report`
+(`--train-steps 300`), declared once with its help text; `ingest` shares `INGEST_OPTIONS`.
 """
 from __future__ import annotations
 
@@ -469,10 +470,10 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None,
           type(field.default), parse_size)
     shown = "the preset's" if default is None else repr(
         _show(default) if isinstance(default, tuple) else default)
-    text = ' '.join(filter(None, [field.metadata.get('help'), f'(default: {shown})']))
     flag = dict(nargs='?', const=True) if kind is _parse_bool else {}  # `--overwrite` = true
-    group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
-                       default=default, metavar=field.name.upper(), help=text, **flag)
+    group.add_argument('--' + _flag(field.name), dest=field.name, type=kind, default=default,
+                       metavar=field.name.upper(),
+                       help=f'{field.metadata["help"]} (default: {shown})', **flag)
 
 
 def from_args(args: argparse.Namespace) -> PipelineConfig:
