@@ -106,6 +106,7 @@ def first_run(clips_dir, video_root, tmp_path_factory):
   MirroredStrategy over the two logical CPU devices."""
   import contextlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('e2e')
   config = tiny_config(clips_dir, root, distribution='mirrored', batch_size=4,
@@ -115,7 +116,7 @@ def first_run(clips_dir, video_root, tmp_path_factory):
                            'clipnorm': 1.0}),
                        unlabeled_videos=unlabeled_footage(video_root, root / 'footage'),
                        **TINY_PRETRAIN)
-  local_runner.prepare_unlabeled(config, progress=False)
+  prepare.prepare_unlabeled(config, progress=False)
   console = io.StringIO()
   with contextlib.redirect_stdout(console):
     run_id = local_runner.run_pipeline(config)

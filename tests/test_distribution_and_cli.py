@@ -1,5 +1,7 @@
 """Strategy choice for the Trainer, and the command's smaller entry points."""
+import argparse
 import json
+import re
 
 import pytest
 import tensorflow as tf
@@ -41,3 +43,19 @@ def test_help_lists_every_command(capsys):
   for command in ('make-synthetic', 'ingest', 'run', 'compile', 'lineage', 'predict',
                   'attention', 'report', 'bench', 'checkpoint'):
     assert command in out
+
+
+def test_every_option_of_every_command_says_what_it_does():
+  """Each option's help text says what it does: more than its default."""
+  parser = cli.build_parser()
+  commands = next(a for a in parser._actions  # pylint: disable=protected-access
+                  if isinstance(a, argparse._SubParsersAction)).choices  # pylint: disable=protected-access
+  unexplained = []
+  for name, command in commands.items():
+    for action in command._actions:  # pylint: disable=protected-access
+      if isinstance(action, argparse._HelpAction):  # pylint: disable=protected-access
+        continue
+      text = re.sub(r"\(?default: [^)]*\)?", '', action.help or '')
+      if not text.strip(' .;,'):
+        unexplained.append(f'{name} {"/".join(action.option_strings) or action.dest}')
+  assert len(commands) >= 12 and not unexplained, unexplained

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from vivit_tfx.data import ingest, synthetic
 from vivit_tfx.pipeline import local_runner
-from vivit_tfx.audit import metadata
+from vivit_tfx.audit import metadata, run_summary
 from tests.conftest import TINY_CLIP, tiny_config
 
 
@@ -89,7 +89,7 @@ def test_interrupted_training_then_rerun(clips_dir, tmp_path, monkeypatch):
   monkeypatch.undo()
 
   run_id = local_runner.run_pipeline(config)
-  summary = local_runner.summarize(config, run_id)
+  summary = run_summary.summarize(config, run_id)
   assert summary.executions['Trainer'] == 'COMPLETE'
   assert summary.executions['Transform'] == 'CACHED'  # the work before the failure is kept
   store = _store(config)
@@ -124,14 +124,14 @@ def test_worse_candidate_is_not_blessed_nor_pushed(tmp_path):
   # The records hold one clip each (8 frames): the whole-video rule (sample_fps 0), one view.
   good = tiny_config(_brightness_clips(str(tmp_path / 'clips')), tmp_path, train_steps=30,
                      steps_per_epoch=10, learning_rate=3e-3, sample_fps=0.0, num_views=1)
-  first = local_runner.summarize(good, local_runner.run_pipeline(good))
+  first = run_summary.summarize(good, local_runner.run_pipeline(good))
   assert first.blessed and first.test_metrics['binary_accuracy'] >= 0.75, first.test_metrics
   before = _versions(good)
   assert len(before) == 1
 
   # Same pipeline, candidate trained on inverted labels, judged on the same true test split.
   worse = good.replace(clips_dir=_brightness_clips(str(tmp_path / 'flipped'), flip_train=True))
-  second = local_runner.summarize(worse, local_runner.run_pipeline(worse))
+  second = run_summary.summarize(worse, local_runner.run_pipeline(worse))
   assert second.test_metrics['binary_accuracy'] < first.test_metrics['binary_accuracy']
   assert second.blessed is False and second.pushed_model is None
   assert _versions(good) == before  # the serving dir still holds only the blessed version

@@ -133,11 +133,11 @@ def _core_distributions() -> set:
 
 
 def test_wheel_requires_what_the_trainer_and_transform_import():
-  """Third-party modules imported by the code the pipeline's steps run (models/, components/,
-  data/) come from distributions the wheel's install_requires pull in (with their extras)."""
+  """Third-party modules imported by the code the pipeline's steps run (data/, models/, components/)
+  come from distributions the wheel's install_requires pull in (with their extras)."""
   installed = _core_distributions()
   imported = set()
-  for folder in ('models', 'components', 'data'):
+  for folder in ('data', 'schemas', 'models', 'components'):
     for path in glob.glob(os.path.join(REPO, 'vivit_tfx', folder, '**', '*.py'), recursive=True):
       with open(path) as f:
         for node in ast.walk(ast.parse(f.read())):

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from vivit_tfx import cli
-from vivit_tfx.audit import tfma_results
+from vivit_tfx.audit import run_summary, tfma_results
 from vivit_tfx.data import ingest
 from vivit_tfx.inference import predict
 from vivit_tfx.pipeline import local_runner
@@ -40,7 +40,7 @@ def three_class_run(video_root, tmp_path_factory):
   assert summary.classes == CLASSES and summary.layout == 'folders'
   config = tiny_config(clips, root / 'out', train_steps=2, steps_per_epoch=2, num_views=2,
                        **rule)
-  summary = local_runner.summarize(config, local_runner.run_pipeline(config))
+  summary = run_summary.summarize(config, local_runner.run_pipeline(config))
   return config, summary, str(root / 'videos')
 
 

@@ -12,7 +12,7 @@ from tfx.orchestration import metadata as tfx_metadata
 
 from vivit_tfx.pipeline import configs, local_runner
 
-from vivit_tfx.audit import lineage, metadata
+from vivit_tfx.audit import lineage, metadata, run_summary
 from vivit_tfx.inference import predict
 from vivit_tfx.models import clip_views, export
 from vivit_tfx.data import features
@@ -29,12 +29,12 @@ PRETRAIN_NODES = NODES | {'PretrainTrainer'}  # the first run pre-trains
 
 
 def _states(config, run_id):
-  return local_runner.summarize(config, run_id).executions
+  return run_summary.summarize(config, run_id).executions
 
 
 def test_one_execution_per_component_and_a_pushed_model(first_run):
   config, run_id = first_run
-  summary = local_runner.summarize(config, run_id)
+  summary = run_summary.summarize(config, run_id)
   assert set(summary.executions) == PRETRAIN_NODES
   assert all(s == 'COMPLETE' for s in summary.executions.values()), summary.executions
   assert summary.blessed is True
@@ -50,7 +50,7 @@ def test_one_execution_per_component_and_a_pushed_model(first_run):
 
 def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   config, run_id = first_run
-  pushed = local_runner.summarize(config, run_id).pushed_model
+  pushed = run_summary.summarize(config, run_id).pushed_model
   model = tf.saved_model.load(pushed)
   assert set(model.signatures) == {'serving_default', 'transform_features'}
   files = glob.glob(os.path.join(clips_dir, 'test', '*.tfrecord'))
@@ -115,7 +115,7 @@ def test_rerun_with_new_sampling_settings_skips_a_baseline_that_cannot_read_its_
   assert baseline.check(config.metadata_path, config.clip_config().stored_frames, classes) == ''
   longer = config.replace(max_duration_s=12.0)  # 96 frame slots instead of 80
   line = baseline.check(config.metadata_path, longer.clip_config().stored_frames, classes)
-  pushed = local_runner.summarize(config, run_id).pushed_model
+  pushed = run_summary.summarize(config, run_id).pushed_model
   assert line.startswith('Evaluator: no baseline this run: the last blessed model') and (
       "this run's records hold 96" in line), line
   # What stopped such a rerun's Evaluator: the baseline refuses the longer records.

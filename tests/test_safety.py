@@ -624,12 +624,12 @@ def test_not_blessed_reasons_carry_numbers_and_class_names():
 
 
 def test_run_warns_before_training_when_splits_cannot_bless(video_root, tmp_path, capsys):
-  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
   clips = str(tmp_path / 'clips')
   ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
   config = tiny_config(clips, tmp_path / 'out', videos_dir=video_root,
                        min_test_examples_per_class=5)
-  local_runner.prepare_data(config, progress=False)
+  prepare.prepare_data(config, progress=False)
   out = capsys.readouterr().out
   assert len(re.findall(r'\[run\] warning: \w+: \d test videos < 5', out)) == 2, out
-  assert local_runner.warn_splits(config.replace(min_test_examples_per_class=1)) == []
+  assert prepare.warn_splits(config.replace(min_test_examples_per_class=1)) == []

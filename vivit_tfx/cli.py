@@ -4,14 +4,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import warnings
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from vivit_tfx import extras
+from absl import logging as absl_logging
+
+from vivit_tfx import extras, outputs
 from vivit_tfx.console import quiet as quiet_console
-from vivit_tfx.pipeline import configs
+from vivit_tfx.data import clip_config
+from vivit_tfx.kubeflow import options as kubeflow_options
+from vivit_tfx.pipeline import configs, run_guard
+
+# Each command imports the modules that load TensorFlow, TFX or OpenCV itself, inside its
+# function: `--help` and a mistyped option answer at once.
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Google client libraries warn about Python 3.10 on every import; TFX 1.16 needs 3.10.
@@ -39,6 +47,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_make_synthetic(args) -> int:
+  # loads TensorFlow
   from vivit_tfx.data import synthetic  # pylint: disable=g-import-not-at-top
   target = args.long or args.output
   if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
@@ -61,6 +70,7 @@ def _cmd_make_synthetic(args) -> int:
 
 
 def _cmd_ingest(args) -> int:
+  # loads OpenCV
   from vivit_tfx.data import ingest, ingest_output  # pylint: disable=g-import-not-at-top
   unlabeled = args.layout == 'unlabeled'  # pre-training footage: all to train, no splits
   errors = configs.option_errors({k: v for k, v in vars(args).items()
@@ -96,7 +106,6 @@ def _cmd_ingest(args) -> int:
 
 
 def _cmd_run(args) -> int:
-  from vivit_tfx.pipeline import local_runner, run_guard  # pylint: disable=g-import-not-at-top
   try:
     config = configs.from_args(args)
   except ValueError as e:
@@ -107,6 +116,7 @@ def _cmd_run(args) -> int:
   except configs.ConfigError as e:
     raise UserError(str(e)) from None
   if config.init_checkpoint:
+    # loads TensorFlow
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if not tf.io.gfile.exists(config.init_checkpoint):
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
@@ -117,15 +127,18 @@ def _cmd_run(args) -> int:
         config.init_checkpoint):
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
                       'is not a Hugging Face model directory')
+  # loads TensorFlow and TFX: only once the options are known to be valid
+  from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   try:
-    local_runner.check_data(config)  # before anything is written: no logs, no lock
-  except local_runner.DataError as e:
+    prepare.check_data(config)  # before anything is written: no logs, no lock
+  except prepare.DataError as e:
     raise UserError(str(e)) from None
   print(config.model_summary())  # the effective model config, once
   try:
-    with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:  # issue 16
+    with quiet_console(os.path.join(config.output_root, 'logs'), args.verbose) as log:
       summary = local_runner.run(config)
-  except (local_runner.DataError, run_guard.BusyError) as e:
+  except (prepare.DataError, run_guard.BusyError) as e:
     raise UserError(str(e)) from None
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
@@ -136,7 +149,8 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-  from vivit_tfx.kubeflow import options, runner  # pylint: disable=g-import-not-at-top
+  # loads TFX
+  from vivit_tfx.kubeflow import runner  # pylint: disable=g-import-not-at-top
   try:
     config, deployment = runner.from_args(args)
     config.validate()
@@ -146,7 +160,7 @@ def _cmd_compile(args) -> int:
   print(f'compile: wrote the Kubeflow Pipelines v2 spec {path} (target {deployment.target})\n'
         f'  image {deployment.image}, pipeline root {config.pipeline_root}\n'
         f'  beam args: {config.beam_args}')
-  note = options.precision_note(deployment, config.vivit_config().precision)
+  note = kubeflow_options.precision_note(deployment, config.vivit_config().precision)
   if note:
     print(f'  precision: {note}')
   if deployment.target == 'kfp':
@@ -173,14 +187,13 @@ def _local_paths(config) -> List[tuple]:
 
 def _quiet() -> None:
   """Read-only commands: keep library deprecation chatter off the user's screen."""
-  import logging  # pylint: disable=g-import-not-at-top
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.ERROR)
   logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
 
 def _store(args):
   """The store, opened read-only: inspection never writes to it."""
+  # loads TFX
   from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
   try:
     return metadata.open_store(metadata.connection_config(
@@ -193,6 +206,7 @@ def _store(args):
 
 
 def _cmd_lineage(args) -> int:
+  # loads TFX
   from vivit_tfx.audit import lineage  # pylint: disable=g-import-not-at-top
   _quiet()
   store = _store(args)
@@ -214,7 +228,6 @@ def _cmd_lineage(args) -> int:
     graph = lineage.upstream(store, lineage.pushed_model(store, args.artifact_id))
   except ValueError as e:
     raise UserError(str(e)) from None
-  from vivit_tfx import outputs  # pylint: disable=g-import-not-at-top
   extras.require('report')  # the graph is drawn with matplotlib: check before claiming files
   folder = outputs.OutputFolder(args.out_dir, args.overwrite)
   try:
@@ -238,6 +251,7 @@ def _cmd_lineage(args) -> int:
 def _model_dir(args) -> str:
   """--model-dir (a SavedModel, or a folder of numbered versions: the newest, as `serve` and
   `watch` take it), else the newest pushed version."""
+  # loads TensorFlow
   from vivit_tfx.inference import predict, rest  # pylint: disable=g-import-not-at-top
   if args.model_dir:
     return rest.version_dir(args.model_dir)[0]
@@ -256,6 +270,7 @@ def _accounted(inputs: List[str], skipped: List[str]) -> int:
 def _refuse_non_videos(paths: List[str]) -> Tuple[List[str], List[str]]:
   """(the paths that look like video files, the others); each other one gets one line on
   stderr."""
+  # loads OpenCV
   from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   kept, refused = [], []
   for path in paths:
@@ -274,6 +289,7 @@ def _refuse_non_videos(paths: List[str]) -> Tuple[List[str], List[str]]:
 def _each(videos: List[str], work: Callable[[str, str], dict], skipped: List[str]) -> Iterator:
   """Yields (video, work(video, its output stem)) per video, going on after one that fails:
   its error is one line on stderr, and it joins `skipped`."""
+  # loads OpenCV
   from vivit_tfx.inference import timeline  # pylint: disable=g-import-not-at-top
   stems = timeline.output_stems(videos)  # distinct even where basenames are not
   for video in videos:
@@ -287,6 +303,7 @@ def _each(videos: List[str], work: Callable[[str, str], dict], skipped: List[str
 
 
 def _cmd_predict(args) -> int:
+  # loads TensorFlow
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
   _quiet()
   inputs = list(args.videos)
@@ -315,6 +332,7 @@ def _cmd_predict(args) -> int:
 
 def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
   """`predict --timeline` over each video (going on after a bad one); returns those skipped."""
+  # loads TensorFlow
   from vivit_tfx.inference import predict, timeline  # pylint: disable=g-import-not-at-top
   timeline.window_s_for(predict.clip_config_of(model_dir), args.window_s)  # refused: stop here
   failed = []
@@ -333,6 +351,7 @@ def _timelines(args, videos: List[str], model_dir: str) -> List[str]:
 
 
 def _cmd_attention(args) -> int:
+  # loads TensorFlow
   from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
   _quiet()
   inputs = list(args.videos)
@@ -348,11 +367,11 @@ def _cmd_attention(args) -> int:
 
 
 def _cmd_report(args) -> int:
-  from vivit_tfx.audit import report  # pylint: disable=g-import-not-at-top
+  # loads TFX
+  from vivit_tfx.audit import metadata, report  # pylint: disable=g-import-not-at-top
   _quiet()
   store = None
   if args.grpc_host:  # Kubeflow's ML Metadata service
-    from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
     store = metadata.open_store(metadata.connection_config(grpc_host=args.grpc_host,
                                                            grpc_port=args.grpc_port))
   try:
@@ -365,7 +384,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-  if args.what in ('serve', 'watch'):  # issue 16
+  # Each benchmark loads TensorFlow: only the one asked for is imported.
+  if args.what in ('serve', 'watch'):
     from vivit_tfx.bench import serve_bench, watch_bench  # pylint: disable=g-import-not-at-top
     return (serve_bench if args.what == 'serve' else watch_bench).main(args.rest)
   if args.what == 'model':
@@ -388,6 +408,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_checkpoint(args) -> int:
+  # loads TensorFlow
   from vivit_tfx.models import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
   _quiet()
@@ -405,8 +426,8 @@ def _cmd_checkpoint(args) -> int:
   return 0
 
 
-# --- issue 16: live detection (watch) and the local server (serve) ----------------------------
 def _cmd_serve(args) -> int:
+  # loads TensorFlow and Starlette
   from vivit_tfx.inference import server  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
@@ -423,6 +444,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_watch(args) -> int:
+  # loads TensorFlow and OpenCV
   from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import rest, watch  # pylint: disable=g-import-not-at-top
   _quiet()
@@ -450,17 +472,19 @@ def _add_serve_watch_parsers(sub) -> None:
                  'stream URL')
   p.add_argument('--model-dir', default='', help='a SavedModel or a folder of numbered '
                  'versions (default: newest pushed)')
-  p.add_argument('--serving-dir', default='output/serving')
-  p.add_argument('--model-name', default='vivit_violence')
+  _add_serving_arguments(p)
   p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
                  'timestamped folder in here')
   p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
   p.add_argument('--average', type=int, default=3, help='smooth: mean of the last k windows')
   p.add_argument('--ema', type=float, default=0.0,
                  help='smooth with an exponential moving average of this weight instead')
-  p.add_argument('--start-threshold', type=float, default=0.6)
-  p.add_argument('--stop-threshold', type=float, default=0.4)
-  p.add_argument('--min-event-s', type=float, default=1.0)
+  p.add_argument('--start-threshold', type=float, default=0.6,
+                 help='an event starts when the smoothed P(violence) reaches this')
+  p.add_argument('--stop-threshold', type=float, default=0.4,
+                 help='… and ends when it falls below this (≤ --start-threshold)')
+  p.add_argument('--min-event-s', type=float, default=1.0,
+                 help='an event is reported once it has lasted this many seconds')
   p.add_argument('--webhook', action='append', default=[], metavar='URL',
                  help='POST each event as JSON here (repeatable)')
   p.add_argument('--webhook-timeout', type=float, default=5.0, help='seconds per attempt')
@@ -477,8 +501,9 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--model-dir', default='',
                  help='a SavedModel, or a folder of numbered versions (default: '
                  '<serving-dir>/<model-name>, newest version)')
-  p.add_argument('--serving-dir', default='output/serving')
-  p.add_argument('--model-name', default='vivit_violence', help='the name in /v1/models/<name>')
+  p.add_argument('--serving-dir', default='output/serving', help=_SERVING_DIR_HELP)
+  p.add_argument('--model-name', default='vivit_violence',
+                 help='the pushed model to serve, and the name in /v1/models/<name>')
   p.add_argument('--host', default='127.0.0.1', help='0.0.0.0 to listen on every interface')
   p.add_argument('--port', type=int, default=8501, help="TF Serving's REST port by default")
   p.add_argument('--work-dir', default='output/serve',
@@ -491,7 +516,6 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--poll-s', type=float, default=30.0,
                  help='serve a newly pushed version found within this many seconds (0: never)')
   p.set_defaults(func=_cmd_serve)
-# --- end issue 16 ------------------------------------------------------------------------------
 
 
 def _add_overwrite_argument(p: argparse.ArgumentParser) -> None:
@@ -500,12 +524,21 @@ def _add_overwrite_argument(p: argparse.ArgumentParser) -> None:
                  'write (without it they are left as they are and the command stops)')
 
 
+_SERVING_DIR_HELP = "the Pusher's destination: <serving-dir>/<model-name>/<version>/"
+
+
+def _add_serving_arguments(p: argparse.ArgumentParser) -> None:
+  """Where the newest pushed model is found when --model-dir is not given."""
+  p.add_argument('--serving-dir', default='output/serving', help=_SERVING_DIR_HELP)
+  p.add_argument('--model-name', default='vivit_violence',
+                 help='the pushed model to use (as `run --model-name`)')
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
   """Videos to look at and which pushed model to use (predict, attention)."""
   p.add_argument('videos', nargs='+', help='video files (any container ingest reads)')
   p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
-  p.add_argument('--serving-dir', default='output/serving')
-  p.add_argument('--model-name', default='vivit_violence')
+  _add_serving_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,8 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('make-synthetic', help='write the synthetic labelled video dataset')
   p.add_argument('--output', default='data/synthetic_videos', help='RLVS-layout folder to write')
-  p.add_argument('--num-clips', type=int, default=200)
-  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--num-clips', type=int, default=200, help='videos to write, half of each '
+                 'class (> 0)')
+  p.add_argument('--seed', type=int, default=0, help='random seed: the same seed writes the '
+                 'same videos')
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.add_argument('--difficulty', default='default', choices=['default', 'hard'],
                  help='hard: 2-30 s, camera shake, clutter, light changes, compression noise, '
@@ -529,25 +564,29 @@ def build_parser() -> argparse.ArgumentParser:
                  help='instead: one long video of violent/non-violent segments')
   p.add_argument('--segments', type=_labels, default='0101001',
                  help='labels of the segments, e.g. 0110 (1 = violent)')
-  p.add_argument('--segment-s', type=float, default=4.0)
+  p.add_argument('--segment-s', type=float, default=4.0,
+                 help='--long: seconds per segment (> 0)')
   p.set_defaults(func=_cmd_make_synthetic)
 
-  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
                  help='folder of videos (see --layout), or a CSV file for --layout csv')
   p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
-  clip = ingest.ClipConfig()  # the defaults: the default pipeline's clips
+  clip = clip_config.ClipConfig()  # the defaults: the default pipeline's clips
   configs.add_arguments(p, only=configs.INGEST_OPTIONS, defaults=dict(
       num_frames=clip.num_frames, frame_size=clip.frame_size, sample_fps=clip.sample_fps),
       title='clip and dataset options (the same as `run`\'s)')
-  p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality)
+  p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality,
+                 help='JPEG quality of the stored frames (1-100)')
   p.add_argument('--train', type=float, default=0.7, help='share of each class\'s videos; '
                  '--train, --eval and --test each within (0, 1), summing to 1')
-  p.add_argument('--eval', type=float, default=0.15)
-  p.add_argument('--test', type=float, default=0.15)
+  p.add_argument('--eval', type=float, default=0.15, help="share of each class's videos "
+                 'the Trainer validates on, within (0, 1)')
+  p.add_argument('--test', type=float, default=0.15, help="share of each class's videos the "
+                 'Evaluator blesses on, within (0, 1)')
   p.add_argument('--seed', type=int, default=42, help='split seed')
-  p.add_argument('--clips-per-shard', type=int, default=256)
+  p.add_argument('--clips-per-shard', type=int, default=256,
+                 help='clips per TFRecord file (> 0)')
   p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
@@ -558,11 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('run', help='main job: data if absent, then the whole TFX pipeline on '
                      'LocalDagRunner, then a summary')
   configs.add_arguments(p)
-  p.add_argument('--verbose', action='store_true',  # issue 16
+  p.add_argument('--verbose', action='store_true',
                  help='also show library warnings (always in <output-root>/logs/run-*.log)')
   p.set_defaults(func=_cmd_run)
 
-  from vivit_tfx.kubeflow import options as kubeflow_options  # pylint: disable=g-import-not-at-top
   p = sub.add_parser('compile', help='compile the pipeline to a Kubeflow Pipelines v2 spec')
   kubeflow_options.add_arguments(p)
   configs.add_arguments(p, exclude=('pipeline_root_uri', 'output_root', 'overwrite', 'if_busy'))
@@ -570,15 +608,17 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('lineage', help='trace the pushed model back to its data in ML Metadata')
   p.add_argument('--metadata', default='output/metadata.sqlite', help='sqlite store (local runs)')
-  p.add_argument('--mysql-host', default='')
-  p.add_argument('--mysql-port', type=int, default=3306)
-  p.add_argument('--mysql-database', default='metadb')
-  p.add_argument('--mysql-user', default='root')
-  p.add_argument('--mysql-password', default='')
+  p.add_argument('--mysql-host', default='', help='ML Metadata in MySQL: the server '
+                 "(instead of --metadata; '': not MySQL)")
+  p.add_argument('--mysql-port', type=int, default=3306, help="the MySQL server's port")
+  p.add_argument('--mysql-database', default='metadb', help='the ML Metadata database')
+  p.add_argument('--mysql-user', default='root', help='MySQL user (read-only access suffices)')
+  p.add_argument('--mysql-password', default='', help="that user's password")
   p.add_argument('--grpc-host', default='',
                  help='ML Metadata gRPC service (Kubeflow: metadata-grpc-service.kubeflow)')
-  p.add_argument('--grpc-port', type=int, default=8080)
-  p.add_argument('--pipeline-name', default='vivit-violence')
+  p.add_argument('--grpc-port', type=int, default=8080, help="the gRPC service's port")
+  p.add_argument('--pipeline-name', default=configs.PIPELINE_NAME,
+                 help='the pipeline whose runs to read (as `run --pipeline-name`)')
   p.add_argument('--artifact-id', type=int, default=None,
                  help='PushedModel artifact id (default: the newest pushed)')
   p.add_argument('--runs', action='store_true', help='only list runs and their executions')
@@ -586,13 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
                  help='what changed between two runs: inputs, hyperparameters, metrics')
   p.add_argument('--out-dir', default='output/lineage', help='where lineage.dot/.png go')
   _add_overwrite_argument(p)
-  p.add_argument('--json', action='store_true')
+  p.add_argument('--json', action='store_true', help='print JSON instead of text')
   p.set_defaults(func=_cmd_lineage)
 
   p = sub.add_parser('predict', help='classify video files with the pushed model (goes on '
                      'after a bad file; exit 1 if any input was skipped)')
   _add_model_arguments(p)
-  p.add_argument('--json', action='store_true')
+  p.add_argument('--json', action='store_true', help='print JSON instead of text')
   p.add_argument('--rest-request', action='store_true',
                  help="print the TF Serving REST :predict body for the first video")
   p.add_argument('--timeline', action='store_true',
@@ -601,8 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help='window length; a model with a sampling rate fixes it (T / fps: one '
                  'clip as evaluated) and refuses another value (default: that, else 2)')
   p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
-  p.add_argument('--threshold', type=float, default=0.5)
-  p.add_argument('--out-dir', default='output/timeline')
+  p.add_argument('--threshold', type=float, default=0.5,
+                 help='--timeline: a violent segment is windows at or above this P(violence)')
+  p.add_argument('--out-dir', default='output/timeline',
+                 help='--timeline: where the PNG and JSON of each video go')
   _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_predict)
 
@@ -610,24 +652,27 @@ def build_parser() -> argparse.ArgumentParser:
   _add_model_arguments(p)
   p.add_argument('--method', default='auto', choices=['auto', 'rollout', 'gradient'],
                  help='auto: attention rollout for Model 1, gradient x input otherwise')
-  p.add_argument('--out-dir', default='output/attention')
+  p.add_argument('--out-dir', default='output/attention',
+                 help='where the strip PNG and GIF of each video go')
   _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_attention)
 
   p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')
-  p.add_argument('--run-id', default='', help='default: the latest run')
-  p.add_argument('--out-dir', default='', help='default: <output-root>/reports/<run id>')
+  p.add_argument('--run-id', default='', help="the run to report on ('': the latest)")
+  p.add_argument('--out-dir', default='', help="where index.html and its figures go ('': "
+                 '<output-root>/reports/<run id>)')
   p.add_argument('--grpc-host', default='',
                  help='read a Kubeflow run from ML Metadata gRPC (metadata-grpc-service)')
-  p.add_argument('--grpc-port', type=int, default=8080)
+  p.add_argument('--grpc-port', type=int, default=8080, help="the gRPC service's port")
   configs.add_arguments(p)
   p.set_defaults(func=_cmd_report)
 
-  _add_serve_watch_parsers(sub)  # issue 16
+  _add_serve_watch_parsers(sub)
 
   p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
                      'it as a SavedModel with its own head and preprocessing')
-  p.add_argument('action', choices=['inspect', 'export'])
+  p.add_argument('action', choices=['inspect', 'export'],
+                 help='inspect: print what the directory holds; export: write a SavedModel')
   p.add_argument('path', help='model directory (config.json, model.safetensors, '
                  'preprocessor_config.json), local or any tf.io.gfile URI')
   p.add_argument('--output', help='export: SavedModel directory to create')
@@ -638,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
                      'train, export, views, baselines, serve, watch)')
   p.add_argument('what', choices=['model', 'pipeline', 'train', 'export', 'views', 'baselines',
-                                  'serve', 'watch'])
+                                  'serve', 'watch'], help='the benchmark to run')
   p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
   p.set_defaults(func=_cmd_bench)
   return parser

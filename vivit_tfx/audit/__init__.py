@@ -1,1 +1,1 @@
-"""ML Metadata tools: run queries, lineage, TFMA results, the HTML run report."""
+"""ML Metadata tools: run queries, lineage, TFMA results, a run's summary and HTML report."""

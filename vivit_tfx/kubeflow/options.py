@@ -161,21 +161,23 @@ def add_arguments(parser) -> None:
                  help='Trainer accelerator: vertex: NVIDIA_TESLA_T4, NVIDIA_L4, TPU_V3, …; '
                  'kfp: a Kubernetes resource (nvidia.com/gpu) or a Vertex GPU name, mapped to '
                  'nvidia.com/gpu + the GKE node selector')
-  g.add_argument('--accelerator-count', type=int, default=1)
+  g.add_argument('--accelerator-count', type=int, default=1,
+                 help='accelerators of --accelerator-type for the Trainer pod')
   g.add_argument('--node-selector', action='append', default=[], metavar='KEY=VALUE',
                  help='kfp: node selector label of the Trainer pod (repeatable), e.g. '
                  'cloud.google.com/gke-accelerator=nvidia-l4')
-  g.add_argument('--trainer-cpu', type=float, default=0.0)
-  g.add_argument('--trainer-memory-gib', type=float, default=0.0)
   g.add_argument('--evaluator-accelerator-count', type=int, default=-1,
                  help='accelerators (of --accelerator-type) for the Evaluator, which scores '
                  'the candidate and the baseline on every test video (default: 1 when '
                  '--accelerator-type is given; 0: CPU)')
-  g.add_argument('--evaluator-cpu', type=float, default=0.0)
-  g.add_argument('--evaluator-memory-gib', type=float, default=-1.0,
-                 help='default: --trainer-memory-gib')
-  g.add_argument('--transform-accelerator-count', type=int, default=0)
-  g.add_argument('--transform-cpu', type=float, default=0.0)
-  g.add_argument('--transform-memory-gib', type=float, default=0.0)
+  g.add_argument('--transform-accelerator-count', type=int, default=0,
+                 help='accelerators for Transform, which decodes JPEGs on Beam (0: CPU)')
+  for pod in ('trainer', 'evaluator', 'transform'):  # each heavy component's limits
+    g.add_argument(f'--{pod}-cpu', type=float, default=0.0,
+                   help=f'CPU limit of the {pod} pod, in cores (0: the cluster default)')
+    g.add_argument(f'--{pod}-memory-gib', type=float,
+                   default=getattr(Deployment, f'{pod}_memory_gib'),
+                   help=f'memory limit of the {pod} pod, in GiB (0: the cluster default'
+                   + ('; -1: --trainer-memory-gib)' if pod == 'evaluator' else ')'))
 
 

@@ -1,1 +1,1 @@
-"""The TFX pipeline: configuration, wiring, runners and the `vivit-tfx` command."""
+"""The TFX pipeline: configuration, wiring and runners."""

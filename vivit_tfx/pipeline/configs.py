@@ -1,6 +1,7 @@
 """Every knob of the pipeline in one place, with defaults for the embedded synthetic dataset.
 
-Each field is also a command-line option of `vivit-tfx run` / `compile` (`--train-steps 300`).
+Each field is also a command-line option of `vivit-tfx run`, `compile` and `report`
+(`--train-steps 300`), declared once with its help text; `ingest` shares `INGEST_OPTIONS`.
 """
 from __future__ import annotations
 
@@ -40,12 +41,13 @@ CLIP_FIELDS = ('frame_size', 'sample_fps')  # also the preset's unless given
 
 
 def _from_model(kind, help_text: str):
+  """A model setting: None means "the preset's value"."""
   return dataclasses.field(default=None, metadata={'type': kind, 'help': help_text,
                                                    'model': True})
 
 
-def _documented(default, help_text: str):
-  """A field whose option `ingest` declares too (the same flag, type and help)."""
+def _option(default, help_text: str):
+  """A field and its command-line option: what it does, its unit and range."""
   return dataclasses.field(default=default, metadata={'help': help_text})
 
 
@@ -53,70 +55,97 @@ def _documented(default, help_text: str):
 class PipelineConfig:
   """Paths, clip shape, model, training, evaluation thresholds and Beam settings."""
   # Names and paths.
-  pipeline_name: str = PIPELINE_NAME
-  model_name: str = 'vivit_violence'
-  output_root: str = 'output'          # pipeline root, metadata and serving dir live here
-  pipeline_root_uri: str = ''          # overrides <output_root>/pipeline_root (gs://, s3://, …)
-  serving_uri: str = ''                # overrides <output_root>/serving (Pusher destination)
-  videos_dir: str = DEFAULT_VIDEOS_DIR  # RLVS layout; the default is written (synthetic) if absent
-  clips_dir: str = 'data/clips'        # ingested split TFRecords (ImportExampleGen input)
-  input_mode: str = 'tfrecords'        # 'tfrecords': ingest + ImportExampleGen;
-                                       # 'videos': VideoExampleGen reads videos on Beam
-  schema_file: str = ''                # default: the curated schemas/clip_schema.pbtxt
-  synthetic_clips: int = 200
-  # Dataset (issue 13): layout of videos_dir, class order, positive class, grouping.
-  layout: str = _documented('auto', 'how labels are read from the input: auto (detected), '
-                            'rlvs, rwf2000, hockey, folders or csv')
-  classes: str = _documented('', "comma-separated class names in label order, e.g. "
-                             "Normal,Abuse,Fight; empty: the layout's")
-  positive_class: str = _documented('', 'binary sets: the positive class (label 1)')
-  group_regex: str = _documented('', 'regex on the relative path; videos with the same group '
-                                 '(group 1, else the match) never land in two splits')
+  pipeline_name: str = _option(PIPELINE_NAME, 'the pipeline\'s name in ML Metadata (runs, '
+                               'lineage and reports find it by this)')
+  model_name: str = _option('vivit_violence', 'the pushed model\'s name: '
+                            '<serving dir>/<model name>/<version>/')
+  output_root: str = _option('output', 'folder of the pipeline root, ML Metadata '
+                             '(metadata.sqlite), the serving dir, logs and reports')
+  pipeline_root_uri: str = _option('', "where components write artifacts (gs://, s3://, a "
+                                   "path); '': <output-root>/pipeline_root")
+  serving_uri: str = _option('', "the Pusher's destination (gs://, s3://, a path); '': "
+                             '<output-root>/serving')
+  videos_dir: str = _option(DEFAULT_VIDEOS_DIR, 'labelled videos to ingest (see --layout); the '
+                            'default folder is filled with synthetic videos if absent')
+  clips_dir: str = _option('data/clips', 'ingested split TFRecords the pipeline reads '
+                           '(--input-mode tfrecords)')
+  input_mode: str = _option('tfrecords', 'tfrecords: ingest, then ImportExampleGen reads the '
+                            'clips; videos: VideoExampleGen decodes the videos on Beam')
+  schema_file: str = _option('', "schema .pbtxt the clips are validated against; '': the "
+                             'curated schemas/clip_schema.pbtxt')
+  synthetic_clips: int = _option(200, 'synthetic videos written when the default --videos-dir '
+                                 'is absent (> 0)')
+  # Dataset: layout of videos_dir, class order, positive class, grouping (`ingest`'s too).
+  layout: str = _option('auto', 'how labels are read from the input: auto (detected), '
+                        'rlvs, rwf2000, hockey, folders or csv')
+  classes: str = _option('', "comma-separated class names in label order, e.g. "
+                         "Normal,Abuse,Fight; empty: the layout's")
+  positive_class: str = _option('', 'binary sets: the positive class (label 1)')
+  group_regex: str = _option('', 'regex on the relative path; videos with the same group '
+                             '(group 1, else the match) never land in two splits')
   # Clip shape (the model's: default from --preset).
-  num_frames: Optional[int] = _from_model(int, 'T frames per clip')
+  num_frames: Optional[int] = _from_model(int, 'T frames per clip (> 0)')
   frame_size: Optional[Tuple[int, int]] = _from_model(
-      None, "stored JPEG frames HxW (run: the model's image size)")
+      None, "stored JPEG frames, SIZE or HxW pixels (run: the model's image size)")
   image_size: Optional[Tuple[int, int]] = _from_model(
-      None, 'model input HxW after Transform\'s resize (default: the preset\'s)')
-  # Temporal sampling rule (issue 13; models/clip_views.py).
+      None, "model input, SIZE or HxW pixels, after Transform's resize")
+  # Temporal sampling rule (models/clip_views.py).
   sample_fps: Optional[float] = _from_model(
       float, 'frames per second of a clip (spans T / sample_fps s; the vivit presets: 8); 0: T '
       'frames spread over the whole video')
-  max_duration_s: float = _documented(10.0, 'seconds kept per video (its central part)')
-  num_views: int = 4                   # K clips per video averaged at evaluation and serving
+  max_duration_s: float = _option(10.0, 'seconds kept per video (its central part; > 0)')
+  num_views: int = _option(4, 'K clips per video whose scores are averaged at evaluation and '
+                           'serving (> 0)')
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
-  preset: str = 'vivit-tiny'
+  preset: str = _option('vivit-tiny', 'architecture and training recipe: vivit-tiny, '
+                        'vivit-<ti|s|b|l|h>-<patch>x<tubelet frames> or a hub checkpoint\'s '
+                        '(models/vivit_config.py)')
   variant: Optional[str] = _from_model(
-      str, 'spatiotemporal | factorised_encoder | factorised_self_attention | '
-      'factorised_dot_product (default: the preset\'s)')
-  vivit_overrides: str = '{}'          # JSON of extra ViViTConfig fields
-  batch_size: Optional[int] = _from_model(int, 'clips per replica (default: the preset\'s)')
-  learning_rate: Optional[float] = _from_model(float, 'default: the preset\'s')
-  init_checkpoint: str = ''            # image ViT .npz or Hugging Face model directory to start from
-  pixels: str = 'auto'                 # auto | dataset | scenic | processor | a preprocessor_config.json
-                                       # (models/pixel_preprocessing.py `choose`)
-  train_steps: int = 600              # optimizer updates, exactly (the last epoch may be shorter)
-  eval_steps: int = 4                  # eval-split batches the Trainer validates on per epoch
-  steps_per_epoch: int = 50
-  distribution: str = 'auto'           # auto | default | mirrored | multi_worker | tpu
+      str, 'attention: spatiotemporal | factorised_encoder | factorised_self_attention | '
+      'factorised_dot_product')
+  vivit_overrides: str = _option('{}', 'JSON object of extra ViViTConfig fields, e.g. '
+                                 '\'{"num_layers": 4}\'')
+  batch_size: Optional[int] = _from_model(int, 'clips per replica per step (> 0)')
+  learning_rate: Optional[float] = _from_model(float, "the optimizer's peak learning rate (> 0)")
+  init_checkpoint: str = _option('', "image ViT .npz or Hugging Face model directory to start "
+                                 "from; '': the preset's initialisation")
+  pixels: str = _option('auto', 'pixel scaling: auto | dataset | scenic | processor | a '
+                        'preprocessor_config.json (models/pixel_preprocessing.py)')
+  train_steps: int = _option(600, 'optimizer updates, exactly (> 0; the last epoch may be '
+                             'shorter)')
+  eval_steps: int = _option(4, 'eval-split batches the Trainer validates on per epoch (> 0)')
+  steps_per_epoch: int = _option(50, 'optimizer updates between two validations (> 0)')
+  distribution: str = _option('auto', 'tf.distribute strategy: auto | default | mirrored | '
+                              'multi_worker | tpu')
   # Self-supervised VideoMAE pre-training (models/videomae_pretrain.py) of the encoder on the
   # train split's videos plus --unlabeled-videos; its model starts the fine-tuning Trainer.
-  pretrain: bool = False
-  unlabeled_videos: str = ''           # extra footage, any layout, labels ignored
-  unlabeled_clips_dir: str = ''        # where it is ingested (default <output_root>/unlabeled_clips)
-  pretrain_steps: int = 300
-  pretrain_overrides: str = '{}'       # JSON of PretrainConfig fields (mask_ratio, decoder_*, …)
-  tpu_address: str = ''
+  pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
+                           '(true/false)')
+  unlabeled_videos: str = _option('', 'extra pre-training footage, any layout, labels ignored '
+                                  '(needs --pretrain)')
+  unlabeled_clips_dir: str = _option('', "where --unlabeled-videos is ingested; '': "
+                                     '<output-root>/unlabeled_clips')
+  pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
+  pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
+                                    'decoder_*, …)')
+  tpu_address: str = _option('', "TPU to train on (--distribution tpu or auto); '': none")
   # Evaluation and blessing.
-  accuracy_threshold: float = 0.8      # bless only above this test accuracy ...
-  max_accuracy_drop: float = 0.0       # ... and no worse than the last blessed model by more,
-  min_test_examples_per_class: int = 5     # ... and with at least this many test examples
-  min_test_fraction_per_class: float = 0.1  # and this share of the test split in every class
+  accuracy_threshold: float = _option(0.8, 'bless only above this test accuracy (within '
+                                      '[0, 1])')
+  max_accuracy_drop: float = _option(0.0, '… and no worse than the last blessed model by more '
+                                     'than this (within [0, 1])')
+  min_test_examples_per_class: int = _option(5, '… and with at least this many test examples '
+                                             'in every class (≥ 0)')
+  min_test_fraction_per_class: float = _option(0.1, '… and at least this share of the test '
+                                               'split in every class (within [0, 1])')
   # Orchestration.
-  enable_cache: bool = True
-  beam_args: str = '--direct_num_workers=1'  # e.g. '--runner=DataflowRunner --project=…'
-  overwrite: bool = False              # let `run` re-ingest over clips made from other settings
-  if_busy: str = 'stop'                # another run holds the output root: 'stop' | 'wait'
+  enable_cache: bool = _option(True, 'reuse the outputs of components whose inputs and code are '
+                               'unchanged (true/false)')
+  beam_args: str = _option('--direct_num_workers=1', 'Beam options for StatisticsGen, Transform '
+                           "and Evaluator, e.g. '--runner=DataflowRunner --project=…'")
+  overwrite: bool = _option(False, "let `run` re-ingest over clips made from other settings "
+                            "(only ingest's own files are replaced; true/false)")
+  if_busy: str = _option('stop', 'another run holds --output-root: stop | wait for it')
 
   def __post_init__(self):
     # The values given (not None), kept so that replace(preset=…) re-resolves the others.
@@ -182,6 +211,30 @@ class PipelineConfig:
     if not self.unlabeled_videos:
       return ''
     return absolute(self.unlabeled_clips_dir or os.path.join(self.output_root, 'unlabeled_clips'))
+
+  @property
+  def videos_dir_is_default(self) -> bool:
+    """--videos-dir left at the default: the only folder `run` may fill with synthetic videos,
+    and existing clips made from another folder are this run's data."""
+    return os.path.normpath(self.videos_dir) == os.path.normpath(DEFAULT_VIDEOS_DIR)
+
+  def ingest_command(self, videos_dir: str) -> str:
+    """The `vivit-tfx ingest` command that makes the clips this run wants from `videos_dir`."""
+    h, w = self.frame_size
+    options = [f'--num-frames {self.num_frames}', f'--frame-size {h}x{w}']
+    defaults = PipelineConfig()
+    for name in ('layout', 'classes', 'positive_class', 'group_regex', 'sample_fps',
+                 'max_duration_s'):
+      if getattr(self, name) != getattr(defaults, name):
+        options.append(f'--{_flag(name)} {getattr(self, name)}')
+    return (f'vivit-tfx ingest --input {videos_dir} --output {self.clips_dir} '
+            + ' '.join(options) + ' --overwrite')
+
+  def blessing_warnings(self, clips: Dict[str, Dict[str, int]], classes: Sequence[str],
+                        test_share: float) -> List[str]:
+    """`split_warnings` against this run's blessing minimums."""
+    return split_warnings(clips, classes, self.min_test_examples_per_class,
+                          self.min_test_fraction_per_class, test_share)
 
   def pretrain_config(self):
     """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides)."""
@@ -417,10 +470,10 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None,
           type(field.default), parse_size)
     shown = "the preset's" if default is None else repr(
         _show(default) if isinstance(default, tuple) else default)
-    text = ' '.join(filter(None, [field.metadata.get('help'), f'(default: {shown})']))
     flag = dict(nargs='?', const=True) if kind is _parse_bool else {}  # `--overwrite` = true
-    group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, type=kind,
-                       default=default, metavar=field.name.upper(), help=text, **flag)
+    group.add_argument('--' + _flag(field.name), dest=field.name, type=kind, default=default,
+                       metavar=field.name.upper(),
+                       help=f'{field.metadata["help"]} (default: {shown})', **flag)
 
 
 def from_args(args: argparse.Namespace) -> PipelineConfig:

@@ -11,10 +11,6 @@ import socket
 import time
 from typing import List, Optional
 
-from ml_metadata.proto import metadata_store_pb2
-
-from vivit_tfx.audit import metadata
-
 LOCK_FILE = '.vivit-tfx-run.lock'
 
 
@@ -73,6 +69,9 @@ def recover_interrupted_runs(metadata_path: str, pipeline_root: str) -> List[str
   Returns one line per execution cancelled."""
   if not os.path.exists(metadata_path):
     return []
+  # local: ML Metadata and TFX (~3 s); the CLI imports this module to answer --help at once.
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
   store = metadata.open_sqlite(metadata_path)
   state = metadata_store_pb2.Execution
   ghosts = [e for e in store.get_executions()

@@ -1,0 +1,85 @@
+"""What `vivit-tfx run` prints at the end, read back from ML Metadata and TFMA: each execution's
+state, the test metrics, blessed or not and why, the pushed model and the report's path."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Protocol
+
+from vivit_tfx import outputs
+from vivit_tfx.audit import metadata, report, tfma_results
+
+
+class SummarySettings(Protocol):
+  """What the summary reads of a run's settings (a `pipeline.configs.PipelineConfig` has it)."""
+  pipeline_name: str
+  metadata_path: str
+  pipeline_root: str
+  min_test_examples_per_class: int
+
+
+@dataclasses.dataclass
+class RunSummary:
+  run_id: str
+  seconds: float
+  executions: Dict[str, str]  # node id → state
+  test_metrics: Dict[str, float]
+  blessed: Optional[bool]
+  pushed_model: Optional[str]
+  metadata_path: str
+  pipeline_root: str
+  report: Optional[str] = None
+  not_blessed_because: List[str] = dataclasses.field(default_factory=list)
+
+  def to_text(self) -> str:
+    metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items())
+                        if not k.endswith('_diff') or k == 'binary_accuracy_diff')
+    lines = [f'run {self.run_id}: {len(self.executions)} executions in {self.seconds:.0f} s',
+             '  ' + ', '.join(f'{k}: {v}' for k, v in self.executions.items()),
+             f'  test split: {metrics or "(no evaluation)"}',
+             f'  blessed: {self.blessed}' + (
+                 f' ({"; ".join(self.not_blessed_because)})' if self.not_blessed_because
+                 and not self.blessed else ''),
+             f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
+             f'  metadata: {self.metadata_path}',
+             f'  pipeline root: {self.pipeline_root}',
+             f'  report: {self.report or "(not written)"}']
+    return '\n'.join(lines)
+
+
+def summarize(settings: SummarySettings, run_id: Optional[str] = None,
+              seconds: float = 0.0) -> RunSummary:
+  """Reads a run's outcome (default: the latest run's) back from ML Metadata: states, test
+  metrics, blessing, push."""
+  store = metadata.open_sqlite(settings.metadata_path, read_only=True)
+  runs = metadata.runs(store, settings.pipeline_name)
+  run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
+  if run is None:
+    raise ValueError(f'no run of {settings.pipeline_name} in {settings.metadata_path}')
+  infos = {metadata.node_id(store, i.execution) or i.type_name: i
+           for i in metadata.executions_of_run(store, run)}
+  states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
+  for node, info in infos.items():
+    states[node] = info.state
+    for artifact in info.outputs.get('evaluation', []):
+      test_metrics = tfma_results.overall_metrics(artifact.uri)
+      because = tfma_results.validation(artifact.uri, report.model_classes(infos.get('Trainer')),
+                                        settings.min_test_examples_per_class)[1]
+    for artifact in info.outputs.get('blessing', []):
+      blessed = bool(metadata.property_value(artifact, 'blessed'))
+    for artifact in info.outputs.get('pushed_model', []):
+      if metadata.property_value(artifact, 'pushed'):
+        pushed = metadata.property_value(artifact, 'pushed_destination')
+  return RunSummary(run.name, seconds, states, test_metrics, blessed, pushed,
+                    os.path.abspath(settings.metadata_path), settings.pipeline_root,
+                    not_blessed_because=because)
+
+
+def add_report(summary: RunSummary, settings: report.RunSettings) -> RunSummary:
+  """Writes the run's HTML report and records its path in the summary; a report that cannot
+  be written is recorded as such (the run itself succeeded)."""
+  try:
+    summary.report = os.path.abspath(report.build(settings, summary.run_id))
+  except (outputs.OutputExists, OSError) as e:
+    summary.report = f'not written: {e}'
+  return summary
