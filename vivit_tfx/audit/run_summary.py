@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Protocol
 
-from vivit_tfx import outputs
+from vivit_tfx import extras, outputs
 from vivit_tfx.audit import metadata, report, tfma_results
 
 
@@ -80,6 +80,6 @@ def add_report(summary: RunSummary, settings: report.RunSettings) -> RunSummary:
   be written is recorded as such (the run itself succeeded)."""
   try:
     summary.report = os.path.abspath(report.build(settings, summary.run_id))
-  except (outputs.OutputExists, OSError) as e:
+  except (outputs.OutputExists, OSError, extras.MissingExtra) as e:
     summary.report = f'not written: {e}'
   return summary
