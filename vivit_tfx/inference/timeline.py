@@ -72,7 +72,8 @@ def stream_windows(path: str, windows: List[Window],
 def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
           batch_size: int = 16) -> Tuple[video_reader.VideoInfo, List[Window]]:
   """Scores every window of `path` with the model's serving_default."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # local: see predict.predict
+  # local: TensorFlow, where a model is loaded (see `predict.predict`).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   clip = predict.clip_config_of(model_dir)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   info = video_reader.probe(path)
