@@ -33,8 +33,8 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   frames = clip_example.decode_jpegs(central[0].numpy())  # [T, H, W, 3]
   transform = tf.saved_model.load(model_dir).signatures['transform_features']
   clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
-  return frames, attention.token_map(load_keras_model(model_dir), clip, method,
-                                     config.positive_index)
+  return frames, saliency.token_map(load_keras_model(model_dir), clip, method,
+                                    config.positive_index)
 
 
 def upsample(token_map: np.ndarray, frames_shape) -> np.ndarray:
