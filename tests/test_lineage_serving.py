@@ -163,24 +163,24 @@ def test_serving_checks_its_input(first_run):
 
 
 def test_client_frames_of_another_size_score_as_ingested(trained_run):
-  """The same video through ingest and through a client that encodes its own frames at
-  another size (the source's, JPEG quality 95) gives the same probability, on a model whose
-  scores tell the classes apart."""
+  """A video through ingest and through a client that encodes its own frames at another size
+  (the source's, JPEG quality 95) gets the same score. Compared as logits: the learned model's
+  probabilities saturate near 0 and 1, where a stretched frame moves them by < 1e-3."""
   from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
   config, _ = trained_run
   model_dir = _pushed(config)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   clip = predict.clip_config_of(model_dir)
-  path = os.path.join(config.videos_dir, 'Violence', 'V_0001.mp4')
-  other = os.path.join(config.videos_dir, 'NonViolence', 'NV_0000.mp4')
-  info = video_reader.probe(path)
-  own = video_reader.read_clip(path, clip.num_frames, (info.height, info.width),
-                               clip.sample_fps, clip.stored_frames)  # the model's rule
-  client = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in own.frames],
-                                   info, 0, 'client', path)
-  records = [predict.serialized_clip(path, clip), client.SerializeToString(),
-             predict.serialized_clip(other, clip)]
-  ingested, sent, non_violent = serve(examples=tf.constant(records))['probabilities'].numpy()[
-      :, 0]
-  assert abs(ingested - sent) < 1e-3, (ingested, sent)
-  assert ingested - non_violent > 0.5, (ingested, non_violent)  # the scores mean something
+  records = []
+  for video in ('Violence/V_0001.mp4', 'NonViolence/NV_0000.mp4'):  # 4:3 and 16:9 sources
+    path = os.path.join(config.videos_dir, video)
+    info = video_reader.probe(path)
+    own = video_reader.read_clip(path, clip.num_frames, (info.height, info.width),
+                                 clip.sample_fps, clip.stored_frames)  # the model's rule
+    client = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in own.frames],
+                                     info, 0, 'client', path)
+    records += [predict.serialized_clip(path, clip), client.SerializeToString()]
+  p = serve(examples=tf.constant(records))['probabilities'].numpy().reshape(2, 2)  # [video, way]
+  logits = np.log(p / (1 - p))
+  np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.03)  # a stretch moves ≥ 0.04
+  assert p[0, 0] - p[1, 0] > 0.5, p  # the scores tell the two videos apart
