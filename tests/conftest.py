@@ -143,7 +143,8 @@ def trained_run(tmp_path_factory):
       eval_steps=2)
   summary = local_runner.run(config, progress=False)
   assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.9, summary
-  scores, _ = split_scores(config.clips_dir, summary.pushed_model)
+  scores, labels = split_scores(config.clips_dir, summary.pushed_model)
+  assert np.mean((scores > 0.5) == labels) >= 0.9, (scores, labels)  # served as evaluated
   assert np.ptp(scores) > 0.5, scores  # confident both ways, not one score for every clip
   return config, summary
 
