@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -129,7 +130,10 @@ def first_run(clips_dir, video_root, tmp_path_factory):
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory):
   """The main job's code path (synthetic videos → ingest → pipeline → report) on 120 videos,
-  trained long enough to detect motion: (config, RunSummary)."""
+  trained until it has learned its data: (config, RunSummary). Every test that compares model
+  outputs (serving, views, predict, REST, review page, timeline, watch) runs on this model:
+  its test accuracy is ≥ 0.9 and its scores spread over the test clips, so a comparison of
+  the wrong frames, view or class would show."""
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('trained')
   synthetic.generate(str(root / 'videos'), synthetic.SyntheticConfig(num_clips=120),
@@ -139,5 +143,21 @@ def trained_run(tmp_path_factory):
       clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=500, steps_per_epoch=100,
       eval_steps=2)
   summary = local_runner.run(config, progress=False)
-  assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.8, summary
+  assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.9, summary
+  scores, labels = split_scores(config.clips_dir, summary.pushed_model)
+  assert np.mean((scores > 0.5) == labels) >= 0.9, (scores, labels)  # served as evaluated
+  assert np.ptp(scores) > 0.5, scores  # confident both ways, not one score for every clip
   return config, summary
+
+
+def split_scores(clips_dir: str, model_dir: str):
+  """(serving_default's positive-class scores [N], labels [N]) of the test split's records."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import features  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(clips_dir, 'test', '*.tfrecord')))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
+  labels = [tf.train.Example.FromString(r).features.feature[features.LABEL].int64_list.value[0]
+            for r in records]
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  scores = serve(examples=tf.constant(records))['probabilities'].numpy()[:, 0]
+  return scores, np.array(labels)

@@ -60,12 +60,11 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   assert probabilities.shape == (3, 1)
   assert np.all((probabilities >= 0) & (probabilities <= 1))
   assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
-  _assert_serving_is_the_mean_of_the_views(pushed, records)
 
 
 def test_a_trained_model_serves_the_mean_of_its_views(trained_run):
-  """The same check on a model that has learned its data (blessed, test accuracy ≥ 0.8): its
-  scores spread over the clips, so a serving graph that scored other frames would show."""
+  """On a model that has learned its data (test accuracy ≥ 0.9): its scores spread over the
+  clips, so a serving graph that scored other frames or another view would show."""
   config, summary = trained_run
   files = glob.glob(os.path.join(config.clips_dir, 'test', '*.tfrecord'))
   records = [r.numpy() for r in tf.data.TFRecordDataset(files).take(8)]

@@ -9,8 +9,7 @@ import shutil
 import pytest
 
 from vivit_tfx.data import synthetic
-from vivit_tfx.inference import server
-from vivit_tfx.data import features
+from vivit_tfx.inference import predict, server
 from tests.test_serve import free_port
 
 pytestmark = pytest.mark.e2e
@@ -43,15 +42,29 @@ def browser():
 
 
 @pytest.fixture(scope='module')
-def site(first_run, video_root, tmp_path_factory):
-  """(URL, work folder) of `serve` on the tiny pushed model, the tiny videos as its library."""
-  config, _ = first_run
+def site(trained_run, tmp_path_factory):
+  """(URL, work folder, videos folder, model version folder) of `serve` on the pushed model
+  that has learned its data, its synthetic videos as the library."""
+  config, _ = trained_run
   work = str(tmp_path_factory.mktemp('review_work'))
+  models = os.path.join(config.serving_dir, config.model_name)
   settings = server.ServerConfig(
-      model_dir=os.path.join(config.serving_dir, config.model_name), model_name=config.model_name,
-      port=free_port(), work_dir=work, videos_dir=video_root, threshold=0.0)  # flag every window
+      model_dir=models, model_name=config.model_name, port=free_port(), work_dir=work,
+      videos_dir=config.videos_dir, threshold=0.0)  # flag every window
   with server.BackgroundServer(settings) as url:
-    yield url, work
+    yield url, work, config.videos_dir, predict.newest_version(config.serving_dir,
+                                                               config.model_name)
+
+
+def _shown_as_predicted(browser, path: str, model_dir: str) -> str:
+  """Asserts the page shows `predict`'s label and probabilities for `path`; returns the label."""
+  expected = predict.predict([path], model_dir)[0]
+  assert browser.find_element(By.ID, 'label').text == expected.label
+  assert float(browser.find_element(By.ID, 'probability').text) == pytest.approx(
+      expected.probability, abs=6e-4)  # shown with 3 decimals
+  assert f'P(Violence) = {expected.positive_probability:.3f}' in browser.find_element(
+      By.TAG_NAME, 'body').text
+  return expected.label
 
 
 def _files(root):
@@ -59,17 +72,16 @@ def _files(root):
                 for r, _, names in os.walk(root) for n in names)
 
 
-def test_upload_a_video_then_see_label_timeline_segments(site, browser, tmp_path, video_root):
-  url, work = site
+def test_upload_a_video_then_see_label_timeline_segments(site, browser, tmp_path):
+  url, work, video_root, model_dir = site
   video = str(tmp_path / 'clip.mp4')
-  synthetic.long_video(video, [0, 1], segment_s=2.0, seed=1)
+  synthetic.long_video(video, [1, 1], segment_s=2.0, seed=1)  # violent throughout
   library_before = _files(video_root)
   browser.get(url + '/')
   browser.find_element(By.ID, 'file').send_keys(video)
   browser.find_element(By.ID, 'upload').click()
   WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
-  assert browser.find_element(By.ID, 'label').text in features.CLASS_NAMES
-  assert 0 <= float(browser.find_element(By.ID, 'probability').text) <= 1
+  assert _shown_as_predicted(browser, video, model_dir) == 'Violence'
   timeline_width = browser.execute_script(
       "return document.getElementById('timeline').naturalWidth")
   assert timeline_width > 100  # the PNG loaded
@@ -87,7 +99,7 @@ def test_upload_a_video_then_see_label_timeline_segments(site, browser, tmp_path
 
 
 def test_a_file_that_is_not_a_video_gets_a_clear_message(site, browser, tmp_path):
-  url, work = site
+  url, work, _, _ = site
   for name, content, words in (('notes.txt', b'hello', 'not a video file'),
                                ('fake.mp4', b'\x00' * 4096, 'cannot be read as a video')):
     path = tmp_path / name
@@ -103,10 +115,13 @@ def test_a_file_that_is_not_a_video_gets_a_clear_message(site, browser, tmp_path
 
 
 def test_pick_a_video_from_the_library(site, browser):
-  url, _ = site
+  url, _, video_root, model_dir = site
   browser.get(url + '/')
   names = [o.text for o in browser.find_elements(By.CSS_SELECTOR, '#library option')]
   assert len(names) >= 20 and names[0].startswith('NonViolence')
   browser.find_element(By.ID, 'pick').click()
   WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
   assert browser.find_element(By.TAG_NAME, 'h1').text == os.path.basename(names[0])
+  # The learned model gets the library's first video right, and the page shows its scores.
+  path = os.path.join(video_root, names[0])
+  assert _shown_as_predicted(browser, path, model_dir) == 'NonViolence'

@@ -35,39 +35,45 @@ def http(url: str, body=None, method=None):
 
 
 @pytest.fixture(scope='module')
-def served(first_run, tmp_path_factory):
-  """(base URL, model version folder) of a running server for the tiny pushed model."""
-  config, _ = first_run
+def served(trained_run, tmp_path_factory):
+  """(base URL, model version folder, model name, videos folder) of a running server for the
+  pushed model that has learned its data."""
+  config, _ = trained_run
   base = os.path.join(config.serving_dir, config.model_name)
   settings = server.ServerConfig(model_dir=base, model_name=config.model_name,
                                  port=free_port(), max_request_bytes=256 << 10,
                                  work_dir=str(tmp_path_factory.mktemp('serve_work')))
   with server.BackgroundServer(settings) as url:
-    yield url, predict.newest_version(config.serving_dir, config.model_name), config.model_name
+    yield (url, predict.newest_version(config.serving_dir, config.model_name),
+           config.model_name, config.videos_dir)
 
 
-def test_rest_request_body_gets_the_savedmodels_probabilities(served, video_root, capsys):
-  url, model_dir, name = served
-  video = os.path.join(video_root, 'Violence', 'V_0001.mp4')
-  assert cli.main(['predict', '--rest-request', video, '--model-dir', model_dir]) == 0
-  body = json.loads(capsys.readouterr().out)
-  status, reply = http(f'{url}/v1/models/{name}:predict', body)
-  assert status == 200, reply
-  record = base64.b64decode(body['instances'][0]['examples']['b64'])
+def test_rest_request_body_gets_the_savedmodels_probabilities(served, capsys):
+  url, model_dir, name, videos_dir = served
+  bodies = []
+  for video in ('Violence/V_0001.mp4', 'NonViolence/NV_0000.mp4'):
+    path = os.path.join(videos_dir, video)
+    assert cli.main(['predict', '--rest-request', path, '--model-dir', model_dir]) == 0
+    bodies.append(json.loads(capsys.readouterr().out))
+  instances = [b['instances'][0] for b in bodies]
+  records = [base64.b64decode(i['examples']['b64']) for i in instances]
   direct = tf.saved_model.load(model_dir).signatures['serving_default'](
-      examples=tf.constant([record]))['probabilities'].numpy()
-  np.testing.assert_allclose(reply['predictions'], direct, rtol=1e-5, atol=1e-6)
-  # Columnar form, with the version in the path: {"outputs": …} holds the same numbers.
+      examples=tf.constant(records))['probabilities'].numpy()  # [2, 1]
+  assert direct[0, 0] - direct[1, 0] > 0.5, direct  # a violent and a non-violent clip
+  status, reply = http(f'{url}/v1/models/{name}:predict', bodies[0])
+  assert status == 200, reply
+  np.testing.assert_allclose(reply['predictions'], direct[:1], rtol=1e-5, atol=1e-6)
+  # Columnar form, with the version in the path: {"outputs": …} holds the same numbers, in
+  # the order sent.
   version = os.path.basename(model_dir)
   status, columnar = http(f'{url}/v1/models/{name}/versions/{version}:predict',
-                          {'inputs': {'examples': [body['instances'][0]['examples']] * 2}})
+                          {'inputs': {'examples': [i['examples'] for i in instances[::-1]]}})
   assert status == 200, columnar
-  np.testing.assert_allclose(columnar['outputs'], np.concatenate([direct, direct]), rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(columnar['outputs'], direct[::-1], rtol=1e-5, atol=1e-6)
 
 
 def test_status_endpoint_reports_the_version(served):
-  url, model_dir, name = served
+  url, model_dir, name, _ = served
   version = os.path.basename(model_dir)
   expected = {'model_version_status': [{'version': version, 'state': 'AVAILABLE',
                                         'status': {'error_code': 'OK', 'error_message': ''}}]}
@@ -97,14 +103,14 @@ def test_status_endpoint_reports_the_version(served):
     (b'{"instances": ' + b'[' * 50000 + b']' * 50000 + b'}', 'nested too deeply'),
 ])
 def test_malformed_bodies_get_400_with_a_message(served, body, words):
-  url, _, name = served
+  url, _, name, _ = served
   status, reply = http(f'{url}/v1/models/{name}:predict', body)
   assert status == 400 and isinstance(reply['error'], str) and reply['error'], reply
   assert words in reply['error'], reply
 
 
 def test_bounded_request_size(served):
-  url, _, name = served
+  url, _, name, _ = served
   big = {'instances': [{'b64': base64.b64encode(b'x' * (300 << 10)).decode()}]}
   status, reply = http(f'{url}/v1/models/{name}:predict', big)
   assert status == 413 and 'limit' in reply['error']
