@@ -13,6 +13,11 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vivit_tfx.data import layouts
+from vivit_tfx.data.clip_config import ClipConfig
+from vivit_tfx.models import hub_presets
+from vivit_tfx.models.vivit_config import preset as vivit_preset
+
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
 RUN_FN = 'vivit_tfx.models.model.run_fn'
@@ -151,8 +156,7 @@ class PipelineConfig:
     # The values given (not None), kept so that replace(preset=…) re-resolves the others.
     self._given = {n: getattr(self, n) for n in MODEL_FIELDS + CLIP_FIELDS
                    if getattr(self, n) is not None}
-    from vivit_tfx.models.hub_presets import sample_fps  # pylint: disable=g-import-not-at-top
-    self.sample_fps = self._given.get('sample_fps', sample_fps(self.preset))
+    self.sample_fps = self._given.get('sample_fps', hub_presets.sample_fps(self.preset))
     try:
       model = self.vivit_config()
     except (ValueError, TypeError):  # reported, with every other problem, by validate()
@@ -195,7 +199,6 @@ class PipelineConfig:
   def vivit_config(self):
     """The ViViTConfig handed to the Trainer: the preset, then --vivit-overrides, then the
     model flags given explicitly."""
-    from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
     try:
       overrides: Dict[str, Any] = json.loads(self.vivit_overrides or '{}')
     except json.JSONDecodeError as e:
@@ -203,7 +206,7 @@ class PipelineConfig:
     overrides.update({n: v for n, v in self._given.items() if n in MODEL_FIELDS})
     if self.init_checkpoint:
       overrides['init_checkpoint'] = absolute(self.init_checkpoint)
-    return preset(self.preset, **overrides)
+    return vivit_preset(self.preset, **overrides)
 
   @property
   def unlabeled_clips(self) -> str:
@@ -238,6 +241,7 @@ class PipelineConfig:
 
   def pretrain_config(self):
     """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides)."""
+    # local: the pre-training model loads TensorFlow; options are checked without it.
     from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
     try:
       overrides = json.loads(self.pretrain_overrides or '{}')
@@ -249,6 +253,7 @@ class PipelineConfig:
 
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
+    # local: it loads TensorFlow; options are checked without it.
     from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
     pixels = pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
         self.init_checkpoint) else '')
@@ -289,14 +294,12 @@ class PipelineConfig:
 
   def clip_config(self):
     """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
-    from vivit_tfx.data.ingest import ClipConfig  # pylint: disable=g-import-not-at-top
     return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
                       sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
 
   def dataset_config(self):
     """The DatasetConfig that ingest and VideoExampleGen read the videos with."""
-    from vivit_tfx.data.layouts import DatasetConfig  # pylint: disable=g-import-not-at-top
-    return DatasetConfig(layout=self.layout, classes=split_names(self.classes),
+    return layouts.DatasetConfig(layout=self.layout, classes=split_names(self.classes),
                          positive_class=self.positive_class, group_regex=self.group_regex)
 
   def model_summary(self) -> str:
@@ -343,12 +346,12 @@ _RULES = {
 def _choices(name: str) -> Optional[Tuple[str, ...]]:
   """The values an option with a fixed set takes (None: not such an option); the lists are
   imported only for the options given (the strategies' module loads TensorFlow)."""
+  # local: models/distribution.py loads TensorFlow; options are checked without it.
   if name == 'distribution':
     from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
     return STRATEGIES
   if name == 'layout':
-    from vivit_tfx.data.layouts import LAYOUTS  # pylint: disable=g-import-not-at-top
-    return LAYOUTS
+    return layouts.LAYOUTS
   return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY}.get(name)
 
 
