@@ -143,6 +143,19 @@ def runs(store: mlmd.MetadataStore, pipeline_name: str) -> List[metadata_store_p
   return sorted(contexts, key=lambda c: (c.create_time_since_epoch, c.id))
 
 
+def find_run(store: mlmd.MetadataStore, pipeline_name: str, run_id: Optional[str] = None,
+             where: str = 'this metadata store') -> metadata_store_pb2.Context:
+  """The run named `run_id` of a pipeline (None: its latest); ValueError (one line) when the
+  store holds no run of it, or none of that name."""
+  found = runs(store, pipeline_name)
+  if not found:
+    raise ValueError(f'no run of {pipeline_name} in {where}')
+  run = next((r for r in found if r.name == run_id), None) if run_id else found[-1]
+  if run is None:
+    raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
+  return run
+
+
 def run_names_by_execution(store, execution_ids: List[int]) -> Dict[int, str]:
   """The run (context name) of each execution, in either layout."""
   run_types = _context_type_ids(store, RUN_CONTEXT_TYPES)
@@ -176,6 +189,12 @@ def executions_of_run(store: mlmd.MetadataStore,
   """Every execution of a run with its input and output artifacts, by channel key."""
   executions = store.get_executions_by_context(run.id)
   return describe_executions(store, executions)
+
+
+def executions_by_node(store: mlmd.MetadataStore,
+                       run: metadata_store_pb2.Context) -> Dict[str, ExecutionInfo]:
+  """A run's executions by pipeline node ('Trainer', …; the execution type where none)."""
+  return {node_id(store, i.execution) or i.type_name: i for i in executions_of_run(store, run)}
 
 
 def describe_executions(store, executions) -> List[ExecutionInfo]:

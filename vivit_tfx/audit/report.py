@@ -234,17 +234,11 @@ def build(config: RunSettings, run_id: Optional[str] = None,
   extras.require('report')  # before any work: the figures need matplotlib
   where = 'this metadata store' if store is not None else config.metadata_path
   store = store if store is not None else metadata.open_sqlite(config.metadata_path, read_only=True)
-  runs = metadata.runs(store, config.pipeline_name)
-  if not runs:
-    raise ValueError(f'no run of {config.pipeline_name} in {where}')
-  run = next((r for r in runs if r.name == run_id), None) if run_id else runs[-1]
-  if run is None:
-    raise ValueError(f'unknown run {run_id!r}; see `vivit-tfx lineage --runs`')
+  run = metadata.find_run(store, config.pipeline_name, run_id, where)
   out_dir = out_dir or os.path.join(config.output_root, 'reports', run.name.replace(':', '-'))
   folder = outputs.OutputFolder(out_dir, config.overwrite)
   path = dict(zip(FILES, folder.claim(*FILES)))
-  infos = {metadata.node_id(store, i.execution) or i.type_name: i
-           for i in metadata.executions_of_run(store, run)}
+  infos = metadata.executions_by_node(store, run)
   parts = [f'<h1>Run {html.escape(run.name)}</h1>',
            _table(['component', 'execution', 'state'],
                   [[n, i.execution.id, i.state] for n, i in infos.items()])]

@@ -50,14 +50,10 @@ class RunSummary:
 def summarize(settings: SummarySettings, run_id: Optional[str] = None,
               seconds: float = 0.0) -> RunSummary:
   """Reads a run's outcome (default: the latest run's) back from ML Metadata: states, test
-  metrics, blessing, push."""
+  metrics, blessing, push. ValueError for a store without the run."""
   store = metadata.open_sqlite(settings.metadata_path, read_only=True)
-  runs = metadata.runs(store, settings.pipeline_name)
-  run = next((r for r in runs if r.name == run_id), runs[-1]) if runs else None
-  if run is None:
-    raise ValueError(f'no run of {settings.pipeline_name} in {settings.metadata_path}')
-  infos = {metadata.node_id(store, i.execution) or i.type_name: i
-           for i in metadata.executions_of_run(store, run)}
+  run = metadata.find_run(store, settings.pipeline_name, run_id, settings.metadata_path)
+  infos = metadata.executions_by_node(store, run)
   states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
   for node, info in infos.items():
     states[node] = info.state

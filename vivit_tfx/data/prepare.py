@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Protocol, Sequence
+from typing import Dict, List, Optional, Protocol, Sequence
 
 from vivit_tfx.data import ingest, ingest_output, remote_files, synthetic
 
@@ -45,9 +45,10 @@ class DataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DataPlan:
   """What `prepare_data` will do: the videos folder it reads, and whether it uses the clips as
-  they are, writes synthetic videos first, and (re-)ingests."""
+  they are (made: their marker), writes synthetic videos first, and (re-)ingests."""
   videos_dir: str
   use_clips: bool = False
+  made: Optional[ingest_output.Provenance] = None
   synthetic: bool = False
   ingest: bool = False
 
@@ -67,7 +68,7 @@ def check_data(settings: DataSettings) -> DataPlan:
     videos_dir = clips_made.input_root  # no --videos-dir given: the clips' own input is the data
   wanted = ingest_output.provenance_for(videos_dir, **_ingest_settings(settings))
   if reads_clips and clips_made is not None and clips_made.fingerprint == wanted.fingerprint:
-    return DataPlan(videos_dir, use_clips=True)
+    return DataPlan(videos_dir, use_clips=True, made=clips_made)
   missing = not remote_files.exists(videos_dir)
   if missing and (videos_dir != settings.videos_dir or not settings.videos_dir_is_default):
     raise DataError(f'{videos_dir}: videos folder does not exist (nothing was written; '
@@ -92,8 +93,7 @@ def prepare_data(settings: DataSettings, progress: bool = True) -> None:
   (`check_data` says how), writing synthetic videos and ingesting as needed."""
   plan = check_data(settings)
   if plan.use_clips:
-    made = ingest_output.read_provenance(settings.clips_dir)
-    print(f'[run] using clips in {settings.clips_dir} (ingested from {made.input_root})')
+    print(f'[run] using clips in {settings.clips_dir} (ingested from {plan.made.input_root})')
     warn_splits(settings)
     return
   if plan.synthetic:

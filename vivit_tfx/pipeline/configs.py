@@ -344,10 +344,9 @@ _RULES = {
 
 
 def _choices(name: str) -> Optional[Tuple[str, ...]]:
-  """The values an option with a fixed set takes (None: not such an option); the lists are
-  imported only for the options given (the strategies' module loads TensorFlow)."""
-  # local: models/distribution.py loads TensorFlow; options are checked without it.
+  """The values an option with a fixed set takes (None: not such an option)."""
   if name == 'distribution':
+    # local: models/distribution.py loads TensorFlow; options are checked without it.
     from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
     return STRATEGIES
   if name == 'layout':
