@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from vivit_tfx.models import hf_checkpoint, videomae_pretrain as vp
+from vivit_tfx.models.pixel_preprocessing import IMAGENET_DEFAULT
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -59,7 +60,7 @@ def _hf_pretrainer(classifier='gap'):
       decoder_num_layers=c['decoder_num_hidden_layers'],
       decoder_num_heads=c['decoder_num_attention_heads'],
       decoder_mlp_dim=c['decoder_intermediate_size'], norm_pix_loss=c['norm_pix_loss'],
-      pixel_mean=vp.IMAGENET_MEAN, pixel_std=vp.IMAGENET_STD)
+      pixel_mean=IMAGENET_DEFAULT[0], pixel_std=IMAGENET_DEFAULT[1])
   model = vp.build_pretrainer(vivit, config)
   vp.load_hf_pretraining(model, HF_PRETRAINING)
   return model
@@ -98,3 +99,31 @@ def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
   for message, settings in cases.items():
     with pytest.raises(configs.ConfigError, match=message):
       configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()
+
+
+def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device():
+  """The pre-training step shares the fine-tuning step's update: on two mirrored replicas the
+  mean gradient, clipped once (Keras 3.6's own apply sums the replicas' gradients, each
+  clipped at clipnorm / 2). The mask is fixed, so both runs hide the same tubelets."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+  clips = np.random.default_rng(5).normal(size=(8, 4, 32, 32, 3)).astype('float32')
+  weights = []
+  for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
+    keras.utils.set_random_seed(1)
+    recipe = TINY.replace(clipnorm=0.05, learning_rate=0.1, weight_decay=0.0, warmup_steps=0)
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
+      model = vp.build_pretrainer(recipe, vp.PretrainConfig(mask_ratio=0.5))
+      for v in model.trainable_variables:
+        v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
+      model.compile(optimizer=training.optimizer(recipe, model, 100_000))
+    fixed = model.random_mask(1)  # [1, N]: every clip hides the same tubelets
+    model.random_mask = lambda batch, fixed=fixed: tf.tile(fixed, [batch, 1])
+    model.fit(clips, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    weights.append([v.numpy() for v in model.trainable_variables])
+  for a, b in zip(*weights):
+    np.testing.assert_allclose(a, b, atol=2e-5)

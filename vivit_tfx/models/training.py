@@ -145,6 +145,8 @@ def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
   its train step) after clipping each replica's own: the mean is all-reduced here first, and
   each replica hands 1/R of it, so the sum is the mean and the clip is the mean's (`optimizer`
   clips at clipnorm / R)."""
+  pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]  # None: not in the loss
+  grads, weights = [g for g, _ in pairs], [w for _, w in pairs]
   context = tf.distribute.get_replica_context()
   replicas = context.num_replicas_in_sync if context else 1
   if replicas > 1:

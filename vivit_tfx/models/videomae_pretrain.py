@@ -23,14 +23,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vivit_tfx.models import hf_checkpoint, vit_checkpoint
+from vivit_tfx.models import hf_checkpoint, training, vit_checkpoint
 from vivit_tfx.models.vivit import EncoderBlock, ViViT, build_vivit, sinusoid_table
 from vivit_tfx.models.vivit_config import ViViTConfig
-
-# transformers un-normalises pixels with ImageNet's statistics before building its targets.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclasses.dataclass
 class PretrainConfig:
@@ -217,8 +212,10 @@ class VideoMAEPretrainer(keras.Model):
     mask = self.random_mask(tf.shape(clips)[0])
     with tf.GradientTape() as tape:
       loss, _ = self.loss_on(clips, mask, training=True)
-    grads = tape.gradient(loss, self.trainable_variables)
-    self.optimizer.apply(grads, self.trainable_variables)
+      scaled = self.optimizer.scale_loss(loss)  # float16: the loss-scaled gradient
+    grads = tape.gradient(scaled, self.trainable_variables)
+    # The fine-tuning step's update: under R replicas the mean gradient, clipped once.
+    training.apply_replica_mean(self.optimizer, grads, self.trainable_variables)
     self.loss_tracker.update_state(loss)
     return {'loss': self.loss_tracker.result(), 'step_loss': loss}
 
