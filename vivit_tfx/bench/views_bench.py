@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 from vivit_tfx.data import features
 from vivit_tfx.inference import predict
@@ -26,12 +27,8 @@ def _predicted(probabilities: np.ndarray) -> np.ndarray:
 
 
 def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-  """ROC AUC of scores for labels {0, 1} (Mann-Whitney, ties count half); NaN if one class."""
-  pos, neg = scores[labels == 1], scores[labels == 0]
-  if not len(pos) or not len(neg):
-    return float('nan')
-  wins = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
-  return float(wins / (len(pos) * len(neg)))
+  """ROC AUC of scores for labels {0, 1} (ties count half); NaN if one class."""
+  return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float('nan')
 
 
 def accuracies(model_dir: str, clips_dir: str, split: str = 'test',
