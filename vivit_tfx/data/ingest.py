@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from vivit_tfx.data import clip_example, layouts, sampling, video_reader
-from vivit_tfx.data.clip_config import DEFAULT_SAMPLE_FPS, ClipConfig  # pylint: disable=unused-import
+from vivit_tfx.data.clip_config import ClipConfig
 
 SPLITS = layouts.SPLITS
 MANIFEST = 'manifest.jsonl'

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from vivit_tfx.data import ingest, remote_files, sampling
-from vivit_tfx.data.clip_config import (CLASS_NAMES, ModelClipConfig, NoModelError,  # pylint: disable=unused-import
+from vivit_tfx.data.clip_config import (ModelClipConfig, NoModelError,  # pylint: disable=unused-import
                                         class_probabilities, clip_config_of, predicted_label)
 
 

@@ -62,9 +62,6 @@ class Resources:
   accelerators: int = 0
 
 
-HEAVY_COMPONENTS = ('Transform', 'Trainer', 'Evaluator')
-
-
 def component_resources(deployment: Deployment) -> Dict[str, Resources]:
   """The limits of each heavy component's pod (resolved defaults; see Deployment)."""
   has_accelerator = bool(deployment.accelerator_type)

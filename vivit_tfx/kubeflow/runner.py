@@ -107,12 +107,12 @@ def check_output(path: str, overwrite: bool = False) -> None:
 
 def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> str:
   """Writes the KFP v2 PipelineSpec YAML (for kfp with its PlatformSpec) and returns its path."""
-  _, node_selector = options.trainer_accelerator(deployment)  # validates before any work
+  accelerator, node_selector = options.trainer_accelerator(deployment)  # validates first
   pipeline = create_pipeline(kubeflow_config(config), baseline=deployment.target == 'vertex')
-  accelerator, _ = options.trainer_accelerator(deployment)
+  resources_of = options.component_resources(deployment)
   on_accelerator = []  # the tasks whose pods need the accelerator's node selector
   for component in pipeline.components:
-    resources = options.component_resources(deployment).get(component.id)
+    resources = resources_of.get(component.id)
     spec = resources and resource_spec(resources, accelerator)
     if spec is not None:
       component.with_platform_config(spec)

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from vivit_tfx.audit import metadata
-from vivit_tfx.data.ingest import ClipConfig
+from vivit_tfx.data.clip_config import ClipConfig
 from vivit_tfx.models import export
 
 
