@@ -101,6 +101,20 @@ def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
       configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()
 
 
+def test_unlabeled_clips_never_land_on_the_labelled_clips(tmp_path):
+  """With --overwrite, ingesting the unlabelled footage into --clips-dir (or a folder nested
+  with it) would replace the labelled clips the run trains on: refused before anything."""
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  clips = tmp_path / 'clips'
+  for target in (clips, clips / 'more', tmp_path):
+    with pytest.raises(configs.ConfigError, match='would replace the labelled ones'):
+      configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=str(clips),
+                             pretrain=True, unlabeled_videos=str(tmp_path / 'raw'),
+                             unlabeled_clips_dir=str(target)).validate()
+  configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=str(clips), pretrain=True,
+                         unlabeled_videos=str(tmp_path / 'raw')).validate()  # the default
+
+
 def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device():
   """The pre-training step shares the fine-tuning step's update: on two mirrored replicas the
   mean gradient, clipped once (Keras 3.6's own apply sums the replicas' gradients, each

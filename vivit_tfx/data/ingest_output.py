@@ -133,6 +133,12 @@ def _inside(path: str, parent: str) -> bool:
   return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
 
 
+def overlap(a: str, b: str) -> bool:
+  """Are two folders the same, or one inside the other (after resolving links)?"""
+  a, b = os.path.realpath(a), os.path.realpath(b)
+  return _inside(a, b) or _inside(b, a)
+
+
 def check_target(input_root: str, output_dir: str, wanted: Provenance,
                  overwrite: bool = False) -> None:
   """Raises OutputError (one line) unless writing `output_dir` risks nothing the tool did not

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from vivit_tfx.data import layouts
+from vivit_tfx.data import ingest_output, layouts
 from vivit_tfx.data.clip_config import ClipConfig
 from vivit_tfx.models import hub_presets
 from vivit_tfx.models.vivit_config import preset as vivit_preset
@@ -279,6 +279,11 @@ class PipelineConfig:
         errors.append(f'--pixels {self.pixels}: {e}')
     if self.unlabeled_videos and not self.pretrain:
       errors.append('--unlabeled-videos is pre-training footage: pass --pretrain too')
+    if self.unlabeled_videos and ingest_output.overlap(self.unlabeled_clips,
+                                                       absolute(self.clips_dir)):
+      errors.append(f'--unlabeled-clips-dir {self.unlabeled_clips} is --clips-dir '
+                    f'{self.clips_dir} or nested with it: the unlabelled clips would replace '
+                    'the labelled ones; choose another --unlabeled-clips-dir')
     if not errors and self.pretrain:
       try:
         self.pretrain_config()
