@@ -56,6 +56,18 @@ def test_bfloat16_becomes_float16_on_gpus_without_bfloat16():
   assert training.precision_for('float32', [t4]) == ('float32', '')
 
 
+@pytest.mark.parametrize('run_fn_module', ['model', 'pretrain_model'])
+def test_both_trainers_take_the_machines_precision(monkeypatch, capsys, run_fn_module):
+  """The fine-tuning and the pre-training run_fn resolve the precision with the same rule."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(training, 'visible_gpus', lambda: [('Tesla T4', (7, 5))])
+  config = training.precision_for_this_machine(TINY.replace(precision='mixed_bfloat16'), 'Who')
+  assert config.precision == 'mixed_float16'
+  assert capsys.readouterr().out.startswith('Who: Tesla T4 (compute capability 7.5)')
+  source = importlib.import_module(f'vivit_tfx.models.{run_fn_module}').run_fn
+  assert 'precision_for_this_machine' in source.__code__.co_names
+
+
 def test_xla_accumulation_and_bf16_under_mirrored_strategy_train():
   keras.utils.set_random_seed(0)
   config = TINY.replace(jit_compile=True, stochastic_depth=0.2, accumulation_steps=2,

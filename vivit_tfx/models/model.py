@@ -91,11 +91,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   training only the chief writes the SavedModel, warm-up requests, clip config and logs.
   """
   custom = fn_args.custom_config or {}
-  config = ViViTConfig.from_dict(custom['vivit'])
-  precision, note = training.precision_for(config.precision, training.visible_gpus())
-  if note:
-    print(f'Trainer: {note}', flush=True)
-    config = config.replace(precision=precision)
+  config = training.precision_for_this_machine(ViViTConfig.from_dict(custom['vivit']), 'Trainer')
   clip = dict(custom.get('clip', {}))
   names = data_class_names(custom.get('clips_summary', ''), config.n_classes)
   if names and names != clip.get('class_names'):

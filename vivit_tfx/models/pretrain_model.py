@@ -47,7 +47,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """custom_config: 'vivit' (the fine-tuning ViViTConfig dict), 'pretrain' (PretrainConfig
   dict), 'unlabeled' ({'pattern', 'videos', 'labelled_videos'} or {}), 'num_frames'."""
   custom = fn_args.custom_config or {}
-  vivit = ViViTConfig.from_dict(custom['vivit'])
+  vivit = training.precision_for_this_machine(ViViTConfig.from_dict(custom['vivit']),
+                                              'PretrainTrainer')
   config = videomae_pretrain.PretrainConfig.from_dict(custom['pretrain'])
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   clips_only = lambda clips, _: clips

@@ -38,6 +38,16 @@ def precision_for(precision: str, gpus: List[Tuple[str, Tuple[int, int]]]) -> Tu
                            'training in mixed_float16 with dynamic loss scaling')
 
 
+def precision_for_this_machine(config: ViViTConfig, who: str) -> ViViTConfig:
+  """`config` with the precision this machine's GPUs train in (`precision_for`); a change is
+  printed as `<who>: <note>`."""
+  precision, note = precision_for(config.precision, visible_gpus())
+  if not note:
+    return config
+  print(f'{who}: {note}', flush=True)
+  return config.replace(precision=precision)
+
+
 def visible_gpus() -> List[Tuple[str, Tuple[int, int]]]:
   """(name, compute capability) of every GPU TensorFlow sees."""
   out = []
