@@ -104,7 +104,7 @@ def first_run(clips_dir, video_root, tmp_path_factory):
   """One LocalDagRunner run of the whole pipeline on the tiny clips, VideoMAE pre-training
   on the train split plus unlabelled footage included: (config, run id). The Trainer runs
   the ViT presets' recipe at tiny size (accumulation, AdamW decay, clipping) under
-  MirroredStrategy over the two logical CPU devices."""
+  MirroredStrategy over the two logical CPU devices; the PretrainTrainer runs under it too."""
   import contextlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
   from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
@@ -124,6 +124,8 @@ def first_run(clips_dir, video_root, tmp_path_factory):
   print(console.getvalue())
   assert ('on MirroredStrategy with 2 replica(s): 16 clips per step (2 accumulation step(s) '
           'of 8)') in console.getvalue()
+  assert ('PretrainTrainer: VideoMAE on MirroredStrategy with 2 replica(s): 8 clips per step'
+          in console.getvalue())
   return config, run_id
 
 

@@ -1,7 +1,9 @@
-"""Runs the Trainer's run_fn in this process on 8 synthetic clips, with the Transform graph
+"""Runs a Trainer's run_fn in this process on 8 synthetic clips, with the Transform graph
 and data accessor stood in for by in-memory stubs (used as a script by the distribution tests).
 
     python tests/run_fn_harness.py OUT '{"vivit": {...}, "distribution": ...}' [LOGICAL_CPUS]
+
+With a 'pretrain' key (a PretrainConfig dict) the pre-training Trainer's run_fn runs instead.
 
 LOGICAL_CPUS > 1 splits the CPU into that many logical devices before TensorFlow starts
 (a MirroredStrategy over them rehearses a multi-GPU machine). The trained weights are saved to
@@ -26,7 +28,7 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from vivit_tfx.bench.export_size import DecodeOnlyTransform  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import export, model as trainer, training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import export, model as trainer, pretrain_model, training  # pylint: disable=g-import-not-at-top
   keras.config.disable_traceback_filtering()
   task = json.loads(os.environ.get('TF_CONFIG', '{}') or '{}').get('task', {}).get('index', 0)
   vivit = custom['vivit']
@@ -64,7 +66,8 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
   training.fit_resumable = recording_fit
   custom = {'distribution': 'auto', 'steps_per_epoch': 2,
             'clip': {'num_frames': frames, 'frame_size': list(size)}, **custom}
-  trainer.run_fn(types.SimpleNamespace(
+  run_fn = pretrain_model.run_fn if 'pretrain' in custom else trainer.run_fn
+  run_fn(types.SimpleNamespace(
       custom_config=custom, transform_output='unused', train_files=['unused'],
       eval_files=['unused'],
       data_accessor=types.SimpleNamespace(tf_dataset_factory=dataset_factory),

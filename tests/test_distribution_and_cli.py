@@ -3,6 +3,7 @@ import argparse
 import json
 import re
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -28,6 +29,23 @@ def test_cpu_strategies_build(monkeypatch):
   monkeypatch.delenv('TF_CONFIG', raising=False)
   assert distribution.strategy_for('auto').num_replicas_in_sync == 1
   assert isinstance(distribution.strategy_for('mirrored'), tf.distribute.MirroredStrategy)
+
+
+def test_two_mirrored_strategies_in_one_process_all_reduce_apart():
+  """A local run's PretrainTrainer and Trainer each make a MirroredStrategy over the same
+  devices in one process: the second one's all-reduce of other shapes must not reuse the
+  first one's collective keys ("Shape mismatch in the collective instance")."""
+  for size in (3, 5):
+    strategy = distribution.strategy_for('mirrored')
+    assert strategy.num_replicas_in_sync == 2  # the session's two logical CPUs
+
+    @tf.function
+    def mean_of_ones(strategy=strategy, size=size):
+      return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.SUM, tf.ones([size])))
+
+    total = strategy.experimental_local_results(mean_of_ones())[0]
+    np.testing.assert_array_equal(total.numpy(), np.full([size], 2.0))
 
 
 def test_bench_model_command_prints_the_table(capsys):

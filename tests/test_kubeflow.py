@@ -202,6 +202,16 @@ def test_per_component_resources_from_compile_options():
   assert runner.resource_spec(options.Resources(), 'nvidia.com/gpu') is None
 
 
+def test_pretraining_pod_gets_the_trainers_accelerator_and_limits(tmp_path):
+  out, _ = _compile(tmp_path, '--target', 'vertex', '--pretrain', '--trainer-memory-gib', '48')
+  with open(out) as f:
+    executors = yaml.safe_load(f)['deploymentSpec']['executors']
+  pretrain = executors['PretrainTrainer_executor']['container']['resources']
+  assert pretrain == executors['Trainer_executor']['container']['resources']
+  assert pretrain['accelerator'] == {'type': 'NVIDIA_TESLA_T4', 'count': '2'}
+  assert pretrain['memoryLimit'] == 48
+
+
 def test_compile_names_the_precision_a_gpu_without_bfloat16_gets():
   bf16 = configs.PipelineConfig(preset='vivit-b-16x2').vivit_config().precision
   t4 = options.Deployment(image=IMAGE, accelerator_type='NVIDIA_TESLA_T4')

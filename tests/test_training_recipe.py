@@ -103,6 +103,28 @@ def test_vit_preset_recipe_trains_run_fn_on_two_mirrored_replicas(tmp_path):
   assert (tmp_path / 'serving_0' / 'saved_model.pb').exists()
 
 
+def test_pretraining_run_fn_trains_on_two_mirrored_replicas(tmp_path):
+  """The PretrainTrainer takes the Trainer's strategy: VideoMAE pre-training under
+  MirroredStrategy over two logical CPU devices, 2 clips per replica, exactly 3 updates, and
+  the pre-trained directory the fine-tuning Trainer reads (its encoder weights)."""
+  vivit = {**TINY.__dict__, 'batch_size': 2, 'jit_compile': False}
+  vivit['image_size'] = list(vivit['image_size'])
+  pretrain = {'batch_size': 2, 'decoder_hidden_size': 16, 'decoder_num_layers': 1,
+              'decoder_num_heads': 2, 'decoder_mlp_dim': 32, 'warmup_steps': 0}
+  run = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+       json.dumps({'vivit': vivit, 'pretrain': pretrain, 'distribution': 'mirrored',
+                   'train_steps': 3}, default=list), '2'],
+      env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'},
+      capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert 'ITERATIONS 3 STRATEGY MirroredStrategy 2' in run.stdout
+  assert ('PretrainTrainer: VideoMAE on MirroredStrategy with 2 replica(s): 4 clips per step'
+          in run.stdout)
+  saved = os.listdir(tmp_path / 'serving_0')
+  assert 'encoder.weights.h5' in saved and 'history.json' in saved, saved
+
+
 def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   x, y = data(8, seed=3)
   weights = []
@@ -125,10 +147,13 @@ def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
 
 
 @pytest.mark.parametrize('k', [1, 2])
-def test_one_step_on_two_replicas_equals_one_step_on_one_device(k):
+def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, monkeypatch):
   """Same global batch, same start: the update on two mirrored replicas equals the one-device
   update, clipping included (Keras 3.6 alone sums the replicas' gradients: 2x, clipped per
-  replica)."""
+  replica), and the gradients cross devices once per update (one all-reduce per replica)."""
+  all_reduce, calls = tf.distribute.ReplicaContext.all_reduce, []
+  monkeypatch.setattr(tf.distribute.ReplicaContext, 'all_reduce', lambda self, *a, **kw: (
+      calls.append(a[0]), all_reduce(self, *a, **kw))[1])
   x, y = data(8, seed=5)
   weights = []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
@@ -149,6 +174,7 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k):
     weights.append([v.numpy() for v in model.trainable_variables])
   for a, b in zip(*weights):  # Adam's first step is about lr * sign(g): 1e-5 of 0.1
     np.testing.assert_allclose(a, b, atol=1e-5)
+  assert len(calls) == 2, calls  # the train step, traced once on each of the two replicas
 
 
 def test_training_checkpoint_round_trip_on_ram_filesystem():

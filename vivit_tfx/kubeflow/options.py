@@ -69,11 +69,13 @@ def component_resources(deployment: Deployment) -> Dict[str, Resources]:
                             if deployment.evaluator_accelerator_count >= 0 else 1)
   evaluator_memory = (deployment.evaluator_memory_gib if deployment.evaluator_memory_gib >= 0
                       else deployment.trainer_memory_gib)
+  trainer = Resources(deployment.trainer_cpu, deployment.trainer_memory_gib,
+                      max(1, deployment.accelerator_count) * has_accelerator)
   return {
       'Transform': Resources(deployment.transform_cpu, deployment.transform_memory_gib,
                              deployment.transform_accelerator_count * has_accelerator),
-      'Trainer': Resources(deployment.trainer_cpu, deployment.trainer_memory_gib,
-                           max(1, deployment.accelerator_count) * has_accelerator),
+      'PretrainTrainer': trainer,  # the same encoder and batch as fine-tuning (--pretrain)
+      'Trainer': trainer,
       'Evaluator': Resources(deployment.evaluator_cpu, evaluator_memory,
                              evaluator_accelerators * has_accelerator),
   }
@@ -159,7 +161,8 @@ def add_arguments(parser) -> None:
                  'kfp: a Kubernetes resource (nvidia.com/gpu) or a Vertex GPU name, mapped to '
                  'nvidia.com/gpu + the GKE node selector')
   g.add_argument('--accelerator-count', type=int, default=1,
-                 help='accelerators of --accelerator-type for the Trainer pod')
+                 help='accelerators of --accelerator-type for the Trainer pod (and the '
+                 'PretrainTrainer pod with --pretrain)')
   g.add_argument('--node-selector', action='append', default=[], metavar='KEY=VALUE',
                  help='kfp: node selector label of the Trainer pod (repeatable), e.g. '
                  'cloud.google.com/gke-accelerator=nvidia-l4')
@@ -171,7 +174,8 @@ def add_arguments(parser) -> None:
                  help='accelerators for Transform, which decodes JPEGs on Beam (0: CPU)')
   for pod in ('trainer', 'evaluator', 'transform'):  # each heavy component's limits
     g.add_argument(f'--{pod}-cpu', type=float, default=0.0,
-                   help=f'CPU limit of the {pod} pod, in cores (0: the cluster default)')
+                   help=f'CPU limit of the {pod} pod, in cores (0: the cluster default)'
+                   + ('; the PretrainTrainer pod gets the same' if pod == 'trainer' else ''))
     g.add_argument(f'--{pod}-memory-gib', type=float,
                    default=getattr(Deployment, f'{pod}_memory_gib'),
                    help=f'memory limit of the {pod} pod, in GiB (0: the cluster default'

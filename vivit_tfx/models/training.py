@@ -98,7 +98,23 @@ def layer_scales(model: keras.Model, decay: float) -> Dict[str, float]:
   return {path: decay ** (top - i) for path, i in ids.items()}
 
 
-class LayerDecayAdamW(keras.optimizers.Adam):
+class ReplicaMeanApply:
+  """For the optimizers of our train steps, whose gradients `apply_replica_mean` has already
+  averaged over the replicas: Keras 3.6's own all-reduce (a sum, in `_backend_update_step`)
+  is skipped, so an update moves the gradients between devices once, and every replica
+  applies the same mean gradient (clipped at global norm `clipnorm`) to its copy of the
+  variables. Under several replicas only those train steps (`accumulating_train_step`,
+  VideoMAE's) may use these optimizers: Keras's default step does not average first."""
+
+  def _all_reduce_sum_gradients(self, grads_and_vars):
+    return list(grads_and_vars)
+
+
+class ReplicaMeanAdamW(ReplicaMeanApply, keras.optimizers.AdamW):
+  """AdamW for gradients already averaged over the replicas (`ReplicaMeanApply`)."""
+
+
+class LayerDecayAdamW(ReplicaMeanApply, keras.optimizers.Adam):
   """AdamW whose update of each variable, the decoupled weight decay included, uses the
   learning rate times its layer's factor (`layer_scales`), as VideoMAE/BEiT fine-tuning's
   per-layer parameter groups do. The decay is applied here, before Adam's step, to every
@@ -131,18 +147,14 @@ def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> kera
   dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
   3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
   "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
-  # Under R replicas `apply_replica_mean` hands each replica 1/R of the mean gradient and
-  # Keras clips each replica's share before summing them: a threshold of clipnorm / R per
-  # share is the clip of the mean gradient at clipnorm.
-  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  # Every replica clips and applies the replicas' mean gradient (`apply_replica_mean`).
   options = dict(learning_rate=learning_rate_schedule(config, total_steps),
-                 weight_decay=config.weight_decay,
-                 global_clipnorm=config.clipnorm / replicas if config.clipnorm else None)
+                 weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None)
   if config.layer_decay < 1:
     opt = LayerDecayAdamW(layer_scales(model, config.layer_decay), no_decay_variables(model),
                           **options)
   else:
-    opt = keras.optimizers.AdamW(**options)
+    opt = ReplicaMeanAdamW(**options)
     opt.exclude_from_weight_decay(var_list=no_decay_variables(model))
   if config.precision == 'mixed_float16':
     opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -151,17 +163,15 @@ def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> kera
 
 def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
   """Applies the mean over the replicas of each replica's `grads` (called in a replica
-  context). Keras 3.6's optimizer sums the replicas' gradients (no division by R anywhere in
-  its train step) after clipping each replica's own: the mean is all-reduced here first, and
-  each replica hands 1/R of it, so the sum is the mean and the clip is the mean's (`optimizer`
-  clips at clipnorm / R)."""
+  context): one all-reduce, then every replica clips and applies that mean (the optimizers of
+  `optimizer` skip Keras 3.6's own all-reduce, a sum of the replicas' gradients each clipped
+  on its own)."""
   pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]  # None: not in the loss
   grads, weights = [g for g, _ in pairs], [w for _, w in pairs]
   context = tf.distribute.get_replica_context()
   replicas = context.num_replicas_in_sync if context else 1
   if replicas > 1:
     grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
-    grads = [g / replicas for g in grads]
   opt.apply_gradients(zip(grads, weights))
 
 

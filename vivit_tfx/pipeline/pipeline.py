@@ -237,6 +237,7 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=1),
       custom_config={'vivit': vivit.to_dict(), 'pretrain': config.pretrain_config().to_dict(),
                      'unlabeled': unlabeled_input(config),
+                     'distribution': config.distribution, 'tpu_address': config.tpu_address,
                      'steps_per_epoch': config.steps_per_epoch,
                      'code': code['PretrainTrainer']},
   ).with_id('PretrainTrainer') if config.pretrain else None
