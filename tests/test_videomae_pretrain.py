@@ -1,6 +1,8 @@
 """VideoMAE pre-training: tube masking, patch order, loss and logits against transformers."""
+import dataclasses
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -90,6 +92,26 @@ def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
                     str(tmp_path))
 
 
+def test_pretraining_continues_from_an_earlier_pretraining_model(tmp_path):
+  """A PretrainTrainer model directory (`--pretrain-overrides '{"checkpoint": DIR}'`) brings
+  back the encoder and the decoder; other decoder settings are one line."""
+  config = vp.PretrainConfig(decoder_hidden_size=16, decoder_num_layers=1, decoder_num_heads=2,
+                             decoder_mlp_dim=32)
+  keras.utils.set_random_seed(1)
+  earlier = vp.build_pretrainer(TINY, config)
+  vp.save(earlier, str(tmp_path), {'step': [], 'loss': []}, {})
+  keras.utils.set_random_seed(2)
+  model = vp.build_pretrainer(TINY, config)
+  assert not all(np.array_equal(a, b) for a, b in zip(earlier.get_weights(), model.get_weights()))
+  assert vp.load_checkpoint(model, str(tmp_path)) == {'pretrained_from': str(tmp_path)}
+  assert len(model.get_weights()) == len(earlier.get_weights())
+  for a, b in zip(earlier.get_weights(), model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  wider = vp.build_pretrainer(TINY, dataclasses.replace(config, decoder_hidden_size=32))
+  with pytest.raises(ValueError, match=r'other settings \(decoder_hidden_size differ\)'):
+    vp.load_checkpoint(wider, str(tmp_path))
+
+
 def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   cases = {'pass --pretrain too': dict(unlabeled_videos=str(tmp_path)),
@@ -119,7 +141,6 @@ def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device():
   """The pre-training step shares the fine-tuning step's update: on two mirrored replicas the
   mean gradient, clipped once (Keras 3.6's own apply sums the replicas' gradients, each
   clipped at clipnorm / 2). The mask is fixed, so both runs hide the same tubelets."""
-  import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
   clips = np.random.default_rng(5).normal(size=(8, 4, 32, 32, 3)).astype('float32')

@@ -85,7 +85,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     pretrainer = videomae_pretrain.build_pretrainer(vivit, config)
     if config.checkpoint:
-      videomae_pretrain.load_hf_pretraining(pretrainer, config.checkpoint)
+      videomae_pretrain.load_checkpoint(pretrainer, config.checkpoint)
     pretrainer.compile(optimizer=training.optimizer(recipe, pretrainer, total_steps),
                        jit_compile=bool(vivit.jit_compile))
   checkpoints = model.resume_dir(fn_args)  # kept by a killed run's clean-up, as the Trainer's

@@ -44,7 +44,8 @@ class PretrainConfig:
   warmup_steps: int = 40
   weight_decay: float = 0.05
   batch_size: int = 16
-  checkpoint: str = ''          # transformers VideoMAEForPreTraining dir to continue from
+  checkpoint: str = ''          # dir to continue from: transformers VideoMAEForPreTraining,
+                                # or a PretrainTrainer model of this project (`load_checkpoint`)
 
   def __post_init__(self):
     self.pixel_mean, self.pixel_std = tuple(self.pixel_mean), tuple(self.pixel_std)
@@ -263,7 +264,7 @@ def build_pretrainer(vivit_config: ViViTConfig, config: PretrainConfig,
 
 # Files of a pre-training model directory (the Trainer's serving_model_dir).
 ENCODER_WEIGHTS = 'encoder.weights.h5'        # the ViViT (encoder + untouched head)
-PRETRAINER_WEIGHTS = 'pretrainer.weights.h5'  # encoder + decoder (continue pre-training)
+PRETRAINER_WEIGHTS = 'pretrainer.weights.h5'  # encoder + decoder (`load_checkpoint`)
 CONFIG_FILE = 'pretrain_config.json'          # {'vivit': ..., 'pretrain': ...}
 HISTORY_FILE = 'history.json'                 # {'step': [...], 'loss': [...]}
 RECONSTRUCTIONS_FILE = 'reconstructions.npz'  # masked, reconstruction, original [B,T,H,W,C]
@@ -316,6 +317,26 @@ def load_encoder(vivit: ViViT, directory: str) -> Dict[str, str]:
                      'differ)')
   _load_weights(vivit, path)
   return {'pretrained_encoder': directory}
+
+
+def load_checkpoint(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
+  """Continues pre-training from `path`: a PretrainTrainer model directory of this project
+  (encoder and decoder, `PRETRAINER_WEIGHTS`; its encoder and decoder settings must be the
+  model's) or a transformers VideoMAEForPreTraining directory. Returns the lineage record."""
+  weights = os.path.join(path, PRETRAINER_WEIGHTS)
+  if not tf.io.gfile.exists(weights):
+    return load_hf_pretraining(model, path)
+  with tf.io.gfile.GFile(os.path.join(path, CONFIG_FILE)) as f:
+    made = json.load(f)
+  decoder = [k for k in ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
+                         'decoder_mlp_dim') if made['pretrain'][k] != getattr(model.config, k)]
+  encoder = ViViTConfig.from_dict(made['vivit']).architecture
+  differ = decoder + [k for k, v in dataclasses.asdict(encoder).items()
+                      if getattr(model.vivit.config, k) != v]
+  if differ:
+    raise ValueError(f'{path}: pre-trained with other settings ({", ".join(differ)} differ)')
+  _load_weights(model, weights)
+  return {'pretrained_from': path}
 
 
 def load_hf_pretraining(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
