@@ -118,10 +118,35 @@ def test_attention_map_shape_and_focus_on_actors(trained_run):
   specs = synthetic.plan(synthetic.SyntheticConfig(num_clips=config.synthetic_clips))[:12]
   path = os.path.join(config.videos_dir, specs[1].relative_path)
   _, token_map = explain.clip_map(path, model_dir)
-  assert token_map.shape == explain.load_keras_model(model_dir).config.token_grid
+  assert token_map.shape == predict.keras_model(model_dir).config.token_grid
   assert abs(token_map.sum() - 1) < 1e-6 and (token_map >= 0).all()
   shares = [_actor_share(config.videos_dir, s, model_dir) for s in specs]
   assert np.mean(shares) > 1.2, shares  # more mass on the moving actors than on background
+
+
+def test_a_review_loads_the_model_once(trained_run, monkeypatch):
+  """The review page runs predict, the timeline and the attention map on every review: one
+  load of the SavedModel and one rebuild of the Keras model per process, not three per
+  review; a model written again at the same path is loaded again."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
+  config, _ = trained_run
+  model_dir = _model_dir(config)
+  video = os.path.join(config.videos_dir, 'Violence', 'V_0001.mp4')
+  loads, rebuilds = [], []
+  load, rebuild = tf.saved_model.load, export.load_keras_model
+  monkeypatch.setattr(tf.saved_model, 'load', lambda d, *a, **k: (loads.append(d),
+                                                                    load(d, *a, **k))[1])
+  monkeypatch.setattr(export, 'load_keras_model', lambda d: (rebuilds.append(d), rebuild(d))[1])
+  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: 1)  # a fresh process's cache key
+  for _ in range(2):  # two reviews of the same video
+    assert predict.predict([video], model_dir)[0].error is None
+    timeline.score(video, model_dir)
+    explain.clip_map(video, model_dir)
+  assert (loads, rebuilds) == ([model_dir], [model_dir])
+  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: 2)  # saved_model.pb rewritten
+  predict.predict([video], model_dir)
+  assert loads == [model_dir] * 2
 
 
 def test_attention_command_writes_strip_and_gif(trained_run, tmp_path):

@@ -88,7 +88,6 @@ def test_predict_finds_the_newest_pushed_model_under_a_uri():
 
 
 def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
-  from vivit_tfx.inference import explain  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
@@ -99,7 +98,7 @@ def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
   tf.io.gfile.makedirs(f'{model_dir}/assets.extra')
   with tf.io.gfile.GFile(f'{model_dir}/{CLIP_CONFIG_FILE}', 'w') as f:
     f.write(json.dumps({'num_frames': 4, 'frame_size': [16, 16], 'vivit': config.to_dict()}))
-  rebuilt = explain.load_keras_model(model_dir)
+  rebuilt = predict.keras_model(model_dir)
   for a, b in zip(model.get_weights(), rebuilt.get_weights()):
     assert (a == b).all()
 

@@ -15,13 +15,6 @@ from vivit_tfx.inference import predict
 import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
 
-def load_keras_model(model_dir: str):
-  """Rebuilds the Keras ViViT of a pushed model from its config and SavedModel variables."""
-  # local: TensorFlow; inference/ modules load without it (see `predict.predict`).
-  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
-  return export.load_keras_model(model_dir)
-
-
 def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarray, np.ndarray]:
   """(frames [T, H, W, 3] uint8 of the central clip as ingested, the model's token map over
   that clip [n_t, n_h, n_w] summing to 1). The central clip is evaluation's view for K = 1
@@ -35,9 +28,9 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   slots = tf.train.Example.FromString(record).features.feature[features.FRAMES].bytes_list
   central = clip_views.central_clip(tf.constant([list(slots.value)]), config.num_frames)  # [1, T]
   frames = clip_example.decode_jpegs(central[0].numpy())  # [T, H, W, 3]
-  transform = tf.saved_model.load(model_dir).signatures['transform_features']
+  transform = predict.saved_model(model_dir).signatures['transform_features']
   clip = transform(examples=tf.constant([record]))[features.CLIP_XF]  # [1, T, H, W, 3]
-  return frames, saliency.token_map(load_keras_model(model_dir), clip, method,
+  return frames, saliency.token_map(predict.keras_model(model_dir), clip, method,
                                     config.positive_index)
 
 

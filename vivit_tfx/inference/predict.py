@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -26,6 +27,42 @@ def newest_version(serving_dir: str, model_name: str) -> str:
     raise NoModelError(f'no pushed model under {base} (run `vivit-tfx run` first, or pass '
                        '--model-dir)')
   return os.path.join(base, str(versions[0]))
+
+
+def _saved_model_stamp(model_dir: str) -> int:
+  """Modification time of `model_dir`'s saved_model.pb (0 when absent): a model written again
+  at the same path is loaded again."""
+  # local: TensorFlow (see `predict`).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  pb = os.path.join(model_dir, 'saved_model.pb')
+  return tf.io.gfile.stat(pb).mtime_nsec if tf.io.gfile.exists(pb) else 0
+
+
+@functools.lru_cache(maxsize=4)
+def _load_saved_model(model_dir: str, stamp: int):  # pylint: disable=unused-argument
+  # local: TensorFlow (see `predict`).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.saved_model.load(model_dir)
+
+
+def saved_model(model_dir: str):
+  """The SavedModel at `model_dir`, loaded once per process while its saved_model.pb is
+  unchanged: a review on `serve`'s page runs predict, the timeline and the attention map on
+  the same model, each of which loaded it (seconds each) on every review."""
+  return _load_saved_model(model_dir, _saved_model_stamp(model_dir))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_keras_model(model_dir: str, stamp: int):  # pylint: disable=unused-argument
+  # local: models/ imports TensorFlow (see `predict`).
+  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
+  return export.load_keras_model(model_dir)
+
+
+def keras_model(model_dir: str):
+  """The Keras ViViT of a pushed model, rebuilt from its config and SavedModel variables once
+  per process while the model is unchanged (the attention map's input), as `saved_model`."""
+  return _load_keras_model(model_dir, _saved_model_stamp(model_dir))
 
 
 @dataclasses.dataclass
@@ -87,7 +124,7 @@ def predict(paths: List[str], model_dir: str, batch_size: int = 16) -> List[Pred
   # modules load without it: the CLI refuses bad inputs and options first.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   clip = clip_config_of(model_dir)
-  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  serve = saved_model(model_dir).signatures['serving_default']
   results = [Prediction(p) for p in paths]
   ready = []
   for r in results:

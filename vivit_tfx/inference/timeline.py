@@ -75,7 +75,7 @@ def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.
   # local: TensorFlow, where a model is loaded (see `predict.predict`).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   clip = predict.clip_config_of(model_dir)
-  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  serve = predict.saved_model(model_dir).signatures['serving_default']
   info = video_reader.probe(path)
   windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames,
                          clip.sample_fps)
