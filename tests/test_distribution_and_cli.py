@@ -34,9 +34,12 @@ def test_cpu_strategies_build(monkeypatch):
 def test_two_mirrored_strategies_in_one_process_all_reduce_apart():
   """A local run's PretrainTrainer and Trainer each make a MirroredStrategy over the same
   devices in one process: the second one's all-reduce of other shapes must not reuse the
-  first one's collective keys ("Shape mismatch in the collective instance")."""
-  for size in (3, 5):
-    strategy = distribution.strategy_for('mirrored')
+  first one's collective keys ("Shape mismatch in the collective instance"), nor those of a
+  strategy made directly after it."""
+  for size, make in ((3, lambda: distribution.strategy_for('mirrored')),
+                     (5, lambda: distribution.strategy_for('mirrored')),
+                     (7, tf.distribute.MirroredStrategy)):
+    strategy = make()
     assert strategy.num_replicas_in_sync == 2  # the session's two logical CPUs
 
     @tf.function

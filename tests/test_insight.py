@@ -138,13 +138,13 @@ def test_a_review_loads_the_model_once(trained_run, monkeypatch):
   monkeypatch.setattr(tf.saved_model, 'load', lambda d, *a, **k: (loads.append(d),
                                                                     load(d, *a, **k))[1])
   monkeypatch.setattr(export, 'load_keras_model', lambda d: (rebuilds.append(d), rebuild(d))[1])
-  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: 1)  # a fresh process's cache key
+  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: (1,))  # a fresh process's key
   for _ in range(2):  # two reviews of the same video
     assert predict.predict([video], model_dir)[0].error is None
     timeline.score(video, model_dir)
     explain.clip_map(video, model_dir)
   assert (loads, rebuilds) == ([model_dir], [model_dir])
-  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: 2)  # saved_model.pb rewritten
+  monkeypatch.setattr(predict, '_saved_model_stamp', lambda d: (2,))  # the model rewritten
   predict.predict([video], model_dir)
   assert loads == [model_dir] * 2
 

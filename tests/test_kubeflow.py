@@ -210,6 +210,16 @@ def test_pretraining_pod_gets_the_trainers_accelerator_and_limits(tmp_path):
   assert pretrain == executors['Trainer_executor']['container']['resources']
   assert pretrain['accelerator'] == {'type': 'NVIDIA_TESLA_T4', 'count': '2'}
   assert pretrain['memoryLimit'] == 48
+  # kfp on CPU nodes picked by a label: both training pods get it (the Trainer alone did).
+  out = str(tmp_path / 'cpu' / 'pipeline.yaml')
+  assert cli.main(['compile', '--image', IMAGE, '--pipeline-root', str(tmp_path / 'root'),
+                   '--output', out, '--clips-dir', 'gs://bucket/clips', '--pretrain',
+                   '--node-selector', 'pool=train']) == 0
+  with open(out) as f:
+    _, platform = yaml.safe_load_all(f)
+  selectors = platform['platforms']['kubernetes']['deploymentSpec']['executors']
+  assert selectors == {e: {'nodeSelector': {'labels': {'pool': 'train'}}}
+                       for e in ('PretrainTrainer_executor', 'Trainer_executor')}
 
 
 def test_compile_names_the_precision_a_gpu_without_bfloat16_gets():

@@ -146,19 +146,20 @@ def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   assert moved
 
 
-@pytest.mark.parametrize('k', [1, 2])
-def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, monkeypatch):
+@pytest.mark.parametrize('k, clipnorm', [(1, 0.05), (2, 0.05), (2, 0.0)])
+def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, clipnorm, monkeypatch):
   """Same global batch, same start: the update on two mirrored replicas equals the one-device
   update, clipping included (Keras 3.6 alone sums the replicas' gradients: 2x, clipped per
-  replica), and the gradients cross devices once per update (one all-reduce per replica)."""
+  replica), and the gradients cross devices once per update (one all-reduce per replica).
+  Unclipped, Adam's first moment shows the gradient's scale (a sum would be 2x)."""
   all_reduce, calls = tf.distribute.ReplicaContext.all_reduce, []
   monkeypatch.setattr(tf.distribute.ReplicaContext, 'all_reduce', lambda self, *a, **kw: (
       calls.append(a[0]), all_reduce(self, *a, **kw))[1])
   x, y = data(8, seed=5)
-  weights = []
+  weights, moments = [], []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
     keras.utils.set_random_seed(1)
-    config = TINY.replace(accumulation_steps=k, clipnorm=0.05, learning_rate=0.1,
+    config = TINY.replace(accumulation_steps=k, clipnorm=clipnorm, learning_rate=0.1,
                           weight_decay=0.0)
     # Reduced on one device: no collective instance keys to clash with the in-process
     # pipeline run's strategy over the same two devices.
@@ -172,8 +173,11 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, monkeypatch):
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 1
     weights.append([v.numpy() for v in model.trainable_variables])
+    moments.append([m.numpy() for m in model.optimizer._momentums])  # pylint: disable=protected-access
   for a, b in zip(*weights):  # Adam's first step is about lr * sign(g): 1e-5 of 0.1
     np.testing.assert_allclose(a, b, atol=1e-5)
+  for a, b in zip(*moments):  # (1 - beta_1) * the clipped gradient: its scale shows here
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(a).max() + 1e-12)
   assert len(calls) == 2, calls  # the train step, traced once on each of the two replicas
 
 

@@ -137,17 +137,38 @@ def test_unlabeled_clips_never_land_on_the_labelled_clips(tmp_path):
                          unlabeled_videos=str(tmp_path / 'raw')).validate()  # the default
 
 
-def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device():
+def test_each_replica_draws_its_own_masks():
+  """The mask seed generator's state is mirrored: without the replica in the seed, both
+  replicas hid the same tubelets of their clips (a global batch of 2B clips, B masks)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  strategy = tf.distribute.MirroredStrategy(
+      ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
+  with strategy.scope():
+    model = vp.build_pretrainer(TINY, vp.PretrainConfig(mask_ratio=0.5))
+  draw = tf.function(lambda: strategy.run(lambda: model.random_mask(4)))
+  first, second = [m.numpy() for m in strategy.experimental_local_results(draw())]
+  assert first.shape == second.shape == (4, TINY.num_tokens)
+  for mask in (first, second):
+    assert (mask.sum(axis=1) == model.n_hidden).all()
+  assert not np.array_equal(first, second)
+  again = [m.numpy() for m in strategy.experimental_local_results(draw())]
+  assert not np.array_equal(first, again[0])  # and new masks at every step
+
+
+@pytest.mark.parametrize('clipnorm', [0.05, 0.0])
+def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device(clipnorm):
   """The pre-training step shares the fine-tuning step's update: on two mirrored replicas the
   mean gradient, clipped once (Keras 3.6's own apply sums the replicas' gradients, each
-  clipped at clipnorm / 2). The mask is fixed, so both runs hide the same tubelets."""
+  clipped on its own). The mask is fixed, so both runs hide the same tubelets. Unclipped,
+  Adam's first moment shows the gradient's scale (a sum would be 2x)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
   clips = np.random.default_rng(5).normal(size=(8, 4, 32, 32, 3)).astype('float32')
-  weights = []
+  weights, moments = [], []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
     keras.utils.set_random_seed(1)
-    recipe = TINY.replace(clipnorm=0.05, learning_rate=0.1, weight_decay=0.0, warmup_steps=0)
+    recipe = TINY.replace(clipnorm=clipnorm, learning_rate=0.1, weight_decay=0.0,
+                          warmup_steps=0)
     strategy = tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
@@ -160,5 +181,8 @@ def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device():
     model.fit(clips, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 1
     weights.append([v.numpy() for v in model.trainable_variables])
+    moments.append([m.numpy() for m in model.optimizer._momentums])  # pylint: disable=protected-access
   for a, b in zip(*weights):
     np.testing.assert_allclose(a, b, atol=2e-5)
+  for a, b in zip(*moments):  # (1 - beta_1) * the clipped gradient: its scale shows here
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(a).max() + 1e-12)

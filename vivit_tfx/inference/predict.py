@@ -10,7 +10,7 @@ import base64
 import dataclasses
 import functools
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import ingest, remote_files, sampling
 from vivit_tfx.data.clip_config import (ModelClipConfig, NoModelError,  # pylint: disable=unused-import
@@ -29,17 +29,19 @@ def newest_version(serving_dir: str, model_name: str) -> str:
   return os.path.join(base, str(versions[0]))
 
 
-def _saved_model_stamp(model_dir: str) -> int:
-  """Modification time of `model_dir`'s saved_model.pb (0 when absent): a model written again
-  at the same path is loaded again."""
+def _saved_model_stamp(model_dir: str) -> Tuple[int, ...]:
+  """Modification times of `model_dir`'s graph and variable index (0 when absent): a model
+  written again at the same path, its variables included, is loaded again."""
   # local: TensorFlow (see `predict`).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  pb = os.path.join(model_dir, 'saved_model.pb')
-  return tf.io.gfile.stat(pb).mtime_nsec if tf.io.gfile.exists(pb) else 0
+  files = [os.path.join(model_dir, *p) for p in (('saved_model.pb',),
+                                                  ('variables', 'variables.index'))]
+  return tuple(tf.io.gfile.stat(f).mtime_nsec if tf.io.gfile.exists(f) else 0 for f in files)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_saved_model(model_dir: str, stamp: int):  # pylint: disable=unused-argument
+# One model at a time: a server that moves to a new version lets the old one go.
+@functools.lru_cache(maxsize=1)
+def _load_saved_model(model_dir: str, stamp: Tuple[int, ...]):  # pylint: disable=unused-argument
   # local: TensorFlow (see `predict`).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.saved_model.load(model_dir)
@@ -52,8 +54,8 @@ def saved_model(model_dir: str):
   return _load_saved_model(model_dir, _saved_model_stamp(model_dir))
 
 
-@functools.lru_cache(maxsize=2)
-def _load_keras_model(model_dir: str, stamp: int):  # pylint: disable=unused-argument
+@functools.lru_cache(maxsize=1)
+def _load_keras_model(model_dir: str, stamp: Tuple[int, ...]):  # pylint: disable=unused-argument
   # local: models/ imports TensorFlow (see `predict`).
   from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
   return export.load_keras_model(model_dir)

@@ -130,8 +130,10 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
       output_dir=out_dir, output_filename=name)
   runner.run(pipeline)
   path = os.path.join(out_dir, name)
-  if node_selector:
-    _append_platform_spec(path, on_accelerator or ['Trainer'], node_selector)
+  if node_selector:  # the pods that train, when none gets an accelerator
+    _append_platform_spec(path, on_accelerator or [c.id for c in pipeline.components
+                                                   if c.id in ('PretrainTrainer', 'Trainer')],
+                          node_selector)
   return path
 
 

@@ -28,30 +28,31 @@ def choose(kind: str = 'auto', tpu_address: str = '', num_gpus: int = 0) -> str:
   return 'mirrored' if num_gpus else 'default'
 
 
-def _own_collective_keys(strategy_class) -> None:
-  """Moves the collective group keys of the next `strategy_class` past those of every one made
-  before in this process, as TensorFlow's own tests do (distribute/strategy_combinations.py):
-  two strategies over the same devices in one process (a local run's PretrainTrainer and
-  Trainer) otherwise share keys, and the second one's all-reduce fails with "Shape mismatch in
-  the collective instance". Every process makes its strategies in the same order, so the
-  workers of a multi-worker job still agree on their keys."""
+def _own_collective_keys(strategy_class):
+  """A new `strategy_class` with collective group keys apart from those of every strategy made
+  before or after it in this process, as TensorFlow's own tests do (distribute/
+  strategy_combinations.py): two strategies over the same devices in one process (a local
+  run's PretrainTrainer and Trainer) otherwise share keys, and the second one's all-reduce
+  fails with "Shape mismatch in the collective instance". Every process makes its strategies
+  in the same order, so the workers of a multi-worker job still agree on their keys."""
   strategy_class._collective_key_base += 100_000  # pylint: disable=protected-access
+  strategy = strategy_class()
+  strategy_class._collective_key_base += 100_000  # pylint: disable=protected-access
+  return strategy
 
 
 def strategy_for(kind: str = 'auto', tpu_address: str = '') -> tf.distribute.Strategy:
   """The tf.distribute strategy for `choose(kind, …)` on this machine."""
   kind = choose(kind, tpu_address, len(tf.config.list_physical_devices('GPU')))
   if kind == 'multi_worker':
-    _own_collective_keys(tf.distribute.MultiWorkerMirroredStrategy)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return _own_collective_keys(tf.distribute.MultiWorkerMirroredStrategy)
   if kind == 'tpu':
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or '')
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   if kind == 'mirrored':
-    _own_collective_keys(tf.distribute.MirroredStrategy)
-    return tf.distribute.MirroredStrategy()
+    return _own_collective_keys(tf.distribute.MirroredStrategy)
   return tf.distribute.get_strategy()
 
 
