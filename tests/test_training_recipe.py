@@ -181,6 +181,19 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, clipnorm, mon
   assert len(calls) == 2, calls  # the train step, traced once on each of the two replicas
 
 
+def test_keras_default_step_under_two_replicas_is_refused():
+  """The optimizers skip Keras's all-reduce (the gradients come averaged): Keras's own train
+  step under two replicas would apply each replica's gradient to its copy, unaveraged."""
+  x, y = data(8)
+  strategy = tf.distribute.MirroredStrategy(
+      ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
+  with strategy.scope():
+    model = build_vivit(TINY)
+    model.compile(optimizer=training.optimizer(TINY, model, 10), loss='mse')
+  with pytest.raises(RuntimeError, match='already averaged over the replicas'):
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
 def test_training_checkpoint_round_trip_on_ram_filesystem():
   config = TINY
   x, y = data()

@@ -106,7 +106,14 @@ class ReplicaMeanApply:
   variables. Under several replicas only those train steps (`accumulating_train_step`,
   VideoMAE's) may use these optimizers: Keras's default step does not average first."""
 
+  averaged = False  # set by `apply_replica_mean` while it applies (at trace time)
+
   def _all_reduce_sum_gradients(self, grads_and_vars):
+    context = tf.distribute.get_replica_context()
+    if context and context.num_replicas_in_sync > 1 and not self.averaged:
+      raise RuntimeError('these optimizers take gradients already averaged over the replicas: '
+                         'under several replicas train with a step that applies them through '
+                         'training.apply_replica_mean (compile_model sets one)')
     return list(grads_and_vars)
 
 
@@ -172,7 +179,12 @@ def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
   replicas = context.num_replicas_in_sync if context else 1
   if replicas > 1:
     grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
-  opt.apply_gradients(zip(grads, weights))
+  inner = getattr(opt, 'inner_optimizer', opt)  # under dynamic loss scaling
+  inner.averaged = True
+  try:
+    opt.apply_gradients(zip(grads, weights))
+  finally:
+    inner.averaged = False
 
 
 def accumulating_train_step(model: keras.Model, k: int):
