@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from vivit_tfx.models import training
-from vivit_tfx.models.vivit import (EncoderBlock, TubeletEmbedding, ViViT, build_vivit,
-                          inflate_2d_kernel)
+from vivit_tfx.models.vivit import (EncoderBlock, StochasticDepth, TubeletEmbedding, ViViT,
+                                    build_vivit, inflate_2d_kernel)
 from vivit_tfx.models.vivit_config import PRESETS, ViViTConfig, preset
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
@@ -65,6 +65,19 @@ def test_mismatched_input_fails_clearly():
     model(np.zeros((1, 4, 24, 16, 3), np.float32))
   with pytest.raises(ValueError, match='not a multiple of the tubelet size'):
     TINY.replace(image_size=(20, 16))
+
+
+def test_stochastic_depth_drops_apart_on_each_replica():
+  """Its seed generator's state is mirrored under tf.distribute: without the replica in the
+  seed, both replicas dropped the same positions of their batches."""
+  strategy = tf.distribute.MirroredStrategy(
+      ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
+  with strategy.scope():
+    drop = StochasticDepth(0.5)
+  run = tf.function(lambda: strategy.run(lambda: drop(tf.ones([16, 3, 4]), training=True)))
+  first, second = [k.numpy()[:, 0, 0] for k in strategy.experimental_local_results(run())]
+  assert set(first) | set(second) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / 0.5
+  assert not np.array_equal(first, second)
 
 
 def test_heads_are_independent():

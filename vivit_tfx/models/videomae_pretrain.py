@@ -24,7 +24,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 from vivit_tfx.models import hf_checkpoint, training, vit_checkpoint
-from vivit_tfx.models.vivit import EncoderBlock, ViViT, build_vivit, sinusoid_table
+from vivit_tfx.models.vivit import (EncoderBlock, ViViT, build_vivit, replica_uniform,
+                                    sinusoid_table)
 from vivit_tfx.models.vivit_config import ViViTConfig
 
 @dataclasses.dataclass
@@ -75,12 +76,10 @@ def masked_per_slice(n_s: int, ratio: float) -> int:
 def tube_mask(batch: int, token_grid: Tuple[int, int, int], ratio: float,
               seed=None) -> tf.Tensor:
   """Random tube mask [B, N] bool: per clip, exactly int(ratio * n_s) spatial positions,
-  hidden on all n_t temporal slices. `seed`: Keras's (int, SeedGenerator, None) or a
-  stateless [2] seed tensor."""
+  hidden on all n_t temporal slices (each replica its own, `replica_uniform`)."""
   n_t, n_h, n_w = token_grid
   n_s = n_h * n_w
-  noise = (tf.random.stateless_uniform((batch, n_s), seed=seed) if tf.is_tensor(seed)
-           else keras.random.uniform((batch, n_s), seed=seed))  # [B, n_s]
+  noise = replica_uniform((batch, n_s), seed)  # [B, n_s]
   ranks = ops.argsort(ops.argsort(noise, axis=-1), axis=-1)
   spatial = ranks < masked_per_slice(n_s, ratio)  # [B, n_s]
   return ops.reshape(ops.tile(spatial[:, None, :], (1, n_t, 1)), (batch, n_t * n_s))
@@ -171,14 +170,7 @@ class VideoMAEPretrainer(keras.Model):
     return n_t * masked_per_slice(n_h * n_w, self.config.mask_ratio)
 
   def random_mask(self, batch: int) -> tf.Tensor:
-    """A tube mask per clip [B, N]. Under R replicas each replica draws its own: the seed
-    generator's state is mirrored, so every replica would draw the same B masks."""
-    replica = tf.distribute.get_replica_context()
-    if replica is None or replica.num_replicas_in_sync == 1:
-      return tube_mask(batch, self.token_grid, self.config.mask_ratio, self.mask_seed)
-    seed = tf.cast(self.mask_seed.next(), tf.int64) + tf.stack(
-        [tf.constant(0, tf.int64), tf.cast(replica.replica_id_in_sync_group, tf.int64)])
-    return tube_mask(batch, self.token_grid, self.config.mask_ratio, seed)
+    return tube_mask(batch, self.token_grid, self.config.mask_ratio, self.mask_seed)
 
   def encode_visible(self, clips, order, training=None):
     """[B, T, H, W, C], order [B, N] → encoder output of the visible tubelets [B, N_v, D]."""

@@ -10,6 +10,7 @@ from typing import Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers, ops
 
 from vivit_tfx.models import hf_checkpoint, pixel_preprocessing, vit_checkpoint
@@ -134,6 +135,20 @@ class ClassToken(layers.Layer):
     return ops.concatenate([cls, tokens], axis=1)
 
 
+def replica_uniform(shape, seed=None, dtype='float32'):
+  """`keras.random.uniform`, but a SeedGenerator draws apart on each replica: under
+  tf.distribute its state is mirrored, and every replica would draw the same numbers (the
+  same masks for different clips)."""
+  replica = tf.distribute.get_replica_context()
+  if (not isinstance(seed, keras.random.SeedGenerator) or replica is None
+      or replica.num_replicas_in_sync == 1):
+    return keras.random.uniform(shape, seed=seed, dtype=dtype)
+  offset = tf.stack([tf.constant(0, tf.int64),
+                     tf.cast(replica.replica_id_in_sync_group, tf.int64)])
+  return tf.random.stateless_uniform(shape, seed=tf.cast(seed.next(), tf.int64) + offset,
+                                     dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(_PACKAGE)
 class StochasticDepth(layers.Layer):
   """Drops the whole residual branch per example with probability `rate` while training."""
@@ -148,7 +163,7 @@ class StochasticDepth(layers.Layer):
       return x
     keep = 1.0 - self.rate
     shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-    mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed, dtype=x.dtype))
+    mask = ops.floor(keep + replica_uniform(shape, self.seed, x.dtype))  # [B, 1, ...]
     return x / keep * mask
 
   def get_config(self):
