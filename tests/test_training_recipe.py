@@ -234,33 +234,55 @@ def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
   assert Count.validation_batches == 3 * 2  # epochs of 2, 2 and 1 steps, 2 batches each
 
 
-def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
-  """A run killed during training, its execution's folders removed by the next run's clean-up
-  (run_guard), started again (a new execution, same inputs): training resumes."""
+def _killed_then_run_again(tmp_path, component: str, custom: dict, stale: bool = False):
+  """run_fn killed after its first checkpoint, its execution's folders removed by the next
+  run's clean-up (run_guard), then run again (a new execution, same inputs): the second run's
+  result. `stale`: a killed job of other settings left a checkpoint folder in between."""
   from vivit_tfx.pipeline import run_guard  # pylint: disable=g-import-not-at-top
-  custom = json.dumps({'vivit': {**TINY.architecture.__dict__, 'batch_size': 2,
-                                 'checkpoint_steps': 2}, 'train_steps': 4})
   runs = []
   for execution, kill in ((7, '1'), (8, '0')):
-    model_run = tmp_path / 'root' / 'Trainer' / 'model_run' / str(execution)
+    model_run = tmp_path / 'root' / component / 'model_run' / str(execution)
     runs.append(subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
-         custom], capture_output=True, text=True, timeout=300,
+         json.dumps(custom)], capture_output=True, text=True, timeout=300,
         env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3',
              'HARNESS_MODEL_RUN': str(model_run), 'HARNESS_KILL': kill}))
     if kill == '1':
       assert runs[-1].returncode == -9, runs[-1].stderr[-2000:]
-      assert run_guard._remove_outputs(str(tmp_path / 'root'), 'Trainer', execution)  # pylint: disable=protected-access
-      stale = tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume' / 'other-settings'
-      stale.mkdir()  # a killed job of other settings: kept, and said
-      (stale / 'ckpt-2.index').write_text('x')
+      assert run_guard._remove_outputs(str(tmp_path / 'root'), component, execution)  # pylint: disable=protected-access
+      if stale:
+        folder = tmp_path / 'root' / component / 'model_run' / 'resume' / 'other-settings'
+        folder.mkdir()
+        (folder / 'ckpt-2.index').write_text('x')
   assert runs[-1].returncode == 0, runs[-1].stderr[-2000:]
-  assert 'Trainer: resumed from step 2 of 4' in runs[-1].stdout
-  assert 'ITERATIONS 4' in runs[-1].stdout  # 2 restored + 2 trained, not 4 from scratch
+  return runs[-1]
+
+
+def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
+  """A run killed during training and started again (a new execution, same inputs):
+  training resumes; a checkpoint folder of other settings is kept, and said."""
+  run = _killed_then_run_again(tmp_path, 'Trainer', {
+      'vivit': {**TINY.architecture.__dict__, 'batch_size': 2, 'checkpoint_steps': 2},
+      'train_steps': 4}, stale=True)
+  assert 'Trainer: resumed from step 2 of 4' in run.stdout
+  assert 'ITERATIONS 4' in run.stdout  # 2 restored + 2 trained, not 4 from scratch
   resume = tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume'
   assert os.listdir(resume) == ['other-settings']  # its own folder removed once exported
   assert (f'Trainer: 1 checkpoint folder(s) of killed jobs with other inputs or settings kept '
-          f'for a resume in {resume}') in runs[-1].stdout
+          f'for a resume in {resume}') in run.stdout
+
+
+def test_pretrainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
+  """VideoMAE pre-training keeps its checkpoints where a killed run's clean-up leaves them,
+  as the Trainer does: started again, it resumes, and removes them once saved."""
+  vivit = {**TINY.__dict__, 'batch_size': 2, 'image_size': list(TINY.image_size)}
+  run = _killed_then_run_again(tmp_path, 'PretrainTrainer', {
+      'vivit': vivit, 'train_steps': 4, 'pretrain': {
+          'batch_size': 2, 'decoder_hidden_size': 16, 'decoder_num_layers': 1,
+          'decoder_num_heads': 2, 'decoder_mlp_dim': 32}})
+  assert 'PretrainTrainer: resumed from step 2 of 4' in run.stdout
+  assert 'ITERATIONS 4' in run.stdout  # 2 restored + 2 trained
+  assert not os.listdir(tmp_path / 'root' / 'PretrainTrainer' / 'model_run' / 'resume')
 
 
 def test_stochastic_depth_masks_differ_between_layers():

@@ -98,7 +98,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   training.fit_resumable(pretrainer, train, steps_per_epoch, total_steps, checkpoint,
                          validation_data=evaluation,  # --eval-steps batches per epoch
                          validation_steps=max(1, fn_args.eval_steps or 1),
-                         callbacks=logs if chief else [history])
+                         callbacks=logs if chief else [history], component='PretrainTrainer')
   if not chief:
     return
   clips = next(iter(evaluation.take(1)))[:_RECONSTRUCTED_CLIPS]

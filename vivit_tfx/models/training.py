@@ -173,6 +173,8 @@ def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
   context): one all-reduce, then every replica clips and applies that mean (the optimizers of
   `optimizer` skip Keras 3.6's own all-reduce, a sum of the replicas' gradients each clipped
   on its own)."""
+  if not opt.built:  # slots for every variable, also those outside the loss (VideoMAE's
+    opt.build(weights)  # unused head): a resumed run's checkpoint restores into the same ones
   pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]  # None: not in the loss
   grads, weights = [g for g, _ in pairs], [w for _, w in pairs]
   context = tf.distribute.get_replica_context()
@@ -322,14 +324,14 @@ def epoch_plan(done: int, total_steps: int, steps_per_epoch: int) -> List[int]:
 def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: int,
                   checkpoint: TrainingCheckpoint, validation_data=None,
                   validation_steps: Optional[int] = None,
-                  callbacks: Optional[list] = None) -> int:
+                  callbacks: Optional[list] = None, component: str = 'Trainer') -> int:
   """Trains exactly `total_steps` steps (epochs of `steps_per_epoch`, the last one shorter
-  if need be), continuing from the checkpoint's step after a restart; validates after every
-  epoch. One `fit` call per run of equal epochs. Returns the number of steps run by this
-  call."""
+  if need be), continuing from the checkpoint's step after a restart (`component` says so);
+  validates after every epoch. One `fit` call per run of equal epochs. Returns the number of
+  steps run by this call."""
   done = checkpoint.restore()
   if done:
-    print(f'Trainer: resumed from step {done} of {total_steps}', flush=True)
+    print(f'{component}: resumed from step {done} of {total_steps}', flush=True)
   callbacks = [checkpoint] + list(callbacks or [])
   plan = epoch_plan(done, total_steps, steps_per_epoch)
   epoch = done // steps_per_epoch
