@@ -234,7 +234,8 @@ def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
   assert Count.validation_batches == 3 * 2  # epochs of 2, 2 and 1 steps, 2 batches each
 
 
-def _killed_then_run_again(tmp_path, component: str, custom: dict, stale: bool = False):
+def _killed_then_run_again(tmp_path, component: str, custom: dict, stale: bool = False,
+                           logical_cpus: int = 1):
   """run_fn killed after its first checkpoint, its execution's folders removed by the next
   run's clean-up (run_guard), then run again (a new execution, same inputs): the second run's
   result. `stale`: a killed job of other settings left a checkpoint folder in between."""
@@ -244,7 +245,7 @@ def _killed_then_run_again(tmp_path, component: str, custom: dict, stale: bool =
     model_run = tmp_path / 'root' / component / 'model_run' / str(execution)
     runs.append(subprocess.run(
         [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
-         json.dumps(custom)], capture_output=True, text=True, timeout=300,
+         json.dumps(custom), str(logical_cpus)], capture_output=True, text=True, timeout=300,
         env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3',
              'HARNESS_MODEL_RUN': str(model_run), 'HARNESS_KILL': kill}))
     if kill == '1':
@@ -258,14 +259,18 @@ def _killed_then_run_again(tmp_path, component: str, custom: dict, stale: bool =
   return runs[-1]
 
 
-def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
+@pytest.mark.parametrize('distribution, devices', [('default', 1), ('mirrored', 2)])
+def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path, distribution,
+                                                                         devices):
   """A run killed during training and started again (a new execution, same inputs):
-  training resumes; a checkpoint folder of other settings is kept, and said."""
+  training resumes, also on two mirrored replicas (the restore built the optimizer's slots
+  outside the strategy's scope: "Need to be inside with strategy.scope()"); a checkpoint
+  folder of other settings is kept, and said."""
   run = _killed_then_run_again(tmp_path, 'Trainer', {
       'vivit': {**TINY.architecture.__dict__, 'batch_size': 2, 'checkpoint_steps': 2},
-      'train_steps': 4}, stale=True)
+      'train_steps': 4, 'distribution': distribution}, stale=True, logical_cpus=devices)
   assert 'Trainer: resumed from step 2 of 4' in run.stdout
-  assert 'ITERATIONS 4' in run.stdout  # 2 restored + 2 trained, not 4 from scratch
+  assert f'ITERATIONS 4 STRATEGY {"MirroredStrategy 2" if devices == 2 else ""}' in run.stdout
   resume = tmp_path / 'root' / 'Trainer' / 'model_run' / 'resume'
   assert os.listdir(resume) == ['other-settings']  # its own folder removed once exported
   assert (f'Trainer: 1 checkpoint folder(s) of killed jobs with other inputs or settings kept '

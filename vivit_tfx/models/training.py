@@ -173,8 +173,6 @@ def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
   context): one all-reduce, then every replica clips and applies that mean (the optimizers of
   `optimizer` skip Keras 3.6's own all-reduce, a sum of the replicas' gradients each clipped
   on its own)."""
-  if not opt.built:  # slots for every variable, also those outside the loss (VideoMAE's
-    opt.build(weights)  # unused head): a resumed run's checkpoint restores into the same ones
   pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]  # None: not in the loss
   grads, weights = [g for g, _ in pairs], [w for _, w in pairs]
   context = tf.distribute.get_replica_context()
@@ -284,11 +282,16 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
 
   def restore(self) -> int:
-    """Restores the newest checkpoint, if any; returns the steps already trained."""
+    """Restores the newest checkpoint, if any; returns the steps already trained. First builds
+    the optimizer's slots for every trainable variable (also those outside the loss, VideoMAE's
+    unused head), in the model's strategy scope, so a fresh and a resumed run save and restore
+    the same slots on the same devices."""
+    if not self.model.optimizer.built:
+      with self.model.distribute_strategy.scope():
+        self.model.optimizer.build(self.model.trainable_variables)
     latest = self.manager.latest_checkpoint
     if not latest:
       return 0
-    self.model.optimizer.build(self.model.trainable_variables)  # slots exist before restoring
     self.checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s after %d steps', latest, int(self.step))
     return int(self.step)
