@@ -48,8 +48,8 @@ def _load_saved_model(model_dir: str, stamp: Tuple[int, ...]):  # pylint: disabl
 
 
 def saved_model(model_dir: str):
-  """The SavedModel at `model_dir`, loaded once per process while its saved_model.pb is
-  unchanged: a review on `serve`'s page runs predict, the timeline and the attention map on
+  """The SavedModel at `model_dir`, loaded once per process while it is unchanged
+  (`_saved_model_stamp`): a review on `serve`'s page runs predict, the timeline and the attention map on
   the same model, each of which loaded it (seconds each) on every review."""
   return _load_saved_model(model_dir, _saved_model_stamp(model_dir))
 

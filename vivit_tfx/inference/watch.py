@@ -406,7 +406,7 @@ class Scorer:
   """The model's serving signature on one window at a time, on its own thread."""
 
   def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int], jpeg_quality: int = 90):
-    self._serve = tf.saved_model.load(model_dir).signatures['serving_default']
+    self._serve = predict.saved_model(model_dir).signatures['serving_default']
     self._clip = predict.clip_config_of(model_dir)  # its positive class
     self.jpeg_quality = jpeg_quality
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]

@@ -16,7 +16,7 @@ import io
 import json
 import os
 import tempfile
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import keras
 import numpy as np
@@ -303,17 +303,26 @@ def save(model: VideoMAEPretrainer, directory: str, history: Dict[str, list],
     f.write(buffer.getvalue())
 
 
+def _made_with(directory: str) -> Dict[str, Any]:
+  """A pre-training directory's settings: {'vivit': ViViTConfig dict, 'pretrain': ...}."""
+  with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
+    return json.load(f)
+
+
+def _architecture_differences(made: Dict[str, Any], config: ViViTConfig) -> List[str]:
+  """The encoder architecture fields in which a saved ViViTConfig dict differs from `config`."""
+  architecture = ViViTConfig.from_dict(made).architecture
+  return [k for k, v in dataclasses.asdict(architecture).items() if getattr(config, k) != v]
+
+
 def load_encoder(vivit: ViViT, directory: str) -> Dict[str, str]:
   """Loads a pre-training directory's encoder into `vivit` (built with the same architecture);
   returns the lineage record (`init_source`)."""
   path = os.path.join(directory, ENCODER_WEIGHTS)
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f'{directory}: no {ENCODER_WEIGHTS} (not a pre-training model)')
-  with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
-    made = ViViTConfig.from_dict(json.load(f)['vivit']).architecture
-  if made != vivit.config.architecture:
-    differ = [k for k, v in dataclasses.asdict(made).items()
-              if getattr(vivit.config, k) != v]
+  differ = _architecture_differences(_made_with(directory)['vivit'], vivit.config)
+  if differ:
     raise ValueError(f'{directory}: pre-trained with another architecture ({", ".join(differ)} '
                      'differ)')
   _load_weights(vivit, path)
@@ -327,13 +336,10 @@ def load_checkpoint(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
   weights = os.path.join(path, PRETRAINER_WEIGHTS)
   if not tf.io.gfile.exists(weights):
     return load_hf_pretraining(model, path)
-  with tf.io.gfile.GFile(os.path.join(path, CONFIG_FILE)) as f:
-    made = json.load(f)
-  decoder = [k for k in ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
-                         'decoder_mlp_dim') if made['pretrain'][k] != getattr(model.config, k)]
-  encoder = ViViTConfig.from_dict(made['vivit']).architecture
-  differ = decoder + [k for k, v in dataclasses.asdict(encoder).items()
-                      if getattr(model.vivit.config, k) != v]
+  made = _made_with(path)
+  differ = [k for k in ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
+                        'decoder_mlp_dim') if made['pretrain'][k] != getattr(model.config, k)]
+  differ += _architecture_differences(made['vivit'], model.vivit.config)
   if differ:
     raise ValueError(f'{path}: pre-trained with other settings ({", ".join(differ)} differ)')
   _load_weights(model, weights)
