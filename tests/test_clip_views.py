@@ -22,11 +22,13 @@ def _ints(clips):
 
 
 def test_rate_indices_take_the_central_seconds():
-  # 2.7 s at 10 fps sampled at 4 fps: 10 frames, centred (0.1 s to 2.6 s).
-  assert sampling.rate_indices(27, 10.0, 4.0, 12) == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23]
-  # A 60 s video keeps only its central max_frames / sample_fps seconds.
+  # 2.9 s at 10 fps sampled at 4 fps: every 3rd frame (3.3 fps: 5 fps is further from 4 as a
+  # ratio), 9 frames, centred (frames 1 to 27 of 0 to 28).
+  assert sampling.rate_indices(29, 10.0, 4.0, 12) == list(range(1, 26, 3))
+  # A 60 s video keeps only its central max_frames / sample_fps seconds: every 8th frame
+  # (3.75 fps), 37 frames, 9.87 s.
   idx = sampling.rate_indices(1800, 30.0, 4.0, 40)
-  assert len(idx) == 40 and idx[0] == 25 * 30 and idx[1] - idx[0] in (7, 8)
+  assert idx == list(range(752, 752 + 37 * 8, 8))
 
 
 def test_views_are_segment_centres_and_short_clips_loop():
@@ -63,7 +65,7 @@ def test_training_clips_play_slower_and_faster_over_the_stored_frames():
 def test_predict_reports_the_view_timestamps():
   clip = predict.ModelClipConfig(num_frames=4, sample_fps=4.0, max_duration_s=3.0, num_views=2)
   times = predict.view_timestamps(VideoInfo(27, 10.0, 64, 48), clip)
-  assert times == [[0.3, 0.6, 0.8, 1.1], [1.1, 1.3, 1.6, 1.8]]
+  assert times == [[0.3, 0.6, 0.9, 1.2], [0.9, 1.2, 1.5, 1.8]]  # every 3rd frame: 3.3 fps
 
 
 def test_evaluation_views_and_predict_use_the_same_frames(video_root, tmp_path):

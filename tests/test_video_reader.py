@@ -119,13 +119,14 @@ def test_reader_returns_the_reference_frames(tmp_path, name, monkeypatch):
   reads = [((8, (32, 32), 0.0, 0), sampling.uniform_indices(300, 8)),  # gaps 37: no seek
            ((4, (24, 40), 0.0, 0), sampling.uniform_indices(300, 4)),  # gaps 75: seeks
            ((8, (96, 96), 8.0, 64), sampling.rate_indices(300, 25.0, 8.0, 64)),  # upscales
-           # the central 2 s of 12 s: the first kept frame (125) is reached by seeking
+           # the central 1.92 s of 12 s (every 3rd frame): the first kept frame (126) is reached
+           # by seeking
            ((8, (32, 32), 8.0, 16), sampling.rate_indices(300, 25.0, 8.0, 16))]
   for (t, size, sample_fps, max_frames), indices in reads:
     clip = video_reader.read_clip(path, t, size, sample_fps, max_frames)
     assert clip.indices == indices and clip.frames.shape == (len(indices), *size, 3)
     _assert_reference_frames(clip, reference, size)
-  assert seeks == [112, 187, 262, 50, 125], seeks
+  assert seeks == [112, 187, 262, 54, 126], seeks
 
 
 def test_reader_decodes_sequentially_where_timestamps_skip(tmp_path):

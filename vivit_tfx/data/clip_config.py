@@ -26,10 +26,12 @@ class ClipConfig:
   """How a video becomes a record: frames per clip (T), frame size (H, W), JPEG quality, and
   the temporal sampling rule.
 
-  sample_fps > 0: frames are taken every 1/sample_fps s (a clip of T frames always spans
-  T / sample_fps s) over at most the central `max_duration_s` of the video; the record holds
-  `stored_frames` slots, the frames then empty strings. Clips are cut from them later (a random
-  position in training, K evenly spaced views at evaluation: `data.sampling`).
+  sample_fps > 0: every s-th source frame, s the integer stride whose rate is nearest
+  sample_fps (`sampling.frame_stride`: even steps; at 8 fps, 7.5 fps from 30 or 15, 8.3 from
+  25, 6 from 12, 10 from 10), over at most the central `max_duration_s` of the video (a clip
+  of T frames spans about T / sample_fps s); the record holds `stored_frames` slots, the
+  frames then empty strings. Clips are cut from them later (a random position in training, K
+  evenly spaced views at evaluation: `data.sampling`).
   sample_fps = 0: T frames spread over the whole video (one clip per video; the rule of models
   exported before the rate rule became the default).
   """

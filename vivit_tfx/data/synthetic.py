@@ -9,10 +9,12 @@ label information:
 Resolution, fps, duration (some clips shorter than the sampled clip length) and container
 (.mp4 / .avi) vary per clip.
 
-`difficulty='hard'` (`hard_config`): 2–30 s videos with camera shake, moving clutter, lighting
-changes and compression noise; non-violent clips hold fast motion (running, juggling, dancing
-pairs) and violent clips strikes and collisions at a matched speed, so that neither one frame
-nor motion energy decides the label.
+`difficulty='hard'` (`hard_config`): 2–30 s videos with a handheld camera, moving clutter,
+lighting changes and compression noise; non-violent clips hold smooth periodic motion (pairs
+dancing face to face or round each other, juggling) and violent clips impulsive motion
+(strikes, knock-backs, collisions), both with the pair's relative speed drawn from one
+distribution (shared by clips 2k and 2k + 1), so that neither one frame nor the amount of motion
+decides the label: only its kind does.
 """
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ class SyntheticConfig:
   duration_s: Tuple[float, float] = (0.4, 3.0)
   containers: Tuple[str, ...] = ('mp4', 'avi')
   difficulty: str = 'default'  # 'default' | 'hard'
+  # hard: the pair's relative speed in short sides per second, measured every 1/8 s (×8 = px
+  # per frame at 64 px and 8 fps); one draw per pair of clips (one of each class)
+  pair_speed: Tuple[float, float] = (0.3, 0.6)
 
 
 DIFFICULTIES = ('default', 'hard')
@@ -73,6 +78,7 @@ class ClipSpec:
   container: str
   seed: int
   difficulty: str = 'default'
+  speed: float = 0.0  # hard: the pair's relative speed (SyntheticConfig.pair_speed)
 
   @property
   def relative_path(self) -> str:
@@ -91,8 +97,17 @@ def plan(config: SyntheticConfig) -> List[ClipSpec]:
     specs.append(ClipSpec(index=i, label=i % 2, width=int(width), height=int(height), fps=fps,
                           num_frames=max(2, int(round(duration * fps))),
                           container=config.containers[(i // 2) % len(config.containers)],
-                          seed=int(rng.integers(2**31)), difficulty=config.difficulty))
+                          seed=int(rng.integers(2**31)), difficulty=config.difficulty,
+                          speed=_pair_speed(config, i)))
   return specs
+
+
+def _pair_speed(config: SyntheticConfig, index: int) -> float:
+  """The hard set's relative speed of clip `index`: one draw for clips 2k and 2k + 1 (one of
+  each class), so both classes hold the same speeds; 0 for the default set."""
+  if config.difficulty != 'hard':
+    return 0.0
+  return float(np.random.default_rng([config.seed, index // 2, 1]).uniform(*config.pair_speed))
 
 
 def actor_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

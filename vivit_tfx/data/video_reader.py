@@ -1,7 +1,7 @@
 """Ingestion step 1: read a video file and sample its frames.
 
-Which frames: `sampling.stored_indices` (at a fixed rate over the video's central part, or,
-when no rate is set, T frames spread over the whole video).
+Which frames: `sampling.stored_indices` (every stride-th frame, near a fixed rate, over the
+video's central part, or, when no rate is set, T frames spread over the whole video).
 
 Decoding is PyAV's (FFmpeg): frame i is the i-th frame the decoder delivers, in presentation
 order. Frames that are not kept are decoded but never converted; a kept frame is scaled and
@@ -110,7 +110,7 @@ def probe(path: str) -> VideoInfo:
 def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: float = 0.0,
               max_frames: int = 0) -> Clip:
   """Samples frames of `path`, resized and cropped to `size` (H, W): `num_frames` spread over
-  the whole video, or with `sample_fps` up to `max_frames` at that rate
+  the whole video, or with `sample_fps` up to `max_frames` at its stride
   (`sampling.stored_indices`)."""
   with _open_container(path) as container:
     info = _info(container)

@@ -1,10 +1,10 @@
 """`vivit-tfx predict --timeline`: when does the violence happen in a long video?
 
 A window slides by `stride_s`; each window is sampled to T frames as the model's evaluation
-samples a clip (T frames at its `sample_fps`, a window of T / sample_fps s; models without a
-rate: T frames spread over `window_s`) and scored by the pushed model in batches. Frames are
-streamed: only the frames of windows still open are held, so memory does not grow with the
-video's length.
+samples a clip (T frames every `sampling.frame_stride` source frames, a window of T x stride
+source frames, about T / sample_fps s; models without a rate: T frames spread over `window_s`)
+and scored by the pushed model in batches. Frames are streamed: only the frames of windows
+still open are held, so memory does not grow with the video's length.
 """
 from __future__ import annotations
 
@@ -35,14 +35,17 @@ def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
   """Windows over the whole video, each sampled to `clip_frames` frame indices.
 
   With a model's sampling rate (`sample_fps` > 0) a window is one clip as evaluation takes it:
-  `clip_frames` frames every 1/sample_fps s (`window_s` is then clip_frames / sample_fps).
+  `clip_frames` frames every `sampling.frame_stride` source frames (`window_s` is ignored: a
+  window is clip_frames x stride source frames).
   """
   if window_s <= 0 or stride_s <= 0:
     raise ValueError('window and stride must be positive seconds')
   fps = fps or sampling.DEFAULT_FPS
   if sample_fps > 0:
-    window_s = clip_frames / sample_fps
-  length = max(1, min(num_frames, int(round(window_s * fps))))
+    length = clip_frames * sampling.frame_stride(fps, sample_fps)
+  else:
+    length = int(round(window_s * fps))
+  length = max(1, min(num_frames, length))
   stride = max(1, int(round(stride_s * fps)))
   starts = list(range(0, num_frames - length + 1, stride)) or [0]
   if sample_fps > 0:
@@ -143,15 +146,16 @@ def plot(windows: List[Window], found: List[Dict[str, float]], threshold: float,
 
 def window_s_for(clip, window_s: Optional[float]) -> float:
   """The window length: a model with a sampling rate fixes it (a window is one clip of T frames
-  at its rate, as evaluation scored it), and a different `window_s` is refused (ValueError);
-  otherwise `window_s` (default 2 s)."""
+  at its rate, as evaluation scored it: about T / sample_fps s, exactly T x stride source
+  frames), and a different `window_s` is refused (ValueError); otherwise `window_s` (default
+  2 s)."""
   if clip.sample_fps <= 0:
     return 2.0 if window_s is None else window_s
   fixed = clip.num_frames / clip.sample_fps
   if window_s is not None and abs(window_s - fixed) > 1e-6:
     raise ValueError(f'--window-s {window_s:g}: this model scores clips of {clip.num_frames} '
-                     f'frames at {clip.sample_fps:g} fps, so a window is {fixed:g} s (the span '
-                     'it was evaluated on); leave --window-s out (--stride-s is honoured)')
+                     f'frames at {clip.sample_fps:g} fps, so a window is about {fixed:g} s (the '
+                     'span it was evaluated on); leave --window-s out (--stride-s is honoured)')
   return fixed
 
 

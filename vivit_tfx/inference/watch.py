@@ -1,12 +1,13 @@
 """`vivit-tfx watch SOURCE`: live violence detection on a camera, a stream or a file.
 
-Capture (main thread) → sampler (the model's clip rate) → ring buffer of T frames → every
-stride, a window goes to the scorer thread through a one-place mailbox: on a live source a new
-window replaces one the scorer has not taken yet (capture never waits; the replaced window is
-counted as dropped), on a file capture waits (nothing is lost). Scores are smoothed (mean of the
-last k windows or an EMA) and turned into events with hysteresis (start / stop thresholds and a
-minimum length). Events go to stdout as JSON lines, with a JPEG of the peak frame, and to
-webhooks, each on its own thread with bounded retries and a bounded queue.
+Capture (main thread) → sampler (every stride-th source frame: the model's clip rule,
+`sampling.StreamSampler`) → ring buffer of T frames → every stride, a window goes to the scorer
+thread through a one-place mailbox: on a live source a new window replaces one the scorer has
+not taken yet (capture never waits; the replaced window is counted as dropped), on a file
+capture waits (nothing is lost). Scores are smoothed (mean of the last k windows or an EMA) and
+turned into events with hysteresis (start / stop thresholds and a minimum length). Events go
+to stdout as JSON lines, with a JPEG of the peak frame, and to webhooks, each on its own thread
+with bounded retries and a bounded queue.
 
 Memory: the ring (T small frames), one window in the mailbox and one being scored, the frames
 of the last k windows for the peak snapshot, and bounded latency samples — not the stream.
@@ -114,6 +115,11 @@ class Source:
     self._capture = capture
     self._fps = capture.get(cv2.CAP_PROP_FPS) or sampling.DEFAULT_FPS
     return True
+
+  @property
+  def fps(self) -> float:
+    """The rate the source reports (25 when it reports none)."""
+    return self._fps
 
   def read(self) -> Tuple[Optional[np.ndarray], float, bool]:
     """(BGR frame or None at the end, stream time in s, True if the stream restarted)."""
@@ -430,10 +436,11 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
-  stride = max(1, int(round(config.stride_s * fps)))
   scorer = Scorer(config.model_dir, (num_frames,) + size)
   stop_at = time.monotonic() + config.max_seconds if config.max_seconds else float('inf')
   source = Source(config.source, config.reconnect_s, config.realtime, log, stop_at)
+  sampler = sampling.StreamSampler(fps, source.fps)  # every stride-th frame of the source
+  stride = max(1, int(round(config.stride_s * sampler.fps)))
   run_dir = os.path.join(config.out_dir, datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f'))
   os.makedirs(run_dir)
   hooks = [Webhook(u, config.webhook_timeout_s, config.webhook_retries, log=log)
@@ -442,7 +449,8 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
   detector = Detector(config, events)
   mailbox, stats = Mailbox(), Stats()
   log(f'watch: {config.source} ({"live" if source.live else "file"}): {num_frames} frames at '
-      f'{fps:g} fps per window, scored every {stride} sampled frames; snapshots in {run_dir}')
+      f'{sampler.fps:g} fps (every {sampler.stride} of {source.fps:g} fps) per window, '
+      f'scored every {stride} sampled frames; snapshots in {run_dir}')
 
   def score_loop():
     while True:
@@ -456,7 +464,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
 
   worker = threading.Thread(target=score_loop, daemon=True, name='scorer')
   worker.start()
-  sampler, ring = sampling.StreamSampler(fps), collections.deque(maxlen=num_frames)
+  ring = collections.deque(maxlen=num_frames)
   new_frames = 0
   try:
     while not config.max_seconds or time.monotonic() - stats.started < config.max_seconds:
@@ -465,7 +473,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
         break
       if restarted:  # frames across a gap are not one clip
         ring.clear()
-        sampler.reset()
+        sampler = sampling.StreamSampler(fps, source.fps)  # the reopened source's rate
       stats.frames += 1
       stats.stream_s = t
       if not sampler.keep(t):
@@ -475,7 +483,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -
       new_frames += 1
       if len(ring) == num_frames and new_frames >= stride:
         new_frames = 0
-        mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1], t + 1 / fps,
+        mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1], t + 1 / sampler.fps,
                            time.monotonic(), time.time(), frame), wait=not source.live)
   except KeyboardInterrupt:
     log('watch: interrupted')

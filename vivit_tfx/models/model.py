@@ -16,8 +16,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from vivit_tfx.data import features
-from vivit_tfx.models import (augment, clip_views, distribution, export, training,
-                              videomae_pretrain)
+from vivit_tfx.models import (augment, clip_views, distribution, export, self_training,
+                              training, videomae_pretrain)
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -83,6 +83,29 @@ def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
   return augment.augment(clips) if training_mode else clips
 
 
+def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory: str,
+               total_steps: int, tf_transform_output: tft.TFTransformOutput,
+               config: ViViTConfig, clip: dict, settings: dict,
+               batch_size: int) -> tf.data.Dataset:
+  """`models.self_training`'s teacher phase and pseudo-labelling; returns the student's
+  training data (labelled and pseudo-labelled batches)."""
+  plan = self_training.SelfTrainingConfig.from_dict(settings)
+  teacher_steps = plan.teacher_steps(total_steps)
+  print(f'Trainer: self-training: {teacher_steps} teacher steps on the labels, then '
+        f'pseudo-labels for {unlabeled["videos"]} unlabelled videos', flush=True)
+  fit(labelled, teacher_steps)
+  pseudo = self_training.pseudo_label(
+      model, unlabeled, directory, tf_transform_output, config.num_frames,
+      max(1, int(clip.get('num_views', 1))), plan, list(clip.get('class_names') or []))
+  if not pseudo['chosen']:
+    print('Trainer: no unlabelled video reached the threshold: the student trains on the '
+          'labels alone', flush=True)
+    return labelled
+  return self_training.mixed(labelled, self_training.pseudo_labelled_clips(
+      pseudo['path'], tf_transform_output, batch_size, config.num_frames, config.n_classes,
+      frames_to_clips), plan.pseudo_share)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
@@ -129,10 +152,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
   distribution.prepare_multi_worker_fit(model, strategy, train)
   logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
-  training.fit_resumable(model, train, steps_per_epoch, total_steps, checkpoint,
-                         validation_data=evaluation,  # --eval-steps batches per epoch
-                         validation_steps=max(1, fn_args.eval_steps or 1),
-                         callbacks=logs if chief else [])
+  fit = lambda data, steps: training.fit_resumable(
+      model, data, steps_per_epoch, steps, checkpoint,
+      validation_data=evaluation,  # --eval-steps batches per epoch
+      validation_steps=max(1, fn_args.eval_steps or 1), callbacks=logs if chief else [])
+  unlabeled = custom.get('unlabeled') or {}
+  if custom.get('self_training') and unlabeled.get('pattern'):
+    train = self_train(model, fit, train, unlabeled, checkpoint.directory, total_steps,
+                       tf_transform_output, config, clip, custom['self_training'],
+                       batch_size * k)
+  fit(train, total_steps)
   if chief:
     export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,
                   model.init_source)

@@ -84,7 +84,7 @@ def layer_ids(model: keras.Model) -> Dict[str, int]:
     if block:
       ids[v.path] = int(block.group(2)) + 1 + (spatial if block.group(1) == 'temporal_encoder'
                                                else 0)
-    elif 'tubelet_embedding' in v.path or '/position/' in v.path or '/cls' in v.path:
+    elif any(n in v.path for n in ('tubelet_embedding', 'conv_tokenizer', '/position/', '/cls')):
       ids[v.path] = spatial if 'temporal_encoder' in v.path else 0
     else:
       ids[v.path] = depth + 1
@@ -280,12 +280,17 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                           step=self.step)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
+    self.restored = False
 
   def restore(self) -> int:
-    """Restores the newest checkpoint, if any; returns the steps already trained. First builds
+    """Restores the newest checkpoint, if any (the first call only); returns the steps already
+    trained. First builds
     the optimizer's slots for every trainable variable (also those outside the loss, VideoMAE's
     unused head), in the model's strategy scope, so a fresh and a resumed run save and restore
     the same slots on the same devices."""
+    if self.restored:  # a later phase of the same run (self-training): the steps so far
+      return int(self.step)
+    self.restored = True
     if not self.model.optimizer.built:
       with self.model.distribute_strategy.scope():
         self.model.optimizer.build(self.model.trainable_variables)
@@ -332,8 +337,9 @@ def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: 
   if need be), continuing from the checkpoint's step after a restart (`component` says so);
   validates after every epoch. One `fit` call per run of equal epochs. Returns the number of
   steps run by this call."""
+  first = not checkpoint.restored  # a later phase of the same run continues silently
   done = checkpoint.restore()
-  if done:
+  if done and first:
     print(f'{component}: resumed from step {done} of {total_steps}', flush=True)
   callbacks = [checkpoint] + list(callbacks or [])
   plan = epoch_plan(done, total_steps, steps_per_epoch)

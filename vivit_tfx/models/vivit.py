@@ -6,6 +6,7 @@ Shapes: clips [B, T, H, W, C]; tokens [B, N, D] with N = n_t * n_h * n_w ordered
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Optional
 
 import keras
@@ -48,6 +49,58 @@ class TubeletEmbedding(layers.Layer):
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size,
             'tubelet_size': self.tubelet_size}
+
+
+@keras.saving.register_keras_serializable(_PACKAGE)
+class ConvTokenizer(layers.Layer):
+  """A small 3D CNN → tokens (the ViT paper's hybrid, §3.1, with a video stem).
+
+  A (1, 3, 3) stem convolution at `strides[0]`; per width a 3x3x3 convolution, norm ('batch':
+  statistics synchronised over tf.distribute replicas; 'group': per clip), ReLU and a max-pool
+  of `strides[i + 1]`; a linear projection of each cell to D. [B, T, H, W, C] →
+  [B, n_t * n_h * n_w, D], (n_t, n_h, n_w) = (T, H, W) / the strides' product, time-major as
+  TubeletEmbedding's tokens (token i covers the pixels a tubelet of that size would).
+  """
+
+  def __init__(self, hidden_size: int, widths, strides, norm: str = 'batch', **kwargs):
+    super().__init__(**kwargs)
+    self.hidden_size, self.norm = hidden_size, norm
+    self.widths = tuple(widths)
+    self.strides = tuple(tuple(s) for s in strides)
+    self.stem = layers.Conv3D(self.widths[0], (1, 3, 3), strides=self.strides[0],
+                              padding='same', name='stem')
+    self.convs = [layers.Conv3D(w, 3, padding='same', use_bias=False, name=f'conv_{i}')
+                  for i, w in enumerate(self.widths)]
+    self.norms = [layers.BatchNormalization(synchronized=True, name=f'norm_{i}')
+                  if norm == 'batch' else
+                  layers.GroupNormalization(groups=math.gcd(8, w), name=f'norm_{i}')
+                  for i, w in enumerate(self.widths)]
+    self.pools = [layers.MaxPool3D(s, name=f'pool_{i}') for i, s in enumerate(self.strides[1:])]
+    self.projection = layers.Dense(hidden_size, name='projection')
+
+  def build(self, input_shape):
+    shape = tuple(input_shape)
+    self.stem.build(shape)
+    shape = self.stem.compute_output_shape(shape)
+    for conv, norm, pool in zip(self.convs, self.norms, self.pools):
+      conv.build(shape)
+      shape = conv.compute_output_shape(shape)
+      norm.build(shape)
+      shape = pool.compute_output_shape(shape)
+    self.projection.build(shape)
+
+  def call(self, clips, training=None):
+    x = self.stem(clips)  # [B, T/s_t, H/s_h, W/s_w, widths[0]]
+    for conv, norm, pool in zip(self.convs, self.norms, self.pools):
+      x = pool(ops.relu(norm(conv(x), training=training)))
+    x = self.projection(x)  # [B, n_t, n_h, n_w, D]
+    grid = x.shape[1:4]
+    n = int(np.prod(grid)) if None not in grid else -1
+    return ops.reshape(x, (-1, n, self.hidden_size))  # [B, N, D]
+
+  def get_config(self):
+    return {**super().get_config(), 'hidden_size': self.hidden_size, 'widths': self.widths,
+            'strides': self.strides, 'norm': self.norm}
 
 
 def sinusoid_table(n: int, d: int) -> np.ndarray:
@@ -447,7 +500,9 @@ class ViViT(keras.Model):
     n_t, n_h, n_w = c.token_grid
     cd = c.to_dict()
     token = c.classifier == 'token'
-    self.tokenizer = TubeletEmbedding(c.hidden_size, c.tubelet_size, name='tubelet_embedding')
+    self.tokenizer = (ConvTokenizer(c.hidden_size, c.conv_widths, c.conv_strides, c.conv_norm,
+                                    name='conv_tokenizer') if c.tokenizer == 'conv' else
+                      TubeletEmbedding(c.hidden_size, c.tubelet_size, name='tubelet_embedding'))
     if c.variant == 'factorised_encoder':
       # Model 2: one spatial encoder shared by every time index, then a temporal encoder.
       self.spatial_encoder = Encoder(cd, c.num_layers, token, 'learned', name='spatial_encoder')
@@ -491,7 +546,7 @@ class ViViT(keras.Model):
     """Model 2's spatial encoder output per time index: [B, T, H, W, C] → [B, n_t, D]."""
     c = self.config
     n_t, n_h, n_w = c.token_grid
-    tokens = self.tokenizer(clips)  # [B, n_t*n_h*n_w, D]
+    tokens = self.tokenizer(clips, training=training)  # [B, n_t*n_h*n_w, D]
     x = ops.reshape(tokens, (-1, n_h * n_w, c.hidden_size))  # [B*n_t, n_s, D]
     x = self.pool(self.spatial_encoder(x, training=training))  # [B*n_t, D]
     return ops.reshape(x, (-1, n_t, c.hidden_size))
@@ -502,7 +557,7 @@ class ViViT(keras.Model):
     if c.variant == 'factorised_encoder':
       x = self.temporal_encoder(self.frame_representations(clips, training), training=training)
     else:
-      x = self.encoder(self.tokenizer(clips), training=training)
+      x = self.encoder(self.tokenizer(clips, training=training), training=training)
     return self.head(self.pool(x))  # [B, n_outputs] logits
 
   def pool(self, x):  # [B, N(+1), D] → [B, D]

@@ -13,7 +13,8 @@ from vivit_tfx.models import hub_presets
 
 VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
             'factorised_dot_product')
-TOKENIZERS = ('tubelet', 'uniform_frame')
+TOKENIZERS = ('tubelet', 'uniform_frame', 'conv')
+CONV_NORMS = ('batch', 'group')
 CLASSIFIERS = ('token', 'gap', 'gap_fc_norm')
 POSITIONAL = ('learned', 'factorised', 'sinusoidal', 'per_frame')
 ACTIVATIONS = ('gelu', 'gelu_tanh')
@@ -33,8 +34,16 @@ class Architecture:
   channels: int = 3
   # Architecture.
   variant: str = 'spatiotemporal'      # Model 1 / 2 / 3 / 4 of the paper
-  tokenizer: str = 'tubelet'           # or 'uniform_frame' (2D patches of every frame)
-  tubelet_size: Tuple[int, int, int] = (2, 16, 16)  # (t, h, w), time first
+  tokenizer: str = 'tubelet'           # 'tubelet' (linear 3D patches), 'uniform_frame' (2D
+                                       # patches of every frame) or 'conv' (a 3D CNN: hybrid)
+  tubelet_size: Tuple[int, int, int] = (2, 16, 16)  # (t, h, w), time first: the frames and
+                                       # pixels one token covers ('conv': its strides' product)
+  # Convolutional tokenizer ('conv'): a (1, 3, 3) stem convolution at conv_strides[0], then per
+  # width a 3x3x3 convolution, norm, ReLU and a max-pool of conv_strides[i + 1].
+  conv_widths: Tuple[int, ...] = (16, 32, 64)
+  conv_strides: Tuple[Tuple[int, int, int], ...] = ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))
+  conv_norm: str = 'batch'             # 'batch' (statistics synchronised over replicas) or
+                                       # 'group' (per clip: 8 groups)
   hidden_size: int = 64
   num_layers: int = 4                  # spatial / joint layers
   num_temporal_layers: int = 2         # Model 2 only
@@ -88,6 +97,10 @@ class ViViTConfig(Recipe, Architecture):
   def __post_init__(self):
     self.image_size = tuple(self.image_size)
     self.tubelet_size = tuple(self.tubelet_size)
+    self.conv_widths = tuple(int(w) for w in self.conv_widths)
+    self.conv_strides = tuple(tuple(int(v) for v in s) for s in self.conv_strides)
+    if self.tokenizer == 'conv':
+      self.tubelet_size = conv_footprint(self.conv_strides)
     if self.init_checkpoint and self.kernel_init == 'random':
       self.kernel_init = 'central_frame'  # Scenic's K400 choice; paper Table 1's best
     if self.tokenizer == 'uniform_frame':
@@ -101,10 +114,12 @@ class ViViTConfig(Recipe, Architecture):
                            ('kernel_init', KERNEL_INITS),
                            ('init_positional', POSITIONAL_INITS),
                            ('precision', PRECISIONS), ('activation', ACTIVATIONS),
-                           ('qkv_bias', QKV_BIASES),
+                           ('qkv_bias', QKV_BIASES), ('conv_norm', CONV_NORMS),
                            ('factorised_order', FACTORISED_ORDERS)):
       if getattr(self, field) not in allowed:
         raise ValueError(f'{field}={getattr(self, field)!r} is not one of {allowed}')
+    if self.tokenizer == 'conv':
+      self._validate_conv()
     t, h, w = self.tubelet_size
     for name, size, patch in (('num_frames', self.num_frames, t),
                               ('image height', self.image_size[0], h),
@@ -138,6 +153,18 @@ class ViViTConfig(Recipe, Architecture):
       raise ValueError('clipnorm and checkpoint_steps must not be negative')
     if self.n_classes < 2:
       raise ValueError(f'n_classes must be at least 2, got {self.n_classes}')
+
+  def _validate_conv(self) -> None:
+    if len(self.conv_strides) != len(self.conv_widths) + 1 or not self.conv_widths:
+      raise ValueError(f'conv_strides needs one (t, h, w) for the stem and one per conv_widths '
+                       f'entry: {len(self.conv_widths)} width(s), {len(self.conv_strides)} '
+                       'stride(s)')
+    if any(len(s) != 3 or min(s) < 1 for s in self.conv_strides) or min(self.conv_widths) < 1:
+      raise ValueError(f'conv_strides must be positive (t, h, w) triples and conv_widths '
+                       f'positive, got {self.conv_strides} / {self.conv_widths}')
+    if self.init_checkpoint or self.kernel_init_checkpoint:
+      raise ValueError("checkpoints load into the linear tokenizer: tokenizer='conv' trains its "
+                       "stem from scratch (use tokenizer='tubelet' with a checkpoint)")
 
   @property
   def token_grid(self) -> Tuple[int, int, int]:
@@ -187,6 +214,15 @@ class ViViTConfig(Recipe, Architecture):
     return cls.from_dict(json.loads(text))
 
 
+def conv_footprint(strides) -> Tuple[int, int, int]:
+  """(t, h, w) frames and pixels per token of a convolutional tokenizer: its strides'
+  product."""
+  t, h, w = 1, 1, 1
+  for st, sh, sw in strides:
+    t, h, w = t * st, h * sh, w * sw
+  return t, h, w
+
+
 # Backbones of ViT (Dosovitskiy et al.) as used by ViViT: (hidden, layers, heads, mlp).
 BACKBONES = {
     'ti': (192, 12, 3, 768),
@@ -205,8 +241,24 @@ GPU_RECIPE = dict(batch_size=8, accumulation_steps=8, learning_rate=1e-4, weight
                   checkpoint_steps=500)
 
 
+# Hybrids (ViT paper §3.1: a CNN's feature map as the tokens): a small 3D CNN tokenizer, then
+# the transformer. From scratch they learn motion that the linear tokenizer does not (README,
+# hard synthetic benchmark).
+HYBRID_PRESETS: Dict[str, Dict[str, Any]] = {
+    # vivit-tiny's transformer on a 3-block CNN (16/32/64): 64 px, T = 8 → 2 x 4 x 4 tokens.
+    'vivit-hybrid-tiny': dict(tokenizer='conv'),
+    # ViT-B on a 64/128/256 CNN for GPUs/TPUs: 16 frames at 224 px → 4 x 14 x 14 tokens;
+    # trained from scratch, so a from-scratch learning rate.
+    'vivit-hybrid-b': dict(tokenizer='conv', num_frames=16, image_size=(224, 224),
+                           conv_widths=(64, 128, 256), hidden_size=768, num_layers=12,
+                           num_heads=12, mlp_dim=3072, stochastic_depth=0.1,
+                           **{**GPU_RECIPE, 'learning_rate': 5e-4}),
+}
+
+
 def preset(name: str, **overrides) -> ViViTConfig:
-  """`vivit-tiny` (2-core CPU, the default pipeline's), `vivit-<ti|s|b|l|h>-<p>x<t>`, or a hub
+  """`vivit-tiny` (2-core CPU, linear tokenizer), a hybrid (`HYBRID_PRESETS`: conv tokenizer;
+  `vivit-hybrid-tiny` is the default pipeline's), `vivit-<ti|s|b|l|h>-<p>x<t>`, or a hub
   checkpoint's fine-tuning preset (`models/hub_presets.py`, with `init_checkpoint` its
   Hugging Face directory).
 
@@ -222,13 +274,18 @@ def preset(name: str, **overrides) -> ViViTConfig:
     if not init:
       raise ValueError(hub_presets.needs_directory(name))
     base = hub.recipe_dict()
+  elif name in HYBRID_PRESETS:
+    base = dict(HYBRID_PRESETS[name])
+    if init or overrides.get('kernel_init_checkpoint'):  # a checkpoint brings linear patches
+      base['tokenizer'] = 'tubelet'
   elif name != 'vivit-tiny':
     try:
       _, backbone, patch = name.split('-')
       p, t = (int(v) for v in patch.split('x'))
       hidden, layers, heads, mlp = BACKBONES[backbone]
     except (ValueError, KeyError):
-      raise ValueError(f'unknown preset {name!r}; use vivit-tiny, vivit-<'
+      raise ValueError(f'unknown preset {name!r}; use vivit-tiny, {", ".join(HYBRID_PRESETS)}, '
+                       f'vivit-<'
                        f'{"|".join(BACKBONES)}>-<patch>x<frames>, e.g. vivit-b-16x2, or a hub '
                        f'checkpoint\'s: {", ".join(hub_presets.HUB_PRESETS)}') from None
     base = dict(num_frames=32, image_size=(224, 224), tubelet_size=(t, p, p),
@@ -257,4 +314,4 @@ def _is_hf_directory(path: str) -> bool:
   return pixel_preprocessing.is_hf_directory(path)
 
 
-PRESETS = ('vivit-tiny',) + tuple(f'vivit-{b}-16x2' for b in BACKBONES)
+PRESETS = ('vivit-tiny',) + tuple(HYBRID_PRESETS) + tuple(f'vivit-{b}-16x2' for b in BACKBONES)

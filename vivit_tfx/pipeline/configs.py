@@ -25,6 +25,16 @@ PRETRAIN_RUN_FN = 'vivit_tfx.models.pretrain_model.run_fn'
 INPUT_MODES = ('tfrecords', 'videos')
 IF_BUSY = ('stop', 'wait')
 DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
+# --train-steps 0: this many updates per training video, within AUTO_STEPS (a data set of 400
+# videos, 280 of them for training, gets 2,240; the built-in 200, 1,120).
+STEPS_PER_TRAIN_VIDEO = 8
+AUTO_STEPS = (600, 6000)
+
+
+def auto_train_steps(train_videos: int) -> int:
+  """The default training length: STEPS_PER_TRAIN_VIDEO per training video, within
+  AUTO_STEPS."""
+  return int(min(AUTO_STEPS[1], max(AUTO_STEPS[0], STEPS_PER_TRAIN_VIDEO * train_videos)))
 
 
 class ConfigError(ValueError):
@@ -102,9 +112,10 @@ class PipelineConfig:
   num_views: int = _option(4, 'K clips per video whose scores are averaged at evaluation and '
                            'serving (> 0)')
   # Model and training: the preset's architecture and recipe, unless a flag overrides one.
-  preset: str = _option('vivit-tiny', 'architecture and training recipe: vivit-tiny, '
-                        'vivit-<ti|s|b|l|h>-<patch>x<tubelet frames> or a hub checkpoint\'s '
-                        '(models/vivit_config.py)')
+  preset: str = _option('vivit-hybrid-tiny', 'architecture and training recipe: '
+                        'vivit-hybrid-tiny (conv tokenizer, CPU), vivit-hybrid-b (conv, GPU), '
+                        'vivit-tiny (linear tubelets), vivit-<ti|s|b|l|h>-<patch>x<tubelet '
+                        'frames> or a hub checkpoint\'s (models/vivit_config.py)')
   variant: Optional[str] = _from_model(
       str, 'attention: spatiotemporal | factorised_encoder | factorised_self_attention | '
       'factorised_dot_product')
@@ -116,8 +127,9 @@ class PipelineConfig:
                                  "from; '': the preset's initialisation")
   pixels: str = _option('auto', 'pixel scaling: auto | dataset | scenic | processor | a '
                         'preprocessor_config.json (models/pixel_preprocessing.py)')
-  train_steps: int = _option(600, 'optimizer updates, exactly (> 0; the last epoch may be '
-                             'shorter)')
+  train_steps: int = _option(0, 'optimizer updates, exactly (the last epoch may be shorter); '
+                             f'0: {STEPS_PER_TRAIN_VIDEO} per training video, within '
+                             f'[{AUTO_STEPS[0]}, {AUTO_STEPS[1]}]')
   eval_steps: int = _option(4, 'eval-split batches the Trainer validates on per epoch (> 0)')
   steps_per_epoch: int = _option(50, 'optimizer updates between two validations (> 0)')
   distribution: str = _option('auto', 'tf.distribute strategy: auto | default | mirrored | '
@@ -126,10 +138,14 @@ class PipelineConfig:
   # train split's videos plus --unlabeled-videos; its model starts the fine-tuning Trainer.
   pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
                            '(true/false)')
-  unlabeled_videos: str = _option('', 'extra pre-training footage, any layout, labels ignored '
-                                  '(needs --pretrain)')
+  unlabeled_videos: str = _option('', 'unlabelled footage, any layout, labels ignored: '
+                                  'self-training (pseudo-labels) in the Trainer, or with '
+                                  '--pretrain VideoMAE pre-training footage')
   unlabeled_clips_dir: str = _option('', "where --unlabeled-videos is ingested; '': "
                                      '<output-root>/unlabeled_clips')
+  self_training_overrides: str = _option('{}', 'JSON object of SelfTrainingConfig fields '
+                                         '(teacher_fraction, threshold, max_ratio, '
+                                         'pseudo_share; models/self_training.py)')
   pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
                                     'decoder_*, …)')
@@ -251,6 +267,25 @@ class PipelineConfig:
       raise ValueError('--pretrain-overrides is not a JSON object')
     return PretrainConfig.from_dict(overrides)
 
+  def self_training_config(self):
+    """The SelfTrainingConfig of the Trainer (defaults + --self-training-overrides)."""
+    # local: models/ loads TensorFlow; options are checked without it.
+    from vivit_tfx.models.self_training import SelfTrainingConfig  # pylint: disable=g-import-not-at-top
+    try:
+      overrides = json.loads(self.self_training_overrides or '{}')
+    except json.JSONDecodeError as e:
+      raise ValueError(f'not JSON: {e}') from None
+    if not isinstance(overrides, dict):
+      raise ValueError('not a JSON object')
+    try:
+      return SelfTrainingConfig.from_dict(overrides)
+    except TypeError as e:
+      raise ValueError(str(e)) from None
+
+  def train_steps_for(self, train_videos: int) -> int:
+    """--train-steps, or when 0 `auto_train_steps(train_videos)`."""
+    return self.train_steps or auto_train_steps(train_videos)
+
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
     # local: it loads TensorFlow; options are checked without it.
@@ -278,7 +313,10 @@ class PipelineConfig:
       except ValueError as e:
         errors.append(f'--pixels {self.pixels}: {e}')
     if self.unlabeled_videos and not self.pretrain:
-      errors.append('--unlabeled-videos is pre-training footage: pass --pretrain too')
+      try:
+        self.self_training_config()
+      except ValueError as e:
+        errors.append(f'--self-training-overrides: {e}')
     if self.unlabeled_videos and ingest_output.overlap(self.unlabeled_clips,
                                                        absolute(self.clips_dir)):
       errors.append(f'--unlabeled-clips-dir {self.unlabeled_clips} is --clips-dir '
@@ -288,6 +326,10 @@ class PipelineConfig:
       try:
         self.pretrain_config()
         model = self.vivit_config()
+        if model.tokenizer == 'conv':
+          raise ValueError('VideoMAE masks tubelets after the tokenizer, and the convolutional '
+                           'one sees across them: drop --pretrain (--unlabeled-videos then '
+                           'self-trains) or choose a linear preset (--preset vivit-tiny)')
         if model.variant != 'spatiotemporal' or model.classifier == 'token':
           raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a '
                            f"CLS token (variant 'spatiotemporal', classifier 'gap' or "
@@ -315,7 +357,22 @@ class PipelineConfig:
     return (f'model: preset {self.preset} (overridden: {", ".join(given) or "nothing"}; '
             f'--vivit-overrides {self.vivit_overrides})\n'
             f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}\n'
-            f'  pixels: {self.pixel_preprocessing().describe()}')
+            f'  pixels: {self.pixel_preprocessing().describe()}\n'
+            f'  training: {self.training_summary()}')
+
+  def training_summary(self) -> str:
+    """How long and on what the Trainer trains, in words."""
+    steps = (f'{self.train_steps} steps (--train-steps)' if self.train_steps else
+             f'{STEPS_PER_TRAIN_VIDEO} steps per training video, within {AUTO_STEPS[0]}-'
+             f'{AUTO_STEPS[1]} (--train-steps 0; the number once the data is ingested)')
+    if self.unlabeled_videos and self.pretrain:
+      return f'{steps}, after {self.pretrain_steps} VideoMAE pre-training steps on ' \
+             f'{self.unlabeled_videos} and the train split'
+    if self.unlabeled_videos:
+      return f'{steps}; self-training on {self.unlabeled_videos} ' \
+             f'({self.self_training_config()})'
+    return steps + (f', after {self.pretrain_steps} VideoMAE pre-training steps'
+                    if self.pretrain else '')
 
   def replace(self, **changes) -> 'PipelineConfig':
     given = {n: self._given.get(n) for n in MODEL_FIELDS + CLIP_FIELDS}
@@ -335,12 +392,12 @@ def split_names(text: str) -> Tuple[str, ...]:
 # value → is it valid, and what the option must be; one entry per option any command takes.
 _RULES = {
     **{n: (lambda v: v > 0, 'must be positive') for n in (
-        'num_frames', 'batch_size', 'train_steps', 'eval_steps', 'steps_per_epoch',
+        'num_frames', 'batch_size', 'eval_steps', 'steps_per_epoch',
         'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate',
         'pretrain_steps')},
     **{n: (lambda v: min(v) > 0, 'must be positive') for n in ('frame_size', 'image_size')},
     **{n: (lambda v: v >= 0, 'must be ≥ 0') for n in (
-        'sample_fps', 'workers', 'min_test_examples_per_class')},
+        'sample_fps', 'workers', 'min_test_examples_per_class', 'train_steps')},
     **{n: (lambda v: 0 <= v <= 1, 'must be within [0, 1]') for n in (
         'accuracy_threshold', 'max_accuracy_drop', 'min_test_fraction_per_class')},
     **{n: (lambda v: 0 < v < 1, 'must be within (0, 1)') for n in ('train', 'eval', 'test')},

@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 from vivit_tfx.audit import metadata, run_summary
 from vivit_tfx.data import prepare
 from vivit_tfx.pipeline import baseline, configs, run_guard
-from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes
+from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, train_steps
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
@@ -53,6 +53,9 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> run_summary.Ru
   with run_guard.RunLock(config.output_root, wait=config.if_busy == 'wait'):
     prepare.prepare_data(config, progress)
     prepare.prepare_unlabeled(config, progress)
+    if not config.train_steps and progress:
+      print(f'[run] training: {train_steps(config)} steps (--train-steps 0: '
+            f'{configs.STEPS_PER_TRAIN_VIDEO} per training video)', flush=True)
     run_id = run_pipeline(config)
     summary = run_summary.summarize(config, run_id, time.time() - start)
     # The report never replaces a file of the user's, whatever --overwrite says about clips.

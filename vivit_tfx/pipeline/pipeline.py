@@ -153,6 +153,13 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
           'labelled_videos': labelled, 'manifest_sha256': manifest}
 
 
+def train_steps(config: configs.PipelineConfig) -> int:
+  """The Trainer's updates: --train-steps, or when 0 as many as the ingested train split's
+  size asks for (`configs.auto_train_steps`)."""
+  videos = sum(_ingest_summary(config).get('clips', {}).get('train', {}).values())
+  return config.train_steps_for(videos)
+
+
 def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
@@ -249,9 +256,13 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,
-      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.train_steps),
+      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=train_steps(config)),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
+                     # --unlabeled-videos without --pretrain: self-training (pseudo-labels)
+                     **({'unlabeled': unlabeled_input(config),
+                         'self_training': config.self_training_config().to_dict()}
+                        if config.unlabeled_videos and not config.pretrain else {}),
                      'clip': {'num_frames': config.num_frames,
                               'frame_size': list(config.frame_size),
                               'sample_fps': config.sample_fps,

@@ -1,0 +1,189 @@
+"""Learning from unlabelled footage by self-training (pseudo-labels) in the Trainer.
+
+Noisy Student (Xie et al., CVPR 2020) with FixMatch's confidence threshold (Sohn et al.,
+NeurIPS 2020), in one model and one schedule:
+  1. teacher: the model trains on the labelled train split for `teacher_fraction` of the steps;
+  2. labelling: it scores every unlabelled video as serving does (the K evaluation views'
+     probabilities averaged) and keeps those it is sure of (top probability ≥ `threshold`),
+     at most `max_ratio` per labelled training video of the class (the most confident first),
+     so a teacher biased to one class cannot flood the other out;
+  3. student: training continues on batches drawn from the labelled clips and, with
+     probability `pseudo_share`, from the pseudo-labelled ones (noised as every training clip:
+     random position, speed, crop and flip).
+The pseudo-labels are written beside the resume checkpoints, so a run killed in step 3
+continues with the same ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from vivit_tfx.data import features
+from vivit_tfx.models import clip_views
+
+PSEUDO_RECORDS = 'pseudo_labels.tfrecord'
+PSEUDO_SUMMARY = 'pseudo_labels.json'
+
+
+@dataclasses.dataclass
+class SelfTrainingConfig:
+  """How the unlabelled footage is used (PipelineConfig's --self-training-overrides)."""
+  teacher_fraction: float = 0.5  # share of the training steps on the labels alone
+  threshold: float = 0.9         # keep a video whose top class probability reaches this
+  max_ratio: float = 3.0         # at most this many pseudo-labelled videos per labelled one
+  pseudo_share: float = 0.5      # probability that a batch comes from pseudo-labelled clips
+
+  def __post_init__(self):
+    for name in ('teacher_fraction', 'pseudo_share'):
+      if not 0 < getattr(self, name) < 1:
+        raise ValueError(f'self-training {name} must be within (0, 1), got '
+                         f'{getattr(self, name)}')
+    if not 0.5 <= self.threshold < 1:
+      raise ValueError(f'self-training threshold must be within [0.5, 1), got {self.threshold}')
+    if self.max_ratio <= 0:
+      raise ValueError(f'self-training max_ratio must be positive, got {self.max_ratio}')
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> 'SelfTrainingConfig':
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ValueError(f'unknown self-training settings {unknown}; known: {sorted(known)}')
+    return cls(**d)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def teacher_steps(self, total_steps: int) -> int:
+    return min(total_steps - 1, max(1, round(total_steps * self.teacher_fraction)))
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+  """[V, 1] binary or [V, C] logits → [V, C] class probabilities."""
+  logits = np.asarray(logits, np.float64)
+  if logits.shape[-1] == 1:
+    p = 1 / (1 + np.exp(-logits[:, 0]))
+    return np.stack([1 - p, p], -1)
+  e = np.exp(logits - logits.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def score_records(model, pattern: str, tf_transform_output: tft.TFTransformOutput,
+                  num_frames: int, num_views: int, batch_size: int = 16
+                  ) -> Tuple[List[bytes], np.ndarray]:
+  """Every record matching `pattern` (file order) and its [V, C] class probabilities: the K
+  evaluation views' probabilities averaged, as serving_default computes them."""
+  spec = {features.FRAMES: tf_transform_output.raw_feature_spec()[features.FRAMES]}
+  tft_layer = tf_transform_output.transform_features_layer()
+  files = sorted(tf.io.gfile.glob(pattern))
+  records, probs = [], []
+  for batch in tf.data.TFRecordDataset(files).batch(batch_size):
+    frames = tf.io.parse_example(batch, spec)[features.FRAMES]  # [B, N]
+    views = clip_views.view_records(frames, num_frames, num_views)  # [B * K, N]
+    clips = tft_layer({features.FRAMES: views})[features.CLIP_XF]  # [B * K, T, H, W, 3]
+    p = probabilities(model.predict_on_batch(clips))  # [B * K, C]
+    probs.append(p.reshape(len(batch), num_views, -1).mean(1))
+    records += list(batch.numpy())
+  return records, (np.concatenate(probs) if probs else np.zeros((0, 2)))
+
+
+def choose(probs: np.ndarray, labelled_per_class: float, config: SelfTrainingConfig
+           ) -> Tuple[np.ndarray, np.ndarray]:
+  """(indices, labels) of the videos to pseudo-label: top probability ≥ threshold, at most
+  max_ratio x labelled_per_class per class, the most confident first."""
+  labels, confidence = probs.argmax(-1), probs.max(-1)
+  cap = max(1, int(round(config.max_ratio * labelled_per_class)))
+  chosen = []
+  for c in range(probs.shape[-1]):
+    sure = np.flatnonzero((labels == c) & (confidence >= config.threshold))
+    chosen += list(sure[np.argsort(-confidence[sure], kind='stable')][:cap])
+  chosen = np.array(sorted(chosen), np.int64)
+  return chosen, labels[chosen]
+
+
+def relabel(record: bytes, label: int) -> bytes:
+  example = tf.train.Example.FromString(record)
+  example.features.feature[features.LABEL].int64_list.value[:] = [int(label)]
+  return example.SerializeToString()
+
+
+def write_pseudo_labels(directory: str, records: List[bytes], chosen: np.ndarray,
+                        labels: np.ndarray, summary: Dict[str, Any]) -> str:
+  """Writes the pseudo-labelled records (and a summary) into `directory`; returns the
+  records' path. Written under a temporary name, then renamed: a kill leaves no half file."""
+  tf.io.gfile.makedirs(directory)
+  path = os.path.join(directory, PSEUDO_RECORDS)
+  with tf.io.TFRecordWriter(path + '.tmp') as writer:
+    for i, label in zip(chosen, labels):
+      writer.write(relabel(records[i], label))
+  with tf.io.gfile.GFile(os.path.join(directory, PSEUDO_SUMMARY), 'w') as f:
+    f.write(json.dumps(summary, indent=1))
+  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+  return path
+
+
+def read_summary(directory: str) -> Dict[str, Any]:
+  path = os.path.join(directory, PSEUDO_SUMMARY)
+  if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(os.path.join(directory,
+                                                                        PSEUDO_RECORDS))):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def pseudo_labelled_clips(path: str, tf_transform_output: tft.TFTransformOutput,
+                          batch_size: int, num_frames: int, n_classes: int,
+                          frames_to_clips) -> tf.data.Dataset:
+  """Pseudo-labelled records → batches of (random augmented clips, labels), forever; labels
+  shaped as the labelled input's ([B, 1] float binary, int otherwise)."""
+  spec = {features.FRAMES: tf_transform_output.raw_feature_spec()[features.FRAMES],
+          features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+  tft_layer = tf_transform_output.transform_features_layer()
+
+  def _to_clips(records):
+    parsed = tf.io.parse_example(records, spec)
+    clips = frames_to_clips(parsed[features.FRAMES], tft_layer, num_frames, True)
+    label = tf.reshape(parsed[features.LABEL], [-1, 1])
+    return clips, (tf.cast(label, tf.float32) if n_classes == 2 else label)
+
+  return (tf.data.TFRecordDataset(path).repeat().shuffle(256)
+          .batch(batch_size, drop_remainder=True)
+          .map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+def mixed(labelled: tf.data.Dataset, pseudo: tf.data.Dataset, share: float) -> tf.data.Dataset:
+  """Batches from `pseudo` with probability `share`, else from `labelled`."""
+  return tf.data.Dataset.sample_from_datasets([labelled, pseudo], weights=[1 - share, share],
+                                              seed=0)
+
+
+def pseudo_label(model, unlabeled: Dict[str, Any], directory: str,
+                 tf_transform_output: tft.TFTransformOutput, num_frames: int, num_views: int,
+                 config: SelfTrainingConfig, class_names: List[str]) -> Dict[str, Any]:
+  """Step 2: scores the unlabelled records, writes the chosen ones relabelled into
+  `directory` (or reuses what a killed run wrote there); returns the summary with 'path'."""
+  summary = read_summary(directory)
+  if summary:
+    print(f'Trainer: reusing the {summary["chosen"]} pseudo-labelled videos of the killed run',
+          flush=True)
+  else:
+    records, probs = score_records(model, unlabeled['pattern'], tf_transform_output,
+                                   num_frames, num_views)
+    n_classes = probs.shape[-1]
+    per_class = float(unlabeled.get('labelled_videos') or 1) / n_classes
+    chosen, labels = choose(probs, per_class, config)
+    names = class_names or [str(c) for c in range(n_classes)]
+    summary = {'scored': len(records), 'chosen': int(len(chosen)),
+               'per_class': {names[c]: int((labels == c).sum()) for c in range(n_classes)},
+               'threshold': config.threshold}
+    write_pseudo_labels(directory, records, chosen, labels, summary)
+    print(f'Trainer: pseudo-labelled {len(chosen)} of {len(records)} unlabelled videos at '
+          f'probability ≥ {config.threshold} (' +
+          ', '.join(f'{k} {v}' for k, v in summary['per_class'].items()) + ')', flush=True)
+  return {**summary, 'path': os.path.join(directory, PSEUDO_RECORDS)}
