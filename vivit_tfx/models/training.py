@@ -212,8 +212,10 @@ def accumulating_train_step(model: keras.Model, k: int):
 
     zeros = [tf.zeros(w.shape, w.dtype) for w in weights]
     preds = tf.TensorArray(tf.float32, size=k)
-    _, grads, losses, preds = tf.while_loop(
-        lambda i, *_: i < k, body, (tf.constant(0), zeros, tf.constant(0.0), preds))
+    start = (tf.constant(0), zeros, tf.constant(0.0), preds)
+    # One micro-batch: no loop, so layers that synchronise replicas (batch statistics) may.
+    _, grads, losses, preds = body(*start) if k == 1 else tf.while_loop(
+        lambda i, *_: i < k, body, start)
     apply_replica_mean(model.optimizer, [g / k for g in grads], weights)
     y_pred = preds.concat()  # [k x B, outputs]
     model._loss_tracker.update_state(losses / k, sample_weight=tf.shape(x)[0])  # pylint: disable=protected-access
@@ -257,7 +259,13 @@ def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> 
   strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
   model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
-  if config.accumulation_steps > 1 or tf.distribute.get_strategy().num_replicas_in_sync > 1:
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  if (config.tokenizer == 'conv' and config.conv_norm == 'batch' and replicas > 1
+      and config.accumulation_steps > 1):
+    raise ValueError("conv_norm 'batch' synchronises batch statistics over the replicas, which "
+                     'the accumulation loop cannot: use conv_norm \'group\' or '
+                     'accumulation_steps 1 on several replicas')
+  if config.accumulation_steps > 1 or replicas > 1:
     model.train_step = accumulating_train_step(model, config.accumulation_steps)
 
 

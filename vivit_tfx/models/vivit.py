@@ -75,7 +75,9 @@ class ConvTokenizer(layers.Layer):
                   if norm == 'batch' else
                   layers.GroupNormalization(groups=math.gcd(8, w), name=f'norm_{i}')
                   for i, w in enumerate(self.widths)]
-    self.pools = [layers.MaxPool3D(s, name=f'pool_{i}') for i, s in enumerate(self.strides[1:])]
+    # float32 pools: TensorFlow has no float16 MaxPool3D on CPUs (the next layer casts back).
+    self.pools = [layers.MaxPool3D(s, dtype='float32', name=f'pool_{i}')
+                  for i, s in enumerate(self.strides[1:])]
     self.projection = layers.Dense(hidden_size, name='projection')
 
   def build(self, input_shape):

@@ -249,8 +249,11 @@ HYBRID_PRESETS: Dict[str, Dict[str, Any]] = {
     'vivit-hybrid-tiny': dict(tokenizer='conv'),
     # ViT-B on a 64/128/256 CNN for GPUs/TPUs: 16 frames at 224 px → 4 x 14 x 14 tokens;
     # trained from scratch, so a from-scratch learning rate.
+    # Group norm as the ViT paper's R50 hybrid: per clip, so it holds under accumulation and
+    # any number of replicas.
     'vivit-hybrid-b': dict(tokenizer='conv', num_frames=16, image_size=(224, 224),
-                           conv_widths=(64, 128, 256), hidden_size=768, num_layers=12,
+                           conv_widths=(64, 128, 256), conv_norm='group', hidden_size=768,
+                           num_layers=12,
                            num_heads=12, mlp_dim=3072, stochastic_depth=0.1,
                            **{**GPU_RECIPE, 'learning_rate': 5e-4}),
 }
