@@ -44,6 +44,9 @@ def clips_dir(video_root, tmp_path_factory):
 def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
   """A pipeline config small enough for a 2-core CI machine (32 px clips, a few steps)."""
   settings = dict(
+      # The linear tokenizer: these runs test wiring (VideoMAE pre-training included), not
+      # learning; the main job's default (the hybrid) is `trained_run`'s.
+      preset='vivit-tiny',
       output_root=str(root), clips_dir=clips_dir, frame_size=(32, 32), image_size=(32, 32),
       vivit_overrides=json.dumps({'tubelet_size': [2, 8, 8], 'hidden_size': 32,
                                   'num_layers': 2, 'mlp_dim': 64}),

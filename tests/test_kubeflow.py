@@ -203,7 +203,8 @@ def test_per_component_resources_from_compile_options():
 
 
 def test_pretraining_pod_gets_the_trainers_accelerator_and_limits(tmp_path):
-  out, _ = _compile(tmp_path, '--target', 'vertex', '--pretrain', '--trainer-memory-gib', '48')
+  out, _ = _compile(tmp_path, '--target', 'vertex', '--pretrain', '--preset', 'vivit-tiny',
+                    '--trainer-memory-gib', '48')
   with open(out) as f:
     executors = yaml.safe_load(f)['deploymentSpec']['executors']
   pretrain = executors['PretrainTrainer_executor']['container']['resources']
@@ -214,7 +215,7 @@ def test_pretraining_pod_gets_the_trainers_accelerator_and_limits(tmp_path):
   out = str(tmp_path / 'cpu' / 'pipeline.yaml')
   assert cli.main(['compile', '--image', IMAGE, '--pipeline-root', str(tmp_path / 'root'),
                    '--output', out, '--clips-dir', 'gs://bucket/clips', '--pretrain',
-                   '--node-selector', 'pool=train']) == 0
+                   '--preset', 'vivit-tiny', '--node-selector', 'pool=train']) == 0
   with open(out) as f:
     _, platform = yaml.safe_load_all(f)
   selectors = platform['platforms']['kubernetes']['deploymentSpec']['executors']

@@ -114,10 +114,13 @@ def test_pretraining_continues_from_an_earlier_pretraining_model(tmp_path):
 
 def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
-  cases = {'pass --pretrain too': dict(unlabeled_videos=str(tmp_path)),
-           'CLS token': dict(pretrain=True, vivit_overrides='{"classifier": "token"}'),
-           'mask_ratio': dict(pretrain=True, pretrain_overrides='{"mask_ratio": 1.5}'),
-           'not a JSON object': dict(pretrain=True, pretrain_overrides='[1]')}
+  linear = dict(pretrain=True, preset='vivit-tiny')
+  cases = {'convolutional one sees across them': dict(pretrain=True),  # the default hybrid
+           'self-training threshold': dict(unlabeled_videos=str(tmp_path),
+                                           self_training_overrides='{"threshold": 2}'),
+           'CLS token': dict(linear, vivit_overrides='{"classifier": "token"}'),
+           'mask_ratio': dict(linear, pretrain_overrides='{"mask_ratio": 1.5}'),
+           'not a JSON object': dict(linear, pretrain_overrides='[1]')}
   for message, settings in cases.items():
     with pytest.raises(configs.ConfigError, match=message):
       configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()
@@ -131,9 +134,9 @@ def test_unlabeled_clips_never_land_on_the_labelled_clips(tmp_path):
   for target in (clips, clips / 'more', tmp_path):
     with pytest.raises(configs.ConfigError, match='would replace the labelled ones'):
       configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=str(clips),
-                             pretrain=True, unlabeled_videos=str(tmp_path / 'raw'),
+                             unlabeled_videos=str(tmp_path / 'raw'),
                              unlabeled_clips_dir=str(target)).validate()
-  configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=str(clips), pretrain=True,
+  configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=str(clips),
                          unlabeled_videos=str(tmp_path / 'raw')).validate()  # the default
 
 
