@@ -9,7 +9,8 @@ LOGICAL_CPUS > 1 splits the CPU into that many logical devices before TensorFlow
 (a MirroredStrategy over them rehearses a multi-GPU machine). The trained weights are saved to
 OUT/weights_<task>.npz; the last line printed is `DONE <task>`. Environment: HARNESS_MODEL_RUN
 names the Trainer's model_run folder (default OUT/model_run_<task>); HARNESS_KILL=1 kills the
-process (signal 9) right after the first training checkpoint, as a preemption would.
+process (signal 9) right after the first training checkpoint (at or after step
+HARNESS_KILL_AFTER, if set), as a preemption would.
 """
 import json
 import os
@@ -48,7 +49,8 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
 
   class Kill(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
-      if checkpoint.manager.latest_checkpoint:
+      if checkpoint.manager.latest_checkpoint and int(checkpoint.step) >= int(
+          os.environ.get('HARNESS_KILL_AFTER', 0)):
         os.kill(os.getpid(), 9)
 
   def recording_fit(model, *args, **kwargs):  # keeps the trained weights for the test

@@ -155,7 +155,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   fit = lambda data, steps: training.fit_resumable(
       model, data, steps_per_epoch, steps, checkpoint,
       validation_data=evaluation,  # --eval-steps batches per epoch
-      validation_steps=max(1, fn_args.eval_steps or 1), callbacks=logs if chief else [])
+      validation_steps=max(1, fn_args.eval_steps or 1), callbacks=logs if chief else [],
+      run_steps=total_steps)
   unlabeled = custom.get('unlabeled') or {}
   if custom.get('self_training') and unlabeled.get('pattern'):
     train = self_train(model, fit, train, unlabeled, checkpoint.directory, total_steps,

@@ -340,15 +340,17 @@ def epoch_plan(done: int, total_steps: int, steps_per_epoch: int) -> List[int]:
 def fit_resumable(model: keras.Model, train, steps_per_epoch: int, total_steps: int,
                   checkpoint: TrainingCheckpoint, validation_data=None,
                   validation_steps: Optional[int] = None,
-                  callbacks: Optional[list] = None, component: str = 'Trainer') -> int:
+                  callbacks: Optional[list] = None, component: str = 'Trainer',
+                  run_steps: Optional[int] = None) -> int:
   """Trains exactly `total_steps` steps (epochs of `steps_per_epoch`, the last one shorter
   if need be), continuing from the checkpoint's step after a restart (`component` says so);
   validates after every epoch. One `fit` call per run of equal epochs. Returns the number of
-  steps run by this call."""
+  steps run by this call. `run_steps`: the whole run's length, when this call trains a first
+  phase of it (the resume line names it)."""
   first = not checkpoint.restored  # a later phase of the same run continues silently
   done = checkpoint.restore()
   if done and first:
-    print(f'{component}: resumed from step {done} of {total_steps}', flush=True)
+    print(f'{component}: resumed from step {done} of {run_steps or total_steps}', flush=True)
   callbacks = [checkpoint] + list(callbacks or [])
   plan = epoch_plan(done, total_steps, steps_per_epoch)
   epoch = done // steps_per_epoch

@@ -1,0 +1,82 @@
+"""Self-training on unlabelled footage (models/self_training.py): which videos get a
+pseudo-label, and the Trainer's run_fn with a teacher phase, pseudo-labels and a student phase
+on two mirrored replicas, resumed after a kill with the same pseudo-labels."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vivit_tfx.models import export, self_training
+from vivit_tfx.models.self_training import SelfTrainingConfig
+from vivit_tfx.pipeline import configs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONV = {'num_frames': 4, 'image_size': [16, 16], 'tokenizer': 'conv', 'conv_widths': [4, 8],
+        'conv_strides': [[1, 2, 2], [1, 2, 2], [2, 1, 1]], 'hidden_size': 16, 'num_layers': 1,
+        'num_heads': 2, 'mlp_dim': 32, 'batch_size': 2, 'checkpoint_steps': 2}
+
+
+def test_probabilities_of_binary_and_multiclass_logits():
+  np.testing.assert_allclose(self_training.probabilities(np.array([[0.0], [np.log(3)]])),
+                             [[0.5, 0.5], [0.25, 0.75]])
+  p = self_training.probabilities(np.array([[1.0, 1.0, 1.0]]))
+  np.testing.assert_allclose(p, [[1 / 3] * 3])
+
+
+def test_choose_keeps_the_confident_most_confident_first_capped_per_class():
+  probs = self_training.probabilities(np.array([[3.0], [-4.0], [0.5], [5.0], [2.5], [-2.4]]))
+  config = SelfTrainingConfig(threshold=0.9, max_ratio=1.0)
+  chosen, labels = self_training.choose(probs, labelled_per_class=2, config=config)
+  # p(violent) = .95, .02, .62, .99, .92, .08: video 2 is unsure; class 1 holds three sure
+  # videos, of which the cap keeps the two most confident (3 and 0).
+  assert chosen.tolist() == [0, 1, 3, 5] and labels.tolist() == [1, 0, 1, 0]
+  capped, _ = self_training.choose(probs, labelled_per_class=1, config=config)
+  assert capped.tolist() == [1, 3]  # one per class: the most confident of each
+
+
+@pytest.mark.parametrize('settings, message', [
+    ({'threshold': 0.3}, 'threshold'), ({'teacher_fraction': 1}, 'teacher_fraction'),
+    ({'pseudo_share': 0}, 'pseudo_share'), ({'ratio': 2}, 'unknown self-training')])
+def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
+  with pytest.raises(configs.ConfigError, match=message):
+    configs.PipelineConfig(output_root=str(tmp_path), unlabeled_videos=str(tmp_path),
+                           self_training_overrides=json.dumps(settings)).validate()
+
+
+def _run(tmp_path, kill: str):
+  unlabeled = tmp_path / 'unlabeled'
+  unlabeled.mkdir(exist_ok=True)
+  with tf.io.TFRecordWriter(str(unlabeled / 'u.tfrecord')) as writer:
+    for record in export.synthetic_examples(4, (16, 16), count=6):
+      writer.write(record)
+  custom = {'vivit': CONV, 'train_steps': 6, 'distribution': 'mirrored',
+            'self_training': {'threshold': 0.5, 'teacher_fraction': 0.5},
+            'unlabeled': {'pattern': str(unlabeled / '*.tfrecord'), 'videos': 6,
+                          'labelled_videos': 8}}
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'run_fn_harness.py'), str(tmp_path),
+       json.dumps(custom), '2'], capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3',
+           'HARNESS_MODEL_RUN': str(tmp_path / 'Trainer' / 'model_run' / '5'),
+           'HARNESS_KILL': kill, 'HARNESS_KILL_AFTER': '4'})
+
+
+def test_run_fn_self_trains_on_two_replicas_and_resumes_with_the_same_pseudo_labels(tmp_path):
+  """Teacher for 3 of 6 steps, every unlabelled video pseudo-labelled (threshold 0.5), then
+  the student; killed at its first checkpoint after the teacher (step 4), the next run
+  reuses the pseudo-labels and trains exactly the 6 steps."""
+  killed = _run(tmp_path, '1')
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert 'Trainer: self-training: 3 teacher steps on the labels' in killed.stdout
+  assert 'Trainer: pseudo-labelled 6 of 6 unlabelled videos at probability ≥ 0.5' in (
+      killed.stdout)
+  again = _run(tmp_path, '0')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'reusing the 6 pseudo-labelled videos of the killed run' in again.stdout
+  assert 'Trainer: resumed from step 4 of 6' in again.stdout
+  assert 'ITERATIONS 6 STRATEGY MirroredStrategy 2' in again.stdout
+  assert 'DONE 0' in again.stdout
