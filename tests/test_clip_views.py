@@ -52,14 +52,16 @@ def test_training_draws_every_clip_position():
   assert set(range(7)) <= firsts <= set(range(8))  # every start 0..n-T is drawn
 
 
-def test_training_clips_play_slower_and_faster_over_the_stored_frames():
+def test_training_clips_step_evenly_over_the_stored_frames():
+  """Consecutive stored frames: no repeated or skipped frame (a fractional speed, 0.8-1.25x
+  before, did one or the other in most clips: jerks that look like strikes)."""
   tf.random.set_seed(0)
   records = clip_views.random_clip_records(tf.repeat(_slots(40, 40), 2000, axis=0), 8)
   index = np.array(_ints(records[:, :8]))  # [B, T] stored frames of each training clip
-  stride = (index[:, -1] - index[:, 0]) / 7  # mean stride of each clip
-  assert (np.diff(index, axis=1) >= 0).all()  # forward in time, repeats only when slower
-  assert stride.min() < 0.9 and stride.max() > 1.1  # slower and faster motion
-  assert 0.95 < np.exp(np.log(stride).mean()) < 1.05  # centred on the stored rate
+  assert (np.diff(index, axis=1) == 1).all()
+  slower = clip_views.random_clip_records(tf.repeat(_slots(40, 40), 200, axis=0), 8,
+                                          max_speed=1.25)  # still an option of the graph
+  assert (np.diff(np.array(_ints(slower[:, :8])), axis=1) != 1).any()
 
 
 def test_predict_reports_the_view_timestamps():

@@ -34,7 +34,10 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 DEFAULT_FPS = 25.0  # a video whose container does not say its rate
-MAX_SPEED = 1.25  # training clips play between 1/MAX_SPEED and MAX_SPEED times the stored rate
+# Training clips play between 1/MAX_SPEED and MAX_SPEED times the stored rate. 1: at the stored
+# rate. A fractional speed repeats or skips stored frames (round(i x stride)): uneven steps
+# that fake the sudden accelerations telling a strike from smooth motion (issue 28).
+MAX_SPEED = 1.0
 _EPSILON = 1e-6  # absorbs float error at exact frame boundaries
 
 
