@@ -66,7 +66,10 @@ def check_data(settings: DataSettings) -> DataPlan:
   if (reads_clips and settings.videos_dir_is_default and clips_made is not None
       and clips_made.input_root != os.path.realpath(videos_dir)):
     videos_dir = clips_made.input_root  # no --videos-dir given: the clips' own input is the data
-  wanted = ingest_output.provenance_for(videos_dir, **_ingest_settings(settings))
+  # `run` has no split or shard options: clips ingested with other ones are this data's clips.
+  own = {k: clips_made.settings[k] for k in ('splits', 'clips_per_shard')
+         if clips_made is not None and k in clips_made.settings}
+  wanted = ingest_output.provenance_for(videos_dir, **_ingest_settings(settings), **own)
   if reads_clips and clips_made is not None and clips_made.fingerprint == wanted.fingerprint:
     return DataPlan(videos_dir, use_clips=True, made=clips_made)
   missing = not remote_files.exists(videos_dir)
