@@ -85,10 +85,11 @@ def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
 
 def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory: str,
                total_steps: int, tf_transform_output: tft.TFTransformOutput,
-               config: ViViTConfig, clip: dict, settings: dict,
-               batch_size: int) -> tf.data.Dataset:
+               config: ViViTConfig, clip: dict, settings: dict, batch_size: int,
+               record_dir: str = '') -> tf.data.Dataset:
   """`models.self_training`'s teacher phase and pseudo-labelling; returns the student's
-  training data (labelled and pseudo-labelled batches)."""
+  training data (labelled and pseudo-labelled batches). The pseudo-labels are recorded in
+  `record_dir` (the chief's model_run folder)."""
   plan = self_training.SelfTrainingConfig.from_dict(settings)
   teacher_steps = plan.teacher_steps(total_steps)
   print(f'Trainer: self-training: {teacher_steps} teacher steps on the labels, then '
@@ -97,6 +98,8 @@ def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory
   pseudo = self_training.pseudo_label(
       model, unlabeled, directory, tf_transform_output, config.num_frames,
       max(1, int(clip.get('num_views', 1))), plan, list(clip.get('class_names') or []))
+  if record_dir:
+    self_training.save_record(pseudo, record_dir)
   if not pseudo['chosen']:
     print('Trainer: no unlabelled video reached the threshold: the student trains on the '
           'labels alone', flush=True)
@@ -161,7 +164,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   if custom.get('self_training') and unlabeled.get('pattern'):
     train = self_train(model, fit, train, unlabeled, checkpoint.directory, total_steps,
                        tf_transform_output, config, clip, custom['self_training'],
-                       batch_size * k)
+                       batch_size * k, fn_args.model_run_dir if chief else '')
   fit(train, total_steps)
   if chief:
     export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,

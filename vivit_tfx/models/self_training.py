@@ -107,6 +107,11 @@ def choose(probs: np.ndarray, labelled_per_class: float, config: SelfTrainingCon
   return chosen, labels[chosen]
 
 
+def source_path(record: bytes) -> str:
+  value = tf.train.Example.FromString(record).features.feature[features.SOURCE_PATH]
+  return value.bytes_list.value[0].decode() if value.bytes_list.value else ''
+
+
 def relabel(record: bytes, label: int) -> bytes:
   example = tf.train.Example.FromString(record)
   example.features.feature[features.LABEL].int64_list.value[:] = [int(label)]
@@ -163,6 +168,14 @@ def mixed(labelled: tf.data.Dataset, pseudo: tf.data.Dataset, share: float) -> t
                                               seed=0)
 
 
+def save_record(summary: Dict[str, Any], directory: str) -> None:
+  """The pseudo-labels (source path, class, probability of each chosen video) into the
+  Trainer's model_run folder, kept with the run (the resume folder goes once trained)."""
+  tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(os.path.join(directory, PSEUDO_SUMMARY), 'w') as f:
+    f.write(json.dumps({k: v for k, v in summary.items() if k != 'path'}, indent=1))
+
+
 def pseudo_label(model, unlabeled: Dict[str, Any], directory: str,
                  tf_transform_output: tft.TFTransformOutput, num_frames: int, num_views: int,
                  config: SelfTrainingConfig, class_names: List[str]) -> Dict[str, Any]:
@@ -181,7 +194,10 @@ def pseudo_label(model, unlabeled: Dict[str, Any], directory: str,
     names = class_names or [str(c) for c in range(n_classes)]
     summary = {'scored': len(records), 'chosen': int(len(chosen)),
                'per_class': {names[c]: int((labels == c).sum()) for c in range(n_classes)},
-               'threshold': config.threshold}
+               'threshold': config.threshold,
+               'videos': [{'source_path': source_path(records[i]), 'label': names[label],
+                           'probability': round(float(probs[i, label]), 4)}
+                          for i, label in zip(chosen, labels)]}
     write_pseudo_labels(directory, records, chosen, labels, summary)
     print(f'Trainer: pseudo-labelled {len(chosen)} of {len(records)} unlabelled videos at '
           f'probability ≥ {config.threshold} (' +
