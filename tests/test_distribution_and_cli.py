@@ -1,6 +1,7 @@
 """Strategy choice for the Trainer, and the command's smaller entry points."""
 import argparse
 import json
+import os
 import re
 
 import numpy as np
@@ -80,3 +81,71 @@ def test_every_option_of_every_command_says_what_it_does():
       if not text.strip(' .;,'):
         unexplained.append(f'{name} {"/".join(action.option_strings) or action.dest}')
   assert len(commands) >= 12 and not unexplained, unexplained
+
+
+@pytest.mark.parametrize('what', ['model', 'export', 'pipeline', 'train', 'views', 'baselines',
+                                  'serve', 'watch'])
+def test_each_benchmarks_help_names_its_own_command(what, capsys):
+  with pytest.raises(SystemExit):
+    cli.main(['bench', what, '--help'])
+  assert capsys.readouterr().out.startswith(f'usage: vivit-tfx bench {what} ')
+
+
+@pytest.mark.parametrize('argv, missing', [
+    (['bench'], '{model,pipeline,train,export,views,baselines,serve,watch}'),
+    (['checkpoint'], '{inspect,export}, MODEL_DIR')])
+def test_a_bare_command_names_what_it_needs(argv, missing, capsys):
+  with pytest.raises(SystemExit):
+    cli.main(argv)
+  assert capsys.readouterr().err.splitlines()[-1].endswith(
+      f'error: the following arguments are required: {missing}')
+
+
+def _commands() -> dict:
+  parser = cli.build_parser()
+  return next(a for a in parser._actions  # pylint: disable=protected-access
+              if isinstance(a, argparse._SubParsersAction)).choices  # pylint: disable=protected-access
+
+
+def test_ingest_help_states_every_default():
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
+  ingest_parser = _commands()['ingest']
+  silent = [a.dest for a in ingest_parser._actions  # pylint: disable=protected-access
+            if a.option_strings and a.nargs != 0 and 'default: ' not in (a.help or '')]
+  assert not silent
+  defaults = ingest_parser.parse_args([])
+  split = ingest.SplitConfig()
+  assert (defaults.train, defaults.eval, defaults.test, defaults.seed) == (
+      split.train, split.eval, split.test, split.seed)
+
+
+def _readme_command_rows() -> list:
+  with open(os.path.join(os.path.dirname(__file__), '..', 'README.md'), encoding='utf-8') as f:
+    text = f.read()
+  table = text.split('## The commands', 1)[1].split('\n\n|', 1)[1].split('\n\n', 1)[0]
+  return [line.split(' | ')[0].lstrip('| ') for line in ('|' + table).splitlines()[2:]]
+
+
+def test_readme_commands_table_matches_the_options_and_defaults():
+  """Each row of the README's commands table names real options of its command, with their
+  defaults where it shows a number, and no row repeats another's command."""
+  commands, rows, problems = _commands(), _readme_command_rows(), []
+  assert len(rows) >= 15 and len(set(rows)) == len(rows), rows
+  for row in rows:
+    name = row.strip('`').split()[0]
+    parser = commands[name]
+    actions = parser._actions  # pylint: disable=protected-access
+    options = {s: a for a in actions for s in a.option_strings}
+    for flag, value in re.findall(r'(--[a-z][a-z-]*)(?: ([0-9][0-9.x]*)\b)?', row):
+      if flag not in options:
+        problems.append(f'{name} {flag}: no such option')
+      elif value:
+        default = options[flag].default
+        shown = 'x'.join(map(str, default)) if isinstance(default, tuple) else default
+        if str(shown) != value and not (isinstance(shown, (int, float)) and
+                                        float(shown) == float(value)):
+          problems.append(f'{name} {flag} {value}: the default is {shown}')
+  actions = commands['bench']._actions  # pylint: disable=protected-access
+  bench = next(a for a in actions if a.dest == 'what')
+  assert any(r == '`bench ' + '\\|'.join(bench.choices) + '`' for r in rows), rows
+  assert not problems, problems

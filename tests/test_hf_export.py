@@ -75,3 +75,31 @@ def test_export_errors_are_one_line(tmp_path, capsys):
                    str(tmp_path / 'new')]) == 1
   assert 'without a classification head' in capsys.readouterr().err
   assert not (tmp_path / 'new').exists()
+
+
+def test_export_refuses_an_output_inside_the_checkpoint(tmp_path, capsys):
+  import shutil  # pylint: disable=g-import-not-at-top
+  mine = tmp_path / 'vivit'
+  shutil.copytree(os.path.join(FIXTURES, 'vivit'), mine)
+  before = sorted(os.listdir(mine))
+  for output in (mine / 'inside', mine / 'a' / 'b'):
+    assert cli.main(['checkpoint', 'export', str(mine), '--output', str(output)]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and f'--output {output} is {mine} or nested with it' in err
+  assert sorted(os.listdir(mine)) == before
+
+
+def test_a_position_table_that_disagrees_with_config_json_is_named_as_the_file_names_it(
+    tmp_path, capsys):
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  bad = tmp_path / 'vivit'
+  shutil.copytree(os.path.join(FIXTURES, 'vivit'), bad)
+  config = json.loads((bad / 'config.json').read_text())
+  (bad / 'config.json').write_text(json.dumps({**config, 'num_frames': 8}))
+  assert cli.main(['checkpoint', 'inspect', str(bad)]) == 1
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'posembed_input' not in err, err
+  assert ('vivit.embeddings.position_embeddings has shape (1, 33, 32), the model needs '
+          '(1, 65, 32) ') in err
+  assert f'its length follows num_frames, image_size and tubelet_size in {bad}/config.json' in err

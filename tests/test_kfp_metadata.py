@@ -183,7 +183,8 @@ def test_report_reads_a_kfp_store(kfp_store, tmp_path, monkeypatch):
   store, _, _, _ = kfp_store
   # The Evaluator's output is not what this test is about: TFMA's reader is stubbed.
   stub = {'load': lambda uri: None, 'confusion_matrix': lambda r: {},
-          'metrics_by_slice': lambda r, classes=(): [('overall', {'binary_accuracy': 0.875})],
+          'metrics_by_slice': lambda r, classes=(), shown=False: [
+              ('overall', {'binary_accuracy': 0.875})],
           'calibration': lambda r: [], 'validation': lambda uri, *args: (True, [])}
   for name, fn in stub.items():
     monkeypatch.setattr(report.tfma_results, name, fn)

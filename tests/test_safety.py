@@ -199,6 +199,20 @@ def test_run_refuses_clips_made_with_other_settings(video_root, tmp_path, capsys
   assert tree_digest(clips) == before
 
 
+def test_run_uses_clips_ingested_with_other_split_shares(video_root, tmp_path):
+  """`run` has no split options: clips ingested with --train/--eval/--test of one's own are
+  the data's clips (they were refused as made 'with other settings')."""
+  from vivit_tfx.data import ingest, prepare  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  clips = str(tmp_path / 'my_clips')
+  ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False,
+                            splits=ingest.SplitConfig(train=0.5, eval=0.25, test=0.25))
+  config = configs.PipelineConfig(output_root=str(tmp_path / 'out'), clips_dir=clips,
+                                  videos_dir=video_root, num_frames=TINY_CLIP.num_frames,
+                                  frame_size=TINY_CLIP.frame_size)
+  assert prepare.check_data(config).use_clips
+
+
 def test_run_refuses_clips_made_from_another_videos_folder(video_root, tmp_path, capsys):
   clips = str(tmp_path / 'my_clips')
   ingest_output.ingest_into(video_root, clips, clip=TINY_CLIP, workers=1, progress=False)
@@ -212,8 +226,8 @@ def test_run_refuses_clips_made_from_another_videos_folder(video_root, tmp_path,
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--num-frames', '7'], 'num_frames 7 is not a multiple of the tubelet size 2'),
-    (['--train-steps', '-5'], '--train-steps must be positive, got -5'),
+    (['--num-frames', '7'], 'num_frames 7 is not a multiple of the tubelet size 4'),
+    (['--train-steps', '-5'], '--train-steps must be ≥ 0, got -5'),
     (['--batch-size', '0'], '--batch-size must be positive, got 0'),
     (['--distribution', 'mirored'], "--distribution 'mirored' is not one of"),
     (['--image-size', '30x32'], 'image height 30 is not a multiple'),
@@ -272,9 +286,9 @@ def test_ingest_reports_every_bad_setting_together(video_root, tmp_path, capsys)
 
 @pytest.mark.parametrize('flags, messages', [
     (['--classes', ',,,'], ["--classes ',,,' names no class"]),
-    (['--train-steps', '0', '--batch-size', '0', '--num-frames', '7'],
-     ['--batch-size must be positive, got 0', '--train-steps must be positive, got 0',
-      'num_frames 7 is not a multiple of the tubelet size 2']),
+    (['--train-steps', '-1', '--batch-size', '0', '--num-frames', '7'],
+     ['--batch-size must be positive, got 0', '--train-steps must be ≥ 0, got -1',
+      'num_frames 7 is not a multiple of the tubelet size 4']),
 ])
 def test_run_reports_every_bad_setting_and_writes_nothing(tmp_path, capsys, flags, messages):
   out = tmp_path / 'out'
@@ -284,6 +298,95 @@ def test_run_reports_every_bad_setting_and_writes_nothing(tmp_path, capsys, flag
   assert len(lines) == len(messages), lines
   assert all(m in l for m, l in zip(messages, lines)), lines
   assert not out.exists() and not (tmp_path / 'clips').exists()
+
+
+FLOAT_OPTIONS = ('sample_fps', 'max_duration_s', 'learning_rate', 'accuracy_threshold',
+                 'max_accuracy_drop', 'min_test_fraction_per_class', 'train', 'eval', 'test')
+
+
+@pytest.mark.parametrize('value', [float('inf'), float('-inf'), float('nan')])
+@pytest.mark.parametrize('name', FLOAT_OPTIONS)
+def test_every_float_option_refuses_inf_and_nan(name, value):
+  flag = '--' + name.replace('_', '-')
+  assert configs.option_errors({name: value}) == [
+      f'{flag} must be a finite number, got {value}']
+
+
+def test_json_options_refuse_non_finite_numbers():
+  errors = configs.option_errors({'vivit_overrides': '{"dropout_rate": NaN}',
+                                  'pretrain_overrides': '{"mask_ratio": Infinity}',
+                                  'self_training_overrides': '{"threshold": -Infinity}'})
+  assert errors == ['--vivit-overrides holds NaN: every number must be finite',
+                    '--pretrain-overrides holds Infinity: every number must be finite',
+                    '--self-training-overrides holds -Infinity: every number must be finite']
+
+
+def test_run_with_an_infinite_duration_says_so_in_one_line_and_writes_nothing(tmp_path, capsys):
+  out = tmp_path / 'out'
+  assert cli.main(['run', '--output-root', str(out), '--clips-dir', str(tmp_path / 'clips'),
+                   '--videos-dir', str(tmp_path / 'videos'), '--max-duration-s', 'inf']) == 1
+  assert error_lines(capsys) == ['--max-duration-s must be a finite number, got inf']
+  assert not out.exists() and not (tmp_path / 'clips').exists()
+
+
+def test_ingest_with_a_nan_share_says_so_in_one_line(video_root, tmp_path, capsys):
+  out = tmp_path / 'clips'
+  assert cli.main(['ingest', '--input', video_root, '--output', str(out), '--test', 'nan',
+                   '--max-duration-s', 'inf']) == 1
+  assert sorted(error_lines(capsys)) == ['--max-duration-s must be a finite number, got inf',
+                                         '--test must be a finite number, got nan']
+  assert not out.exists()
+
+
+@pytest.mark.parametrize('argv', [['make-synthetic', '--segment-s', 'inf'],
+                                  ['watch', '0', '--stride-s', 'nan'],
+                                  ['serve', '--threshold=-inf']])
+def test_other_float_options_refuse_inf_and_nan(argv, capsys):
+  with pytest.raises(SystemExit):
+    cli.main(argv)
+  assert 'expected a finite number' in capsys.readouterr().err
+
+
+def test_run_with_too_few_videos_for_eval_and_test_stops_before_writing(video_root, tmp_path,
+                                                                        capsys):
+  ds = tmp_path / 'ds'
+  for cls, new in (('Violence', 'fight'), ('NonViolence', 'calm')):
+    os.makedirs(ds / new)
+    for name in sorted(os.listdir(os.path.join(video_root, cls)))[:2]:
+      shutil.copy(os.path.join(video_root, cls, name), ds / new / name)
+  out, clips = tmp_path / 'out', tmp_path / 'clips'
+  assert cli.main(['run', '--videos-dir', str(ds), '--layout', 'folders', '--classes',
+                   'calm,fight', '--positive-class', 'fight', '--clips-dir', str(clips),
+                   '--output-root', str(out)]) == 1
+  line = one_error_line(capsys)
+  assert (f'{ds}: 4 video(s) split 4/0/0 (train/eval/test): the eval and test splits have no '
+          'video') in line
+  assert 'every class has at least 3, one per split (calm has 2, fight has 2)' in line
+  assert not out.exists() and not clips.exists()
+
+
+def test_run_refuses_ingested_clips_with_an_empty_split():
+  from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
+  summary = {'classes': ['A', 'B'], 'clips': {'train': {'A': 3, 'B': 2}, 'eval': {'A': 1},
+                                              'test': {}}}
+  with pytest.raises(prepare.DataError, match=r'clips: 6 video\(s\) split 5/1/0 \(train/eval/'
+                     r'test\): the test split has no video .*\(B has 2\), then re-ingest'):
+    prepare._check_splits(summary, 'clips', 're-ingest them')  # pylint: disable=protected-access
+  fine = {**summary, 'clips': {**summary['clips'], 'test': {'B': 1}}}
+  prepare._check_splits(fine, 'c', '')  # pylint: disable=protected-access
+
+
+def test_run_names_its_own_options_when_the_clips_dir_is_taken(video_root, tmp_path, capsys):
+  clips = tmp_path / 'clips'
+  os.makedirs(clips)
+  (clips / 'notes.txt').write_text('mine')
+  assert cli.main(_tiny_run_args(str(clips), tmp_path / 'out', video_root)) == 1
+  line = one_error_line(capsys)
+  assert 'choose a new or empty --clips-dir' in line and '--output' not in line
+  inside = os.path.join(video_root, 'clips')
+  assert cli.main(_tiny_run_args(inside, tmp_path / 'out', video_root)) == 1
+  assert f'choose an --clips-dir outside {video_root}' in one_error_line(capsys)
+  assert not os.path.exists(inside) and not (tmp_path / 'out').exists()
 
 
 # --- 4. runs are isolated: a lock on the output root, each run reports itself ----------------
@@ -346,7 +449,8 @@ def test_two_runs_on_one_output_root(video_root, tmp_path):
     before = out.split(f'run {run_id}:')[0]
     assert len(re.findall(r'\[run\] warning: ' + reason + ': the model cannot be blessed',
                           before)) == 2, before
-    assert re.search(r'blessed: False \(' + reason, out), out
+    assert re.search(r'blessed: False, \d+ failed check\(s\):\n(    - .*\n)*    - ' + reason,
+                     out), out
     assert 'pushed model: (none' in out
     with open(report) as f:
       assert re.search(reason.replace('<', '&lt;'), f.read())
@@ -473,7 +577,7 @@ def test_timeline_goes_on_after_a_bad_file(first_run, video_root, tmp_path, caps
   # The model's clip fixes the window (8 frames at 8 fps: 1 s): another --window-s is refused.
   assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
                    '--out-dir', str(out), '--window-s', '3']) == 1
-  assert 'a window is 1 s' in one_error_line(capsys)
+  assert 'a window is about 1 s' in one_error_line(capsys)
   assert cli.main(['predict', '--timeline', good, '--serving-dir', config.serving_dir,
                    '--out-dir', str(out), '--window-s', '1', '--json']) == 0
   assert json.loads(capsys.readouterr().out)['window_s'] == 1.0
@@ -573,12 +677,29 @@ def test_split_warnings_name_each_class_that_cannot_be_blessed():
   lines = configs.split_warnings(clips, ['Fight', 'Normal'], 5, 0.1, 0.15)
   assert lines == [
       'Fight: 2 video(s) split 2/0/0 (train/eval/test): every split needs at least one; add '
-      'videos of Fight (about 34 for a blessing at --test 0.15)',
+      'about 34 more video(s) of Fight (for 5 test videos at --test 0.15)',
       'Normal: 4 test videos < 5 (--min-test-examples-per-class): the model cannot be '
-      'blessed; add videos of Normal (about 34 at --test 0.15), give the test split a larger '
-      'share (ingest --test), or lower --min-test-examples-per-class']
+      'blessed; add about 7 more video(s) of Normal (at --test 0.15), or lower '
+      '--min-test-examples-per-class']
   assert configs.split_warnings({'test': {'A': 5, 'B': 5}, 'train': {'A': 9, 'B': 9},
                                  'eval': {'A': 1, 'B': 1}}, ['A', 'B'], 5, 0.1, 0.15) == []
+
+
+def test_add_videos_advice_says_how_many_more_and_only_what_can_work():
+  """3 videos can never give 5 test videos, whatever --test says; 22 can, at --test 0.23."""
+  clips = {'train': {'calm': 1, 'fight': 16}, 'eval': {'calm': 1, 'fight': 3},
+           'test': {'calm': 1, 'fight': 3}}
+  calm, fight = configs.split_warnings(clips, ['calm', 'fight'], 5, 0.1, 0.15)
+  assert calm == ('calm: 1 test videos < 5 (--min-test-examples-per-class): the model cannot '
+                  'be blessed; add about 27 more video(s) of calm (at --test 0.15), or lower '
+                  '--min-test-examples-per-class')
+  assert fight == ('fight: 3 test videos < 5 (--min-test-examples-per-class): the model '
+                   'cannot be blessed; add about 14 more video(s) of fight (at --test 0.15), '
+                   'ingest with --test 0.23 (and --train, --eval summing to 0.77), or lower '
+                   '--min-test-examples-per-class')
+  assert configs.split_warnings({'train': {'a': 1}}, ['a'], 0, 0.0, 0.15) == [
+      'a: 1 video(s) split 1/0/0 (train/eval/test): every split needs at least one; add '
+      'about 2 more video(s) of a']
 
 
 def test_ingest_warns_when_a_class_cannot_meet_the_blessing_minimums(video_root, tmp_path,
@@ -613,14 +734,68 @@ def test_not_blessed_reasons_carry_numbers_and_class_names():
     missing_slices { feature_values { key: "label" value: "0" } }
   """, validation_result_pb2.ValidationResult())
   assert tfma_results.failure_lines(result, ['NonViolence', 'Violence'], 5) == [
-      'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
       'accuracy 0.62 < 0.80 (--accuracy-threshold)',
       'accuracy -0.10 against the last blessed model, a drop larger than 0.02 '
       '(--max-accuracy-drop)',
+      'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
       'NonViolence: no test video']
-  assert tfma_results.failure_lines(result, ['N', 'V'], 2)[0] == (
+  assert tfma_results.failure_lines(result, ['N', 'V'], 2)[2] == (
       'V: 3 test videos < 5 (--min-test-fraction-per-class)')
   assert tfma_results.slice_name((('label', 1),), ['N', 'V']) == 'label=V'
+
+
+def test_not_blessed_lists_the_whole_split_first_then_classes_then_slices():
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.proto import validation_result_pb2  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.audit import tfma_results  # pylint: disable=g-import-not-at-top
+  acc = """failures { metric_key { name: "binary_accuracy" }
+              metric_threshold { value_threshold { lower_bound { value: 0.8 } } }
+              metric_value { double_value { value: %s } } }"""
+  result = text_format.Parse(f"""
+    validation_ok: false
+    metric_validations_per_slice {{
+      slice_key {{ single_slice_keys {{ column: "container" bytes_value: "avi" }} }}
+      {acc % 0.5} }}
+    metric_validations_per_slice {{
+      slice_key {{ single_slice_keys {{ column: "label" int64_value: 0 }} }}
+      {acc % 0.4} }}
+    metric_validations_per_slice {{ {acc % 0.6} }}
+  """, validation_result_pb2.ValidationResult())
+  assert tfma_results.failure_lines(result, ['calm', 'fight']) == [
+      'accuracy 0.60 < 0.80 (--accuracy-threshold)',
+      'accuracy on container=avi 0.50 < 0.80 (--accuracy-threshold)',
+      'accuracy on label=calm 0.40 < 0.80 (--accuracy-threshold)']
+
+
+def test_undefined_metrics_are_shown_as_such_never_as_0_or_nan():
+  from vivit_tfx.audit import run_summary, tfma_results  # pylint: disable=g-import-not-at-top
+
+  def values(**metrics):
+    return {'': {'': {k: {'doubleValue': v} for k, v in metrics.items()}}}
+
+  class Result:  # the part of a TFMA EvalResult read here
+    slicing_metrics = [
+        ((), values(binary_accuracy=0.5, auc=0.7, precision=float('nan'), recall=0.0)),
+        ((('label', 0),), values(binary_accuracy=0.5, auc=0.0, precision=0.0,
+                                 recall=float('nan'))),
+        ((('label', 1),), values(binary_accuracy=0.5, auc=0.0, precision=1.0, recall=0.5))]
+
+  rows = dict(tfma_results.metrics_by_slice(Result(), ['calm', 'fight'], shown=True))
+  assert rows['label=calm'] == {'binary_accuracy': 0.5, 'auc': 'n/a (no positives)',
+                                'precision': 'n/a (no positives)',
+                                'recall': 'n/a (no positives)'}
+  assert rows['label=fight'] == {'binary_accuracy': 0.5, 'auc': 'n/a (no negatives)',
+                                 'precision': 1.0, 'recall': 0.5}
+  assert rows['overall']['precision'] == 'n/a'
+  summary = run_summary.RunSummary(
+      'r1', 1.0, {}, dict(tfma_results.metrics_by_slice(Result()))['overall'], False, None,
+      'm', 'p', not_blessed_because=['accuracy 0.50 < 0.80 (--accuracy-threshold)',
+                                     'calm: 3 test videos < 5 (--min-test-examples-per-class)'])
+  text = summary.to_text()
+  assert 'nan' not in text and 'precision=n/a' in text
+  assert ('  blessed: False, 2 failed check(s):\n'
+          '    - accuracy 0.50 < 0.80 (--accuracy-threshold)\n'
+          '    - calm: 3 test videos < 5 (--min-test-examples-per-class)\n') in text
 
 
 def test_run_warns_before_training_when_splits_cannot_bless(video_root, tmp_path, capsys):

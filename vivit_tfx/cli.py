@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -34,6 +35,17 @@ def _labels(text: str) -> List[int]:
   if not text or set(text) - {'0', '1'}:
     raise argparse.ArgumentTypeError(f'expected a string of 0/1 labels such as 0110, got {text!r}')
   return [int(c) for c in text]
+
+
+def _finite_float(text: str) -> float:
+  """A float option's value: inf and nan are refused (as `configs.option_errors` does)."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = math.nan
+  if not math.isfinite(value):
+    raise argparse.ArgumentTypeError(f'expected a finite number, got {text!r}')
+  return value
 
 
 def _positive_int(text: str) -> int:
@@ -475,21 +487,23 @@ def _add_serve_watch_parsers(sub) -> None:
   _add_serving_arguments(p)
   p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
                  'timestamped folder in here')
-  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
+  p.add_argument('--stride-s', type=_finite_float, default=1.0,
+                 help='score a window every this often')
   p.add_argument('--average', type=int, default=3, help='smooth: mean of the last k windows')
-  p.add_argument('--ema', type=float, default=0.0,
+  p.add_argument('--ema', type=_finite_float, default=0.0,
                  help='smooth with an exponential moving average of this weight instead')
-  p.add_argument('--start-threshold', type=float, default=0.6,
+  p.add_argument('--start-threshold', type=_finite_float, default=0.6,
                  help='an event starts when the smoothed P(violence) reaches this')
-  p.add_argument('--stop-threshold', type=float, default=0.4,
+  p.add_argument('--stop-threshold', type=_finite_float, default=0.4,
                  help='… and ends when it falls below this (≤ --start-threshold)')
-  p.add_argument('--min-event-s', type=float, default=1.0,
+  p.add_argument('--min-event-s', type=_finite_float, default=1.0,
                  help='an event is reported once it has lasted this many seconds')
   p.add_argument('--webhook', action='append', default=[], metavar='URL',
                  help='POST each event as JSON here (repeatable)')
-  p.add_argument('--webhook-timeout', type=float, default=5.0, help='seconds per attempt')
-  p.add_argument('--max-seconds', type=float, default=0.0, help='stop after this long (0: never)')
-  p.add_argument('--reconnect-s', type=float, default=30.0,
+  p.add_argument('--webhook-timeout', type=_finite_float, default=5.0, help='seconds per attempt')
+  p.add_argument('--max-seconds', type=_finite_float, default=0.0,
+                 help='stop after this long (0: never)')
+  p.add_argument('--reconnect-s', type=_finite_float, default=30.0,
                  help='give up on a live source after this long without frames')
   p.add_argument('--realtime', action='store_true',
                  help='read a file at its frame rate, like a camera (default: as fast as the '
@@ -509,11 +523,11 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--work-dir', default='output/serve',
                  help='the only folder the server writes to (uploads, review results)')
   p.add_argument('--videos-dir', default='', help='videos the review page offers to pick')
-  p.add_argument('--max-request-mb', type=float, default=64, help='REST request body limit')
-  p.add_argument('--max-upload-mb', type=float, default=512, help='review upload limit')
-  p.add_argument('--threshold', type=float, default=0.5,
+  p.add_argument('--max-request-mb', type=_finite_float, default=64, help='REST request body limit')
+  p.add_argument('--max-upload-mb', type=_finite_float, default=512, help='review upload limit')
+  p.add_argument('--threshold', type=_finite_float, default=0.5,
                  help='review page: flag timeline windows at or above this P(violence)')
-  p.add_argument('--poll-s', type=float, default=30.0,
+  p.add_argument('--poll-s', type=_finite_float, default=30.0,
                  help='serve a newly pushed version found within this many seconds (0: never)')
   p.set_defaults(func=_cmd_serve)
 
@@ -564,30 +578,36 @@ def build_parser() -> argparse.ArgumentParser:
                  help='instead: one long video of violent/non-violent segments')
   p.add_argument('--segments', type=_labels, default='0101001',
                  help='labels of the segments, e.g. 0110 (1 = violent)')
-  p.add_argument('--segment-s', type=float, default=4.0,
+  p.add_argument('--segment-s', type=_finite_float, default=4.0,
                  help='--long: seconds per segment (> 0)')
   p.set_defaults(func=_cmd_make_synthetic)
 
   p = sub.add_parser('ingest', help='video folder → clip TFRecords per split + manifest')
   p.add_argument('--input', default='data/synthetic_videos',
-                 help='folder of videos (see --layout), or a CSV file for --layout csv')
-  p.add_argument('--output', default='data/clips', help='folder for split TFRecords')
+                 help='folder of videos (see --layout), or a CSV file for --layout csv '
+                 "(default: 'data/synthetic_videos')")
+  p.add_argument('--output', default='data/clips',
+                 help="folder for split TFRecords (default: 'data/clips')")
   clip = clip_config.ClipConfig()  # the defaults: the default pipeline's clips
   configs.add_arguments(p, only=configs.INGEST_OPTIONS, defaults=dict(
       num_frames=clip.num_frames, frame_size=clip.frame_size, sample_fps=clip.sample_fps),
       title='clip and dataset options (the same as `run`\'s)')
   p.add_argument('--jpeg-quality', type=int, default=clip.jpeg_quality,
-                 help='JPEG quality of the stored frames (1-100)')
-  p.add_argument('--train', type=float, default=0.7, help='share of each class\'s videos; '
-                 '--train, --eval and --test each within (0, 1), summing to 1')
-  p.add_argument('--eval', type=float, default=0.15, help="share of each class's videos "
-                 'the Trainer validates on, within (0, 1)')
-  p.add_argument('--test', type=float, default=0.15, help="share of each class's videos the "
-                 'Evaluator blesses on, within (0, 1)')
-  p.add_argument('--seed', type=int, default=42, help='split seed')
+                 help=f'JPEG quality of the stored frames (1-100) (default: {clip.jpeg_quality})')
+  split = dict(train=0.7, eval=0.15, test=0.15, seed=42)  # ingest.SplitConfig() (loads OpenCV)
+  p.add_argument('--train', type=float, default=split['train'], help="share of each class's "
+                 'videos the Trainer trains on; --train, --eval and --test each within (0, 1), '
+                 f"summing to 1 (default: {split['train']})")
+  p.add_argument('--eval', type=float, default=split['eval'], help="share of each class's "
+                 f"videos the Trainer validates on, within (0, 1) (default: {split['eval']})")
+  p.add_argument('--test', type=float, default=split['test'], help="share of each class's "
+                 f"videos the Evaluator blesses on, within (0, 1) (default: {split['test']})")
+  p.add_argument('--seed', type=int, default=split['seed'],
+                 help=f"split seed: the same seed, the same splits (default: {split['seed']})")
   p.add_argument('--clips-per-shard', type=int, default=256,
-                 help='clips per TFRecord file (> 0)')
-  p.add_argument('--workers', type=int, default=0, help='processes (0: one per core)')
+                 help='clips per TFRecord file (> 0) (default: 256)')
+  p.add_argument('--workers', type=int, default=0,
+                 help='processes (0: one per core) (default: 0)')
   p.add_argument('--overwrite', action='store_true',
                  help='replace an earlier ingest output made from other input or settings '
                  '(a folder ingest did not make, or files in it that ingest did not write, are '
@@ -637,11 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
                  help="print the TF Serving REST :predict body for the first video")
   p.add_argument('--timeline', action='store_true',
                  help='score sliding windows over each (long) video: PNG + JSON segments')
-  p.add_argument('--window-s', type=float, default=None,
+  p.add_argument('--window-s', type=_finite_float, default=None,
                  help='window length; a model with a sampling rate fixes it (T / fps: one '
                  'clip as evaluated) and refuses another value (default: that, else 2)')
-  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
-  p.add_argument('--threshold', type=float, default=0.5,
+  p.add_argument('--stride-s', type=_finite_float, default=1.0,
+                 help='score a window every this often')
+  p.add_argument('--threshold', type=_finite_float, default=0.5,
                  help='--timeline: a violent segment is windows at or above this P(violence)')
   p.add_argument('--out-dir', default='output/timeline',
                  help='--timeline: where the PNG and JSON of each video go')
@@ -671,10 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
                      'it as a SavedModel with its own head and preprocessing')
-  p.add_argument('action', choices=['inspect', 'export'],
+  p.add_argument('action', choices=['inspect', 'export'], metavar='{inspect,export}',
                  help='inspect: print what the directory holds; export: write a SavedModel')
-  p.add_argument('path', help='model directory (config.json, model.safetensors, '
-                 'preprocessor_config.json), local or any tf.io.gfile URI')
+  p.add_argument('path', metavar='MODEL_DIR', help='model directory (config.json, '
+                 'model.safetensors, preprocessor_config.json), local or any tf.io.gfile URI')
   p.add_argument('--output', help='export: SavedModel directory to create')
   p.add_argument('--num-frames', type=_positive_int, default=0,
                  help="export: clip length T (default: the checkpoint's; image ViT: 2)")
@@ -682,9 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
                      'train, export, views, baselines, serve, watch)')
-  p.add_argument('what', choices=['model', 'pipeline', 'train', 'export', 'views', 'baselines',
-                                  'serve', 'watch'], help='the benchmark to run')
-  p.add_argument('rest', nargs=argparse.REMAINDER, help='options of the benchmark')
+  benchmarks = ['model', 'pipeline', 'train', 'export', 'views', 'baselines', 'serve', 'watch']
+  p.add_argument('what', choices=benchmarks, metavar='{' + ','.join(benchmarks) + '}',
+                 help='the benchmark to run')
+  p.add_argument('rest', nargs=argparse.REMAINDER, metavar='...',
+                 help="options of the benchmark (vivit-tfx bench BENCHMARK --help)"
+                 ).required = False  # a remainder may be empty: never named as required
   p.set_defaults(func=_cmd_bench)
   return parser
 

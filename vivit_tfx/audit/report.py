@@ -282,7 +282,7 @@ def build(config: RunSettings, run_id: Optional[str] = None,
   if evaluation is not None:
     result = tfma_results.load(evaluation.uri)
     classes = model_classes(trainer)
-    rows = tfma_results.metrics_by_slice(result, classes)
+    rows = tfma_results.metrics_by_slice(result, classes, shown=True)
     names = ['example_count', 'binary_accuracy', 'sparse_categorical_accuracy', 'auc',
              'precision', 'recall']
     names += sorted({n for _, m in rows for n in m if '[' in n and not n.endswith('_diff')})
@@ -301,12 +301,13 @@ def build(config: RunSettings, run_id: Optional[str] = None,
     overall = dict(rows).get('overall', {})
     diffs = [[n[:-5], overall.get(n[:-5], ''), overall[n]] for n in sorted(overall)
              if n.endswith('_diff')]
+    parts.append(f'<h2>Blessing</h2><p><b>{"BLESSED" if ok else "NOT BLESSED"}</b></p>')
+    if failures:  # one per failed check, the whole test split's first
+      parts.append('<ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>')
     parts += ['<h2>Candidate against baseline</h2>',
               _table(['metric', 'candidate', 'candidate − baseline'], diffs) if diffs else
-              '<p>No baseline (first blessed model): only the value thresholds apply.</p>',
-              f'<p><b>{"BLESSED" if ok else "NOT BLESSED"}</b></p>']
-    if failures:
-      parts.append('<ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>')
+              '<p>No baseline (no earlier blessed model): only the value thresholds '
+              'apply.</p>']
   pusher = infos.get('Pusher')
   for artifact in (pusher.outputs.get('pushed_model', []) if pusher else []):
     where = metadata.property_value(artifact, 'pushed_destination')

@@ -3,6 +3,7 @@ state, the test metrics, blessed or not and why, the pushed model and the report
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Dict, List, Optional, Protocol
 
@@ -32,14 +33,16 @@ class RunSummary:
   not_blessed_because: List[str] = dataclasses.field(default_factory=list)
 
   def to_text(self) -> str:
-    metrics = ', '.join(f'{k}={v:.4f}' for k, v in sorted(self.test_metrics.items())
+    metrics = ', '.join(f'{k}={"n/a" if math.isnan(v) else f"{v:.4f}"}'
+                        for k, v in sorted(self.test_metrics.items())
                         if not k.endswith('_diff') or k == 'binary_accuracy_diff')
+    failed = self.not_blessed_because if not self.blessed else []
     lines = [f'run {self.run_id}: {len(self.executions)} executions in {self.seconds:.0f} s',
              '  ' + ', '.join(f'{k}: {v}' for k, v in self.executions.items()),
              f'  test split: {metrics or "(no evaluation)"}',
              f'  blessed: {self.blessed}' + (
-                 f' ({"; ".join(self.not_blessed_because)})' if self.not_blessed_because
-                 and not self.blessed else ''),
+                 f', {len(failed)} failed check(s):' if failed else ''),
+             *[f'    - {line}' for line in failed],
              f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
              f'  metadata: {self.metadata_path}',
              f'  pipeline root: {self.pipeline_root}',

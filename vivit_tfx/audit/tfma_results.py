@@ -75,10 +75,33 @@ def class_name(label, classes: Sequence[str] = ()) -> str:
     return str(label)
 
 
-def metrics_by_slice(result, classes: Sequence[str] = ()) -> List[Tuple[str, Dict[str, float]]]:
-  """[(slice name, {metric: value})], overall first."""
-  rows = [(slice_name(k, classes), _scalars(v)) for k, v in result.slicing_metrics]
+def metrics_by_slice(result, classes: Sequence[str] = (), shown: bool = False
+                     ) -> List[Tuple[str, Dict[str, float]]]:
+  """[(slice name, {metric: value})], overall first. shown: a metric a slice cannot define
+  is text instead ('n/a (no positives)': AUC, precision and recall of a binary label slice
+  without positives; a NaN anywhere: 'n/a'), never 0 or nan."""
+  rows = [(slice_name(k, classes), _undefined(k, _scalars(v)) if shown else _scalars(v))
+          for k, v in result.slicing_metrics]
   return sorted(rows, key=lambda r: (r[0] != 'overall', r[0]))
+
+
+# Binary metrics a slice with one class cannot define (TFMA reports 0 or nan for them).
+_NEED_POSITIVES = ('auc', 'auc_precision_recall', 'precision', 'recall')
+_NEED_NEGATIVES = ('auc', 'auc_precision_recall')
+
+
+def _undefined(key: Tuple, metrics: Dict[str, float]) -> Dict[str, object]:
+  label = dict(key).get(features.LABEL)
+  binary = 'binary_accuracy' in metrics
+  out = {}
+  for name, value in metrics.items():
+    if binary and str(label) == '0' and name in _NEED_POSITIVES:
+      out[name] = 'n/a (no positives)'
+    elif binary and str(label) == '1' and name in _NEED_NEGATIVES:
+      out[name] = 'n/a (no negatives)'
+    else:
+      out[name] = 'n/a' if math.isnan(value) else value
+  return out
 
 
 def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
@@ -131,16 +154,17 @@ def failure_lines(result, classes: Sequence[str] = (),
   'accuracy 0.62 < 0.80 (--accuracy-threshold)'. `min_examples`: --min-test-examples-per-class
   (a larger count bound came from --min-test-fraction-per-class)."""
   slicer_lib = _tfma().slicer.slicer_lib
-  lines = []
+  ranked = []  # (rank, line): the whole test split's checks, then each class's, then slices'
   for per_slice in result.metric_validations_per_slice:
     key = slicer_lib.deserialize_slice_key(per_slice.slice_key)
     for f in per_slice.failures:
-      lines.append(_failure_line(f, key, classes, min_examples))
+      rank = 0 if not key else 1 if f.metric_key.name == 'example_count' else 2
+      ranked.append((rank, _failure_line(f, key, classes, min_examples)))
   for spec in result.missing_slices:
     label = dict(spec.feature_values).get(features.LABEL)
-    lines.append(f'{class_name(label, classes)}: no test video' if label is not None else
-                 f'no test example in slice {dict(spec.feature_values) or "overall"}')
-  return lines
+    ranked.append((1, f'{class_name(label, classes)}: no test video' if label is not None else
+                   f'no test example in slice {dict(spec.feature_values) or "overall"}'))
+  return [line for _, line in sorted(ranked, key=lambda r: r[0])]
 
 
 def _failure_line(failure, key: Tuple, classes: Sequence[str],

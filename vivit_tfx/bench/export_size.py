@@ -89,7 +89,7 @@ def format_table(rows: List[Dict]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__)
+  parser = argparse.ArgumentParser(prog='vivit-tfx bench export', description=__doc__)
   parser.add_argument('--presets', nargs='+', default=['vivit-tiny', 'vivit-b-16x2'])
   args = parser.parse_args(argv)
   print(format_table([measure(p) for p in args.presets]))

@@ -17,7 +17,7 @@ import re
 import shutil
 import socket
 import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from vivit_tfx.data import ingest, layouts
 
@@ -140,36 +140,39 @@ def overlap(a: str, b: str) -> bool:
 
 
 def check_target(input_root: str, output_dir: str, wanted: Provenance,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, flags: Tuple[str, str] = ('--output', '--overwrite')
+                 ) -> None:
   """Raises OutputError (one line) unless writing `output_dir` risks nothing the tool did not
   make: not the input nor inside it, not above it, and either absent, empty, or an ingest
   output made from the same input and settings (any ingest output with `overwrite`) that holds
-  only the files ingest wrote (its marker lists them)."""
+  only the files ingest wrote (its marker lists them). flags: the command's options naming
+  the output and allowing the replacement (`run`: --clips-dir, --overwrite true)."""
+  out, replace = flags
   src, dst = os.path.realpath(input_root), os.path.realpath(output_dir)
   if _inside(dst, src):
     raise OutputError(f'{output_dir}: the output is the input folder or inside it; '
-                      'choose an --output outside ' + input_root)
+                      f'choose an {out} outside ' + input_root)
   if _inside(src, dst):
     raise OutputError(f'{output_dir}: the output folder contains the input folder '
-                      f'{input_root}; choose another --output')
+                      f'{input_root}; choose another {out}')
   if os.path.exists(dst) and not os.path.isdir(dst):
-    raise OutputError(f'{output_dir}: exists and is not a folder; choose another --output')
+    raise OutputError(f'{output_dir}: exists and is not a folder; choose another {out}')
   if not os.path.isdir(dst) or not _user_entries(dst):
     return
   made = read_provenance(dst)
   if made is None:
     raise OutputError(f'{output_dir}: not empty and not made by `vivit-tfx ingest` (no '
-                      f'{MARKER}); it is left untouched: choose a new or empty --output')
+                      f'{MARKER}); it is left untouched: choose a new or empty {out}')
   foreign = foreign_entries(dst)
   if foreign:
     raise OutputError(f'{output_dir}: holds {os.path.join(output_dir, foreign[0])}'
                       + (f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else '')
                       + f', which ingest did not write (not listed in {MARKER}); nothing was '
-                      'changed: move it out of the folder, or choose another --output')
+                      f'changed: move it out of the folder, or choose another {out}')
   if made.fingerprint != wanted.fingerprint and not overwrite:
     raise OutputError(f'{output_dir}: holds clips made from other input or settings ('
                       + '; '.join(differences(made, wanted)[:4])
-                      + '); pass --overwrite to replace them, or choose another --output')
+                      + f'); pass {replace} to replace them, or choose another {out}')
 
 
 def _user_entries(path: str) -> List[str]:
@@ -254,7 +257,8 @@ def provenance_for(input_root: str, **ingest_kwargs) -> Provenance:
   return Provenance.of(input_root, **settings)
 
 
-def ingest_into(input_root: str, output_dir: str, overwrite: bool = False, **ingest_kwargs):
+def ingest_into(input_root: str, output_dir: str, overwrite: bool = False,
+                flags: Tuple[str, str] = ('--output', '--overwrite'), **ingest_kwargs):
   """`ingest.ingest` made safe: checks the target, writes a staging folder, swaps it in.
 
   Returns the IngestSummary. Raises FileNotFoundError for a missing input, OutputError when
@@ -264,7 +268,7 @@ def ingest_into(input_root: str, output_dir: str, overwrite: bool = False, **ing
   if not os.path.exists(input_root):
     raise FileNotFoundError(f'{input_root}: input folder does not exist')
   wanted = provenance_for(input_root, **ingest_kwargs)
-  check_target(input_root, output_dir, wanted, overwrite)
+  check_target(input_root, output_dir, wanted, overwrite, flags)
   with staged(output_dir, wanted) as staging:
     summary = ingest.ingest(input_root, staging, **ingest_kwargs)
     if summary.num_written == 0:

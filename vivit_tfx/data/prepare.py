@@ -6,12 +6,13 @@ that re-ingests, or (with --overwrite) re-ingests over an output that holds only
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 from typing import Dict, List, Optional, Protocol, Sequence
 
-from vivit_tfx.data import ingest, ingest_output, remote_files, synthetic
+from vivit_tfx.data import ingest, ingest_output, layouts, remote_files, synthetic
 
 
 class DataSettings(Protocol):
@@ -53,6 +54,10 @@ class DataPlan:
   ingest: bool = False
 
 
+# `run`'s options naming ingest's output and allowing its replacement (ingest: --output).
+_RUN_FLAGS = ('--clips-dir', '--overwrite true')
+
+
 def _ingest_settings(settings: DataSettings) -> dict:
   """The `ingest.ingest` settings a run uses (and checks existing clips against)."""
   return dict(clip=settings.clip_config(), dataset=settings.dataset_config())
@@ -71,6 +76,8 @@ def check_data(settings: DataSettings) -> DataPlan:
          if clips_made is not None and k in clips_made.settings}
   wanted = ingest_output.provenance_for(videos_dir, **_ingest_settings(settings), **own)
   if reads_clips and clips_made is not None and clips_made.fingerprint == wanted.fingerprint:
+    _check_splits(_summary(settings.clips_dir), settings.clips_dir,
+                  're-ingest them (run --overwrite true)')
     return DataPlan(videos_dir, use_clips=True, made=clips_made)
   missing = not remote_files.exists(videos_dir)
   if missing and (videos_dir != settings.videos_dir or not settings.videos_dir_is_default):
@@ -85,10 +92,57 @@ def check_data(settings: DataSettings) -> DataPlan:
         + f'); nothing was changed. Re-ingest with: {settings.ingest_command(videos_dir)}'
         ' (or pass --overwrite true to `run`, or choose another --clips-dir)')
   try:
-    ingest_output.check_target(videos_dir, settings.clips_dir, wanted, settings.overwrite)
+    ingest_output.check_target(videos_dir, settings.clips_dir, wanted, settings.overwrite,
+                               _RUN_FLAGS)
   except ingest_output.OutputError as e:
     raise DataError(str(e)) from None
+  if not missing:
+    _check_splits(planned_splits(videos_dir, settings.dataset_config()), videos_dir,
+                  'run again')
   return DataPlan(videos_dir, synthetic=missing, ingest=True)
+
+
+def planned_splits(videos_dir: str, dataset: ingest.DatasetConfig) -> dict:
+  """{'clips': split → class → videos, 'classes': [...]} that ingesting `videos_dir` with
+  the run's splits gives when every video decodes: a listing, nothing is read or written."""
+  try:
+    found = layouts.scan(videos_dir, dataset)
+  except (ValueError, OSError) as e:
+    raise DataError(str(e)) from None
+  split_of = ingest.assign_splits(found.candidates, ingest.SplitConfig())
+  clips = {s: collections.Counter() for s in ingest.SPLITS}
+  for c in found.candidates:
+    clips[split_of[c.video_id]][found.classes[c.label]] += 1
+  return {'clips': {s: dict(n) for s, n in clips.items()}, 'classes': list(found.classes)}
+
+
+def _summary(clips_dir: str) -> dict:
+  try:
+    with open(os.path.join(clips_dir, ingest.SUMMARY)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
+def _check_splits(summary: dict, where: str, then: str) -> None:
+  """DataError when the eval or test split is (or would be) empty: the Trainer validates
+  on eval, the Evaluator blesses on test, and TFX fails late on a split without files."""
+  clips, classes = summary.get('clips'), summary.get('classes') or []
+  if not clips:
+    return
+  sizes = [sum(clips.get(s, {}).values()) for s in ingest.SPLITS]
+  empty = [s for s, n in zip(ingest.SPLITS, sizes) if not n]
+  if not empty:
+    return
+  totals = {c: sum(clips.get(s, {}).get(c, 0) for s in ingest.SPLITS) for c in classes}
+  short = ', '.join(f'{c} has {n}' for c, n in totals.items() if n < 3)
+  raise DataError(
+      f'{where}: {sum(sizes)} video(s) split '
+      f'{"/".join(map(str, sizes))} (train/eval/test): the {" and ".join(empty)} split'
+      f'{"s have" if len(empty) > 1 else " has"} no video (the Trainer validates on eval, the '
+      f'Evaluator blesses on test); nothing was written. Add videos so that every class has '
+      f'at least 3, one per split ({short or "groups of --group-regex count once"}), then '
+      f'{then}')
 
 
 def prepare_data(settings: DataSettings, progress: bool = True) -> None:
@@ -126,16 +180,17 @@ def prepare_unlabeled(settings: DataSettings, progress: bool = True) -> None:
     print(f'[run] using unlabelled clips in {settings.unlabeled_clips}')
     return
   _ingest(settings.unlabeled_videos, settings.unlabeled_clips, settings.overwrite, progress,
-          '--unlabeled-videos: ', **wanted_settings)
+          '--unlabeled-videos: ', flags=('--unlabeled-clips-dir', _RUN_FLAGS[1]),
+          **wanted_settings)
 
 
 def _ingest(videos: str, clips: str, overwrite: bool, progress: bool, what: str,
-            **settings) -> None:
+            flags=None, **settings) -> None:
   """Ingests `videos` into `clips` and prints the summary; a failure is a DataError whose
   line starts with `what` (the option that named the videos, or '')."""
   try:
     result = ingest_output.ingest_into(videos, clips, overwrite=overwrite, progress=progress,
-                                       **settings)
+                                       flags=flags or _RUN_FLAGS, **settings)
   except ingest_output.NothingUsable as e:
     print(e.summary.to_text())
     raise DataError(f'{what}{e}') from None

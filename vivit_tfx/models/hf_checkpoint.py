@@ -352,13 +352,25 @@ class LoadReport:
   sha256: str
 
 
+def _shape_hints(spec: HFCheckpoint) -> Dict[str, str]:
+  """What in config.json decides the position tables' lengths (named in shape errors)."""
+  if spec.family == 'vit':
+    return {}
+  fields = {'vivit': 'num_frames, image_size and tubelet_size',
+            'timesformer': 'image_size and patch_size'}.get(
+                spec.family, 'num_frames, image_size, patch_size and tubelet_size')
+  return {POSEMB: f'its length follows {fields} in {posixpath.join(spec.path, "config.json")}',
+          'time_embeddings': 'its length follows num_frames in '
+                             f'{posixpath.join(spec.path, "config.json")}'}
+
+
 def load(model, path: str, classes: Optional[Sequence[str]] = None) -> LoadReport:
   """Loads the model directory `path` into a built ViViT whose config matches it."""
   spec = load_hf_config(path)
   check_architecture(model.config, spec)
   hf, digest = read_weights(path)
   names = _canonical(spec, hf)
-  loader = Loader(dict(names.arrays), path)
+  loader = Loader(dict(names.arrays), path, names.source, hints=_shape_hints(spec))
   if spec.family == 'vit':
     vit_checkpoint.load_image_vit(model, loader)
   else:

@@ -98,6 +98,12 @@ def export(path: str, output: str, num_frames: int = 0) -> Dict[str, Any]:
   if tf.io.gfile.exists(output):
     raise CheckpointMismatch(f'--output {output} already exists (choose a new directory; '
                              'nothing is overwritten)')
+  if '://' not in path + output:
+    src, dst = os.path.realpath(path), os.path.realpath(output)
+    if os.path.commonpath([src, dst]) in (src, dst):
+      raise CheckpointMismatch(f'--output {output} is {path} or nested with it: the export '
+                               'would write into the checkpoint (or around it); choose a '
+                               'directory outside it')
   model, spec, report = checkpoint_model(path, num_frames)
   if not spec.num_labels:
     raise CheckpointMismatch(f'{path}: a {spec.family} checkpoint without a classification '

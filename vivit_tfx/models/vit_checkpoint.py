@@ -79,9 +79,20 @@ def resize_grid(grid: np.ndarray, size) -> np.ndarray:
 class Loader:
   """Copies checkpoint arrays into model variables, checking every shape."""
 
-  def __init__(self, arrays: Dict[str, np.ndarray], path: str):
+  def __init__(self, arrays: Dict[str, np.ndarray], path: str,
+               names: Optional[Dict[str, str]] = None, hints: Optional[Dict[str, str]] = None):
+    """names: key → the tensor's name in the file (Hugging Face's), used in errors; hints:
+    key → what decides its shape (e.g. config.json's num_frames)."""
     self.arrays, self.path = arrays, path
+    self.names, self.hints = names or {}, hints or {}
     self.used, self.assigned = set(), set()  # checkpoint keys read, variable paths written
+
+  def name(self, key: str) -> str:
+    """The tensor as the checkpoint file names it."""
+    return self.names.get(key, key)
+
+  def hint(self, key: str) -> str:
+    return f' ({self.hints[key]})' if key in self.hints else ''
 
   def get(self, key: str, shape=None) -> np.ndarray:
     self.used.add(key)
@@ -90,8 +101,8 @@ class Loader:
       raise CheckpointMismatch(f'{self.path}: no key {key!r} in the checkpoint{need}')
     value = self.arrays[key]
     if shape is not None and tuple(value.shape) != tuple(shape):
-      raise CheckpointMismatch(f'{self.path}: {key} has shape {tuple(value.shape)}, the model '
-                               f'needs {tuple(shape)}')
+      raise CheckpointMismatch(f'{self.path}: {self.name(key)} has shape {tuple(value.shape)}, '
+                               f'the model needs {tuple(shape)}{self.hint(key)}')
     return value
 
   def assign(self, variable, key: str) -> None:
@@ -124,8 +135,9 @@ def _positions(loader: Loader, config, table_shape, n_t: int):
   _, n_h, n_w = config.token_grid
   restored = loader.get(POSEMB)
   if restored.ndim != 3 or restored.shape[-1] != table_shape[-1]:
-    raise CheckpointMismatch(f'{loader.path}: {POSEMB} has shape {restored.shape}, the model '
-                             f'needs {tuple(table_shape)}')
+    raise CheckpointMismatch(f'{loader.path}: {loader.name(POSEMB)} has shape '
+                             f'{restored.shape}, the model needs {tuple(table_shape)}'
+                             f'{loader.hint(POSEMB)}')
   n = restored.shape[1]
   side = int(round(np.sqrt(n)))
   if side * side == n:
@@ -133,7 +145,8 @@ def _positions(loader: Loader, config, table_shape, n_t: int):
   else:
     side = int(round(np.sqrt(n - 1)))
     if side * side != n - 1:
-      raise CheckpointMismatch(f'{loader.path}: {POSEMB} has shape {restored.shape}: {n} '
+      raise CheckpointMismatch(f'{loader.path}: {loader.name(POSEMB)} has shape '
+                               f'{restored.shape}: {n} '
                                'positions are neither a square grid nor a grid plus CLS')
     cls_slot, grid = restored[0, :1], restored[0, 1:]
   grid = grid.reshape(side, side, -1)
@@ -141,7 +154,8 @@ def _positions(loader: Loader, config, table_shape, n_t: int):
   if (side, side) != (n_h, n_w):
     if method == 'tile':
       raise CheckpointMismatch(
-          f'{loader.path}: {POSEMB} has shape {restored.shape} ({side}x{side} patch grid), the '
+          f'{loader.path}: {loader.name(POSEMB)} has shape {restored.shape} ({side}x{side} '
+          'patch grid), the '
           f'model needs {tuple(table_shape)} ({n_h}x{n_w} grid); use init_positional='
           "'resize_tile' (or 'resize' for a table without time)")
     grid = resize_grid(grid, (n_h, n_w))
@@ -164,8 +178,9 @@ def _load_positions(loader: Loader, position, config, n_t: int, token: bool) -> 
   if token:  # CLS slot re-attached: the checkpoint's, or the model's own (gap checkpoint)
     table = np.concatenate([cls_slot if cls_slot is not None else current[0, :1], table])
   if table.shape != current.shape[1:]:
-    raise CheckpointMismatch(f'{loader.path}: {POSEMB} adapted to {(1,) + table.shape}, the '
-                             f'model needs {tuple(current.shape)}')
+    raise CheckpointMismatch(f'{loader.path}: {loader.name(POSEMB)} adapted to '
+                             f'{(1,) + table.shape}, the model needs {tuple(current.shape)}'
+                             f'{loader.hint(POSEMB)}')
   position.table.assign(table[None].astype(np.float32))
   loader.assigned.add(position.table.path)
 

@@ -312,7 +312,8 @@ class PipelineConfig:
           self.pixel_preprocessing()
       except ValueError as e:
         errors.append(f'--pixels {self.pixels}: {e}')
-    if self.unlabeled_videos and not self.pretrain:
+    if self.unlabeled_videos and not self.pretrain and not any(
+        e.startswith('--self-training-overrides ') for e in errors):
       try:
         self.self_training_config()
       except ValueError as e:
@@ -422,12 +423,15 @@ def option_errors(values: Dict[str, Any]) -> List[str]:
   errors = []
   given = {k: v for k, v in values.items() if v is not None}
   for name, value in given.items():
-    if name in _RULES and not _RULES[name][0](value):
+    if isinstance(value, float) and not math.isfinite(value):
+      errors.append(f'--{_flag(name)} must be a finite number, got {value}')
+    elif name in _RULES and not _RULES[name][0](value):
       errors.append(f'--{_flag(name)} {_RULES[name][1]}, got {_show(value)}')
     elif _choices(name) is not None and value not in _choices(name):
       errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(_choices(name))}')
   fractions = [given[n] for n in ('train', 'eval', 'test') if n in given]
-  if len(fractions) == 3 and abs(sum(fractions) - 1) > 1e-6:
+  if len(fractions) == 3 and all(map(math.isfinite, fractions)) and abs(
+      sum(fractions) - 1) > 1e-6:
     errors.append(f'--train, --eval and --test must sum to 1, got {sum(fractions):g} '
                   f'({" + ".join(f"{f:g}" for f in fractions)})')
   errors += _class_errors(given.get('classes', ''), given.get('positive_class', ''))
@@ -436,13 +440,29 @@ def option_errors(values: Dict[str, Any]) -> List[str]:
       re.compile(given['group_regex'])
     except re.error as e:
       errors.append(f'--group-regex {given["group_regex"]!r}: {e}')
-  if 'vivit_overrides' in given:
+  for name in ('vivit_overrides', 'pretrain_overrides', 'self_training_overrides'):
+    if name not in given:
+      continue
     try:
-      if not isinstance(json.loads(given['vivit_overrides'] or '{}'), dict):
-        raise ValueError('not a JSON object')
-    except ValueError as e:
-      errors.append(f'--vivit-overrides is not a JSON object: {e}')
+      value = json.loads(given[name] or '{}', parse_constant=_refuse_constant)
+    except _NonFinite as e:
+      errors.append(f'--{_flag(name)} {e}')
+      continue
+    except ValueError as e:  # the other overrides' JSON errors: reported by validate()
+      value = e
+    if name == 'vivit_overrides' and not isinstance(value, dict):
+      errors.append('--vivit-overrides is not a JSON object'
+                    + (f': {value}' if isinstance(value, ValueError) else ''))
   return errors
+
+
+class _NonFinite(ValueError):
+  pass
+
+
+def _refuse_constant(name: str):
+  """json.loads's parse_constant: NaN and ±Infinity are refused in every JSON option."""
+  raise _NonFinite(f'holds {name}: every number must be finite')
 
 
 def _class_errors(text: str, positive: str) -> List[str]:
@@ -472,7 +492,8 @@ def min_test_per_class(min_examples: int, min_fraction: float, test_size: int) -
 def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
                    min_examples: int, min_fraction: float, test_share: float) -> List[str]:
   """One line per class whose videos cannot pass the blessing's per-class minimums (or fill
-  the three splits), saying what to change. clips: split → class → videos."""
+  the three splits), saying how many more videos it needs and only the changes that can
+  work. clips: split → class → videos."""
   splits = ('train', 'eval', 'test')
   need = min_test_per_class(min_examples, min_fraction, sum(clips.get('test', {}).values()))
   flag = ('--min-test-examples-per-class' if need <= min_examples else
@@ -480,16 +501,23 @@ def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
   lines = []
   for name in classes:
     counts = [clips.get(s, {}).get(name, 0) for s in splits]
+    total, test = sum(counts), counts[2]
+    # each added video lands in the test split test_share of the time
+    more = max(math.ceil((need - test) / test_share - 1e-9), 0)
     if 0 in counts:
-      lines.append(f'{name}: {sum(counts)} video(s) split {"/".join(map(str, counts))} '
-                   f'(train/eval/test): every split needs at least one; add videos of {name} '
-                   f'(about {math.ceil(need / test_share)} for a blessing at --test '
-                   f'{test_share:g})')
-    elif counts[2] < need:
-      lines.append(f'{name}: {counts[2]} test videos < {need} ({flag}): the model cannot be '
-                   f'blessed; add videos of {name} (about {math.ceil(need / test_share)} at '
-                   f'--test {test_share:g}), give the test split a larger share (ingest '
-                   f'--test), or lower {flag}')
+      more = max(more, 3 - total)  # from 3 videos on, every split gets one
+      lines.append(f'{name}: {total} video(s) split {"/".join(map(str, counts))} '
+                   f'(train/eval/test): every split needs at least one; add about {more} more '
+                   f'video(s) of {name}' + (f' (for {need} test videos at --test '
+                                            f'{test_share:g})' if need else ''))
+    elif test < need:
+      # a larger test share works only while train and eval keep a video each
+      share = math.ceil(100 * need / total) / 100
+      larger = (f', ingest with --test {share:g} (and --train, --eval summing to '
+                f'{1 - share:g})' if total - need >= 2 and test_share < share < 1 else '')
+      lines.append(f'{name}: {test} test videos < {need} ({flag}): the model cannot be '
+                   f'blessed; add about {more} more video(s) of {name} (at --test '
+                   f'{test_share:g}){larger}, or lower {flag}')
   return lines
 
 
