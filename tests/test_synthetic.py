@@ -4,9 +4,11 @@ import os
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_score
 
-from vivit_tfx.data import sampling, synthetic, video_reader
+from vivit_tfx.data import ingest, layouts, sampling, synthetic, video_reader
+from vivit_tfx.data.clip_config import ClipConfig
 from vivit_tfx.data.frames import resize_and_crop_array
 
 
@@ -75,6 +77,61 @@ def test_hard_set_defeats_single_frames_and_motion_energy():
   motion_acc = cross_val_score(model, np.array(motion), labels, cv=4).mean()
   assert pixel_acc <= 0.55, pixel_acc
   assert motion_acc <= 0.70, motion_acc
+
+
+def _hard_draw(num_clips, seed, fractions=(0.6, 0.2, 0.2)):
+  """A fresh hard draw: specs, each video's split as ingest assigns it (`ingest --train 0.6
+  --eval 0.2 --test 0.2` by default: 100-video eval and test splits from 500 videos; the
+  default split seed) and the source frames its record stores (the default clip)."""
+  specs = synthetic.plan(synthetic.hard_config(num_clips, seed))
+  candidates = [layouts.Candidate(s.relative_path, s.label) for s in specs]
+  split_of = ingest.assign_splits(candidates, ingest.SplitConfig(*fractions))
+  clip = ClipConfig()
+  stored = [sampling.stored_indices(s.num_frames, s.fps, clip.num_frames, clip.sample_fps,
+                                    clip.stored_frames) for s in specs]
+  return specs, [split_of[c.video_id] for c in candidates], stored
+
+
+def test_hard_set_has_no_motion_energy_confound_per_split():
+  """In each split of a fresh draw (ingest's split function: 300 / 100 / 100 videos), motion
+  energy at 64 px (mean over the K = 4 evaluation views of T = 8 stored frames) does not
+  separate the classes: ROC AUC within 0.5 ± 3 standard errors (Mann-Whitney's without a
+  difference: ± 0.17 for 50 + 50 videos), on the whole frames and on the actors alone (no
+  camera, clutter, light or noise to hide a difference)."""
+  specs, splits, stored = _hard_draw(500, seed=31415)
+  labels, splits = np.array([s.label for s in specs]), np.array(splits)
+  energy = {'frames': [], 'actors': []}
+  for spec, indices in zip(specs, stored):
+    views = np.ravel(sampling.view_indices(indices, 8, 4))
+    for name, clips in (
+        ('frames', resize_and_crop_array(synthetic.render(spec, views), (64, 64))),
+        ('actors', synthetic.actor_masks(spec, views, (64, 64))[..., None])):
+      energy[name].append(np.mean([synthetic.motion_energy(c) for c in np.split(clips, 4)]))
+  for name, values in energy.items():
+    for split in ingest.SPLITS:
+      y, x = labels[splits == split], np.array(values)[splits == split]
+      n1, n0 = int(y.sum()), int(len(y) - y.sum())
+      bound = 3 * np.sqrt((n0 + n1 + 1) / (12 * n0 * n1))
+      auc = roc_auc_score(y, x)
+      assert abs(auc - 0.5) <= bound, (name, split, len(y), auc, bound)
+
+
+def test_hard_set_matches_relative_motion_not_its_kind():
+  """At 64 px and the stored frames' rate: the pair's relative motion per frame has the same
+  mean in both classes (within 10 %), the camera moves under 0.15 of it, and the kind of
+  motion tells the classes apart: peak over mean step (impulsive against smooth) AUC ≥ 0.9."""
+  specs, _, stored = _hard_draw(400, seed=31416)
+  pair, camera, peak = [], [], []
+  for spec, indices in zip(specs, stored):
+    rel, cam = synthetic.motion_steps(spec, indices)
+    pair.append(rel.mean())
+    camera.append(cam.mean())
+    peak.append(rel.max() / rel.mean())
+  labels, pair = np.array([s.label for s in specs]), np.array(pair)
+  means = [pair[labels == label].mean() for label in (0, 1)]
+  assert abs(means[1] - means[0]) <= 0.1 * np.mean(means), means
+  assert np.mean(camera) <= 0.15 * np.mean(means), (np.mean(camera), means)
+  assert roc_auc_score(labels, peak) >= 0.9, roc_auc_score(labels, peak)
 
 
 def test_hard_set_writes_real_videos(tmp_path):

@@ -23,7 +23,7 @@ from fractions import Fraction
 import json
 import multiprocessing
 import os
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import av
 import cv2
@@ -61,7 +61,8 @@ DIFFICULTIES = ('default', 'hard')
 
 
 def hard_config(num_clips: int = 200, seed: int = 0) -> SyntheticConfig:
-  """The hard benchmark: 2–30 s videos, fast non-violent motion, shake, clutter, light, noise."""
+  """The hard benchmark: 2–30 s videos, smooth against impulsive motion of a pair at matched
+  speeds, a handheld camera, clutter, light changes, noise."""
   return SyntheticConfig(num_clips=num_clips, seed=seed, duration_s=(2.0, 30.0),
                          fps_choices=(10.0, 12.0, 15.0), difficulty='hard')
 
@@ -153,66 +154,168 @@ def _bounce(x: np.ndarray) -> np.ndarray:
   return 0.1 + np.where(y > 0.8, 1.6 - y, y)
 
 
-def _hard_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Hard set: fast non-violent motion (label 0) or strikes and collisions (label 1).
+REFERENCE_STEP_S = 1 / 8  # the hard set's speeds are measured between frames this far apart
+# Label 0's pair also travels together, at a share of its relative speed drawn from TRAVEL: it
+# balances the actors' frame differences between the classes at 64 px and 8 fps
+# (`tests/test_synthetic.py`), which the impulsive pair's steps in one direction (a lunge and
+# its knock-back within one sampled frame) raise beyond what its relative motion shows.
+TRAVEL = (0.0, 0.45)
+# Label 0's speed swells and ebbs smoothly (0.3–1 Hz) by up to this share of its mean, so that
+# the frame differences of both classes vary over time: sudden against smooth changes of speed
+# tell them apart, not steady against bursty motion energy.
+MODULATION = 0.9
+# A pair's motion: (times [T] s, scale) → offsets [T, 2, 2] of actors 0 and 1 in short sides, in
+# the pair's frame (x: from actor 0 towards actor 1 at rest); steps are linear in the scale.
+PairMotion = Callable[[np.ndarray, float], np.ndarray]
 
-  Both classes move their pair at the same mean speed (0.35–0.8 units/s) and keep it within
-  reach of each other; what differs is the kind of motion: smooth and periodic (running side by
-  side, juggling, dancing round each other) against impulsive (lunges that end in contact, a
-  knock-back, sudden stops).
+
+def _smooth_motion(rng: np.random.Generator, speed: float, contact: float,
+                   duration: float) -> PairMotion:
+  """Label 0, smooth and periodic: dancing face to face (the gap opens and closes), dancing
+  round each other, or juggling (a ball loops beside a still player), at a smoothly swelling
+  and ebbing speed (MODULATION). `contact`: the centre distance at which the pair touches; the
+  frequency puts the scale near a size of the scene."""
+  del duration  # periodic: the same at any length
+  kind, phase = int(rng.integers(3)), rng.uniform(0, 2 * np.pi)
+  depth, mod_freq, mod_phase = rng.uniform([0.0, 0.3, 0.0], [MODULATION, 1.0, 2 * np.pi])
+
+  def cycles(t, freq):  # the phase of a motion at `freq` on average
+    return 2 * np.pi * freq * (t + depth * np.sin(2 * np.pi * mod_freq * t + mod_phase) /
+                               (2 * np.pi * mod_freq))
+  if kind == 0:  # relative path per cycle: 4 × scale
+    freq = speed / (4 * contact * rng.uniform(0.4, 0.8))
+
+    def motion(t, scale):
+      gap = contact + scale * (1 + np.cos(cycles(t, freq) + phase))
+      return np.stack([np.stack([-gap / 2, gap / 2], 1), np.zeros((len(t), 2))], -1)
+  elif kind == 1:  # mirror images on a circle of radius `scale`: 4π × scale per cycle
+    freq = speed / (4 * np.pi * contact / 2 * rng.uniform(1.0, 1.6))
+
+    def motion(t, scale):
+      angle = cycles(t, freq) + phase
+      ring = scale * np.stack([np.cos(angle), np.sin(angle)], -1)
+      return np.stack([-ring, ring], 1)
+  else:  # an ellipse of half-axes scale and flat × scale: about π(1 + flat) × scale per cycle
+    flat = rng.uniform(0.3, 1.0)
+    freq = speed / (np.pi * (1 + flat) * contact * rng.uniform(0.4, 0.8))
+
+    def motion(t, scale):
+      angle = cycles(t, freq) + phase
+      ball = np.stack([contact + scale * (1 + np.cos(angle)), flat * scale * np.sin(angle)], -1)
+      return np.stack([np.zeros_like(ball), ball], 1)
+  # Both travel together round a slow loop (TRAVEL).
+  loop = rng.uniform([0.05, 0.3, 0.0], [0.12, 1.0, 2 * np.pi])  # radius, flatness, phase
+  loop_freq = speed * rng.uniform(*TRAVEL) / (np.pi * (1 + loop[1]) * loop[0])
+
+  def travelling(t, scale):
+    angle = 2 * np.pi * loop_freq * t + loop[2]
+    travel = loop[0] * np.stack([np.cos(angle), loop[1] * np.sin(angle)], -1)
+    return motion(t, scale) + travel[:, None]
+  return travelling
+
+
+def _impulsive_motion(rng: np.random.Generator, speed: float, contact: float,
+                      duration: float) -> PairMotion:
+  """Label 1, impulsive and irregular: strikes (the attacker lunges into contact at a constant
+  speed and stops dead, the other is knocked back at once, the attacker steps back) and
+  collisions (both rush together and rebound), along the pair's axis ± 0.4 rad, at random
+  intervals. Each event's relative path is 2 × scale; the attacker is the one whose strike
+  brings the pair back towards where it started."""
+  unit = 2 * contact * rng.uniform(0.8, 1.3) / speed  # s per event (scale near that reach)
+  rows, start, drift = [], -rng.uniform(0, unit), 0.0
+  while start < duration:
+    times = rng.uniform([0.2, 0.1, 0.3, 0.0], [0.3, 0.2, 0.5, 0.4]) * unit  # lunge … pause
+    knock, angle = rng.uniform(0.5, 0.9), rng.uniform(-0.4, 0.4)
+    way = np.array([np.cos(angle), np.sin(angle)])
+    if rng.uniform() < 0.3:  # collision: [lunge, knock-back, step back] per actor
+      moves = np.array([[0.5, -0.5 * knock, -0.5 * (1 - knock)]] * 2) * [[1], [-1]]
+    else:
+      attacker = int(drift > 0 or (drift == 0 and rng.uniform() < 0.5))
+      sign = 1 - 2 * attacker  # actor 0 strikes towards +x
+      moves = np.zeros((2, 3))
+      moves[attacker] = [sign, 0.0, -sign * (1 - knock)]
+      moves[1 - attacker, 1] = sign * knock
+      drift += sign * knock
+    rows.append((start, *times[:3], moves[..., None] * way))  # moves: [actor, phase, 2]
+    start += times.sum()
+  starts, lunges, knocks, backs = (np.array([r[i] for r in rows]) for i in range(4))
+  moves = np.stack([r[4] for r in rows])  # [E, 2, 3, 2]
+
+  def motion(t, scale):
+    since = t[:, None] - starts[None]  # [T, E]
+    lunge = np.clip(since / lunges, 0, 1)  # constant speed, sudden start and stop
+    hit = np.clip((since - lunges) / knocks, 0, 1)
+    hit = (1 - np.exp(-4 * hit)) / (1 - np.exp(-4))  # fastest at the moment of contact
+    back = (1 - np.cos(np.pi * np.clip((since - lunges - knocks) / backs, 0, 1))) / 2
+    offsets = np.einsum('tep,eapj->taj', np.stack([lunge, hit, back], -1), moves)
+    rest = np.array([[-1.0, 0.0], [1.0, 0.0]]) * (contact + scale) / 2
+    return rest + scale * offsets
+  return motion
+
+
+def _hard_tracks(spec: ClipSpec) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Hard set: the pair's smooth periodic (label 0) or impulsive (label 1) motion, and slow
+  bystanders.
+
+  The pair's motion is scaled so that its relative motion (actor 1 − actor 0), sampled every
+  1/8 s, averages `spec.speed` short sides per second in both classes: the amount of motion is
+  the same, its kind (sudden starts and stops at irregular times, or smooth and periodic) is
+  the label.
   """
   rng = np.random.default_rng(spec.seed)
-  side = min(spec.width, spec.height)
+  size = np.array([spec.width, spec.height])
+  side = size.min()
   num_actors = int(rng.integers(2, 5))
-  radii = rng.uniform(0.07, 0.12, num_actors) * side
+  radii = rng.uniform(0.07, 0.12, num_actors)  # short sides
   colours = PALETTE[rng.choice(len(PALETTE), num_actors, replace=False)]
-  t = np.arange(spec.num_frames) / spec.fps  # [F]
-  speed = rng.uniform(0.35, 0.8)  # units/s, both classes
-  centre = rng.uniform(0.35, 0.65, 2)
+  duration = spec.num_frames / spec.fps
+  speed = spec.speed or float(np.mean(SyntheticConfig.pair_speed))
+  contact = (radii[0] + radii[1]) * rng.uniform(0.85, 1.0)  # centre distance at contact
+  motion = (_smooth_motion if spec.label == 0 else _impulsive_motion)(
+      rng, speed, contact, duration)
+  unit = motion(np.arange(0, max(duration, 1.0), REFERENCE_STEP_S), 1.0)
+  step = np.linalg.norm(np.diff(unit[:, 1] - unit[:, 0], axis=0), axis=-1).mean()
+  scale = speed * REFERENCE_STEP_S / max(step, 1e-9)
   angle = rng.uniform(0, 2 * np.pi)
-  axis = np.array([np.cos(angle), np.sin(angle)])
-  normal = np.array([-axis[1], axis[0]])
-  gap = rng.uniform(0.15, 0.25)
+  rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+  t = np.arange(spec.num_frames) / spec.fps  # [F]
   pos = np.empty((spec.num_frames, num_actors, 2))
-  if spec.label == 0:
-    kind = rng.integers(3)
-    if kind == 0:  # running: the pair runs side by side, bouncing off the walls
-      heading = rng.uniform(0, 2 * np.pi)
-      path = centre[None] + speed * t[:, None] * np.array([np.cos(heading), np.sin(heading)])
-      pos[:, 0] = _bounce(path + normal * gap / 2)
-      pos[:, 1] = _bounce(path - normal * gap / 2)
-    elif kind == 1:  # juggling: a fast small ball above a swaying juggler
-      freq = speed / (4 * 0.12)  # a 0.12-unit vertical throw at the same mean speed
-      pos[:, 0] = centre + 0.02 * np.sin(2 * np.pi * 0.5 * t)[:, None] * axis
-      pos[:, 1] = pos[:, 0] + np.array([0.0, -0.1]) - np.abs(
-          np.sin(np.pi * freq * t))[:, None] * np.array([0.0, 0.12])
-    else:  # dancing: the pair circles its centre
-      omega = speed / (gap / 2)
-      phase = omega * t + rng.uniform(0, 2 * np.pi)
-      ring = np.stack([np.cos(phase), np.sin(phase)], -1) * gap / 2
-      pos[:, 0], pos[:, 1] = centre + ring, centre - ring
-  else:  # strikes: actor 0 lunges at actor 1 (contact), actor 1 is knocked back, then a pause
-    pos[:, 0], pos[:, 1] = centre - axis * gap / 2, centre + axis * gap / 2
-    strike_every = rng.uniform(0.5, 1.0)
-    lunge = np.mod(t + rng.uniform(0, 1), strike_every) / strike_every  # [F] in [0, 1)
-    reach = np.where(lunge < 0.25, lunge / 0.25, np.maximum(0.0, 1 - (lunge - 0.25) / 0.2))
-    hit = np.where((lunge > 0.2) & (lunge < 0.6), np.exp(-(lunge - 0.2) * 12), 0.0)
-    amplitude = speed * strike_every / 2.4  # the same mean speed as the other class
-    pos[:, 0] += axis * (reach * amplitude)[:, None]
-    pos[:, 1] += axis * (hit * amplitude * 0.8)[:, None]
-    pos[:, :2] += rng.normal(0, 0.006, (spec.num_frames, 2, 2))
+  pos[:, :2] = rng.uniform(0.35, 0.65, 2) * size + motion(t, scale) @ rotation.T * side
   for a in range(2, num_actors):  # bystanders walking slowly
     heading = rng.uniform(0, 2 * np.pi)
-    pos[:, a] = _bounce(rng.uniform(0.15, 0.85, 2)[None] + rng.uniform(0.02, 0.1) * t[:, None] *
-                        np.array([np.cos(heading), np.sin(heading)]))
-  pos = np.clip(pos, 0.05, 0.95)
-  return pos * np.array([spec.width, spec.height]), radii, colours
+    pos[:, a] = size * _bounce(rng.uniform(0.15, 0.85, 2)[None] + rng.uniform(0.02, 0.1) *
+                               t[:, None] * np.array([np.cos(heading), np.sin(heading)]))
+  return np.clip(pos, 0.05 * size, 0.95 * size), radii * side, colours
+
+
+def _margin(spec: ClipSpec) -> int:
+  """Pixels of hard-set scene beyond each edge of the frame (room for the camera to move)."""
+  return max(4, min(spec.width, spec.height) // 10)
+
+
+def camera_offsets(spec: ClipSpec) -> np.ndarray:
+  """Where each frame is cut from the hard set's larger scene, [F, 2] (x, y) pixels in
+  [0, 2 × margin]: a handheld camera's slow sway and rare jolts that settle within about a
+  second. The default set's camera stands still (zeros)."""
+  if spec.difficulty != 'hard':
+    return np.zeros((spec.num_frames, 2), int)
+  rng = np.random.default_rng([spec.seed, 2])
+  margin, duration = _margin(spec), spec.num_frames / spec.fps
+  t = np.arange(spec.num_frames)[:, None] / spec.fps  # [F, 1]
+  sway = rng.uniform(0.1, 0.5, 2) * margin * np.sin(
+      2 * np.pi * rng.uniform(0.05, 0.3, 2) * t + rng.uniform(0, 2 * np.pi, 2))
+  jolts = rng.uniform(0, duration, rng.poisson(0.2 * duration))  # 0.2 per second
+  since = t - jolts[None]  # [F, J]
+  settle = np.where(since >= 0, np.exp(-np.maximum(since, 0) / 0.3), 0.0)
+  offsets = margin + sway + settle @ rng.normal(0, 0.2 * margin, (len(jolts), 2))
+  return np.clip(np.round(offsets), 0, 2 * margin).astype(int)
 
 
 def _hard_render(spec: ClipSpec, indices: Sequence[int]) -> np.ndarray:
-  """Hard set frames: shake, moving clutter, light changes and JPEG noise (both classes)."""
+  """Hard set frames: a handheld camera, moving clutter, light changes and JPEG noise (both
+  classes)."""
   rng = np.random.default_rng(spec.seed + 2)
-  margin = max(4, min(spec.width, spec.height) // 10)
+  margin = _margin(spec)
   h, w = spec.height + 2 * margin, spec.width + 2 * margin
   background = np.empty((h, w, 3), np.uint8)
   background[:] = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
@@ -222,10 +325,6 @@ def _hard_render(spec: ClipSpec, indices: Sequence[int]) -> np.ndarray:
     cv2.rectangle(background, (x0, y0), (x0 + int(rng.integers(6, w // 3)),
                                          y0 + int(rng.integers(6, h // 3))), colour, -1)
   t = np.arange(spec.num_frames) / spec.fps
-  shake_px = rng.uniform(0, 0.9) * margin
-  shake = np.cumsum(rng.normal(0, 1, (spec.num_frames, 2)), 0)
-  shake = np.clip(shake - shake.mean(0), -1, 1) * shake_px  # [F, 2] camera offset
-  shake = shake + rng.normal(0, rng.uniform(0, 0.25) * margin, shake.shape)  # handheld jitter
   movers = int(rng.integers(0, 4))  # moving clutter: cars, leaves, ...
   mover_start = rng.uniform(0, 1, (movers, 2))
   mover_speed = rng.uniform(-0.5, 0.5, (movers, 2))
@@ -236,6 +335,7 @@ def _hard_render(spec: ClipSpec, indices: Sequence[int]) -> np.ndarray:
                            rng.uniform(0.6, 1.4), 1.0)  # flicker
   quality = int(rng.integers(12, 45))
   centres, radii, colours = actor_tracks(spec)
+  camera = camera_offsets(spec)
   out = np.empty((len(indices), spec.height, spec.width, 3), np.uint8)
   for k, f in enumerate(indices):
     frame = background.copy()
@@ -245,7 +345,7 @@ def _hard_render(spec: ClipSpec, indices: Sequence[int]) -> np.ndarray:
                     tuple(int(c) for c in mover_colour[m]), -1)
     for (x, y), r, c in zip(centres[f] + margin, radii, colours):
       cv2.circle(frame, (int(x), int(y)), int(r), tuple(int(v) for v in c), -1, cv2.LINE_AA)
-    dx, dy = np.clip(margin + shake[f], 0, 2 * margin).astype(int)
+    dx, dy = camera[f]
     frame = np.clip(frame[dy:dy + spec.height, dx:dx + spec.width] * light[f], 0, 255)
     ok, jpeg = cv2.imencode('.jpg', frame.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
     out[k] = cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if ok else frame
@@ -392,6 +492,20 @@ def motion_energy(frames: np.ndarray) -> float:
   """Mean absolute difference between consecutive frames, [T, H, W, C] → scalar."""
   x = frames.astype(np.float32)
   return float(np.abs(np.diff(x, axis=0)).mean())
+
+
+def motion_steps(spec: ClipSpec, indices: Sequence[int],
+                 size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+  """Motion between consecutive frames of `indices` in pixels of a `size` px frame (ingestion's
+  resize + centre crop scales by size / short side), [len(indices) - 1] each: the pair's
+  relative motion (actor 1 - actor 0) and the camera's (`camera_offsets`)."""
+  indices = list(indices)
+  pair = actor_tracks(spec)[0][indices][:, :2]
+  scale = size / min(spec.width, spec.height)
+
+  def steps(x):
+    return np.linalg.norm(np.diff(x, axis=0), axis=-1) * scale
+  return steps(pair[:, 1] - pair[:, 0]), steps(camera_offsets(spec)[indices])
 
 
 def pixel_statistics(frame: np.ndarray) -> np.ndarray:
