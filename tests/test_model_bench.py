@@ -1,6 +1,7 @@
 """The analytic FLOP count behind `bench train`'s MFU: it reproduces the paper's Table 2 for
 ViViT-B/16x2 (within 2 %) and, independently, the multiply-adds of every matrix product and
-convolution in the traced graph of the model as built (read from the op shapes)."""
+convolution in the traced graph of the model as built (read from the op shapes), the conv
+tokenizer's included. `--compare-transformers` times a forward and a training step per row."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -44,10 +45,12 @@ def _graph_macs(graph: tf.Graph) -> int:
   return total
 
 
-@pytest.mark.parametrize('variant', ['spatiotemporal', 'factorised_encoder',
-                                     'factorised_self_attention', 'factorised_dot_product'])
-def test_analytic_macs_match_the_traced_model(variant):
-  config = preset('vivit-tiny', variant=variant)
+@pytest.mark.parametrize('name,variant', [
+    ('vivit-tiny', 'spatiotemporal'), ('vivit-tiny', 'factorised_encoder'),
+    ('vivit-tiny', 'factorised_self_attention'), ('vivit-tiny', 'factorised_dot_product'),
+    ('vivit-hybrid-tiny', 'spatiotemporal'), ('vivit-hybrid-tiny', 'factorised_encoder')])
+def test_analytic_macs_match_the_traced_model(name, variant):
+  config = preset(name, variant=variant)
   model = build_vivit(config)
   spec = tf.TensorSpec((1, config.num_frames, *config.image_size, config.channels), tf.float32)
   graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
@@ -63,8 +66,23 @@ def test_tiny_rows_have_params_and_latency():
   assert 'vivit-tiny' in model_bench.format_table(rows)
 
 
-def test_compare_transformers_says_when_it_cannot_run_them(monkeypatch):
+def test_compare_transformers_times_forward_and_training_step_with_the_hybrids(monkeypatch):
   monkeypatch.setattr(model_bench.sys, 'executable', '/bin/false')  # no torch there
+  full_preset = model_bench.preset  # one layer each: tracing ViViT-B's training step is slow
+  monkeypatch.setattr(model_bench, 'preset', lambda name, **kw: full_preset(name, num_layers=1,
+                                                                            **kw))
   table = model_bench.compare_transformers(frames=4, size=32, repeats=1)
-  assert '| project (Keras 3, TF, XLA off) |' in table
   assert 'not importable in /bin/false (pass --transformers-python PY)' in table
+  lines = table.splitlines()
+  assert ('| model | implementation | clip (frames x px) | params (M) | GFLOPs/clip | '
+          'CPU s / forward | wall s / forward | CPU s / training step | '
+          'wall s / training step |') in lines
+  rows = {line.split(' | ')[0][2:]: line.strip('| ').split(' | ')
+          for line in lines if line.startswith('| vivit')}
+  assert list(rows) == ['vivit-b-16x2', 'vivit-hybrid-b', 'vivit-tiny', 'vivit-hybrid-tiny']
+  for name, cells in rows.items():
+    assert cells[1] == 'project (Keras 3, TF, XLA off)'
+    assert cells[2] == ('8 x 64' if name.endswith('tiny') else '4 x 32')
+    assert all(float(v) > 0 for v in cells[3:]), cells  # params, GFLOPs, 4 timings
+  # The hybrid's FLOPs count its convolutions (0.103 G; vivit-tiny's tubelets: 0.006 G).
+  assert float(rows['vivit-hybrid-tiny'][4]) > 5 * float(rows['vivit-tiny'][4])

@@ -7,7 +7,8 @@ train time per model and seed:
   r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
   logreg     logistic regression on frame-difference statistics of all the record's frames;
   vivit      (not by default) the `vivit-tiny` preset with its own recipe (`models.training`),
-             trained from scratch by the same loop: the transformer on the same footing.
+             trained from scratch by the same loop: the transformer on the same footing;
+  hybrid     (not by default) the `vivit-hybrid-tiny` preset (conv tokenizer), the same way.
 Run: `vivit-tfx bench baselines --clips-dir DIR [--models c3d,r2plus1d,logreg --seeds 0,1]`.
 """
 from __future__ import annotations
@@ -36,7 +37,8 @@ from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import preset
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
-CHOICES = MODELS + ('vivit',)
+CHOICES = MODELS + ('vivit', 'hybrid')
+TRANSFORMERS = {'vivit': 'vivit-tiny', 'hybrid': 'vivit-hybrid-tiny'}
 SPLITS = ('eval', 'test')
 
 
@@ -168,10 +170,12 @@ def channel_statistics(videos: Videos):
   return mean.astype(np.float32), np.sqrt(squares / count - mean ** 2).astype(np.float32) + 1e-3
 
 
-def vivit_builder(preset_name: str = 'vivit-tiny'):
-  """(input shape, steps) → the preset's ViViT for that clip, compiled with its recipe."""
+def vivit_builder(preset_name: str = 'vivit-tiny', **overrides):
+  """(input shape, steps) → the preset's ViViT for that clip (and `overrides`), compiled
+  with its recipe."""
   def build(shape, steps):
-    config = preset(preset_name, num_frames=shape[0], image_size=tuple(shape[1:3]))
+    config = preset(preset_name, **{'num_frames': shape[0], 'image_size': tuple(shape[1:3]),
+                                    **overrides})
     model = build_vivit(config)
     training.compile_model(model, config, total_steps=steps)
     return model
@@ -228,16 +232,18 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
   return {'accuracy': float(np.mean((probabilities >= 0.5) == labels)), 'auc': float(auc)}
 
 
-def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int):
+def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int,
+               vivit_overrides: Optional[Dict] = None):
   if name == 'logreg':
     return MotionLogReg(seed)
-  build = vivit_builder() if name == 'vivit' else cnn_builder(name)
+  build = (vivit_builder(TRANSFORMERS[name], **(vivit_overrides or {}))
+           if name in TRANSFORMERS else cnn_builder(name))
   return ClipClassifier(build, seed, num_frames, num_views, steps)
 
 
 def run(clips_dir: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = (0, 1),
         steps: int = 300, num_views: int = 4,
-        make: Callable = make_model, log=print) -> List[Dict]:
+        make: Callable = make_model, log=print, **make_options) -> List[Dict]:
   """One row per (model, seed): video-level accuracy and AUC on eval and test, train time."""
   data = {s: load_split(clips_dir, s) for s in ('train',) + SPLITS}
   if len(set(data['train'].labels)) != 2:
@@ -247,7 +253,7 @@ def run(clips_dir: str, models: Sequence[str] = MODELS, seeds: Sequence[int] = (
   rows = []
   for name in models:
     for seed in seeds:
-      model = make(name, seed, num_frames, num_views, steps)
+      model = make(name, seed, num_frames, num_views, steps, **make_options)
       start = time.perf_counter()
       model.fit(data['train'])
       row = {'model': name, 'seed': seed, 'train_s': round(time.perf_counter() - start, 1)}
@@ -279,6 +285,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--steps', type=int, default=300,
                       help='training steps of the clip models (batch 16)')
   parser.add_argument('--num-views', type=int, default=4, help='K views averaged per video')
+  parser.add_argument('--vivit-overrides', default='{}',
+                      help='JSON object of ViViTConfig fields for vivit and hybrid, e.g. '
+                      '\'{"conv_norm": "group"}\'')
   args = parser.parse_args(argv)
   models = [m for m in args.models.split(',') if m]
   unknown = sorted(set(models) - set(CHOICES))
@@ -286,7 +295,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.error(f'unknown model(s) {", ".join(unknown)}; choose from {", ".join(CHOICES)}')
   try:
     rows = run(args.clips_dir, models, [int(s) for s in args.seeds.split(',')], args.steps,
-               args.num_views)
+               args.num_views, vivit_overrides=json.loads(args.vivit_overrides))
   except (FileNotFoundError, ValueError) as e:
     print(f'vivit-tfx bench baselines: error: {e}', file=sys.stderr)
     return 1
