@@ -42,8 +42,9 @@ class Architecture:
   # width a 3x3x3 convolution, norm, ReLU and a max-pool of conv_strides[i + 1].
   conv_widths: Tuple[int, ...] = (16, 32, 64)
   conv_strides: Tuple[Tuple[int, int, int], ...] = ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))
-  conv_norm: str = 'batch'             # 'batch' (statistics synchronised over replicas) or
-                                       # 'group' (per clip: 8 groups)
+  conv_norm: str = 'group'             # 'group' (per clip: 8 groups) or 'batch' (statistics
+                                       # synchronised over replicas; refused with accumulation
+                                       # on several replicas). Group: tests/test_learnability.py
   hidden_size: int = 64
   num_layers: int = 4                  # spatial / joint layers
   num_temporal_layers: int = 2         # Model 2 only
@@ -249,10 +250,8 @@ HYBRID_PRESETS: Dict[str, Dict[str, Any]] = {
     'vivit-hybrid-tiny': dict(tokenizer='conv'),
     # ViT-B on a 64/128/256 CNN for GPUs/TPUs: 16 frames at 224 px → 4 x 14 x 14 tokens;
     # trained from scratch, so a from-scratch learning rate.
-    # Group norm as the ViT paper's R50 hybrid: per clip, so it holds under accumulation and
-    # any number of replicas.
     'vivit-hybrid-b': dict(tokenizer='conv', num_frames=16, image_size=(224, 224),
-                           conv_widths=(64, 128, 256), conv_norm='group', hidden_size=768,
+                           conv_widths=(64, 128, 256), hidden_size=768,
                            num_layers=12,
                            num_heads=12, mlp_dim=3072, stochastic_depth=0.1,
                            **{**GPU_RECIPE, 'learning_rate': 5e-4}),
