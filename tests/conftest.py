@@ -145,7 +145,7 @@ def trained_run(tmp_path_factory):
                      progress=False)
   config = configs.PipelineConfig(
       output_root=str(root / 'output'), videos_dir=str(root / 'videos'),
-      clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=500, steps_per_epoch=100,
+      clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=250, steps_per_epoch=50,
       eval_steps=2)
   summary = local_runner.run(config, progress=False)
   assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.9, summary

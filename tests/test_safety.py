@@ -226,7 +226,7 @@ def test_run_refuses_clips_made_from_another_videos_folder(video_root, tmp_path,
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--num-frames', '7'], 'num_frames 7 is not a multiple of the tubelet size 4'),
+    (['--num-frames', '7'], 'num_frames 7 is not a multiple of the tubelet size 2'),
     (['--train-steps', '-5'], '--train-steps must be ≥ 0, got -5'),
     (['--batch-size', '0'], '--batch-size must be positive, got 0'),
     (['--distribution', 'mirored'], "--distribution 'mirored' is not one of"),

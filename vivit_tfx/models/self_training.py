@@ -87,7 +87,9 @@ def score_records(model, pattern: str, tf_transform_output: tft.TFTransformOutpu
     frames = tf.io.parse_example(batch, spec)[features.FRAMES]  # [B, N]
     views = clip_views.view_records(frames, num_frames, num_views)  # [B * K, N]
     clips = tft_layer({features.FRAMES: views})[features.CLIP_XF]  # [B * K, T, H, W, 3]
-    p = probabilities(model.predict_on_batch(clips))  # [B * K, C]
+    # The model itself, not predict_on_batch: under MirroredStrategy that returned each
+    # replica's rows again ([2 x B x K, 1] on two replicas).
+    p = probabilities(model(clips, training=False).numpy())  # [B * K, C]
     probs.append(p.reshape(len(batch), num_views, -1).mean(1))
     records += list(batch.numpy())
   return records, (np.concatenate(probs) if probs else np.zeros((0, 2)))

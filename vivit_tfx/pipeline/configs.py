@@ -259,24 +259,13 @@ class PipelineConfig:
     """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides)."""
     # local: the pre-training model loads TensorFlow; options are checked without it.
     from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
-    try:
-      overrides = json.loads(self.pretrain_overrides or '{}')
-    except json.JSONDecodeError as e:
-      raise ValueError(f'--pretrain-overrides is not JSON: {e}') from None
-    if not isinstance(overrides, dict):
-      raise ValueError('--pretrain-overrides is not a JSON object')
-    return PretrainConfig.from_dict(overrides)
+    return PretrainConfig.from_dict(json_object(self.pretrain_overrides, '--pretrain-overrides'))
 
   def self_training_config(self):
     """The SelfTrainingConfig of the Trainer (defaults + --self-training-overrides)."""
     # local: models/ loads TensorFlow; options are checked without it.
     from vivit_tfx.models.self_training import SelfTrainingConfig  # pylint: disable=g-import-not-at-top
-    try:
-      overrides = json.loads(self.self_training_overrides or '{}')
-    except json.JSONDecodeError as e:
-      raise ValueError(f'not JSON: {e}') from None
-    if not isinstance(overrides, dict):
-      raise ValueError('not a JSON object')
+    overrides = json_object(self.self_training_overrides, '--self-training-overrides')
     try:
       return SelfTrainingConfig.from_dict(overrides)
     except TypeError as e:
@@ -317,7 +306,7 @@ class PipelineConfig:
       try:
         self.self_training_config()
       except ValueError as e:
-        errors.append(f'--self-training-overrides: {e}')
+        errors.append(str(e) if str(e).startswith('--') else f'--self-training-overrides: {e}')
     if self.unlabeled_videos and ingest_output.overlap(self.unlabeled_clips,
                                                        absolute(self.clips_dir)):
       errors.append(f'--unlabeled-clips-dir {self.unlabeled_clips} is --clips-dir '
@@ -378,6 +367,17 @@ class PipelineConfig:
   def replace(self, **changes) -> 'PipelineConfig':
     given = {n: self._given.get(n) for n in MODEL_FIELDS + CLIP_FIELDS}
     return dataclasses.replace(self, **{**given, **changes})
+
+
+def json_object(text: str, flag: str) -> Dict[str, Any]:
+  """An option's JSON object ('' is {}); ValueError naming `flag` otherwise."""
+  try:
+    value = json.loads(text or '{}')
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{flag} is not JSON: {e}') from None
+  if not isinstance(value, dict):
+    raise ValueError(f'{flag} is not a JSON object')
+  return value
 
 
 def absolute(path: str) -> str:
