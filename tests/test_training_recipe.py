@@ -279,7 +279,8 @@ def test_trainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_pat
 
 def test_pretrainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_path):
   """VideoMAE pre-training keeps its checkpoints where a killed run's clean-up leaves them,
-  as the Trainer does: started again, it resumes, and removes them once saved."""
+  as the Trainer does: started again, it resumes, and removes them once saved; its loss
+  history numbers the steps it ran as the run's (it started again at 1)."""
   vivit = {**TINY.__dict__, 'batch_size': 2, 'image_size': list(TINY.image_size)}
   run = _killed_then_run_again(tmp_path, 'PretrainTrainer', {
       'vivit': vivit, 'train_steps': 4, 'pretrain': {
@@ -288,6 +289,8 @@ def test_pretrainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_
   assert 'PretrainTrainer: resumed from step 2 of 4' in run.stdout
   assert 'ITERATIONS 4' in run.stdout  # 2 restored + 2 trained
   assert not os.listdir(tmp_path / 'root' / 'PretrainTrainer' / 'model_run' / 'resume')
+  with open(tmp_path / 'serving_0' / 'history.json') as f:  # the loss plot's x axis
+    assert json.load(f)['step'] == [3, 4]  # the run's steps, not 1, 2 again
 
 
 def test_stochastic_depth_masks_differ_between_layers():

@@ -30,14 +30,17 @@ def unlabeled_clips(pattern: str, tf_transform_output: tft.TFTransformOutput, ba
 
 
 class LossHistory(keras.callbacks.Callback):
-  """The loss of every training step (not Keras' running mean)."""
+  """The loss of every training step (not Keras' running mean), at the run's step number:
+  after a resume the first one is the step after the checkpoint's (`checkpoint`, a
+  TrainingCheckpoint listed before this callback, counts the steps)."""
 
-  def __init__(self):
+  def __init__(self, checkpoint: training.TrainingCheckpoint):
     super().__init__()
+    self.checkpoint = checkpoint
     self.steps, self.losses = [], []
 
   def on_train_batch_end(self, batch, logs=None):
-    self.steps.append(len(self.steps) + 1)
+    self.steps.append(int(self.checkpoint.step))
     self.losses.append(float((logs or {}).get('step_loss', np.nan)))
 
 
@@ -92,7 +95,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   checkpoint = training.TrainingCheckpoint(pretrainer, checkpoints, steps_per_epoch,
                                            is_chief=chief, worker_id=worker_id)
   distribution.prepare_multi_worker_fit(pretrainer, strategy, train)
-  history = LossHistory()
+  history = LossHistory(checkpoint)
   logs = [history, keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq='epoch')]
   training.fit_resumable(pretrainer, train, steps_per_epoch, total_steps, checkpoint,
