@@ -137,3 +137,14 @@ def test_reads_through_tf_io_gfile():
   np.testing.assert_allclose(model(e['pixels'].astype(np.float32)), e['logits_pixels'],
                              atol=2e-5)
   assert len(model.init_source['init_checkpoint_sha256']) == 64
+
+
+def test_the_run_header_says_what_a_checkpoint_decided(tmp_path):
+  """An image ViT makes clips of 2 frames and replaces the hybrid's tokenizer: the header said
+  'overridden: nothing' (issue 29, item 5)."""
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  summary = configs.PipelineConfig(output_root=str(tmp_path),
+                                   init_checkpoint=os.path.join(FIXTURES, 'vit')).model_summary()
+  decided = next(line for line in summary.splitlines() if 'decided:' in line)
+  assert 'num_frames 8 → 2' in decided and 'tokenizer conv → tubelet' in decided
+  assert 'decided' not in configs.PipelineConfig(output_root=str(tmp_path)).model_summary()

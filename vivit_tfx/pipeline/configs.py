@@ -346,9 +346,23 @@ class PipelineConfig:
     fmt = lambda d: ', '.join(f'{k}={v}' for k, v in dataclasses.asdict(d).items())
     return (f'model: preset {self.preset} (overridden: {", ".join(given) or "nothing"}; '
             f'--vivit-overrides {self.vivit_overrides})\n'
+            + self.checkpoint_summary(model) +
             f'  architecture: {fmt(model.architecture)}\n  recipe: {fmt(model.recipe)}\n'
             f'  pixels: {self.pixel_preprocessing().describe()}\n'
             f'  training: {self.training_summary()}')
+
+  def checkpoint_summary(self, model) -> str:
+    """'  --init-checkpoint DIR decided: field preset → checkpoint, …' for each architecture
+    field the checkpoint set ('' without one)."""
+    if not self.init_checkpoint:
+      return ''
+    plain = self.replace(init_checkpoint='').vivit_config().architecture
+    decided = [f'{f.name} {getattr(plain, f.name)} → {getattr(model.architecture, f.name)}'
+               for f in dataclasses.fields(plain)
+               if f.name not in ('init_checkpoint', 'kernel_init')
+               and getattr(plain, f.name) != getattr(model.architecture, f.name)]
+    return (f'  --init-checkpoint {self.init_checkpoint} decided: '
+            f'{", ".join(decided) or "nothing (the preset matches it)"}\n')
 
   def training_summary(self) -> str:
     """How long and on what the Trainer trains, in words."""
