@@ -55,6 +55,25 @@ def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
   return configs.PipelineConfig(**{**settings, **changes})
 
 
+def one_step_from_the_same_start(config, devices, x, y):
+  """One `fit` step of a ViViT on `devices` (a MirroredStrategy, reduced on one device: no
+  collective instance keys to clash with the in-process pipeline run's strategy over the same
+  two devices) from seeded non-trivial weights (the head starts at zero): the model."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(1)
+  strategy = tf.distribute.MirroredStrategy(
+      devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+  with strategy.scope():
+    model = build_vivit(config)
+    for v in model.trainable_variables:
+      v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
+    training.compile_model(model, config, total_steps=100_000)
+  model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+  return model
+
+
 def cli_args(config: configs.PipelineConfig) -> list:
   """`vivit-tfx run` options that reproduce `config` (only the fields off their default)."""
   import dataclasses  # pylint: disable=g-import-not-at-top

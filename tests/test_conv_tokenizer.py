@@ -11,6 +11,7 @@ from vivit_tfx.inference import saliency
 from vivit_tfx.models import export, training
 from vivit_tfx.models.vivit import ConvTokenizer, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig, preset
+from tests.conftest import one_step_from_the_same_start
 
 # 4 x 16 x 16 clips; stem /2 in space, then /2 in space, /2 in space and time: tokens cover
 # 2 x 8 x 8 pixels → a 2 x 2 x 2 grid.
@@ -94,16 +95,8 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, norm):
   x, y = clips(8, seed=5), np.array([0, 1] * 4, np.float32)[:, None]
   weights = []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
-    keras.utils.set_random_seed(1)
     config = CONV.replace(accumulation_steps=k, conv_norm=norm, learning_rate=0.1)
-    strategy = tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    with strategy.scope():
-      model = build_vivit(config)
-      for v in model.trainable_variables:
-        v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-      training.compile_model(model, config, total_steps=100_000)
-    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    model = one_step_from_the_same_start(config, devices, x, y)
     weights.append([v.numpy() for v in model.variables])  # moving statistics included
   for a, b in zip(*weights):
     np.testing.assert_allclose(a, b, atol=1e-5)

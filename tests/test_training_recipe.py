@@ -16,6 +16,7 @@ from vivit_tfx.models import training
 from vivit_tfx.models.vivit import EncoderBlock, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig, preset
 from vivit_tfx.pipeline import configs
+from tests.conftest import one_step_from_the_same_start
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
                    num_layers=1, num_temporal_layers=1, num_heads=2, mlp_dim=32,
@@ -158,19 +159,9 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, clipnorm, mon
   x, y = data(8, seed=5)
   weights, moments = [], []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
-    keras.utils.set_random_seed(1)
     config = TINY.replace(accumulation_steps=k, clipnorm=clipnorm, learning_rate=0.1,
                           weight_decay=0.0)
-    # Reduced on one device: no collective instance keys to clash with the in-process
-    # pipeline run's strategy over the same two devices.
-    strategy = tf.distribute.MirroredStrategy(
-        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    with strategy.scope():
-      model = build_vivit(config)
-      for v in model.trainable_variables:
-        v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-      training.compile_model(model, config, total_steps=100_000)
-    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    model = one_step_from_the_same_start(config, devices, x, y)
     assert int(model.optimizer.iterations.numpy()) == 1
     weights.append([v.numpy() for v in model.trainable_variables])
     moments.append([m.numpy() for m in model.optimizer._momentums])  # pylint: disable=protected-access
