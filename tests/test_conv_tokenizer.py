@@ -1,6 +1,5 @@
 """The convolutional tokenizer (hybrid ViViT): token grid, gradients into the stem, every
 variant and precision, two mirrored replicas, export and serving, maps back to pixels."""
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
