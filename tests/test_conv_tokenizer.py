@@ -43,11 +43,24 @@ def test_token_grid_is_the_strides_product():
     (dict(conv_strides=((1, 2, 2), (1, 2, 2))), 'one per conv_widths'),
     (dict(image_size=(18, 18)), 'not a multiple'),
     (dict(conv_norm='instance'), 'conv_norm'),
+    (dict(conv_input='flow'), 'conv_input'),
     (dict(init_checkpoint='vit.npz'), 'linear tokenizer'),
 ])
 def test_bad_conv_settings_are_refused_in_one_line(changes, message):
   with pytest.raises(ValueError, match=message):
     ViViTConfig(**{**CONV.to_dict(), **changes})
+
+
+def test_the_stem_sees_each_frame_and_its_difference_from_the_previous():
+  x = clips(2)
+  both = ConvTokenizer.with_differences(x)  # [B, T, H, W, 6]
+  assert both.shape == (2, 4, 16, 16, 6)
+  np.testing.assert_allclose(both[..., :3], x)
+  np.testing.assert_allclose(both[:, 0, ..., 3:], 0)
+  np.testing.assert_allclose(both[:, 1:, ..., 3:], x[:, 1:] - x[:, :-1], atol=1e-6)
+  assert build_vivit(CONV).tokenizer.stem.kernel.shape == (1, 3, 3, 6, 4)
+  assert build_vivit(CONV.replace(conv_input='rgb')).tokenizer.stem.kernel.shape == (1, 3, 3, 3,
+                                                                                      4)
 
 
 def test_a_checkpoint_with_a_hybrid_preset_keeps_linear_patches():

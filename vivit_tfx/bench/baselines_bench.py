@@ -6,6 +6,10 @@ train time per model and seed:
   c3d        a small 3D CNN (3 blocks of 3x3x3 convolutions);
   r2plus1d   a (2+1)D CNN (each block a 1x3x3 spatial then a 3x1x1 temporal convolution);
   logreg     logistic regression on frame-difference statistics of all the record's frames;
+  c3d-diff   (not by default) c3d given each frame's difference from the previous one as 3 more
+             channels (the hybrid's `conv_input='rgb+diff'`);
+  logreg-clip (not by default) the logistic regression on windows of one clip's length (half
+             overlapping), a video's score the mean of its windows': how much one clip holds;
   vivit      (not by default) the `vivit-tiny` preset with its own recipe (`models.training`),
              trained from scratch by the same loop: the transformer on the same footing;
   hybrid     (not by default) the `vivit-hybrid-tiny` preset (conv tokenizer), the same way.
@@ -33,11 +37,11 @@ import tensorflow as tf
 
 from vivit_tfx.data import clip_example, features, ingest_output, sampling
 from vivit_tfx.models import augment, training
-from vivit_tfx.models.vivit import build_vivit
+from vivit_tfx.models.vivit import ConvTokenizer, build_vivit
 from vivit_tfx.models.vivit_config import preset
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
-CHOICES = MODELS + ('vivit', 'hybrid')
+CHOICES = MODELS + ('vivit', 'hybrid', 'c3d-diff', 'logreg-clip')
 TRANSFORMERS = {'vivit': 'vivit-tiny', 'hybrid': 'vivit-hybrid-tiny'}
 SPLITS = ('eval', 'test')
 
@@ -105,22 +109,40 @@ def motion_features(frames: np.ndarray) -> np.ndarray:
 
 
 class MotionLogReg:
-  """Standardised frame-difference statistics → logistic regression (scikit-learn)."""
+  """Standardised frame-difference statistics → logistic regression (scikit-learn): of the
+  whole record, or (`window` frames) of each window of that length, half overlapping, a
+  video's probability the mean of its windows'."""
 
-  def __init__(self, seed: int):
+  def __init__(self, seed: int, window: int = 0):
     self.model = make_pipeline(StandardScaler(),
                                LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+    self.window = window
 
-  @staticmethod
-  def _features(videos: Videos) -> np.ndarray:
-    return np.stack([motion_features(f) for f in videos.frames])  # [V, F]
+  def _windows(self, frames: np.ndarray) -> List[np.ndarray]:
+    if not self.window:
+      return [frames]
+    starts = range(0, max(1, len(frames) - self.window + 1), max(1, self.window // 2))
+    return [frames[s:s + self.window] for s in starts]
+
+  def _features(self, videos: Videos):
+    """[W, F] statistics of every window, and [W] the video each came from."""
+    rows, owners = [], []
+    for i, frames in enumerate(videos.frames):
+      for window in self._windows(frames):
+        rows.append(motion_features(window))
+        owners.append(i)
+    return np.stack(rows), np.array(owners)
 
   def fit(self, videos: Videos) -> None:
-    self.model.fit(self._features(videos), videos.labels)
+    x, owners = self._features(videos)
+    self.model.fit(x, videos.labels[owners])
 
   def predict(self, videos: Videos) -> np.ndarray:
     """[V] probability of label 1."""
-    return self.model.predict_proba(self._features(videos))[:, 1]
+    x, owners = self._features(videos)
+    p = self.model.predict_proba(x)[:, 1]
+    return np.bincount(owners, p, len(videos.labels)) / np.bincount(owners,
+                                                                    minlength=len(videos.labels))
 
 
 # --- Small video CNNs ----------------------------------------------------------------------
@@ -137,9 +159,12 @@ def _block(x, filters: int, factorised: bool, pool):
 
 def build_cnn(kind: str, input_shape: Sequence[int], widths=(16, 32, 64)):
   """[B, T, H, W, 3] normalised clips → [B, 1] logits. A stride-2 spatial stem, then blocks
-  that halve space (the first) or space and time (the others)."""
+  that halve space (the first) or space and time (the others). '-diff' kinds give the stem
+  each frame's difference from the previous one too (`ConvTokenizer.with_differences`)."""
   inputs = keras.Input(tuple(input_shape))
-  x = keras.layers.Conv3D(widths[0], (1, 3, 3), strides=(1, 2, 2), padding='same')(inputs)
+  x = (keras.layers.Lambda(ConvTokenizer.with_differences)(inputs) if kind.endswith('-diff')
+       else inputs)
+  x = keras.layers.Conv3D(widths[0], (1, 3, 3), strides=(1, 2, 2), padding='same')(x)
   for i, width in enumerate(widths):
     x = _block(x, width, kind == 'r2plus1d', (1, 2, 2) if i == 0 else (2, 2, 2))
   x = keras.layers.GlobalAveragePooling3D()(x)
@@ -234,8 +259,8 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> Dict[str, float]:
 
 def make_model(name: str, seed: int, num_frames: int, num_views: int, steps: int,
                vivit_overrides: Optional[Dict] = None):
-  if name == 'logreg':
-    return MotionLogReg(seed)
+  if name in ('logreg', 'logreg-clip'):
+    return MotionLogReg(seed, window=num_frames if name == 'logreg-clip' else 0)
   build = (vivit_builder(TRANSFORMERS[name], **(vivit_overrides or {}))
            if name in TRANSFORMERS else cnn_builder(name))
   return ClipClassifier(build, seed, num_frames, num_views, steps)

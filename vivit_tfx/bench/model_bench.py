@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.models import training
+from vivit_tfx.models import distribution, training
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig, preset
 
@@ -54,7 +54,8 @@ def tokenizer_macs(c: ViViTConfig) -> int:
     return c.num_tokens * int(np.prod(c.tubelet_size)) * c.channels * c.hidden_size
   voxels = np.array((c.num_frames, *c.image_size)) // c.conv_strides[0]
   width = c.conv_widths[0]
-  macs = int(np.prod(voxels)) * 9 * c.channels * width
+  stem_channels = c.channels * (2 if c.conv_input == 'rgb+diff' else 1)
+  macs = int(np.prod(voxels)) * 9 * stem_channels * width
   for out, pool in zip(c.conv_widths, c.conv_strides[1:]):
     macs += int(np.prod(voxels)) * 27 * width * out
     voxels, width = voxels // pool, out
@@ -286,11 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument('--jit', action='store_true', help='project side under XLA')
   args = parser.parse_args(argv)
   if args.compare_transformers:
-    try:
-      tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-      tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    except RuntimeError:  # TF already initialised in this process
-      pass
+    distribution.limit_threads(args.threads)
     print(compare_transformers(args.frames, args.size, args.threads, min(args.repeats, 3),
                                args.transformers_python, args.jit))
     return 0

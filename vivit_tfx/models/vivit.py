@@ -57,14 +57,17 @@ class ConvTokenizer(layers.Layer):
 
   A (1, 3, 3) stem convolution at `strides[0]`; per width a 3x3x3 convolution, norm ('batch':
   statistics synchronised over tf.distribute replicas; 'group': per clip), ReLU and a max-pool
-  of `strides[i + 1]`; a linear projection of each cell to D. [B, T, H, W, C] →
+  of `strides[i + 1]`; a linear projection of each cell to D. `inputs` 'rgb+diff' gives the
+  stem each frame's difference from the previous one as C more channels (zero for the first
+  frame): how much moved, and how suddenly, without having to find it. [B, T, H, W, C] →
   [B, n_t * n_h * n_w, D], (n_t, n_h, n_w) = (T, H, W) / the strides' product, time-major as
   TubeletEmbedding's tokens (token i covers the pixels a tubelet of that size would).
   """
 
-  def __init__(self, hidden_size: int, widths, strides, norm: str = 'batch', **kwargs):
+  def __init__(self, hidden_size: int, widths, strides, norm: str = 'batch',
+               inputs: str = 'rgb', **kwargs):
     super().__init__(**kwargs)
-    self.hidden_size, self.norm = hidden_size, norm
+    self.hidden_size, self.norm, self.inputs = hidden_size, norm, inputs
     self.widths = tuple(widths)
     self.strides = tuple(tuple(s) for s in strides)
     self.stem = layers.Conv3D(self.widths[0], (1, 3, 3), strides=self.strides[0],
@@ -82,6 +85,8 @@ class ConvTokenizer(layers.Layer):
 
   def build(self, input_shape):
     shape = tuple(input_shape)
+    if self.inputs == 'rgb+diff':
+      shape = shape[:-1] + (2 * shape[-1],)
     self.stem.build(shape)
     shape = self.stem.compute_output_shape(shape)
     for conv, norm, pool in zip(self.convs, self.norms, self.pools):
@@ -91,7 +96,17 @@ class ConvTokenizer(layers.Layer):
       shape = pool.compute_output_shape(shape)
     self.projection.build(shape)
 
+  @staticmethod
+  def with_differences(clips):
+    """[B, T, H, W, C] → [B, T, H, W, 2C]: the frames, then each one minus the previous
+    (zeros for the first)."""
+    steps = clips[:, 1:] - clips[:, :-1]  # [B, T-1, H, W, C]
+    steps = ops.concatenate([ops.zeros_like(clips[:, :1]), steps], axis=1)
+    return ops.concatenate([clips, steps], axis=-1)
+
   def call(self, clips, training=None):
+    if self.inputs == 'rgb+diff':
+      clips = self.with_differences(clips)
     x = self.stem(clips)  # [B, T/s_t, H/s_h, W/s_w, widths[0]]
     for conv, norm, pool in zip(self.convs, self.norms, self.pools):
       x = pool(ops.relu(norm(conv(x), training=training)))
@@ -102,7 +117,7 @@ class ConvTokenizer(layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), 'hidden_size': self.hidden_size, 'widths': self.widths,
-            'strides': self.strides, 'norm': self.norm}
+            'strides': self.strides, 'norm': self.norm, 'inputs': self.inputs}
 
 
 def sinusoid_table(n: int, d: int) -> np.ndarray:
@@ -503,7 +518,8 @@ class ViViT(keras.Model):
     cd = c.to_dict()
     token = c.classifier == 'token'
     self.tokenizer = (ConvTokenizer(c.hidden_size, c.conv_widths, c.conv_strides, c.conv_norm,
-                                    name='conv_tokenizer') if c.tokenizer == 'conv' else
+                                    c.conv_input, name='conv_tokenizer')
+                      if c.tokenizer == 'conv' else
                       TubeletEmbedding(c.hidden_size, c.tubelet_size, name='tubelet_embedding'))
     if c.variant == 'factorised_encoder':
       # Model 2: one spatial encoder shared by every time index, then a temporal encoder.
