@@ -12,7 +12,8 @@ setup(
     description='TFX pipeline that trains, evaluates and serves a ViViT for violence detection',
     python_requires='>=3.9,<3.11',
     packages=find_packages(include=['vivit_tfx', 'vivit_tfx.*']),
-    package_data={'vivit_tfx.schemas': ['*.pbtxt'], 'vivit_tfx.kubeflow': ['Dockerfile']},
+    package_data={'vivit_tfx.schemas': ['*.pbtxt'], 'vivit_tfx.kubeflow': ['Dockerfile'],
+                  'vivit_tfx.audit': ['templates/*.j2']},
     # The core: what the pipeline, the Trainer and the Beam workers run (the image installs it).
     install_requires=[
         'tfx[kfp]==1.16.0', 'opencv-python-headless>=4.8', 'av>=17', 'tqdm>=4.60',

@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from vivit_tfx import extras
 from vivit_tfx.audit import metadata, tfma_results
+from vivit_tfx.data import features
 
 # What `lineage --compare` compares between two runs.
 COMPARED = ('inputs', 'hyperparameters', 'evaluation', 'metrics')
@@ -259,13 +260,14 @@ def run_facts(store, run) -> dict:
                                     **{k: v for k, v in custom.items() if k != 'vivit'}}
         for key in ('train_args', 'eval_args'):
           facts['hyperparameters'][key] = metadata.execution_property(trainer, key)
-    for artifact in info.outputs.get('evaluation', []):
+    for artifact in info.outputs.get('evaluation', []) if node == 'Evaluator' else []:
       facts['metrics'] = tfma_results.overall_metrics(artifact.uri)
       facts['evaluation'] = blessing_settings(
           metadata.execution_property(producer(store, artifact) or info.execution,
                                       'eval_config'))
-    for artifact in info.outputs.get('blessing', []):
-      facts['blessed'] = bool(metadata.property_value(artifact, 'blessed'))
+    for artifact in info.outputs.get('blessing', []):  # blessed by every Evaluator
+      facts['blessed'] = (facts['blessed'] is not False) and bool(
+          metadata.property_value(artifact, 'blessed'))
   return facts
 
 
@@ -281,16 +283,25 @@ def blessing_settings(eval_config_json: Optional[str]) -> Dict[str, float]:
     return {}
   out = {}
   for metric in (m for spec in config.metrics_specs for m in spec.metrics):
-    if metric.threshold.value_threshold.HasField('lower_bound'):
-      out['accuracy_threshold'] = metric.threshold.value_threshold.lower_bound.value
-    if metric.threshold.change_threshold.HasField('absolute'):
-      out['max_accuracy_drop'] = round(-metric.threshold.change_threshold.absolute.value, 6)
+    # The accuracy bounds: the metric's own threshold (runs before slices by source), or the
+    # per-slice threshold whose slices include the whole test split.
+    overall = [metric.threshold] + [t.threshold for t in metric.per_slice_thresholds
+                                    if any(not s.ByteSize() for s in t.slicing_specs)]
+    for threshold in overall:
+      if threshold.value_threshold.HasField('lower_bound'):
+        out['accuracy_threshold'] = threshold.value_threshold.lower_bound.value
+      if threshold.change_threshold.HasField('absolute'):
+        out['max_accuracy_drop'] = round(-threshold.change_threshold.absolute.value, 6)
     for per_slice in metric.per_slice_thresholds:
       bound = per_slice.threshold.value_threshold
       for spec in per_slice.slicing_specs:
-        where = ', '.join(f'{k}={v}' for k, v in sorted(spec.feature_values.items()))
-        if bound.HasField('lower_bound'):
+        if not bound.HasField('lower_bound') or not spec.ByteSize():
+          continue
+        if spec.feature_values:
+          where = ', '.join(f'{k}={v}' for k, v in sorted(spec.feature_values.items()))
           out[f'min_test_examples ({where})'] = math.ceil(bound.lower_bound.value)
+        elif set(spec.feature_keys) & set(features.SLICE_FEATURES):
+          out['min_slice_accuracy'] = bound.lower_bound.value
   return out
 
 

@@ -175,14 +175,34 @@ def data_summary(input_base: str) -> Optional[dict]:
   for e in entries:
     if e['status'] == 'ok' and e.get('duration_s') is not None:
       durations[e['label']].append(e['duration_s'])
-  classes = None
+  ingested = {}
   summary_path = os.path.join(input_base, 'summary.json')
   if remote_files.exists(summary_path):  # read like the manifest above (any URI)
-    classes = remote_files.read_json(summary_path).get('classes')
-  if not classes:
-    classes = list(CLASS_NAMES)  # clips ingested before class lists were recorded
+    ingested = remote_files.read_json(summary_path)
+  # Clips ingested before class lists were recorded: the RLVS classes.
+  classes = ingested.get('classes') or list(CLASS_NAMES)
   return {'counts': counts, 'durations': durations, 'classes': classes,
+          'layout': ingested.get('layout', ''), 'input_root': ingested.get('input_root', ''),
           'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
+
+
+def run_data(store, infos) -> Optional[dict]:
+  """`data_summary` of the clips a run's ExampleGen read (the execution that first produced
+  them, when this one was cached); None without one."""
+  example_gen = next((i for n, i in infos.items() if n.endswith('ExampleGen')), None)
+  if example_gen is None:
+    return None
+  examples = next(iter(example_gen.outputs.get('examples', [])), None)
+  origin = lineage.producer(store, examples) if examples is not None else None
+  return data_summary(metadata.execution_property(origin or example_gen.execution,
+                                                  'input_base'))
+
+
+def split_rows(summary: dict) -> List[List[object]]:
+  """[[split, videos of each class…]] for train, eval, test from a `data_summary`."""
+  classes = summary['classes']
+  return [[split] + [summary['counts'].get((split, l), 0) for l in range(len(classes))]
+          for split in ('train', 'eval', 'test')]
 
 
 def plot_durations(durations, path: str, classes: List[str]) -> Optional[str]:
@@ -244,22 +264,15 @@ def build(config: RunSettings, run_id: Optional[str] = None,
                   [[n, i.execution.id, i.state] for n, i in infos.items()])]
   figure = lambda p: f'<img src="{os.path.basename(p)}">' if p else ''
 
-  example_gen = next((i for n, i in infos.items() if n.endswith('ExampleGen')), None)
-  if example_gen is not None:
-    examples = next(iter(example_gen.outputs.get('examples', [])), None)
-    origin = lineage.producer(store, examples) if examples is not None else None
-    summary = data_summary(metadata.execution_property(origin or example_gen.execution,
-                                                       'input_base'))
-    if summary:
-      classes = summary['classes']
-      rows = [[split] + [summary['counts'].get((split, l), 0) for l in range(len(classes))]
-              for split in ('train', 'eval', 'test')]
-      parts += ['<h2>Data</h2>', _table(['split', *classes], rows),
-                figure(plot_durations(summary['durations'],
-                                      path['durations.png'], classes)),
-                f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
-      if summary['skipped']:
-        parts.append(_table(['file', 'reason'], summary['skipped']))
+  summary = run_data(store, infos)
+  if summary:
+    classes = summary['classes']
+    parts += ['<h2>Data</h2>', _table(['split', *classes], split_rows(summary)),
+              figure(plot_durations(summary['durations'],
+                                    path['durations.png'], classes)),
+              f'<p>{len(summary["skipped"])} input(s) skipped.</p>']
+    if summary['skipped']:
+      parts.append(_table(['file', 'reason'], summary['skipped']))
 
   pretrainer = infos.get('PretrainTrainer')
   pretrained = next(iter(pretrainer.outputs.get('model', [])), None) if pretrainer else None
@@ -288,8 +301,17 @@ def build(config: RunSettings, run_id: Optional[str] = None,
     names += sorted({n for _, m in rows for n in m if '[' in n and not n.endswith('_diff')})
     names = [n for n in names if any(n in m for _, m in rows)]
     header = [tfma_results.readable(n, classes) for n in names]
+    rates = dict(tfma_results.slice_rates(result, classes))
+    shown_rates = [r for r in ('accuracy', 'false_alarm_rate') if any(
+        r in v for v in rates.values())]
     parts += ['<h2>Evaluation (TFMA, test split)</h2>',
-              _table(['slice', *header], [[s, *[m.get(n, '') for n in names]] for s, m in rows])]
+              '<p>Every slice: the whole split, each container, class, source (layout and '
+              'camera or folder) and duration band. Intervals: 95 % Wilson score, from the '
+              "slice's counts (rates at the 0.5 threshold).</p>",
+              _table(['slice', *header, *[f'{r} [95 % CI] (k/n)' for r in shown_rates]],
+                     [[s, *[m.get(n, '') for n in names],
+                       *[rates[s][r].text() if r in rates.get(s, {}) else ''
+                         for r in shown_rates]] for s, m in rows])]
     cm = tfma_results.confusion_matrix(result) or tfma_results.multiclass_confusion(result)
     if cm:
       parts.append(figure(plot_confusion(cm, path['confusion.png'],
@@ -308,6 +330,18 @@ def build(config: RunSettings, run_id: Optional[str] = None,
               _table(['metric', 'candidate', 'candidate − baseline'], diffs) if diffs else
               '<p>No baseline (no earlier blessed model): only the value thresholds '
               'apply.</p>']
+  reviewer = infos.get(tfma_results.REVIEWED_EVALUATOR)
+  reviewed = next(iter(reviewer.outputs.get('evaluation', [])), None) if reviewer else None
+  if reviewed is not None:  # `run --reviewed-clips`: the held-out reviewed clips
+    overall = dict(tfma_results.metrics_by_slice(tfma_results.load(reviewed.uri))).get(
+        'overall', {})
+    ok, failures = tfma_results.validation(reviewed.uri, model_classes(trainer))
+    parts += [f'<h2>Reviewed clips (held out): {"gained" if ok else "NOT BLESSED"}</h2>',
+              _table(['metric', 'candidate', 'candidate − baseline'],
+                     [[n, v, overall.get(f'{n}_diff', '')] for n, v in sorted(overall.items())
+                      if not n.endswith('_diff')])]
+    if failures:
+      parts.append('<ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>')
   pusher = infos.get('Pusher')
   for artifact in (pusher.outputs.get('pushed_model', []) if pusher else []):
     where = metadata.property_value(artifact, 'pushed_destination')

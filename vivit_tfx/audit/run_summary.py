@@ -8,7 +8,7 @@ import os
 from typing import Dict, List, Optional, Protocol
 
 from vivit_tfx import extras, outputs
-from vivit_tfx.audit import metadata, report, tfma_results
+from vivit_tfx.audit import metadata, model_card, report, tfma_results
 
 
 class SummarySettings(Protocol):
@@ -30,6 +30,7 @@ class RunSummary:
   metadata_path: str
   pipeline_root: str
   report: Optional[str] = None
+  model_card: Optional[str] = None  # the Markdown card beside the pushed model
   not_blessed_because: List[str] = dataclasses.field(default_factory=list)
 
   def to_text(self) -> str:
@@ -44,6 +45,7 @@ class RunSummary:
                  f', {len(failed)} failed check(s):' if failed else ''),
              *[f'    - {line}' for line in failed],
              f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
+             *([f'  model card: {self.model_card}'] if self.model_card else []),
              f'  metadata: {self.metadata_path}',
              f'  pipeline root: {self.pipeline_root}',
              f'  report: {self.report or "(not written)"}']
@@ -61,11 +63,15 @@ def summarize(settings: SummarySettings, run_id: Optional[str] = None,
   for node, info in infos.items():
     states[node] = info.state
     for artifact in info.outputs.get('evaluation', []):
-      test_metrics = tfma_results.overall_metrics(artifact.uri)
-      because = tfma_results.validation(artifact.uri, report.model_classes(infos.get('Trainer')),
-                                        settings.min_test_examples_per_class)[1]
-    for artifact in info.outputs.get('blessing', []):
-      blessed = bool(metadata.property_value(artifact, 'blessed'))
+      lines = tfma_results.validation(artifact.uri, report.model_classes(infos.get('Trainer')),
+                                      settings.min_test_examples_per_class)[1]
+      if node == tfma_results.REVIEWED_EVALUATOR:  # held-out reviewed clips: checked after
+        because += [f'reviewed clips: {line}' for line in lines]
+      else:
+        test_metrics = tfma_results.overall_metrics(artifact.uri)
+        because = lines + because
+    for artifact in info.outputs.get('blessing', []):  # blessed by every Evaluator
+      blessed = (blessed is not False) and bool(metadata.property_value(artifact, 'blessed'))
     for artifact in info.outputs.get('pushed_model', []):
       if metadata.property_value(artifact, 'pushed'):
         pushed = metadata.property_value(artifact, 'pushed_destination')
@@ -81,4 +87,20 @@ def add_report(summary: RunSummary, settings: report.RunSettings) -> RunSummary:
     summary.report = os.path.abspath(report.build(settings, summary.run_id))
   except (outputs.OutputExists, OSError, extras.MissingExtra) as e:
     summary.report = f'not written: {e}'
+  return summary
+
+
+def add_model_card(summary: RunSummary, settings: SummarySettings) -> RunSummary:
+  """Writes the model card beside the model the run pushed (`audit.model_card`) and records
+  its path in the summary; a card that cannot be written is recorded as such."""
+  if not summary.pushed_model:
+    return summary
+  try:
+    store = metadata.open_sqlite(settings.metadata_path, read_only=True)
+    run = metadata.find_run(store, settings.pipeline_name, summary.run_id,
+                            settings.metadata_path)
+    path = model_card.write(store, run)
+    summary.model_card = os.path.abspath(path) if path else None
+  except (OSError, ValueError) as e:  # outputs.OutputExists is a ValueError
+    summary.model_card = f'not written: {e}'
   return summary

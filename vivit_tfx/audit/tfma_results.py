@@ -1,11 +1,15 @@
 """Reading an Evaluator output with TFMA's own loaders: metrics per slice, plots, validation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import features
+
+# The node id of the Evaluator of the held-out reviewed clips (`run --reviewed-clips`).
+REVIEWED_EVALUATOR = 'ReviewedEvaluator'
 
 
 def _tfma():
@@ -108,23 +112,82 @@ def overall_metrics(evaluation_uri: str) -> Dict[str, float]:
   return dict(metrics_by_slice(load(evaluation_uri))).get('overall', {})
 
 
-def _overall_plots(result) -> dict:
-  for slice_key, plots in getattr(result, 'plots', None) or []:
-    if slice_key == ():
+def _overall_plots(result, slice_key: Tuple = ()) -> dict:
+  """The plots of one slice (default: the whole test split) by name."""
+  for key, plots in getattr(result, 'plots', None) or []:
+    if tuple(key) == tuple(slice_key):
       return {name: value for per_output in plots.values()
               for per_class in per_output.values() for name, value in per_class.items()}
   return {}
 
 
-def confusion_matrix(result, threshold: float = 0.5) -> Optional[Dict[str, float]]:
-  """{tp, fp, tn, fn} of the overall slice at the threshold closest to `threshold`."""
-  matrices = _overall_plots(result).get('confusionMatrixAtThresholds', {}).get('matrices', [])
+def confusion_matrix(result, threshold: float = 0.5,
+                     slice_key: Tuple = ()) -> Optional[Dict[str, float]]:
+  """{tp, fp, tn, fn} of a slice (default: overall) at the threshold closest to `threshold`."""
+  matrices = _overall_plots(result, slice_key).get('confusionMatrixAtThresholds', {}).get(
+      'matrices', [])
   if not matrices:
     return None
   m = min(matrices, key=lambda x: abs(x.get('threshold', 0.0) - threshold))
   return {k: float(m.get(name, 0.0)) for k, name in (
       ('tp', 'truePositives'), ('fp', 'falsePositives'), ('tn', 'trueNegatives'),
       ('fn', 'falseNegatives'))} | {'threshold': float(m.get('threshold', 0.0))}
+
+
+def wilson(successes: float, n: float, z: float = 1.96) -> Tuple[float, float]:
+  """The Wilson score interval (95 % at z = 1.96) of a proportion successes / n; (nan, nan)
+  for n = 0. Unlike the normal approximation it stays within [0, 1] and is honest for small
+  slices and proportions near 0 or 1."""
+  if n <= 0:
+    return math.nan, math.nan
+  p = successes / n
+  denominator = 1 + z * z / n
+  centre = (p + z * z / (2 * n)) / denominator
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+  return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclasses.dataclass
+class Proportion:
+  """A rate measured on a slice: successes out of n, with its 95 % Wilson interval."""
+  successes: int
+  n: int
+
+  @property
+  def value(self) -> float:
+    return self.successes / self.n if self.n else math.nan
+
+  @property
+  def interval(self) -> Tuple[float, float]:
+    return wilson(self.successes, self.n)
+
+  def text(self) -> str:
+    """'0.92 [0.80, 0.97] (23/25)'; 'n/a (0 videos)' when nothing was measured."""
+    if not self.n:
+      return 'n/a (0 videos)'
+    low, high = self.interval
+    return f'{self.value:.2f} [{low:.2f}, {high:.2f}] ({self.successes}/{self.n})'
+
+
+def slice_rates(result, classes: Sequence[str] = ()) -> List[Tuple[str, Dict[str, Proportion]]]:
+  """[(slice name, {'accuracy', and for two classes 'recall' and 'false_alarm_rate' at the 0.5
+  threshold: Proportion})], overall first: every slice of the evaluation, with the counts its
+  intervals come from (accuracy × example_count; the slice's confusion matrix)."""
+  rows = []
+  for key, values in getattr(result, 'slicing_metrics', None) or []:
+    metrics = _scalars(values)
+    n = int(round(metrics.get('example_count', 0.0)))
+    accuracy = next((metrics[k] for k in ('binary_accuracy', 'sparse_categorical_accuracy')
+                     if k in metrics and not math.isnan(metrics[k])), None)
+    rates = {'accuracy': Proportion(int(round(accuracy * n)) if accuracy is not None else 0,
+                                    n if accuracy is not None else 0)}
+    cm = confusion_matrix(result, 0.5, key) if 'binary_accuracy' in metrics else None
+    if cm:
+      tp, fp, tn, fn = (int(round(cm[k])) for k in ('tp', 'fp', 'tn', 'fn'))
+      rates['recall'] = Proportion(tp, tp + fn)
+      rates['false_alarm_rate'] = Proportion(fp, fp + tn)
+    rows.append((slice_name(key, classes), rates))
+  return sorted(rows, key=lambda r: (r[0] != 'overall', r[0]))
 
 
 def calibration(result, bins: int = 10) -> List[Tuple[float, float, float]]:
@@ -162,8 +225,14 @@ def failure_lines(result, classes: Sequence[str] = (),
       ranked.append((rank, _failure_line(f, key, classes, min_examples)))
   for spec in result.missing_slices:
     label = dict(spec.feature_values).get(features.LABEL)
-    ranked.append((1, f'{class_name(label, classes)}: no test video' if label is not None else
-                   f'no test example in slice {dict(spec.feature_values) or "overall"}'))
+    if label is not None:
+      line = f'{class_name(label, classes)}: no test video'
+    elif spec.feature_keys:  # clips ingested before the slice features were recorded
+      line = (f'no test video has a {", ".join(spec.feature_keys)} (--min-slice-accuracy: '
+              'ingest the videos again to record it)')
+    else:
+      line = f'no test example in slice {dict(spec.feature_values) or "overall"}'
+    ranked.append((1, line))
   return [line for _, line in sorted(ranked, key=lambda r: r[0])]
 
 
@@ -181,11 +250,16 @@ def _failure_line(failure, key: Tuple, classes: Sequence[str],
   shown = 'accuracy' if name.endswith('accuracy') else name
   if failure.metric_key.is_diff:
     allowed = -threshold.change_threshold.absolute.value
+    if allowed < 0:  # a gain is required (the held-out reviewed clips)
+      return (f'{shown}{where} {value:+.2f} against the last blessed model, a gain smaller '
+              f'than {-allowed - 1e-9:.2f} (--min-reviewed-gain)')
     return (f'{shown}{where} {value:+.2f} against the last blessed model, a drop larger than '
             f'{max(allowed - 1e-9, 0):.2f} (--max-accuracy-drop)')
   bounds = threshold.value_threshold
   if bounds.HasField('lower_bound') and value < bounds.lower_bound.value:
-    flag = ' (--accuracy-threshold)' if shown == 'accuracy' else ''
+    per_source = any(k in features.SLICE_FEATURES for k, _ in key)
+    flag = ('' if shown != 'accuracy' else ' (--min-slice-accuracy)' if per_source else
+            ' (--accuracy-threshold)')
     return f'{shown}{where} {value:.2f} < {bounds.lower_bound.value:.2f}{flag}'
   if bounds.HasField('upper_bound') and value > bounds.upper_bound.value:
     return f'{shown}{where} {value:.2f} > {bounds.upper_bound.value:.2f}'

@@ -36,9 +36,24 @@ def clip_to_example(clip: Clip, label: int, video_id: str, source_path: str,
   return to_example(encode_clip(clip, jpeg_quality), clip.info, label, video_id, source_path)
 
 
+# Upper edges (seconds) of the duration bands a record's `duration_band` names.
+DURATION_BANDS_S = (5, 10, 30)
+
+
+def duration_band(seconds: float) -> str:
+  """The evaluation slice of a video's duration: '0-5s', '5-10s', '10-30s' or '30s+'."""
+  low = 0
+  for high in DURATION_BANDS_S:
+    if seconds < high:
+      return f'{low}-{high}s'
+    low = high
+  return f'{low}s+'
+
+
 def to_example(jpegs: List[bytes], info: VideoInfo, label: int, video_id: str,
-               source_path: str):
-  """JPEG frames + metadata → tf.train.Example."""
+               source_path: str, source: str = ''):
+  """JPEG frames + metadata → tf.train.Example. `source` (ingestion's, `layouts.source_of`):
+  the record also carries its evaluation slices, `source` and `duration_band`."""
   # local: the CLI imports data/ to build its options; it must not wait for TensorFlow.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -63,6 +78,9 @@ def to_example(jpegs: List[bytes], info: VideoInfo, label: int, video_id: str,
       features.WIDTH: _int(info.width),
       features.HEIGHT: _int(info.height),
   }
+  if source:
+    feature[features.SOURCE] = _bytes([source.encode('utf-8', 'surrogateescape')])
+    feature[features.DURATION_BAND] = _bytes([duration_band(info.duration_s).encode()])
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 

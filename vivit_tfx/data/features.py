@@ -11,6 +11,10 @@ FPS = 'fps'                            # float
 DURATION_S = 'duration_s'              # float
 WIDTH = 'width'                        # int64: source width in pixels
 HEIGHT = 'height'                      # int64: source height in pixels
+# Evaluation slices (written by ingestion; absent from clips ingested before them).
+SOURCE = 'source'                      # bytes: layout + folders naming neither class nor split
+DURATION_BAND = 'duration_band'        # bytes: the video's duration band, e.g. '5-10s'
+SLICE_FEATURES = (SOURCE, DURATION_BAND)  # TFMA slices by each (and the run's per-slice minimum)
 
 # RLVS class folders, in label order.
 CLASS_NAMES = ('NonViolence', 'Violence')

@@ -105,14 +105,15 @@ def read_jpegs(path: str, clip: ClipConfig):
     return None, f'{type(e).__name__}: {e}'.splitlines()[0][:200]
 
 
-def read_example(path: str, rel_path: str, label: int, clip: ClipConfig):
-  """One video → (tf.train.Example, None) or (None, one-line reason). Never raises."""
+def read_example(path: str, rel_path: str, label: int, clip: ClipConfig, source: str = ''):
+  """One video → (tf.train.Example, None) or (None, one-line reason). Never raises.
+  source: its evaluation slice (`layouts.source_of`)."""
   result, reason = read_jpegs(path, clip)
   if result is None:
     return None, reason
   jpegs, info = result
   return clip_example.to_example(jpegs, info, label, os.path.splitext(rel_path)[0],
-                                 rel_path), None
+                                 rel_path, source), None
 
 
 def _process(job: _Job):
@@ -206,7 +207,7 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
         continue
       jpegs, info = result
       decoded.write(clip_example.to_example(jpegs, info, c.label, c.video_id,
-                                            c.path).SerializeToString())
+                                            c.path, c.source).SerializeToString())
       usable.append((c, info))
   split_of = assign_splits([c for c, _ in usable], splits)
   counts = {s: collections.Counter() for s in SPLITS}

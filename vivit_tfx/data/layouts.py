@@ -53,6 +53,7 @@ class Candidate:
   label: int
   group: str = ''  # videos of one group never land in two splits ('' = the video itself)
   allowed: Tuple[str, ...] = SPLITS  # splits this video may go to (official partitions)
+  source: str = ''  # evaluation slice: `source_of` (set by `scan`)
 
   @property
   def video_id(self) -> str:
@@ -283,6 +284,16 @@ def group_of(rel: str, config: DatasetConfig, layout: str) -> str:
   return _rwf2000_group(rel) if layout == 'rwf2000' else ''
 
 
+def source_of(rel: str, layout: str, classes: Sequence[str] = ()) -> str:
+  """Where a video comes from, for evaluation slices: the layout, then the folders of its path
+  that name neither a class nor a split (a camera or site folder, where the dataset has one):
+  'rlvs', 'rlvs/cam1', 'csv/cam1/day2'."""
+  skip = {c.lower() for c in classes} | set(_SPLIT_NAMES)
+  folders = [p for p in os.path.dirname(rel).replace(os.sep, '/').split('/')
+             if p and p.lower() not in skip]
+  return '/'.join([layout, *folders])
+
+
 def scan(root: str, config: DatasetConfig = DatasetConfig()) -> Scan:
   """Lists the input with its layout; every file is a candidate or skipped with a reason."""
   if config.layout not in LAYOUTS:
@@ -343,7 +354,8 @@ def _finish(root, layout, classes, raw, skipped, config) -> Scan:
     if name not in label:
       skipped.append((rel, f'class {name!r} is not one of the classes {", ".join(classes)}'))
       continue
-    candidates.append(Candidate(rel, label[name], group_of(rel, config, layout), allowed))
+    candidates.append(Candidate(rel, label[name], group_of(rel, config, layout), allowed,
+                                source_of(rel, layout, classes)))
   seen = collections.Counter(c.label for c in candidates)
   for i, name in enumerate(classes):
     if not seen[i]:

@@ -159,6 +159,14 @@ class PipelineConfig:
                                              'in every class (≥ 0)')
   min_test_fraction_per_class: float = _option(0.1, '… and at least this share of the test '
                                                'split in every class (within [0, 1])')
+  min_slice_accuracy: float = _option(0.0, '… and at least this test accuracy in every source '
+                                      'and duration-band slice (within [0, 1]; 0: off)')
+  reviewed_clips: str = _option('', 'clips ingested from reviewed verdicts (`vivit-tfx ingest` '
+                                'of the exported reviews): blessing also needs a gain over '
+                                "the last blessed model on their test split; '': none")
+  min_reviewed_gain: float = _option(0.01, '… the accuracy gain over the last blessed model '
+                                     "that blessing needs on --reviewed-clips' test split "
+                                     '(within [0, 1])')
   # Orchestration.
   enable_cache: bool = _option(True, 'reuse the outputs of components whose inputs and code are '
                                'unchanged (true/false)')
@@ -312,6 +320,10 @@ class PipelineConfig:
       errors.append(f'--unlabeled-clips-dir {self.unlabeled_clips} is --clips-dir '
                     f'{self.clips_dir} or nested with it: the unlabelled clips would replace '
                     'the labelled ones; choose another --unlabeled-clips-dir')
+    if (self.reviewed_clips and '://' not in self.reviewed_clips and
+        not os.path.isdir(os.path.join(self.reviewed_clips, 'test'))):
+      errors.append(f'--reviewed-clips {self.reviewed_clips}: no test split (give the folder '
+                    '`vivit-tfx ingest` wrote from the exported reviews)')
     if not errors and self.pretrain:
       try:
         self.pretrain_config()
@@ -414,7 +426,8 @@ _RULES = {
     **{n: (lambda v: v >= 0, 'must be ≥ 0') for n in (
         'sample_fps', 'workers', 'min_test_examples_per_class', 'train_steps')},
     **{n: (lambda v: 0 <= v <= 1, 'must be within [0, 1]') for n in (
-        'accuracy_threshold', 'max_accuracy_drop', 'min_test_fraction_per_class')},
+        'accuracy_threshold', 'max_accuracy_drop', 'min_test_fraction_per_class',
+        'min_slice_accuracy', 'min_reviewed_gain')},
     **{n: (lambda v: 0 < v < 1, 'must be within (0, 1)') for n in ('train', 'eval', 'test')},
     'jpeg_quality': (lambda v: 1 <= v <= 100, 'must be within [1, 100]'),
 }

@@ -59,4 +59,5 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> run_summary.Ru
     run_id = run_pipeline(config)
     summary = run_summary.summarize(config, run_id, time.time() - start)
     # The report never replaces a file of the user's, whatever --overwrite says about clips.
-    return run_summary.add_report(summary, config.replace(overwrite=False))
+    summary = run_summary.add_report(summary, config.replace(overwrite=False))
+    return run_summary.add_model_card(summary, config)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,6 +14,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from vivit_tfx import schemas
+from vivit_tfx.audit import tfma_results
 from vivit_tfx.components import fingerprint
 from vivit_tfx.components.clip_transform import ClipTransform
 from vivit_tfx.components.schema_import import ImportSchemaGen
@@ -51,21 +53,39 @@ def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   return configs.split_names(config.classes) or layouts.RLVS_CLASSES
 
 
+# Slices the accuracy threshold and the drop against the last blessed model apply to: the
+# whole test split, each container, each class (a MetricConfig's own `threshold` would apply
+# to every slice, the source and duration-band ones too).
+GATED_SLICES = (tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
+                tfma.SlicingSpec(feature_keys=[features.LABEL]))
+# Slices by where a video comes from and how long it is: --min-slice-accuracy applies to these.
+SOURCE_SLICES = tuple(tfma.SlicingSpec(feature_keys=[f]) for f in features.SLICE_FEATURES)
+
+
 def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.EvalConfig:
-  """TFMA, overall and per container/label. Two classes: counts, binary accuracy, AUC,
-  precision/recall, confusion matrix and calibration plots. More: accuracy, per-class
-  precision/recall (one-vs-rest) and the multi-class confusion matrix. Blessing needs accuracy
-  above the threshold and no worse than the last blessed model."""
+  """TFMA, overall and per container/label/source/duration band. Two classes: counts, binary
+  accuracy, AUC, precision/recall, confusion matrix and calibration plots. More: accuracy,
+  per-class precision/recall (one-vs-rest) and the multi-class confusion matrix. Blessing needs
+  accuracy above the threshold and no worse than the last blessed model (overall, per
+  container and class), and with --min-slice-accuracy that accuracy in every source and
+  duration-band slice."""
   binary = n_classes == 2
-  accuracy = tfma.MetricConfig(
-      class_name='BinaryAccuracy' if binary else 'SparseCategoricalAccuracy',
-      threshold=tfma.MetricThreshold(
+  gated = tfma.PerSliceMetricThreshold(
+      slicing_specs=list(GATED_SLICES), threshold=tfma.MetricThreshold(
           value_threshold=tfma.GenericValueThreshold(
               lower_bound={'value': config.accuracy_threshold}),
           # Ignored on the first run, when there is no baseline yet.
           change_threshold=tfma.GenericChangeThreshold(
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -(config.max_accuracy_drop + 1e-10)})))
+  per_source = [tfma.PerSliceMetricThreshold(
+      slicing_specs=list(SOURCE_SLICES), threshold=tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(
+              lower_bound={'value': config.min_slice_accuracy})))
+                ] if config.min_slice_accuracy > 0 else []
+  accuracy = tfma.MetricConfig(
+      class_name='BinaryAccuracy' if binary else 'SparseCategoricalAccuracy',
+      per_slice_thresholds=[gated, *per_source])
   counts = examples_per_class(config, n_classes)
   if binary:
     metrics_specs = [tfma.MetricsSpec(metrics=[accuracy, counts] + [
@@ -85,14 +105,29 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
                                   for name in ('Precision', 'Recall')],
                          binarize=tfma.BinarizationOptions(class_ids={'values': list(
                              range(n_classes))}))]
-  return tfma.EvalConfig(
-      # The label passes through untransformed: no `transform_features` (which would decode
-      # every test clip once more and parse the fixed frame slots of the model's own records).
-      model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL)],
-      slicing_specs=[tfma.SlicingSpec(),
-                     tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
-                     tfma.SlicingSpec(feature_keys=[features.LABEL])],
-      metrics_specs=metrics_specs)
+  return tfma.EvalConfig(model_specs=_model_specs(),
+                         slicing_specs=[*GATED_SLICES, *SOURCE_SLICES],
+                         metrics_specs=metrics_specs)
+
+
+def _model_specs() -> List[tfma.ModelSpec]:
+  # The label passes through untransformed: no `transform_features` (which would decode
+  # every test clip once more and parse the fixed frame slots of the model's own records).
+  return [tfma.ModelSpec(signature_name='serving_default', label_key=features.LABEL)]
+
+
+def reviewed_eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.EvalConfig:
+  """TFMA on the held-out part (test split) of the reviewed clips: blessing needs at least
+  one, and once there is a blessed model an accuracy gain over it of --min-reviewed-gain."""
+  gain = tfma.MetricConfig(
+      class_name='BinaryAccuracy' if n_classes == 2 else 'SparseCategoricalAccuracy',
+      threshold=tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+          absolute={'value': config.min_reviewed_gain - 1e-10})))
+  count = tfma.MetricConfig(class_name='ExampleCount', threshold=tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': 0.5})))
+  return tfma.EvalConfig(model_specs=_model_specs(), slicing_specs=[tfma.SlicingSpec()],
+                         metrics_specs=[tfma.MetricsSpec(metrics=[gain, count])])
 
 
 def _videos_pattern(config: configs.PipelineConfig) -> str:
@@ -189,7 +224,8 @@ def create_pipeline(config: configs.PipelineConfig,
                     extra_components: Optional[List] = None,
                     baseline: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
-  [PretrainTrainer →] Trainer → Resolver + Evaluator → Pusher.
+  [PretrainTrainer →] Trainer → Resolver + Evaluator [+ ReviewedExampleGen → ReviewedEvaluator,
+  with --reviewed-clips] → Pusher.
 
   baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
   Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
@@ -292,16 +328,36 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_config=eval_config(config, len(classes)),
       example_splits=['test'])
 
-  # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving.
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=f'{config.serving_dir}/{config.model_name}')))
+  # With --reviewed-clips: the same comparison on the held-out reviewed clips, which the
+  # candidate must do better on than the last blessed model.
+  # (One input split would be re-split into train/eval by default: all of it stays 'test'.)
+  reviewed_gen = tfx.components.ImportExampleGen(
+      input_base=configs.absolute(config.reviewed_clips),
+      input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='test',
+                                                                 pattern='test/*')]),
+      output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+          tfx.proto.SplitConfig.Split(name='test', hash_buckets=1)])),
+  ).with_id('ReviewedExampleGen') if config.reviewed_clips else None
+  reviewed_evaluator = tfx.components.Evaluator(
+      examples=reviewed_gen.outputs['examples'], model=trainer.outputs['model'],
+      baseline_model=model_resolver.outputs['model'] if baseline else None,
+      eval_config=reviewed_eval_config(config, len(classes)),
+      example_splits=['test'],
+  ).with_id(tfma_results.REVIEWED_EVALUATOR) if reviewed_gen else None
+
+  # Pushes a blessed model to <serving_dir>/<model_name>/<version>/ for TF Serving (with
+  # reviewed clips, only when it also gained on them).
+  with (tfx.dsl.Cond(reviewed_evaluator.outputs['blessing'].future()[0].custom_property(
+      'blessed') == 1) if reviewed_evaluator else contextlib.nullcontext()):
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f'{config.serving_dir}/{config.model_name}')))
 
   components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator,
                             validation_gate, transform, pretrainer, trainer, model_resolver,
-                            evaluator,
+                            evaluator, reviewed_gen, reviewed_evaluator,
                             pusher) if c is not None] + list(extra_components or [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -42,11 +42,11 @@ def split_config_from(exec_properties: Dict[str, Any]) -> ingest.SplitConfig:
   return _frozen(ingest.SplitConfig, _custom(exec_properties).get('splits', {}))
 
 
-def _read_example(path: str, rel: str, label: int, clip: ingest.ClipConfig):
+def _read_example(path: str, rel: str, label: int, clip: ingest.ClipConfig, source: str = ''):
   """ingest.read_example on any URI: the decoder reads a local temporary copy of a remote video."""
   try:
     with remote_files.local_copy(path) as local:
-      return ingest.read_example(local, rel, label, clip)
+      return ingest.read_example(local, rel, label, clip, source)
   except Exception as e:  # pylint: disable=broad-except  (tf.errors.OpError, OSError)
     return None, f'cannot copy it to read it: {type(e).__name__}: {e}'.splitlines()[0]
 
@@ -61,7 +61,7 @@ class _ReadVideo(beam.DoFn):
 
   def process(self, candidate: layouts.Candidate):
     example, reason = _read_example(os.path.join(self._root, candidate.path), candidate.path,
-                                    candidate.label, self._clip)
+                                    candidate.label, self._clip, candidate.source)
     if example is None:
       self._skipped.inc()
       logging.warning('VideoExampleGen skipped %s: %s', candidate.path, reason)
