@@ -63,6 +63,13 @@ def test_the_stem_sees_each_frame_and_its_difference_from_the_previous():
                                                                                       4)
 
 
+def test_a_model_saved_before_the_differences_loads_with_rgb_only():
+  saved = CONV.replace(conv_input='rgb').to_dict()
+  del saved['conv_input']  # as configs were written before the field existed
+  assert ViViTConfig.from_dict(saved).conv_input == 'rgb'
+  assert ViViTConfig.from_dict(CONV.to_dict()).conv_input == 'rgb+diff'
+
+
 def test_a_checkpoint_with_a_hybrid_preset_keeps_linear_patches():
   assert preset('vivit-hybrid-tiny', init_checkpoint='vit.npz').tokenizer == 'tubelet'
 

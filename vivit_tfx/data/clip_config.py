@@ -16,6 +16,8 @@ from vivit_tfx.data import remote_files, sampling
 from vivit_tfx.data.features import CLASS_NAMES
 
 CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
+TFLITE_SUFFIX = '.tflite'  # a TFLite model (`vivit-tfx export`), its clip config beside it
+TFLITE_CLIP_CONFIG_SUFFIX = '.clip_config.json'
 # The default sampling rate: T = 8 frames span 1 s (Scenic's ViViT: 32 frames at stride 2 of
 # 25 fps, 12.5 fps, 2.56 s).
 DEFAULT_SAMPLE_FPS = 8.0
@@ -87,10 +89,22 @@ def predicted_label(row: Sequence[float]) -> int:
   return max(range(len(probs)), key=lambda i: probs[i])
 
 
+def clip_config_path(model: str) -> str:
+  """Where a model's clip config is: <SavedModel>/assets.extra/clip_config.json, or beside a
+  TFLite file (`vivit-tfx export`: <name>.tflite → <name>.clip_config.json)."""
+  if model.endswith(TFLITE_SUFFIX):
+    return model[:-len(TFLITE_SUFFIX)] + TFLITE_CLIP_CONFIG_SUFFIX
+  return os.path.join(model, CLIP_CONFIG_FILE)
+
+
 def clip_config_of(model_dir: str) -> ModelClipConfig:
-  """The clip config of an exported model folder (`Format-Serving` or a pushed version)."""
-  path = os.path.join(model_dir, CLIP_CONFIG_FILE)
+  """The clip config of an exported model folder (`Format-Serving` or a pushed version), or
+  of a `.tflite` model (`clip_config_path`)."""
+  path = clip_config_path(model_dir)
   if not remote_files.exists(path):
+    if model_dir.endswith(TFLITE_SUFFIX):
+      raise NoModelError(f'{model_dir}: no {os.path.basename(path)} beside it (the clip config '
+                         '`vivit-tfx export` writes with each TFLite model)')
     raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
   clip = remote_files.read_json(path)
   names = {f.name for f in dataclasses.fields(ModelClipConfig)}

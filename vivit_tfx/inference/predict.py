@@ -121,23 +121,26 @@ def serialized_clip(path: str, clip: ModelClipConfig) -> bytes:
 
 
 def predict(paths: List[str], model_dir: str, batch_size: int = 16) -> List[Prediction]:
-  """Predictions in input order; a bad file gets an error entry, the others still run."""
+  """Predictions in input order; a bad file gets an error entry, the others still run.
+  `model_dir`: a SavedModel, or a `.tflite` model (`vivit-tfx export`), scored alike
+  (`model_scorer`: K views of each video's record averaged)."""
   # local: TensorFlow (~2.5 s) is imported where a model is loaded, so that inference/
-  # modules load without it: the CLI refuses bad inputs and options first.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  clip = clip_config_of(model_dir)
-  serve = saved_model(model_dir).signatures['serving_default']
+  # modules load without it: the CLI refuses bad inputs and options first. (model_scorer
+  # also imports this module.)
+  from vivit_tfx.inference import model_scorer  # pylint: disable=g-import-not-at-top
+  scorer = model_scorer.load_scorer(model_dir)
+  clip = scorer.clip
   results = [Prediction(p) for p in paths]
   ready = []
   for r in results:
-    try:
-      ready.append((r, serialized_clip(r.path, clip)))
-    except ValueError as e:
-      r.error = str(e)
+    read, reason = ingest.read_jpegs(r.path, clip)
+    if read is None:
+      r.error = reason
+    else:
+      ready.append((r, read[0]))  # its record's N JPEG frame slots
   for start in range(0, len(ready), batch_size):
     batch = ready[start:start + batch_size]
-    probs = serve(examples=tf.constant([b for _, b in batch]))['probabilities'].numpy()
-    for (r, _), p in zip(batch, probs):
+    for (r, _), p in zip(batch, scorer.score_records([j for _, j in batch])):
       r.fill(p, clip)
   return results
 

@@ -55,15 +55,16 @@ def plan_windows(num_frames: int, fps: float, window_s: float, stride_s: float,
   return [Window(s / fps, (s + length) / fps, [s + i for i in offsets]) for s in starts]
 
 
-def stream_windows(path: str, windows: List[Window],
-                   size: Tuple[int, int]) -> Iterator[Tuple[Window, np.ndarray]]:
-  """Yields (window, frames [T, H, W, 3]) in order, decoding the video once, front to back."""
+def stream_windows(path: str, windows: List[Window], size: Tuple[int, int],
+                   seek: bool = False) -> Iterator[Tuple[Window, np.ndarray]]:
+  """Yields (window, frames [T, H, W, 3]) in order, decoding the video once, front to back
+  (`seek`: jumping to the first window's frames, `video_reader.iter_frames`)."""
   wanted: Dict[int, List[Tuple[int, int]]] = {}
   for w_index, w in enumerate(windows):
     for slot, frame in enumerate(w.indices):
       wanted.setdefault(frame, []).append((w_index, slot))
   pending: Dict[int, Dict[int, np.ndarray]] = {}
-  for position, frame in video_reader.iter_frames(path, list(wanted), size):
+  for position, frame in video_reader.iter_frames(path, list(wanted), size, seek):
     for w_index, slot in wanted[position]:
       slots = pending.setdefault(w_index, {})
       slots[slot] = frame
@@ -72,28 +73,37 @@ def stream_windows(path: str, windows: List[Window],
         yield windows[w_index], np.stack([done[i] for i in range(len(done))])
 
 
+def window_examples(path: str, info: video_reader.VideoInfo, windows: List[Window], clip,
+                    seek: bool = False) -> Iterator[Tuple[Window, np.ndarray, bytes]]:
+  """(window, frames [T, H, W, 3], the serialised tf.Example serving_default takes) per window
+  whose frames the video has, in order: the clip record ingestion makes of those frames."""
+  for w, frames in stream_windows(path, windows, tuple(clip.frame_size), seek):
+    example = clip_example.clip_to_example(video_reader.Clip(frames, info, w.indices), 0,
+                                           os.path.basename(path), path, clip.jpeg_quality)
+    yield w, frames, example.SerializeToString()
+
+
 def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,
           batch_size: int = 16) -> Tuple[video_reader.VideoInfo, List[Window]]:
-  """Scores every window of `path` with the model's serving_default."""
+  """Scores every window of `path` with the model (a SavedModel's serving_default, or a
+  `.tflite` model: `model_scorer`)."""
   # local: TensorFlow, where a model is loaded (see `predict.predict`).
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  clip = predict.clip_config_of(model_dir)
-  serve = predict.saved_model(model_dir).signatures['serving_default']
+  from vivit_tfx.inference import model_scorer  # pylint: disable=g-import-not-at-top
+  scorer = model_scorer.load_scorer(model_dir)
+  clip = scorer.clip
   info = video_reader.probe(path)
   windows = plan_windows(info.num_frames, info.fps, window_s, stride_s, clip.num_frames,
                          clip.sample_fps)
-  batch: List[Tuple[Window, bytes]] = []
+  batch: List[Tuple[Window, np.ndarray]] = []
 
   def flush():
-    probs = serve(examples=tf.constant([b for _, b in batch]))['probabilities'].numpy()
+    probs = scorer(np.stack([frames for _, frames in batch]))  # [B, T, H, W, 3] → [B, P]
     for (w, _), p in zip(batch, probs):
       w.score = clip.positive_score(p)
     batch.clear()
 
   for w, frames in stream_windows(path, windows, tuple(clip.frame_size)):
-    example = clip_example.clip_to_example(video_reader.Clip(frames, info, w.indices), 0,
-                                           os.path.basename(path), path, clip.jpeg_quality)
-    batch.append((w, example.SerializeToString()))
+    batch.append((w, frames))
     if len(batch) == batch_size:
       flush()
   if batch:
@@ -183,22 +193,35 @@ def run(path: str, model_dir: str, out_dir: str, window_s: Optional[float] = Non
   clip = predict.clip_config_of(model_dir)
   window_s = window_s_for(clip, window_s)
   info, windows = score(path, model_dir, window_s, stride_s)
-  positive = (clip.class_names[clip.positive_index] if clip.positive_index is not None
-              else f'not {clip.class_names[0]}')
-  found = segments(windows, threshold)
-  truth_file = path + '.segments.json'
-  truth = json.load(open(truth_file)) if os.path.exists(truth_file) else None
-  png = plot(windows, found, threshold, png_path,
-             f'{os.path.basename(path)} ({info.duration_s:.0f} s, window {window_s} s, '
-             f'stride {stride_s} s)', truth, positive)
-  result = {'video': path, 'duration_s': round(info.duration_s, 3), 'score': f'P({positive})',
-            'window_s': window_s,
-            'stride_s': stride_s, 'threshold': threshold, 'segments': found,
-            'windows': [{'start_s': round(w.start_s, 3), 'end_s': round(w.end_s, 3),
-                         'score': round(w.score, 4)} for w in windows],
-            'png': png}
+  result = describe(path, info, windows, clip, window_s, stride_s, threshold, png_path)
   with open(json_path, 'w') as f:
     json.dump(result, f, indent=1)
   folder.done()
   result['json'] = json_path
   return result
+
+
+def positive_name(clip) -> str:
+  """The name of the class whose probability the timeline draws."""
+  return (clip.class_names[clip.positive_index] if clip.positive_index is not None
+          else f'not {clip.class_names[0]}')
+
+
+def describe(path: str, info: video_reader.VideoInfo, windows: List[Window], clip,
+             window_s: float, stride_s: float, threshold: float,
+             png_path: str) -> Dict[str, object]:
+  """Merges scored windows into segments, draws the timeline at `png_path` (a local path; ''
+  draws nothing) and returns what <stem>.segments.json holds."""
+  positive = positive_name(clip)
+  found = segments(windows, threshold)
+  truth_file = path + '.segments.json'
+  truth = json.load(open(truth_file)) if os.path.exists(truth_file) else None
+  png = png_path and plot(windows, found, threshold, png_path,
+                          f'{os.path.basename(path)} ({info.duration_s:.0f} s, window '
+                          f'{window_s} s, stride {stride_s} s)', truth, positive)
+  return {'video': path, 'duration_s': round(info.duration_s, 3), 'score': f'P({positive})',
+          'window_s': window_s,
+          'stride_s': stride_s, 'threshold': threshold, 'segments': found,
+          'windows': [{'start_s': round(w.start_s, 3), 'end_s': round(w.end_s, 3),
+                       'score': round(w.score, 4)} for w in windows],
+          'png': png}

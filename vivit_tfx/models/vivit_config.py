@@ -16,6 +16,8 @@ VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
 TOKENIZERS = ('tubelet', 'uniform_frame', 'conv')
 CONV_NORMS = ('batch', 'group')
 CONV_INPUTS = ('rgb', 'rgb+diff')
+# Fields added since models were first saved: the behaviour of a saved config without them.
+SAVED_BEFORE = {'conv_input': 'rgb'}
 CLASSIFIERS = ('token', 'gap', 'gap_fc_norm')
 POSITIONAL = ('learned', 'factorised', 'sinusoidal', 'per_frame')
 ACTIVATIONS = ('gelu', 'gelu_tanh')
@@ -207,11 +209,13 @@ class ViViTConfig(Recipe, Architecture):
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> 'ViViTConfig':
+    """A saved config (`to_dict`); a field it lacks, added after it was saved, takes the value
+    models had before the field existed (SAVED_BEFORE), not today's default."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - known
     if unknown:
       raise ValueError(f'unknown ViViT config keys: {sorted(unknown)}')
-    return cls(**d)
+    return cls(**{**SAVED_BEFORE, **d})
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), sort_keys=True)

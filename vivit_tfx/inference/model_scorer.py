@@ -1,0 +1,163 @@
+"""A pushed model as one function of clips, whichever form it was shipped in: a SavedModel
+(TF Serving layout) or a `.tflite` file (`vivit-tfx export`), read with the TFLite interpreter
+that TensorFlow ships.
+
+`load_scorer(model)` → a `ClipScorer`: `scorer(clips)` takes uint8 frames [B, T, H, W, 3] as a
+video reader gives them (of the model's frame size; another size is resized and cropped as
+serving conforms it) and returns the probabilities serving_default returns ([B, 1] binary,
+[B, K] multi-class). Frames go through the pixels serving sees: JPEG at the model's ingestion
+quality (OpenCV, as ingestion encodes) and decoded as the graph decodes (`tf.io.decode_jpeg`).
+`score_records` scores whole clip records (N frame slots, K evaluation views averaged), as
+serving_default scores a video. predict, the timeline and `watch` score through this.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from vivit_tfx.data import clip_example, features, sampling
+from vivit_tfx.data.clip_config import TFLITE_SUFFIX, ModelClipConfig, clip_config_of
+from vivit_tfx.data.frames import resize_and_crop_array
+from vivit_tfx.inference import predict
+
+CLIPS_INPUT = 'clips'  # the TFLite model's input: uint8 [B, T, H, W, 3]
+
+
+def is_tflite(model: str) -> bool:
+  return model.endswith(TFLITE_SUFFIX)
+
+
+class ClipScorer:
+  """uint8 clips [B, T, H, W, 3] → probabilities [B, P] (`__call__`); subclasses score JPEG
+  clips (`score_jpegs`)."""
+
+  def __init__(self, model: str, clip: ModelClipConfig):
+    self.model = model  # the SavedModel folder or .tflite file
+    self.clip = clip
+
+  def __call__(self, clips: np.ndarray) -> np.ndarray:
+    clips = np.asarray(clips)
+    if clips.ndim != 5 or clips.shape[-1] != 3:
+      raise ValueError(f'clips must be uint8 [B, T, H, W, 3], got shape {clips.shape}')
+    return self.score_jpegs([[clip_example.encode_jpeg(f, self.clip.jpeg_quality) for f in c]
+                             for c in clips])
+
+  def score_jpegs(self, clips: Sequence[Sequence[bytes]]) -> np.ndarray:
+    """[B][T] JPEG frames (one clip each) → probabilities [B, P]."""
+    raise NotImplementedError
+
+  def score_records(self, records: Sequence[Sequence[bytes]]) -> np.ndarray:
+    """[B][N] JPEG frame slots of clip records ('' = empty) → probabilities [B, P]: the mean
+    over each record's K evaluation views (`sampling.view_indices`), as serving_default."""
+    views = [record_views(r, self.clip) for r in records]  # [B][K][T]
+    flat = self.score_jpegs([v for vs in views for v in vs]) if views else np.zeros((0, 1))
+    out, start = [], 0
+    for vs in views:
+      out.append(flat[start:start + len(vs)].mean(axis=0))
+      start += len(vs)
+    return np.stack(out) if out else flat
+
+
+def record_views(record: Sequence[bytes], clip: ModelClipConfig) -> List[List[bytes]]:
+  """A record's K evaluation views, each T JPEG frames (looped when the record is short)."""
+  frames = [f for f in record if f]
+  if not frames:
+    raise ValueError('a clip record without frames')
+  positions = sampling.view_indices(list(range(len(frames))), clip.num_frames, clip.num_views)
+  return [[frames[i] for i in view] for view in positions]
+
+
+def jpeg_pixels(clips: Sequence[Sequence[bytes]], clip: ModelClipConfig) -> np.ndarray:
+  """[B][T] JPEG frames → uint8 [B, T, H, W, 3] as the graph decodes them; a frame of another
+  size than the clip config's is conformed as serving_default conforms it
+  (`export.conform_frames`: resized and cropped, then JPEG again)."""
+  size = tuple(clip.frame_size)
+  out = np.empty((len(clips), clip.num_frames, *size, 3), np.uint8)
+  for b, frames in enumerate(clips):
+    for t, jpeg in enumerate(frames):
+      frame = tf.io.decode_jpeg(jpeg, channels=3).numpy()
+      if frame.shape[:2] != size:
+        conformed = tf.io.encode_jpeg(resize_and_crop_array(frame, size),
+                                      quality=clip.jpeg_quality)
+        frame = tf.io.decode_jpeg(conformed, channels=3).numpy()
+      out[b, t] = frame
+  return out
+
+
+def frames_example(jpegs: Sequence[bytes]) -> bytes:
+  """A serialised tf.Example holding only these frames: what serving_default reads of a record."""
+  example = tf.train.Example()
+  example.features.feature[features.FRAMES].bytes_list.value.extend(jpegs)
+  return example.SerializeToString()
+
+
+class SavedModelScorer(ClipScorer):
+  """The SavedModel's serving_default (loaded once per process: `predict.saved_model`)."""
+
+  def __init__(self, model_dir: str):
+    super().__init__(model_dir, clip_config_of(model_dir))
+    self._serve = predict.saved_model(model_dir).signatures['serving_default']
+
+  def score_jpegs(self, clips: Sequence[Sequence[bytes]]) -> np.ndarray:
+    return self.score_records(clips)
+
+  def score_records(self, records: Sequence[Sequence[bytes]]) -> np.ndarray:
+    examples = [frames_example([f for f in r if f]) for r in records]
+    return self._serve(examples=tf.constant(examples, tf.string))['probabilities'].numpy()
+
+
+class TFLiteScorer(ClipScorer):
+  """A `.tflite` model (`vivit-tfx export`) on `tf.lite.Interpreter`; thread-safe (one call at
+  a time), the batch size follows the input."""
+
+  def __init__(self, path: str, clip: Optional[ModelClipConfig] = None,
+               content: Optional[bytes] = None, num_threads: Optional[int] = None):
+    super().__init__(path, clip or clip_config_of(path))
+    if content is None:
+      with tf.io.gfile.GFile(path, 'rb') as f:
+        content = f.read()
+    self.size = len(content)  # bytes of the flatbuffer
+    try:
+      self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+    except ValueError as e:
+      raise ValueError(f'{path}: not a TFLite model ({str(e).splitlines()[0][:200]})') from None
+    self._input = self._interpreter.get_input_details()[0]
+    self._output = self._interpreter.get_output_details()[0]
+    self._batch = None
+    self._lock = threading.Lock()
+    shape = tuple(int(d) for d in self._input['shape'][1:])
+    want = (self.clip.num_frames, *self.clip.frame_size, 3)
+    if shape != want:
+      raise ValueError(f'{path}: the model takes clips {list(shape)}, its clip config says '
+                       f'{list(want)}: not the clip config exported with it')
+
+  def score_jpegs(self, clips: Sequence[Sequence[bytes]]) -> np.ndarray:
+    return self.score_pixels(jpeg_pixels(clips, self.clip))
+
+  def score_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    """uint8 [B, T, H, W, 3] already through the JPEG round trip → probabilities [B, P]."""
+    if not len(pixels):
+      return np.zeros((0, int(self._output['shape'][-1])), np.float32)
+    with self._lock:
+      if self._batch != len(pixels):
+        self._interpreter.resize_tensor_input(self._input['index'], list(pixels.shape))
+        self._interpreter.allocate_tensors()
+        self._batch = len(pixels)
+      self._interpreter.set_tensor(self._input['index'], np.ascontiguousarray(pixels, np.uint8))
+      self._interpreter.invoke()
+      return np.array(self._interpreter.get_tensor(self._output['index']), np.float32)
+
+
+def load_scorer(model: str, num_threads: Optional[int] = None) -> ClipScorer:
+  """A `.tflite` file → TFLiteScorer; a SavedModel folder → SavedModelScorer."""
+  if is_tflite(model):
+    if not tf.io.gfile.exists(model):
+      raise ValueError(f'{model}: no such file')
+    return TFLiteScorer(model, num_threads=num_threads)
+  if not tf.io.gfile.exists(os.path.join(model, 'saved_model.pb')):
+    raise ValueError(f'{model}: neither a SavedModel folder nor a .tflite file')
+  return SavedModelScorer(model)
