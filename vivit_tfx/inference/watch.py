@@ -1,22 +1,27 @@
-"""`vivit-tfx watch SOURCE`: live violence detection on a camera, a stream or a file.
+"""`vivit-tfx watch SOURCE...`: live violence detection on cameras, streams or files.
 
-Capture (main thread) → sampler (every stride-th source frame: the model's clip rule,
-`sampling.StreamSampler`) → ring buffer of T frames → every stride, a window goes to the scorer
-thread through a one-place mailbox: on a live source a new window replaces one the scorer has
-not taken yet (capture never waits; the replaced window is counted as dropped), on a file
-capture waits (nothing is lost). Scores are smoothed (mean of the last k windows or an EMA) and
+Capture (one thread per camera: OpenCV's FFmpeg decodes with the GIL released) → sampler
+(every stride-th source frame: the model's clip rule, `sampling.StreamSampler`) → ring buffer
+of T frames → every stride, a window goes to the scorer thread through the camera's one-place
+mailbox: on a live source a new window replaces one the scorer has not taken yet (capture
+never waits; the replaced window is counted as dropped), on a file capture waits (nothing is
+lost). The scorer takes every window waiting (at most one per camera) and scores them in one
+batched model call. Per camera, scores are smoothed (mean of the last k windows or an EMA) and
 turned into events with hysteresis (start / stop thresholds and a minimum length). Events go
 to stdout as JSON lines, with a JPEG of the peak frame, and to webhooks, each on its own thread
 with bounded retries and a bounded queue.
 
-Memory: the ring (T small frames), one window in the mailbox and one being scored, the frames
-of the last k windows for the peak snapshot, and bounded latency samples — not the stream.
+Memory, per camera: the ring (T small frames), one window in the mailbox and one being scored,
+the frames of the last k windows for the peak snapshot, and bounded latency samples — not the
+stream. A camera that fails or reconnects holds up no other: each has its own thread, mailbox,
+detector and snapshot folder; only the scorer and the webhooks are shared.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import queue
@@ -24,14 +29,14 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.data import clip_example, sampling, video_reader
-from vivit_tfx.data.frames import resize_and_crop_array
-from vivit_tfx.inference import predict
+from vivit_tfx.data import frames as frames_lib
+from vivit_tfx.data import sampling, video_reader
+from vivit_tfx.inference import model_scorer, predict
 
 import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
@@ -56,6 +61,18 @@ class WatchConfig:
   max_seconds: float = 0.0  # 0: until the end of a file / Ctrl-C
   reconnect_s: float = 30.0  # a live source silent this long (after retries) ends the watch
   realtime: bool = False  # a file: read at its frame rate, as a camera would deliver it
+  cameras: Tuple['Camera', ...] = ()  # several named sources; empty: `source`, unnamed
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+  """A source with a name: the name goes into its events, summary and snapshot folder."""
+  name: str  # '': the one unnamed source of `vivit-tfx watch SOURCE` (records as before)
+  source: str
+
+
+def cameras_of(config: WatchConfig) -> Tuple[Camera, ...]:
+  return config.cameras or (Camera('', config.source),)
 
 
 def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
@@ -70,6 +87,26 @@ def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
 
 
 # --- capture ---------------------------------------------------------------------------------
+class Resizer:
+  """`frames.resize_and_crop` (ingestion's antialiased resize and centre crop: the same pixels)
+  as a compiled graph, shared by the cameras (`resizer`): cheaper than the eager ops on every
+  kept frame of a 720p stream."""
+
+  def __init__(self, size: Tuple[int, int]):
+    def resize(rgb):  # uint8 [H, W, 3] → uint8 [*size, 3]
+      return tf.cast(frames_lib.resize_and_crop(rgb, size), tf.uint8)
+
+    self._graph = tf.function(resize, autograph=False, reduce_retracing=True)
+
+  def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    return self._graph(tf.constant(rgb)).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def resizer(size: Tuple[int, int]) -> Resizer:
+  return Resizer(tuple(size))
+
+
 def check_source(spec: str) -> None:
   """Fails fast (before the model loads) on a source that cannot be one."""
   if os.path.exists(spec):
@@ -79,25 +116,43 @@ def check_source(spec: str) -> None:
                                       '(rtsp://, http(s)://) or a webcam index')
 
 
+def check_cameras(cameras: Sequence[Camera]) -> None:
+  """`check_source` on each; a named camera's reason starts with its name."""
+  for camera in cameras:
+    try:
+      check_source(camera.source)
+    except video_reader.VideoReadError as e:
+      raise video_reader.VideoReadError(f'{camera.name}: {e}' if camera.name else str(e)) from None
+
+
 class Source:
   """Frames with their stream time; a live source that drops is reopened with backoff.
 
   File: stream time from the frame index and the file's fps; ends at the end of the file.
   Live (webcam index, URL): stream time is the wall time since the first frame, gaps included.
+  `lenient` (a camera among several): a live source is opened on its first `grab` (on its
+  camera's thread), and one that cannot be opened is retried as a dropped one, not raised.
   """
 
   def __init__(self, spec: str, reconnect_s: float = 30.0, realtime: bool = False,
-               log: Callable[[str], None] = print, stop_at: float = float('inf')):
+               log: Callable[[str], None] = print, stop_at: float = float('inf'),
+               name: str = '', lenient: bool = False):
     self.spec, self.reconnect_s, self.log = spec, reconnect_s, log
+    self.label = f'{name} ({spec})' if name else spec  # in log lines
     self.stop_at = stop_at  # time.monotonic() after which no reconnection is tried
     self.live = not os.path.exists(spec)
     self.realtime = realtime and not self.live
+    self.lenient = lenient and self.live
     self.reconnects = 0
+    self.gave_up = False  # a live source lost for good
+    self.due = 0.0  # time.monotonic() the last frame was due (a realtime file) or was read
     if self.live:
       cv2.setLogLevel(0)  # failed reconnection tries: our one line each, not OpenCV's warnings
     self._capture = None
     self._index, self._t0, self._fps = 0, None, sampling.DEFAULT_FPS
-    self._open()  # a source that cannot be opened at all fails now, with the reason
+    self._unopened = self.lenient
+    if not self._unopened:
+      self._open()  # a source that cannot be opened at all fails now, with the reason
 
   def _open(self) -> bool:
     if self.spec.isdigit():
@@ -109,7 +164,8 @@ class Source:
       capture = video_reader.open_video(self.spec)  # raises VideoReadError with the reason
     if not capture.isOpened():
       capture.release()
-      if self._capture is None and self.reconnects == 0 and self._t0 is None:
+      if (self._capture is None and self.reconnects == 0 and self._t0 is None
+          and not self.lenient):
         raise video_reader.VideoReadError(f'{self.spec}: cannot open the source')
       return False
     self._capture = capture
@@ -121,29 +177,42 @@ class Source:
     """The rate the source reports (25 when it reports none)."""
     return self._fps
 
-  def read(self) -> Tuple[Optional[np.ndarray], float, bool]:
-    """(BGR frame or None at the end, stream time in s, True if the stream restarted)."""
+  def open_now(self) -> None:
+    """Opens a `lenient` source not opened yet (one try; `grab` retries as on a drop)."""
+    if self._unopened:
+      self._unopened = False
+      self._open()
+
+  def grab(self) -> Tuple[bool, float, bool]:
+    """Decodes the next frame without converting it: (False at the end, stream time in s,
+    True if the stream restarted). `retrieve` converts it, for the frames that are kept."""
+    self.open_now()
     restarted = False
     while True:
-      ok, frame = self._capture.read() if self._capture is not None else (False, None)
+      ok = self._capture.grab() if self._capture is not None else False
       if ok:
-        return frame, self._stamp(), restarted
-      if not self.live:
-        return None, 0.0, False
-      if not self._reopen():
-        return None, 0.0, False
+        return True, self._stamp(), restarted
+      if not self.live or not self._reopen():
+        return False, 0.0, False
       restarted = True
+
+  def retrieve(self) -> Optional[np.ndarray]:
+    """The grabbed frame, BGR [H, W, 3] (None if it cannot be converted)."""
+    ok, frame = self._capture.retrieve()
+    return frame if ok else None
 
   def _stamp(self) -> float:
     now = time.monotonic()
     if self._t0 is None:
       self._t0 = now
     if self.live:
+      self.due = now
       return now - self._t0
     t = self._index / self._fps
     self._index += 1
     if self.realtime and t > now - self._t0:
       time.sleep(t - (now - self._t0))
+    self.due = self._t0 + t if self.realtime else now
     return t
 
   def _reopen(self) -> bool:
@@ -153,14 +222,15 @@ class Source:
       self._capture = None
     deadline, delay = min(time.monotonic() + self.reconnect_s, self.stop_at), 0.5
     while time.monotonic() < deadline:
-      self.log(f'watch: {self.spec}: no frames; reconnecting in {delay:g} s')
+      self.log(f'watch: {self.label}: no frames; reconnecting in {delay:g} s')
       time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
       self.reconnects += 1
       if self._open():
-        self.log(f'watch: {self.spec}: reconnected')
+        self.log(f'watch: {self.label}: reconnected')
         return True
       delay = min(delay * 2, 8.0)
-    self.log(f'watch: {self.spec}: gave up after {self.reconnect_s:g} s without frames')
+    self.log(f'watch: {self.label}: gave up after {self.reconnect_s:g} s without frames')
+    self.gave_up = True
     return False
 
   def release(self) -> None:
@@ -180,10 +250,11 @@ class Window:
 
 
 class Mailbox:
-  """A one-place handoff between capture and the scorer."""
+  """A one-place handoff between a camera's capture and the scorer; the mailboxes of several
+  cameras share one condition, so that the scorer can wait for any of them (`collect`)."""
 
-  def __init__(self):
-    self._cond = threading.Condition()
+  def __init__(self, cond: Optional[threading.Condition] = None):
+    self._cond = cond or threading.Condition()
     self._item: Optional[Window] = None
     self._closed = False
     self.replaced = 0
@@ -199,16 +270,28 @@ class Mailbox:
 
   def get(self) -> Optional[Window]:
     """The next window, or None once closed and empty."""
-    with self._cond:
-      self._cond.wait_for(lambda: self._item is not None or self._closed)
-      item, self._item = self._item, None
-      self._cond.notify_all()
-      return item
+    taken = collect([self])
+    return taken[0][1] if taken else None
 
   def close(self) -> None:
     with self._cond:
       self._closed = True
       self._cond.notify_all()
+
+
+def collect(boxes: List[Mailbox]) -> Optional[List[Tuple[int, Window]]]:
+  """Waits for a window in any of `boxes` (one shared condition), then takes every window
+  waiting: [(box index, window)], at most one per box; None once all are closed and empty."""
+  # pylint: disable=protected-access
+  cond = boxes[0]._cond
+  with cond:
+    cond.wait_for(lambda: any(b._item is not None for b in boxes) or all(b._closed
+                                                                         for b in boxes))
+    taken = [(i, b._item) for i, b in enumerate(boxes) if b._item is not None]
+    for b in boxes:
+      b._item = None
+    cond.notify_all()
+    return taken or None
 
 
 # --- deciding --------------------------------------------------------------------------------
@@ -368,10 +451,11 @@ class Webhook:
 
 
 class EventLog:
-  """Events → JSON lines on stdout, a JPEG of the peak frame, and the webhooks."""
+  """Events → JSON lines on stdout, a JPEG of the peak frame, and the webhooks; a named
+  camera's records start with `"camera": name`."""
 
-  def __init__(self, out_dir: str, webhooks: List[Webhook], stdout=None):
-    self.out_dir, self.webhooks = out_dir, webhooks
+  def __init__(self, out_dir: str, webhooks: List[Webhook], stdout=None, camera: str = ''):
+    self.out_dir, self.webhooks, self.camera = out_dir, webhooks, camera
     self.stdout = stdout or sys.stdout
     self._lock = threading.Lock()
 
@@ -380,6 +464,8 @@ class EventLog:
     path = os.path.join(self.out_dir, f'event-{record["id"]:04d}{suffix}.jpg')
     cv2.imwrite(path, peak.snapshot)
     record['snapshot'] = path
+    if self.camera:
+      record = {'camera': self.camera, **record}
     with self._lock:
       print(json.dumps(record), file=self.stdout, flush=True)
     for hook in self.webhooks:
@@ -409,101 +495,226 @@ class Stats:
 
 # --- the loop --------------------------------------------------------------------------------
 class Scorer:
-  """The model's serving signature on one window at a time, on its own thread."""
+  """The model on a batch of windows (one per camera at most) in one call: a SavedModel or a
+  `.tflite` model (`model_scorer`: frames JPEG-encoded at the model's ingestion quality, as
+  serving sees a clip); P(positive class) of each window."""
 
-  def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int], jpeg_quality: int = 90):
-    self._serve = predict.saved_model(model_dir).signatures['serving_default']
-    self._clip = predict.clip_config_of(model_dir)  # its positive class
-    self.jpeg_quality = jpeg_quality
+  def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int],
+               clips: Optional[model_scorer.ClipScorer] = None):
+    self._clips = clips or model_scorer.load_scorer(model_dir)
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
     self(Window(blank, 0.0, 0.0, 0.0, 0.0, blank[0]))  # warm up before the first real window
 
+  def score(self, windows: List[Window]) -> List[float]:
+    rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
+    return [self._clips.clip.positive_score(p) for p in rows]
+
   def __call__(self, w: Window) -> float:
-    t, h, wd = w.frames.shape[:3]
-    info = video_reader.VideoInfo(num_frames=t, fps=0.0, width=wd, height=h)
-    example = clip_example.clip_to_example(video_reader.Clip(w.frames, info, list(range(t))), 0,
-                                           'watch', 'watch', self.jpeg_quality)
-    p = self._serve(examples=tf.constant([example.SerializeToString()]))[
-        'probabilities'].numpy()[0]
-    return self._clip.positive_score(p)
+    return self.score([w])[0]
 
 
-def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None) -> Dict[str, Any]:
-  """Runs until the end of a file, Ctrl-C, `max_seconds` or a live source lost for good."""
+class Capture:
+  """One camera on its own thread: source → sampler (every stride-th frame: the model's clip
+  rule) → ring of T frames → a window every stride into its mailbox; its detector, events
+  and stats. Ends at the end of a file, a live source lost for good, `stop` or `stop_at`."""
+
+  def __init__(self, camera: Camera, config: WatchConfig, rule: Tuple[int, Tuple[int, int], float],
+               cond: threading.Condition, stop: threading.Event, stop_at: float,
+               log: Callable[[str], None]):
+    self.name, self.config, self.stop, self.stop_at, self.log = (camera.name, config, stop,
+                                                                 stop_at, log)
+    self.num_frames, self.size, self.fps = rule
+    self.resize = resizer(self.size)
+    self.source = Source(camera.source, config.reconnect_s, config.realtime, log, stop_at,
+                         name=camera.name, lenient=bool(camera.name))
+    self.sampler: Optional[sampling.StreamSampler] = None  # set when the source is open
+    self.stride = 0  # sampled frames between windows: set when the source is open (`run`)
+    self.mailbox, self.stats = Mailbox(cond), Stats()
+    self.detector: Optional[Detector] = None  # set by `report_to`
+    self.snapshots = ''
+    self.error, self.failure = '', None
+
+  def report_to(self, run_dir: str, hooks: List[Webhook], stdout) -> None:
+    """Events of this camera: snapshots in `run_dir` (a named camera: `run_dir`/name)."""
+    self.snapshots = os.path.join(run_dir, self.name) if self.name else run_dir
+    os.makedirs(self.snapshots, exist_ok=True)
+    self.detector = Detector(self.config, EventLog(self.snapshots, hooks, stdout, self.name))
+
+  def run(self) -> None:
+    """The capture loop; an unexpected error ends this camera only (logged, in its summary)."""
+    try:
+      s = self.source
+      s.open_now()
+      self.sampler = sampling.StreamSampler(self.fps, s.fps)  # every stride-th source frame
+      self.stride = max(1, int(round(self.config.stride_s * self.sampler.fps)))
+      self.log(f'watch: {s.label} ({"live" if s.live else "file"}): {self.num_frames} frames at '
+               f'{self.sampler.fps:g} fps (every {self.sampler.stride} of {s.fps:g} fps) per '
+               f'window, scored every {self.stride} sampled frames; snapshots in '
+               f'{self.snapshots}')
+      self._loop()
+    except Exception as e:  # pylint: disable=broad-except
+      self.failure, self.error = e, f'{type(e).__name__}: {e}'
+      self.log(f'watch: {self.source.label}: stopped: {self.error}')
+    finally:
+      self.source.release()
+      self.mailbox.close()
+
+  def _loop(self) -> None:
+    ring = collections.deque(maxlen=self.num_frames)
+    new_frames, source = 0, self.source
+    while not self.stop.is_set() and time.monotonic() < self.stop_at:
+      ok, t, restarted = source.grab()
+      if not ok:
+        return
+      if restarted:  # frames across a gap are not one clip
+        ring.clear()
+        self.sampler = sampling.StreamSampler(self.fps, source.fps)  # the reopened source's rate
+      self.stats.frames += 1
+      self.stats.stream_s = t
+      if not self.sampler.keep(t):
+        continue  # decoded, never converted
+      frame = source.retrieve()
+      if frame is None:
+        continue
+      rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+      ring.append((self.resize(rgb), t))
+      new_frames += 1
+      if len(ring) == self.num_frames and new_frames >= self.stride:
+        new_frames = 0
+        self.mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1],
+                                t + 1 / self.sampler.fps, source.due, time.time(), frame),
+                         wait=not source.live)
+
+  def summary(self) -> Dict[str, Any]:
+    summary = self.stats.summary(self.mailbox.replaced, self.stride, self.source.reconnects)
+    if self.name:
+      summary = {'event': 'summary', 'camera': self.name, 'source': self.source.spec,
+                 **{k: v for k, v in summary.items() if k != 'event'},
+                 'gave_up': self.source.gave_up, 'events': self.detector.count,
+                 'snapshots': self.snapshots}
+      if self.error:
+        summary['error'] = self.error
+    return summary
+
+
+class BatchLoop:
+  """The scorer thread: every window waiting (one per camera at most) in one model call,
+  then each camera's latency, stats and detector. If scoring fails, every camera is stopped
+  (`stop`) and the windows still coming are let go, so that no capture waits for ever."""
+
+  def __init__(self, scorer: Scorer, captures: List[Capture], stop: threading.Event):
+    self.scorer, self.captures, self.stop = scorer, captures, stop
+    self.batches = self.windows = 0
+    self.error = ''
+    self._thread = threading.Thread(target=self._run, daemon=True, name='scorer')
+    self._thread.start()
+
+  def _run(self) -> None:
+    boxes = [c.mailbox for c in self.captures]
+    while True:
+      taken = collect(boxes)
+      if taken is None:
+        return
+      if self.error:
+        continue
+      try:
+        self._score(taken)
+      except Exception as e:  # pylint: disable=broad-except
+        self.error = f'{type(e).__name__}: {e}'
+        self.stop.set()
+
+  def _score(self, taken: List[Tuple[int, Window]]) -> None:
+    scores = self.scorer.score([w for _, w in taken])
+    self.batches, self.windows = self.batches + 1, self.windows + len(taken)
+    for (i, w), score in zip(taken, scores):
+      c = self.captures[i]
+      w.score = score
+      c.stats.latencies.append(time.monotonic() - w.captured)
+      c.stats.scored += 1
+      c.detector.update(w)
+
+  def join(self) -> None:
+    self._thread.join()
+
+
+def _one_line(summary: Dict[str, Any], events: int) -> str:
+  name = f'{summary["camera"]}: ' if 'camera' in summary else ''
+  return (f'watch: {name}{summary["frames_read"]} frames in {summary["wall_s"]} s '
+          f'({summary["fps"]} fps, {summary["stream_s_per_wall_s"]} stream s per wall s); '
+          f'{summary["windows_scored"]} windows scored, {summary["frames_dropped"]} sampled '
+          f'frames dropped ({summary["windows_dropped"]} windows); capture→score latency p50 '
+          f'{summary["latency_p50_s"] * 1000:.0f} ms, p95 {summary["latency_p95_s"] * 1000:.0f}'
+          f' ms; {events} event(s)')
+
+
+def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
+          scorer: Optional[Scorer] = None) -> Dict[str, Any]:
+  """Runs until every source has ended (a file's end, a live source lost for good), Ctrl-C
+  or `max_seconds`. One unnamed source: its summary; named cameras (`config.cameras`): the
+  summary of all, with each camera's under 'per_camera' (each also printed)."""
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
-  check_source(config.source)
+  cameras = cameras_of(config)
+  check_cameras(cameras)
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
-  scorer = Scorer(config.model_dir, (num_frames,) + size)
-  stop_at = time.monotonic() + config.max_seconds if config.max_seconds else float('inf')
-  source = Source(config.source, config.reconnect_s, config.realtime, log, stop_at)
-  sampler = sampling.StreamSampler(fps, source.fps)  # every stride-th frame of the source
-  stride = max(1, int(round(config.stride_s * sampler.fps)))
+  scorer = scorer or Scorer(config.model_dir, (num_frames,) + size)
+  started = time.monotonic()
+  stop_at = started + config.max_seconds if config.max_seconds else float('inf')
+  cond, stop = threading.Condition(), threading.Event()
+  captures = [Capture(c, config, (num_frames, size, fps), cond, stop, stop_at, log)
+              for c in cameras]
   run_dir = os.path.join(config.out_dir, datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f'))
   os.makedirs(run_dir)
   hooks = [Webhook(u, config.webhook_timeout_s, config.webhook_retries, log=log)
            for u in config.webhooks]
-  events = EventLog(run_dir, hooks, stdout)
-  detector = Detector(config, events)
-  mailbox, stats = Mailbox(), Stats()
-  log(f'watch: {config.source} ({"live" if source.live else "file"}): {num_frames} frames at '
-      f'{sampler.fps:g} fps (every {sampler.stride} of {source.fps:g} fps) per window, '
-      f'scored every {stride} sampled frames; snapshots in {run_dir}')
-
-  def score_loop():
-    while True:
-      w = mailbox.get()
-      if w is None:
-        return
-      w.score = scorer(w)
-      stats.latencies.append(time.monotonic() - w.captured)
-      stats.scored += 1
-      detector.update(w)
-
-  worker = threading.Thread(target=score_loop, daemon=True, name='scorer')
-  worker.start()
-  ring = collections.deque(maxlen=num_frames)
-  new_frames = 0
+  for c in captures:
+    c.report_to(run_dir, hooks, stdout)
+  loop = BatchLoop(scorer, captures, stop)
+  threads = [threading.Thread(target=c.run, daemon=True, name=f'capture {c.name}')
+             for c in captures]
   try:
-    while not config.max_seconds or time.monotonic() - stats.started < config.max_seconds:
-      frame, t, restarted = source.read()
-      if frame is None:
-        break
-      if restarted:  # frames across a gap are not one clip
-        ring.clear()
-        sampler = sampling.StreamSampler(fps, source.fps)  # the reopened source's rate
-      stats.frames += 1
-      stats.stream_s = t
-      if not sampler.keep(t):
-        continue
-      rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      ring.append((resize_and_crop_array(rgb, size), t))
-      new_frames += 1
-      if len(ring) == num_frames and new_frames >= stride:
-        new_frames = 0
-        mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1], t + 1 / sampler.fps,
-                           time.monotonic(), time.time(), frame), wait=not source.live)
+    for t in threads:
+      t.start()
+    for t in threads:
+      while t.is_alive():
+        t.join(0.2)
   except KeyboardInterrupt:
     log('watch: interrupted')
   finally:
-    source.release()
-    mailbox.close()
-    worker.join()
-    detector.finish()
+    stop.set()
+    for t in threads:
+      t.join()
+    loop.join()
+    for c in captures:
+      c.detector.finish()
     deadline = time.monotonic() + min(5.0, config.webhook_timeout_s)
     for hook in hooks:
       hook.close(deadline)
-  summary = stats.summary(mailbox.replaced, stride, source.reconnects)
-  summary['webhooks'] = [{'url': h.url, 'sent': h.sent, 'failed': h.failed,
-                          'dropped': h.dropped} for h in hooks]
-  summary['snapshots'] = run_dir
+  if loop.error:
+    raise ValueError(f'scoring failed, every camera stopped: {loop.error}')
+  webhooks = [{'url': h.url, 'sent': h.sent, 'failed': h.failed, 'dropped': h.dropped}
+              for h in hooks]
+  per_camera = [c.summary() for c in captures]
+  if not cameras[0].name:
+    if captures[0].failure is not None:
+      raise captures[0].failure  # one unnamed source: as before threads, its error is ours
+    summary = {**per_camera[0], 'webhooks': webhooks, 'snapshots': run_dir}
+    print(json.dumps(summary), file=stdout, flush=True)
+    log(_one_line(summary, captures[0].detector.count))
+    return summary
+  for s, c in zip(per_camera, captures):
+    print(json.dumps(s), file=stdout, flush=True)
+    log(_one_line(s, c.detector.count))
+  wall = max(1e-9, time.monotonic() - started)
+  summary = {'event': 'summary', 'cameras': len(captures), 'wall_s': round(wall, 2),
+             'frames_read': sum(s['frames_read'] for s in per_camera),
+             'windows_scored': loop.windows, 'model_calls': loop.batches,
+             'mean_batch': round(loop.windows / max(1, loop.batches), 2),
+             'failed': [c.name for c in captures if c.error], 'webhooks': webhooks,
+             'snapshots': run_dir}
   print(json.dumps(summary), file=stdout, flush=True)
-  log(f'watch: {summary["frames_read"]} frames in {summary["wall_s"]} s ({summary["fps"]} fps, '
-      f'{summary["stream_s_per_wall_s"]} stream s per wall s); {summary["windows_scored"]} '
-      f'windows scored, {summary["frames_dropped"]} sampled frames dropped '
-      f'({summary["windows_dropped"]} windows); capture→score latency p50 '
-      f'{summary["latency_p50_s"] * 1000:.0f} ms, p95 {summary["latency_p95_s"] * 1000:.0f} ms; '
-      f'{detector.count} event(s)')
-  return summary
+  log(f'watch: {len(captures)} cameras, {summary["windows_scored"]} windows in '
+      f'{summary["model_calls"]} model calls (mean batch {summary["mean_batch"]})')
+  return {**summary, 'per_camera': per_camera}
