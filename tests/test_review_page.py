@@ -9,34 +9,35 @@ import shutil
 import pytest
 
 from vivit_tfx.data import synthetic
-from vivit_tfx.inference import predict, server
+from vivit_tfx.inference import predict, reviews_export, server, verdicts
 from tests.test_serve import free_port
 
-pytestmark = pytest.mark.e2e
+# Debian's chromium and chromium-driver: `.ci/run` installs them, a test never does. Checked
+# before the fixtures, so a machine without them does not train the model for nothing.
+BINARIES = shutil.which('chromium'), shutil.which('chromedriver')
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
+    not all(BINARIES), reason='no chromium/chromedriver: .ci/run installs them (apt-get '
+    'install chromium chromium-driver)')]
 webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed '
                                 '(pip install -c constraints.txt selenium)')
 from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
-def _browser_binaries():
-  """(chromium, chromedriver) paths; `.ci/run` installs them (Debian's chromium and
-  chromium-driver), a test never does."""
-  found = shutil.which('chromium'), shutil.which('chromedriver')
-  if not all(found):
-    pytest.skip('no chromium/chromedriver: .ci/run installs them (apt-get install chromium '
-                'chromium-driver)')
-  return found
+TOKEN = 'page-test-token-0123456789'
 
 
 @pytest.fixture(scope='module')
-def browser():
-  chromium, chromedriver = _browser_binaries()
+def browser(site):
+  """Headless chromium, logged in to `site` once (`?token=`, then the cookie)."""
+  chromium, chromedriver = BINARIES
   options = webdriver.ChromeOptions()
   for flag in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'):
     options.add_argument(flag)
   options.binary_location = chromium
   driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+  driver.get(site[0] + '/?token=' + TOKEN)
+  assert driver.current_url.rstrip('/') == site[0]  # the token is out of the address bar
   yield driver
   driver.quit()
 
@@ -47,10 +48,13 @@ def site(trained_run, tmp_path_factory):
   that has learned its data, its synthetic videos as the library."""
   config, _ = trained_run
   work = str(tmp_path_factory.mktemp('review_work'))
+  tokens = os.path.join(work, 'tokens')
+  with open(tokens, 'w') as f:
+    f.write(f'reviewer:{TOKEN}\n')
   models = os.path.join(config.serving_dir, config.model_name)
   settings = server.ServerConfig(
       model_dir=models, model_name=config.model_name, port=free_port(), work_dir=work,
-      videos_dir=config.videos_dir, threshold=0.0)  # flag every window
+      videos_dir=config.videos_dir, threshold=0.0, token_file=tokens)  # flag every window
   with server.BackgroundServer(settings) as url:
     yield url, work, config.videos_dir, predict.newest_version(config.serving_dir,
                                                                config.model_name)
@@ -125,3 +129,40 @@ def test_pick_a_video_from_the_library(site, browser):
   # The learned model gets the library's first video right, and the page shows its scores.
   path = os.path.join(video_root, names[0])
   assert _shown_as_predicted(browser, path, model_dir) == 'NonViolence'
+
+
+def test_play_click_a_segment_and_record_verdicts(site, browser, tmp_path):
+  url, work, _, _ = site
+  source = str(tmp_path / 'source.mp4')
+  synthetic.long_video(source, [1, 0], segment_s=2.0, seed=2)
+  video = str(tmp_path / 'h264.mp4')  # a codec chromium plays (the synthetic mp4v is not one)
+  reviews_export.cut(source, 0.0, 4.0, video)
+  browser.get(url + '/')
+  browser.find_element(By.ID, 'file').send_keys(video)
+  browser.find_element(By.ID, 'upload').click()
+  WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.ID, 'label'))
+  player = browser.find_element(By.ID, 'player')
+  WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+      'return arguments[0].readyState', player) >= 1)  # the video loaded through the cookie
+  segment = browser.find_element(By.CSS_SELECTOR, '#bar .seg')
+  start = float(segment.get_attribute('data-start'))
+  browser.execute_script('arguments[0].currentTime = 3.5', player)
+  segment.click()  # jumps to the segment's start
+  WebDriverWait(browser, 10).until(lambda d: abs(d.execute_script(
+      'return arguments[0].currentTime', player) - start) < 0.1)
+  assert browser.find_element(By.ID, 'segment-1').get_attribute('class') == 'selected'
+  browser.find_element(By.CSS_SELECTOR, 'button.verdict[data-segment="1"]'
+                       '[data-verdict="not violent"]').click()
+  kept = browser.find_element(By.ID, 'kept-1')
+  WebDriverWait(browser, 10).until(lambda d: kept.text == 'not violent (reviewer)')
+  browser.find_element(By.ID, 'missed-start').send_keys('1')
+  browser.find_element(By.ID, 'missed-end').send_keys('2')
+  browser.find_element(By.ID, 'missed-add').click()
+  WebDriverWait(browser, 10).until(
+      lambda d: 'Violence (reviewer)' in d.find_element(By.ID, 'missed').text)
+  job = browser.current_url.rstrip('/').rsplit('/', 1)[1]
+  records, _ = verdicts.read(os.path.join(work, verdicts.FILE))
+  mine = [(r['kind'], r['verdict'], r['reviewer']) for r in records if r['job'] == job]
+  assert mine == [('segment', 'not violent', 'reviewer'), ('missed', 'missed', 'reviewer')]
+  browser.refresh()  # shown again from the file
+  assert browser.find_element(By.ID, 'kept-1').text == 'not violent (reviewer)'

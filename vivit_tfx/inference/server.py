@@ -3,7 +3,12 @@
 * `/v1/models/…`: TF Serving's REST API (`vivit_tfx.inference.rest`), so a client written for
   TF Serving works unchanged against a machine without Docker or the TF Serving binary.
 * `/`: the review page (`vivit_tfx.inference.review`): upload a video or pick one from a
-  configured folder; label, timeline, segment thumbnails and attention overlay.
+  configured folder; label, timeline, segment thumbnails and attention overlay; the video
+  player, and the verdicts reviewers record (`/review/<id>/verdicts`).
+* `/videos/<path>`: a video of `--videos-dir` (only files really inside it).
+
+Who gets in is `vivit_tfx.inference.access`: with tokens, every route but loopback `/v1/models`
+needs one; beyond loopback the server does not start without them.
 
 Request bodies are read with a size cap; everything the server writes goes under its work folder.
 """
@@ -19,13 +24,15 @@ import time
 from typing import Optional
 
 from vivit_tfx import extras
-from vivit_tfx.inference import rest, review
+from vivit_tfx.inference import access, rest, review
 
 with extras.needed('serve'):  # the web stack is the [serve] extra, not in the Trainer/Beam image
   from starlette.applications import Starlette
+  from starlette.middleware import Middleware
   from starlette.concurrency import run_in_threadpool
   from starlette.requests import ClientDisconnect, Request
-  from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+  from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, RedirectResponse,
+                                    Response)
   from starlette.routing import Route
   import uvicorn
 
@@ -42,6 +49,7 @@ class ServerConfig:
   max_upload_bytes: int = 512 << 20  # review uploads
   threshold: float = 0.5  # review page: windows at or above it are flagged
   poll_s: float = 30.0  # look for a newly pushed version this often (0: never)
+  token_file: str = ''  # name:token lines (`access.load_tokens`; also VIVIT_TFX_SERVE_TOKENS)
 
 
 class BodyTooLarge(Exception):
@@ -69,9 +77,41 @@ def _error(message: str, status: int = 400) -> JSONResponse:
   return JSONResponse({'error': message}, status_code=status)
 
 
+class TokenGate:
+  """ASGI middleware: a request the gate needs a token for gets a bare 401 without the right
+  one; `?token=` on a GET logs a browser in (a cookie, then a redirect without the token).
+  The token's name is `scope['reviewer']` ('' where no token is needed)."""
+
+  def __init__(self, app, gate: access.Gate):
+    self.app, self.gate = app, gate
+
+  async def __call__(self, scope, receive, send):
+    if scope['type'] != 'http':
+      return await self.app(scope, receive, send)
+    scope['reviewer'] = ''
+    if not self.gate.needs_token(scope['path']):
+      return await self.app(scope, receive, send)
+    request = Request(scope)
+    token, query = access.login_query(scope.get('query_string', b'').decode('latin-1'))
+    name = self.gate.name_of(token if token is not None else
+                             self.gate.presented(request.headers))
+    if name is None:
+      return await Response(status_code=401, headers={'WWW-Authenticate': 'Bearer'})(
+          scope, receive, send)
+    if token is not None and request.method == 'GET':
+      path = '/' + scope['path'].lstrip('/')  # never //host: a redirect stays on this server
+      response = RedirectResponse(path + (f'?{query}' if query else ''), status_code=303)
+      response.set_cookie(access.COOKIE, token, httponly=True, samesite='strict')
+      return await response(scope, receive, send)
+    scope['reviewer'] = name
+    return await self.app(scope, receive, send)
+
+
 def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
-               reviewer: Optional[review.Reviewer] = None) -> Starlette:
-  """The ASGI app; `model` and `reviewer` are built from `config` unless given."""
+               reviewer: Optional[review.Reviewer] = None,
+               gate: Optional[access.Gate] = None) -> Starlette:
+  """The ASGI app; `model`, `reviewer` and `gate` are built from `config` unless given."""
+  gate = gate or access.Gate(access.load_tokens(config.token_file), config.host)
   model = model or rest.ModelServer(config.model_dir, config.model_name)
   reviewer = reviewer or review.Reviewer(model.servable.path, config.work_dir, config.videos_dir,
                                          threshold=config.threshold)
@@ -126,9 +166,30 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
 
   async def result(request: Request) -> Response:
     try:
-      return HTMLResponse(review.result_page(reviewer.result(request.path_params['job'])))
+      job_id = request.path_params['job']
+      return HTMLResponse(review.result_page(reviewer.result(job_id),
+                                             reviewer.verdicts.of_job(job_id)))
     except KeyError:
       return HTMLResponse('<p>No such review.</p>', status_code=404)
+
+  async def verdict(request: Request) -> Response:
+    try:
+      body = json.loads(await _body(request, 4096))
+      record = await run_in_threadpool(reviewer.record, request.path_params['job'], body,
+                                       request.scope.get('reviewer', ''))
+    except KeyError:
+      return _error('no such review', 404)
+    except (BodyTooLarge, ValueError) as e:
+      return _error(str(e), 400)
+    except OSError as e:
+      return _error(f'the verdict was not kept ({e.strerror or e})', 500)
+    return JSONResponse(record)
+
+  async def video(request: Request) -> Response:
+    try:
+      return FileResponse(access.inside(config.videos_dir, request.path_params['path']))
+    except KeyError:
+      return Response('not found', status_code=404)
 
   async def files(request: Request) -> Response:
     try:
@@ -156,12 +217,14 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     yield
     stop.set()
 
-  return Starlette(lifespan=lifespan, routes=[
+  return Starlette(lifespan=lifespan, middleware=[Middleware(TokenGate, gate=gate)], routes=[
       Route('/v1/models/{path:path}', models, methods=['GET', 'POST']),
       Route('/', page),
       Route('/review/upload', upload, methods=['POST']),
       Route('/review/library', pick, methods=['POST']),
       Route('/review/{job}', result),
+      Route('/review/{job}/verdicts', verdict, methods=['POST']),
+      Route('/videos/{path:path}', video),
       Route('/files/{job}/{name}', files),
   ])
 
@@ -169,24 +232,38 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
 def serve(config: ServerConfig) -> None:
   """Loads the model, prints where to find it and runs until Ctrl-C."""
   extras.require('serve')  # with matplotlib: the review page draws
+  gate = access.Gate(access.load_tokens(config.token_file), config.host)  # before the model
   model = rest.ModelServer(config.model_dir, config.model_name)
-  app = create_app(config, model)
+  app = create_app(config, model, gate=gate)
   url = f'http://{config.host}:{config.port}'
   print(f'serve: {model.servable.path} as {config.model_name} version {model.servable.version}\n'
         f'  review page: {url}/\n'
         f'  REST: {url}/v1/models/{config.model_name}[:predict]\n'
-        f'  work folder: {os.path.abspath(config.work_dir)}', flush=True)
+        f'  work folder: {os.path.abspath(config.work_dir)}\n'
+        f'  access: {_access_line(gate)}', flush=True)
   uvicorn.run(app, host=config.host, port=config.port, log_level='warning')
 
 
-class BackgroundServer:
-  """The server on a background thread (tests, benchmarks): `with BackgroundServer(c) as url:`."""
+def _access_line(gate: access.Gate) -> str:
+  if not gate.enabled:
+    return 'open (loopback only, no tokens)'
+  return (f'{len(gate.tokens)} token(s) ({", ".join(sorted(gate.tokens))}); open to '
+          f'{"loopback REST only" if gate.open_rest else "no one without a token"}')
 
-  def __init__(self, config: ServerConfig, model: Optional[rest.ModelServer] = None):
-    self.app = create_app(config, model)
-    self._server = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port,
+
+class BackgroundServer:
+  """The server on a background thread (tests, benchmarks): `with BackgroundServer(c) as url:`.
+
+  `bind`: listen there instead of `config.host` (tests of a server configured for another host).
+  """
+
+  def __init__(self, config: ServerConfig, model: Optional[rest.ModelServer] = None,
+               reviewer: Optional[review.Reviewer] = None, bind: str = ''):
+    self.app = create_app(config, model, reviewer)
+    host = bind or config.host
+    self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=config.port,
                                                  log_level='warning'))
-    self.url = f'http://{config.host}:{config.port}'
+    self.url = f'http://{host}:{config.port}'
     self._thread = None
 
   def __enter__(self) -> str:
