@@ -61,14 +61,14 @@ def test_compare_runs_shows_changed_hyperparameters(first_run):
   assert 'train_args' in diff['hyperparameters']
   assert diff['inputs'] == {}  # same data
   # A setting that changes the blessing is shown too (each class's bound: 1 → 0 test videos).
-  assert diff['evaluation'] == {'min_test_examples (label=0)': [1, 0],
-                                'min_test_examples (label=1)': [1, 0]}, diff['evaluation']
+  assert diff['evaluation'] == {'min_test_examples (class NonViolence)': [1, 0],
+                                'min_test_examples (class Violence)': [1, 0]}, diff['evaluation']
 
 
 def test_lineage_without_store_is_a_clear_error(tmp_path, capsys):
   rc = cli.main(['lineage', '--metadata', str(tmp_path / 'none.sqlite')])
   err = capsys.readouterr().err
-  assert rc == 1 and 'no metadata store' in err and '`lineage --metadata PATH`' in err, err
+  assert rc == 1 and 'no metadata store' in err and '--metadata PATH' in err, err
 
 
 def _pushed(config):

@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import json
 import math
+import re
 from typing import Dict, List, Optional, Tuple
 
 from google.protobuf import json_format
@@ -65,8 +66,39 @@ def pushed_model(store, artifact_id: Optional[int] = None):
   model = metadata.latest_artifact(store, 'PushedModel',
                                    lambda a: bool(metadata.property_value(a, 'pushed')))
   if model is None:
-    raise ValueError('no pushed model in this metadata store (has a run blessed a model?)')
+    raise ValueError(f'no pushed model in this metadata store: {_why_nothing_pushed(store)}')
   return model
+
+
+def _why_nothing_pushed(store) -> str:
+  """What became of the newest evaluated model: its run, not blessed, and what to run next."""
+  blessing = metadata.latest_artifact(store, 'ModelBlessing')
+  origin = producer(store, blessing) if blessing is not None else None
+  if origin is None:
+    return 'no run has evaluated a model yet (`vivit-tfx lineage --runs` lists the runs)'
+  run = metadata.run_names_by_execution(store, [origin.id]).get(origin.id, '?')
+  if metadata.property_value(blessing, 'blessed'):
+    return (f'the model of run {run} was blessed but not pushed (`vivit-tfx lineage --runs` '
+            "shows the Pusher's state)")
+  unpushed = metadata.latest_artifact(store, 'PushedModel')
+  trace = (f'; `vivit-tfx lineage --artifact-id {unpushed.id}` traces its model'
+           if unpushed is not None else '')
+  return (f'the model of run {run} was not blessed, so nothing was pushed; `vivit-tfx report '
+          f'--run-id {run}` says which checks failed{trace}')
+
+
+def unlabeled_footage(execution) -> str:
+  """The unlabelled footage a (pre-)training execution read: its ingested clips, how many
+  videos and the manifest's hash ('' when it read none)."""
+  try:
+    custom = json.loads(metadata.execution_property(execution, 'custom_config') or '{}')
+  except (TypeError, ValueError):
+    return ''
+  footage = custom.get('unlabeled') or {}
+  if not footage.get('pattern'):
+    return ''
+  return (f"{footage['pattern']} ({footage.get('videos', '?')} videos, manifest sha256 "
+          f"{footage.get('manifest_sha256', '?')})")
 
 
 def upstream(store, artifact) -> Lineage:
@@ -87,7 +119,8 @@ def upstream(store, artifact) -> Lineage:
     nodes[f'e{e.id}'] = Node(
         f'e{e.id}', 'execution', e.id, execution_types.get(e.type_id, '?'),
         metadata.node_id(store, e), metadata_store_pb2.Execution.State.Name(e.last_known_state),
-        runs.get(e.id, ''), _time(e.create_time_since_epoch), {})
+        runs.get(e.id, ''), _time(e.create_time_since_epoch),
+        {'unlabeled_footage': footage} if (footage := unlabeled_footage(e)) else {})
   producer = {}
   edges = []
   for ev in graph.events:
@@ -121,8 +154,9 @@ def chain_text(lineage: Lineage) -> str:
       return f'{node.type} #{node.id} {node.label} ({node.created}{props})'
     kind = node.type.rsplit('.', 1)[-1]
     name = node.label if node.label in ('', kind) else f'{node.label} ({kind})'
+    props = ''.join(f', {k.replace("_", " ")} {v}' for k, v in node.properties.items())
     return (f'{name or kind} execution #{node.id} '
-            f'{node.state}, run {node.run_id or "-"}, {node.created}')
+            f'{node.state}, run {node.run_id or "-"}, {node.created}{props}')
 
   def walk(key: str, depth: int, via: str = ''):
     node = lineage.nodes[key]
@@ -245,6 +279,10 @@ def run_facts(store, run) -> dict:
            'blessed': None}
   for info in metadata.executions_of_run(store, run):
     node = metadata.node_id(store, info.execution)
+    for artifact in info.outputs.get('model', [])[:1] if node.endswith('Trainer') else []:
+      footage = unlabeled_footage(producer(store, artifact) or info.execution)
+      if footage:  # the PretrainTrainer's, or the self-training Trainer's
+        facts['inputs'][f'{node}: unlabeled_footage'] = footage
     if node == 'Trainer':
       for key, artifacts in sorted(info.inputs.items()):
         facts['inputs'][key] = ', '.join(a.uri for a in artifacts)
@@ -268,7 +306,17 @@ def run_facts(store, run) -> dict:
     for artifact in info.outputs.get('blessing', []):  # blessed by every Evaluator
       facts['blessed'] = (facts['blessed'] is not False) and bool(
           metadata.property_value(artifact, 'blessed'))
+  classes = (facts['hyperparameters'].get('clip') or {}).get('class_names') or []
+  facts['evaluation'] = {_class_named(k, classes): v for k, v in facts['evaluation'].items()}
   return facts
+
+
+def _class_named(setting: str, classes: List[str]) -> str:
+  """'min_test_examples (label=1)' → 'min_test_examples (class Violence)' (label order)."""
+  match = re.fullmatch(r'(.*)\(label=(\d+)\)', setting)
+  if not match or int(match.group(2)) >= len(classes):
+    return setting
+  return f'{match.group(1)}(class {classes[int(match.group(2))]})'
 
 
 def blessing_settings(eval_config_json: Optional[str]) -> Dict[str, float]:

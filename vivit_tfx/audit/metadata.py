@@ -44,8 +44,8 @@ def check_sqlite_store(path: str) -> None:
   """Raises NotAStoreError (one line) unless `path` is an ML Metadata sqlite store; opens the
   file read-only, so another application's database is never modified."""
   if not os.path.isfile(path):
-    raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first; `lineage '
-                         '--metadata PATH` and `report --output-root DIR` name another)')
+    raise NotAStoreError(f'{path}: no metadata store (run `vivit-tfx run` first; `lineage` and '
+                         '`report` take --output-root DIR or --metadata PATH of another)')
   try:
     with open(path, 'rb') as f:
       if f.read(16) != b'SQLite format 3\x00':

@@ -11,7 +11,7 @@ import html
 import io
 import json
 import os
-from typing import Dict, List, Optional, Protocol
+from typing import Dict, List, NamedTuple, Optional, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +25,15 @@ from vivit_tfx.models import videomae_pretrain
 
 class RunSettings(Protocol):
   """What the report reads of a run's settings (a `pipeline.configs.PipelineConfig` has it)."""
+  pipeline_name: str
+  output_root: str
+  metadata_path: str
+  min_test_examples_per_class: int
+  overwrite: bool
+
+
+class Settings(NamedTuple):
+  """RunSettings from `vivit-tfx report`'s options (no whole pipeline config)."""
   pipeline_name: str
   output_root: str
   metadata_path: str

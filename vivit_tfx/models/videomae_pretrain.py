@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import os
+import posixpath
 import tempfile
 from typing import Any, Dict, List, Tuple
 
@@ -329,6 +330,52 @@ def load_encoder(vivit: ViViT, directory: str) -> Dict[str, str]:
   return {'pretrained_encoder': directory}
 
 
+# The decoder's settings, and their names in a transformers VideoMAEForPreTraining config.json.
+DECODER_FIELDS = ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
+                  'decoder_mlp_dim')
+_HF_DECODER = ('decoder_hidden_size', 'decoder_num_hidden_layers',
+               'decoder_num_attention_heads', 'decoder_intermediate_size')
+
+
+def _hf_pretraining_spec(path: str) -> hf_checkpoint.HFCheckpoint:
+  spec = hf_checkpoint.load_hf_config(path)
+  if spec.family != 'videomae-pretraining':
+    raise hf_checkpoint.CheckpointMismatch(f'{path}: a {spec.family} checkpoint, not '
+                                           'VideoMAEForPreTraining (no decoder)')
+  return spec
+
+
+def checkpoint_settings(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """A pre-training checkpoint's own settings, (encoder architecture, decoder): a PretrainTrainer
+  model directory's pretrain_config.json, or a transformers VideoMAEForPreTraining config.json."""
+  if tf.io.gfile.exists(os.path.join(path, PRETRAINER_WEIGHTS)):
+    made = _made_with(path)
+    return (dataclasses.asdict(ViViTConfig.from_dict(made['vivit']).architecture),
+            {k: made['pretrain'][k] for k in DECODER_FIELDS})
+  spec = _hf_pretraining_spec(path)
+  missing = [k for k in _HF_DECODER if k not in spec.config]
+  if missing:
+    raise hf_checkpoint.CheckpointMismatch(
+        f'{posixpath.join(path, "config.json")}: no {", ".join(missing)}')
+  return dict(spec.architecture), {k: spec.config[h] for k, h in zip(DECODER_FIELDS, _HF_DECODER)}
+
+
+def with_checkpoint_decoder(overrides: Dict[str, Any]) -> Dict[str, Any]:
+  """--pretrain-overrides with the decoder settings of its `checkpoint` filled in; a value that
+  contradicts the checkpoint is one line (its weights could not be loaded)."""
+  path = overrides.get('checkpoint')
+  if not path:
+    return overrides
+  decoder = checkpoint_settings(path)[1]
+  clash = [k for k in DECODER_FIELDS if k in overrides and overrides[k] != decoder[k]]
+  if clash:
+    raise ValueError(
+        f'--pretrain-overrides {", ".join(f"{k}={overrides[k]!r}" for k in clash)} conflicts '
+        f'with the pre-training checkpoint {path} '
+        f'({", ".join(f"{k}={decoder[k]!r}" for k in clash)}); leave them out to use its own')
+  return {**decoder, **overrides}
+
+
 def load_checkpoint(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
   """Continues pre-training from `path`: a PretrainTrainer model directory of this project
   (encoder and decoder, `PRETRAINER_WEIGHTS`; its encoder and decoder settings must be the
@@ -337,8 +384,7 @@ def load_checkpoint(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
   if not tf.io.gfile.exists(weights):
     return load_hf_pretraining(model, path)
   made = _made_with(path)
-  differ = [k for k in ('decoder_hidden_size', 'decoder_num_layers', 'decoder_num_heads',
-                        'decoder_mlp_dim') if made['pretrain'][k] != getattr(model.config, k)]
+  differ = [k for k in DECODER_FIELDS if made['pretrain'][k] != getattr(model.config, k)]
   differ += _architecture_differences(made['vivit'], model.vivit.config)
   if differ:
     raise ValueError(f'{path}: pre-trained with other settings ({", ".join(differ)} differ)')
@@ -350,10 +396,7 @@ def load_hf_pretraining(model: VideoMAEPretrainer, path: str) -> Dict[str, str]:
   """Loads a transformers VideoMAEForPreTraining directory: the encoder (`hf_checkpoint`),
   its final norm, and the decoder (`encoder_to_decoder`, `mask_token`, blocks, norm, head).
   Returns the lineage record."""
-  spec = hf_checkpoint.load_hf_config(path)
-  if spec.family != 'videomae-pretraining':
-    raise hf_checkpoint.CheckpointMismatch(f'{path}: a {spec.family} checkpoint, not '
-                                           'VideoMAEForPreTraining (no decoder)')
+  spec = _hf_pretraining_spec(path)
   source = hf_checkpoint.init_from_hf(model.vivit, path)
   hf, _ = hf_checkpoint.read_weights(path)
   c = spec.config

@@ -230,7 +230,20 @@ class PipelineConfig:
     overrides.update({n: v for n, v in self._given.items() if n in MODEL_FIELDS})
     if self.init_checkpoint:
       overrides['init_checkpoint'] = absolute(self.init_checkpoint)
+    elif self._pretrain_checkpoint():  # it brings its encoder; given settings win (and are
+      # checked against its weights before any work, `checkpoint_checks`)
+      from vivit_tfx.models import videomae_pretrain  # pylint: disable=g-import-not-at-top
+      overrides = {**videomae_pretrain.checkpoint_settings(self._pretrain_checkpoint())[0],
+                   **overrides}
     return vivit_preset(self.preset, **overrides)
+
+  def _pretrain_checkpoint(self) -> str:
+    """--pretrain-overrides' checkpoint when pre-training ('' otherwise, or when unreadable:
+    `pretrain_config` says why)."""
+    try:
+      return self.pretrain and json_object(self.pretrain_overrides, '').get('checkpoint') or ''
+    except ValueError:
+      return ''
 
   @property
   def unlabeled_clips(self) -> str:
@@ -264,10 +277,12 @@ class PipelineConfig:
                           self.min_test_fraction_per_class, test_share)
 
   def pretrain_config(self):
-    """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides)."""
+    """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides; a
+    checkpoint there brings its decoder's settings)."""
     # local: the pre-training model loads TensorFlow; options are checked without it.
-    from vivit_tfx.models.videomae_pretrain import PretrainConfig  # pylint: disable=g-import-not-at-top
-    return PretrainConfig.from_dict(json_object(self.pretrain_overrides, '--pretrain-overrides'))
+    from vivit_tfx.models.videomae_pretrain import PretrainConfig, with_checkpoint_decoder  # pylint: disable=g-import-not-at-top
+    return PretrainConfig.from_dict(with_checkpoint_decoder(
+        json_object(self.pretrain_overrides, '--pretrain-overrides')))
 
   def self_training_config(self):
     """The SelfTrainingConfig of the Trainer (defaults + --self-training-overrides)."""
