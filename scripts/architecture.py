@@ -33,6 +33,7 @@ LAYERS: Tuple[Tuple[str, str], ...] = (
     ('audit', 'ML Metadata: runs, lineage, TFMA results, report, run summary'),
     ('pipeline', 'configuration, wiring (create_pipeline), runners'),
     ('kubeflow', 'KubeflowV2DagRunner compile, image'),
+    ('scan', '`vivit-tfx scan`: an archive on Beam, resumable, drift'),
     ('bench', 'benchmarks that print tables'),
     ('cli', 'the `vivit-tfx` command'),
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The hard synthetic benchmark's protocol (README, "Hard synthetic benchmark"): for each seed, a
 # fresh draw of 400 labelled videos (200 train / 100 eval / 100 test) and 800 unlabelled ones
-# (seed + 1000), then one `vivit-tfx run` per variant, each scored at video level on eval and
+# (seed + 1000, made for the variant that uses them), then one `vivit-tfx run` per variant, each scored at video level on eval and
 # test by `vivit-tfx bench views` (K views averaged, as TFMA and serving score). Prints one
 # JSON line per (seed, variant, split). Reruns reuse the videos and clips already written.
 #   scripts/hard_benchmark.sh OUT [SEEDS] [VARIANTS]
@@ -16,14 +16,15 @@ for seed in $seeds; do
   d=$out/seed$seed
   [ -d "$d/videos" ] || "$tool" make-synthetic --difficulty hard --num-clips 400 --seed "$seed" \
       --output "$d/videos" > /dev/null
-  [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
-      --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
   [ -d "$d/clips" ] || "$tool" ingest --input "$d/videos" --output "$d/clips" \
       --train 0.5 --eval 0.25 --test 0.25 > /dev/null
   for variant in $variants; do
     case $variant in
       hybrid) extra=() ;;
-      hybrid+unlabeled) extra=(--unlabeled-videos "$d/unlabeled"
+      hybrid+unlabeled)
+        [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
+            --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
+        extra=(--unlabeled-videos "$d/unlabeled"
                                --unlabeled-clips-dir "$d/unlabeled_clips") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
@@ -33,7 +34,7 @@ for seed in $seeds; do
     "$tool" run --videos-dir "$d/videos" --clips-dir "$d/clips" --output-root "$root" \
         --accuracy-threshold 0 "${extra[@]}" > "$root.log" 2>&1
     seconds=$(( $(date +%s) - start ))
-    model=$(ls -d "$root"/serving/vivit_violence/* | tail -1)
+    model=$(ls -d "$root"/serving/vivit_violence/*/ | tail -1)
     for split in eval test; do
       row=$("$tool" bench views --model-dir "$model" --clips-dir "$d/clips" --split $split |
             tail -1)

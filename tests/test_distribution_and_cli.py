@@ -84,7 +84,7 @@ def test_every_option_of_every_command_says_what_it_does():
 
 
 @pytest.mark.parametrize('what', ['model', 'export', 'pipeline', 'train', 'views', 'baselines',
-                                  'serve', 'watch'])
+                                  'serve', 'watch', 'scan'])
 def test_each_benchmarks_help_names_its_own_command(what, capsys):
   with pytest.raises(SystemExit):
     cli.main(['bench', what, '--help'])

@@ -15,9 +15,10 @@ from absl import logging as absl_logging
 
 from vivit_tfx import extras, outputs
 from vivit_tfx.console import quiet as quiet_console
-from vivit_tfx.data import clip_config
+from vivit_tfx.data import clip_config, layouts
 from vivit_tfx.kubeflow import options as kubeflow_options
 from vivit_tfx.pipeline import configs, run_guard
+from vivit_tfx.scan import options as scan_options
 
 # Each command imports the modules that load TensorFlow, TFX or OpenCV itself, inside its
 # function: `--help` and a mistyped option answer at once.
@@ -48,14 +49,19 @@ def _finite_float(text: str) -> float:
   return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, least: int = 1) -> int:
   try:
     value = int(text)
   except ValueError:
-    value = 0
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    value = least - 1
+  if value < least:
+    raise argparse.ArgumentTypeError(
+        f"expected a {'positive' if least == 1 else 'non-negative'} integer, got {text!r}")
   return value
+
+
+def _non_negative_int(text: str) -> int:
+  return _positive_int(text, least=0)
 
 
 def _cmd_make_synthetic(args) -> int:
@@ -143,6 +149,7 @@ def _cmd_run(args) -> int:
   from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   try:
+    _check_checkpoints(config)
     prepare.check_data(config)  # before anything is written: no logs, no lock
   except prepare.DataError as e:
     raise UserError(str(e)) from None
@@ -158,6 +165,20 @@ def _cmd_run(args) -> int:
   print(summary.to_text())
   print(f'  log: {log}')
   return 0
+
+
+def _check_checkpoints(config) -> None:
+  """The checkpoints the run will load, loaded now as its Trainers will: a bad weights file is
+  one line before any ingest, not a failed Trainer after seven components."""
+  if not config.init_checkpoint and not (config.pretrain and config.pretrain_config().checkpoint):
+    return
+  # loads TensorFlow
+  from vivit_tfx.models import checkpoint_checks  # pylint: disable=g-import-not-at-top
+  try:
+    checkpoint_checks.check(config.vivit_config(), configs.split_names(config.classes) or None,
+                            config.pretrain_config() if config.pretrain else None)
+  except ValueError as e:
+    raise UserError(_one_line(e)) from None
 
 
 def _cmd_compile(args) -> int:
@@ -203,13 +224,18 @@ def _quiet() -> None:
   logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
 
+def _metadata_path(args) -> str:
+  """--metadata, else <output-root>/metadata.sqlite (as `run --output-root` writes it)."""
+  return args.metadata or os.path.join(args.output_root, 'metadata.sqlite')
+
+
 def _store(args):
   """The store, opened read-only: inspection never writes to it."""
   # loads TFX
   from vivit_tfx.audit import metadata  # pylint: disable=g-import-not-at-top
   try:
     return metadata.open_store(metadata.connection_config(
-        sqlite_path=args.metadata, mysql_host=args.mysql_host, mysql_port=args.mysql_port,
+        sqlite_path=_metadata_path(args), mysql_host=args.mysql_host, mysql_port=args.mysql_port,
         mysql_database=args.mysql_database, mysql_user=args.mysql_user,
         mysql_password=args.mysql_password, grpc_host=args.grpc_host, grpc_port=args.grpc_port,
         read_only=True))
@@ -260,11 +286,19 @@ def _cmd_lineage(args) -> int:
   return 0
 
 
-def _model_dir(args) -> str:
+def _model_dir(args, tflite: bool = False) -> str:
   """--model-dir (a SavedModel, or a folder of numbered versions: the newest, as `serve` and
-  `watch` take it), else the newest pushed version."""
+  `watch` take it; with `tflite`, also a .tflite model of `vivit-tfx export`), else the newest
+  pushed version."""
   # loads TensorFlow
   from vivit_tfx.inference import predict, rest  # pylint: disable=g-import-not-at-top
+  if args.model_dir.endswith(clip_config.TFLITE_SUFFIX):
+    if not tflite:
+      raise UserError(f'--model-dir {args.model_dir}: vivit-tfx {args.command} takes a '
+                      'SavedModel, not a TFLite model')
+    if not os.path.isfile(args.model_dir):
+      raise UserError(f'--model-dir {args.model_dir}: no such file')
+    return args.model_dir
   if args.model_dir:
     return rest.version_dir(args.model_dir)[0]
   return predict.newest_version(args.serving_dir, args.model_name)
@@ -324,7 +358,7 @@ def _cmd_predict(args) -> int:
     _accounted(inputs, skipped)
     raise UserError('no video file among the inputs')
   try:
-    model_dir = _model_dir(args)
+    model_dir = _model_dir(args, tflite=not args.rest_request)
     if args.rest_request:
       print_json(predict.rest_request(videos[0], model_dir))
       return 0
@@ -378,17 +412,35 @@ def _cmd_attention(args) -> int:
   return _accounted(inputs, skipped)
 
 
+def _cmd_export(args) -> int:
+  # loads TensorFlow
+  from vivit_tfx.inference import tflite_export  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    model_dir = _model_dir(args)
+    out_dir = args.out_dir or tflite_export.default_out_dir(model_dir)
+    done = tflite_export.export_tflite(
+        model_dir, out_dir, list(dict.fromkeys(args.quantize)), args.clips_dir,
+        args.calibration_clips, args.overwrite, log=lambda m: print(m, file=sys.stderr))
+  except (ValueError, OSError) as e:
+    raise UserError(_one_line(e)) from None
+  print(f'model: {model_dir}')
+  for e in done:
+    print(f'  {e.quantize}: {e.path} ({e.bytes / 2**20:.2f} MiB), clip config {e.clip_config}')
+  return 0
+
+
 def _cmd_report(args) -> int:
   # loads TFX
   from vivit_tfx.audit import metadata, report  # pylint: disable=g-import-not-at-top
   _quiet()
-  store = None
-  if args.grpc_host:  # Kubeflow's ML Metadata service
-    store = metadata.open_store(metadata.connection_config(grpc_host=args.grpc_host,
-                                                           grpc_port=args.grpc_port))
+  # a server (Kubeflow's gRPC service, MySQL) is opened here; a sqlite file by the report,
+  # whose messages name it
+  store = _store(args) if args.grpc_host or args.mysql_host else None
+  settings = report.Settings(args.pipeline_name, args.output_root, _metadata_path(args),
+                             args.min_test_examples_per_class, args.overwrite)
   try:
-    page = report.build(configs.from_args(args), args.run_id or None, args.out_dir or None,
-                        store=store)
+    page = report.build(settings, args.run_id or None, args.out_dir or None, store=store)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
   print(f'report: {page}')
@@ -412,11 +464,24 @@ def _cmd_bench(args) -> int:
   if args.what == 'train':
     from vivit_tfx.bench import train_bench  # pylint: disable=g-import-not-at-top
     return train_bench.main(args.rest)
-  if args.what == 'export':
-    from vivit_tfx.bench import export_size  # pylint: disable=g-import-not-at-top
-    return export_size.main(args.rest)
+  if args.what == 'export':  # the export's size, or with --split etc. TFLite's accuracy
+    from vivit_tfx.bench import export_size, tflite_bench  # pylint: disable=g-import-not-at-top
+    return (tflite_bench if tflite_bench.wanted(args.rest) else export_size).main(args.rest)
+  if args.what == 'scan':
+    from vivit_tfx.bench import scan_bench  # pylint: disable=g-import-not-at-top
+    return scan_bench.main(args.rest)
   from vivit_tfx.bench import pipeline_bench  # pylint: disable=g-import-not-at-top
   return pipeline_bench.main(args.rest)
+
+
+def _cmd_scan(args) -> int:
+  # loads TensorFlow and Beam
+  from vivit_tfx.scan import scan  # pylint: disable=g-import-not-at-top
+  _quiet()
+  try:
+    return scan.main(args, _model_dir(args))
+  except (ValueError, OSError, scan.ScanFailed) as e:
+    raise UserError(_one_line(e)) from None
 
 
 def _cmd_checkpoint(args) -> int:
@@ -448,22 +513,38 @@ def _cmd_serve(args) -> int:
         model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
         videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold,
-        poll_s=args.poll_s)
+        poll_s=args.poll_s, token_file=args.token_file)
     server.serve(config)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
   return 0
 
 
+def _cmd_reviews(args) -> int:
+  # loads OpenCV and PyAV
+  from vivit_tfx.inference import reviews_export  # pylint: disable=g-import-not-at-top
+  try:
+    summary = reviews_export.export(args.work_dir, args.out_dir, original=args.original,
+                                    layout=args.layout, negative_class=args.negative_class,
+                                    overwrite=args.overwrite)
+  except (ValueError, FileNotFoundError) as e:
+    raise UserError(_one_line(e)) from None
+  print(summary.to_text())
+  print(f'  train on it: vivit-tfx run --videos-dir {summary.csv_path} --layout csv')
+  return 0
+
+
 def _cmd_watch(args) -> int:
   # loads TensorFlow and OpenCV
   from vivit_tfx.data import video_reader  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.inference import rest, watch  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import cameras, watch  # pylint: disable=g-import-not-at-top
   _quiet()
   try:
-    watch.check_source(args.source)
+    chosen = cameras.cameras(args.source, args.sources)
+    watch.check_cameras(chosen)
     config = watch.WatchConfig(
-        source=args.source, model_dir=rest.version_dir(_model_dir(args))[0], out_dir=args.out_dir,
+        source=chosen[0].source, cameras=chosen if chosen[0].name else (),
+        model_dir=_model_dir(args, tflite=True), out_dir=args.out_dir,
         stride_s=args.stride_s, average=args.average, ema=args.ema,
         start_threshold=args.start_threshold, stop_threshold=args.stop_threshold,
         min_event_s=args.min_event_s, webhooks=tuple(args.webhook),
@@ -480,10 +561,13 @@ def _cmd_watch(args) -> int:
 def _add_serve_watch_parsers(sub) -> None:
   p = sub.add_parser('watch', help='live detection on a camera, stream or file: events as JSON '
                      'lines, snapshots, webhooks')
-  p.add_argument('source', help='a video file, a webcam index (0), or an rtsp:// / http(s):// '
-                 'stream URL')
-  p.add_argument('--model-dir', default='', help='a SavedModel or a folder of numbered '
-                 'versions (default: newest pushed)')
+  p.add_argument('source', nargs='*', help='a video file, a webcam index (0), or an rtsp:// / '
+                 'http(s):// stream URL; several: one camera each, scored in one batch '
+                 '(name=SOURCE names one; unnamed: cam1, cam2, …)')
+  p.add_argument('--sources', default='', metavar='FILE',
+                 help='more cameras, one per line: name=SOURCE (or SOURCE); # comments')
+  p.add_argument('--model-dir', default='', help='a SavedModel, a folder of numbered '
+                 'versions, or a .tflite model of `vivit-tfx export` (default: newest pushed)')
   _add_serving_arguments(p)
   p.add_argument('--out-dir', default='output/watch', help='event snapshots go to a new '
                  'timestamped folder in here')
@@ -529,7 +613,48 @@ def _add_serve_watch_parsers(sub) -> None:
                  help='review page: flag timeline windows at or above this P(violence)')
   p.add_argument('--poll-s', type=_finite_float, default=30.0,
                  help='serve a newly pushed version found within this many seconds (0: never)')
+  p.add_argument('--token-file', default='',
+                 help='name:token lines, one per reviewer (also the VIVIT_TFX_SERVE_TOKENS '
+                 'variable); needed beyond loopback; see docs/live-and-serving.md')
   p.set_defaults(func=_cmd_serve)
+
+  p = sub.add_parser('reviews', help="the review page's verdicts (see `reviews export`)")
+  reviews = p.add_subparsers(dest='reviews_command', required=True, metavar='{export}')
+  p = reviews.add_parser('export', help='verdicts → a csv-layout dataset for ingest and run '
+                         '(false alarms as hard negatives)')
+  p.add_argument('--work-dir', default='output/serve',
+                 help="serve's work folder (its verdicts.jsonl), or the verdict file itself")
+  p.add_argument('--out-dir', default='data/reviewed',
+                 help='reviews.csv and the reviewed stretches cut as videos go here')
+  p.add_argument('--original', default='',
+                 help='the original labelled videos (any layout): listed in the same CSV, so '
+                 '`run --videos-dir <out-dir>/reviews.csv --layout csv` trains on both')
+  p.add_argument('--layout', default='auto', choices=layouts.LAYOUTS,
+                 help='layout of --original (as ingest --layout)')
+  p.add_argument('--negative-class', default='',
+                 help="class of a false alarm (default: a binary model's other class)")
+  _add_overwrite_argument(p)
+  p.set_defaults(func=_cmd_reviews)
+
+
+def _add_store_arguments(p: argparse.ArgumentParser) -> None:
+  """How the tools that read a run (lineage, report) name it: its ML Metadata store and
+  pipeline."""
+  p.add_argument('--output-root', default=configs.PipelineConfig.output_root,
+                 help='the run\'s --output-root (its store: <output-root>/metadata.sqlite)')
+  p.add_argument('--metadata', default='', help="a sqlite store of local runs ('': "
+                 '<output-root>/metadata.sqlite)')
+  p.add_argument('--mysql-host', default='', help='ML Metadata in MySQL: the server '
+                 "(instead of --metadata; '': not MySQL)")
+  p.add_argument('--mysql-port', type=int, default=3306, help="the MySQL server's port")
+  p.add_argument('--mysql-database', default='metadb', help='the ML Metadata database')
+  p.add_argument('--mysql-user', default='root', help='MySQL user (read-only access suffices)')
+  p.add_argument('--mysql-password', default='', help="that user's password")
+  p.add_argument('--grpc-host', default='',
+                 help='ML Metadata gRPC service (Kubeflow: metadata-grpc-service.kubeflow)')
+  p.add_argument('--grpc-port', type=int, default=8080, help="the gRPC service's port")
+  p.add_argument('--pipeline-name', default=configs.PIPELINE_NAME,
+                 help='the pipeline whose runs to read (as `run --pipeline-name`)')
 
 
 def _add_overwrite_argument(p: argparse.ArgumentParser) -> None:
@@ -627,18 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_compile)
 
   p = sub.add_parser('lineage', help='trace the pushed model back to its data in ML Metadata')
-  p.add_argument('--metadata', default='output/metadata.sqlite', help='sqlite store (local runs)')
-  p.add_argument('--mysql-host', default='', help='ML Metadata in MySQL: the server '
-                 "(instead of --metadata; '': not MySQL)")
-  p.add_argument('--mysql-port', type=int, default=3306, help="the MySQL server's port")
-  p.add_argument('--mysql-database', default='metadb', help='the ML Metadata database')
-  p.add_argument('--mysql-user', default='root', help='MySQL user (read-only access suffices)')
-  p.add_argument('--mysql-password', default='', help="that user's password")
-  p.add_argument('--grpc-host', default='',
-                 help='ML Metadata gRPC service (Kubeflow: metadata-grpc-service.kubeflow)')
-  p.add_argument('--grpc-port', type=int, default=8080, help="the gRPC service's port")
-  p.add_argument('--pipeline-name', default=configs.PIPELINE_NAME,
-                 help='the pipeline whose runs to read (as `run --pipeline-name`)')
+  _add_store_arguments(p)
   p.add_argument('--artifact-id', type=int, default=None,
                  help='PushedModel artifact id (default: the newest pushed)')
   p.add_argument('--runs', action='store_true', help='only list runs and their executions')
@@ -678,17 +792,43 @@ def build_parser() -> argparse.ArgumentParser:
   _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_attention)
 
+  p = sub.add_parser('export', help='the pushed model as a TFLite model (float32, float16 or '
+                     'int8) with its clip config, for edge devices; predict takes it')
+  p.add_argument('--format', default='tflite', choices=['tflite'], help='the runtime')
+  p.add_argument('--quantize', nargs='+', default=['none'], choices=['none', 'float16', 'int8'],
+                 help='none (float32), float16 weights, or int8 (weights and activations, '
+                 'calibrated on train clips); several: one file each')
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  _add_serving_arguments(p)
+  p.add_argument('--clips-dir', default='data/clips',
+                 help='int8: the ingested clips whose train split calibrates it')
+  p.add_argument('--calibration-clips', type=_positive_int, default=64,
+                 help='int8: clips of the train split to calibrate on')
+  p.add_argument('--out-dir', default='', help="a folder outside the model ('': "
+                 'output/tflite/<model name>/<version>)')
+  _add_overwrite_argument(p)
+  p.set_defaults(func=_cmd_export)
+
   p = sub.add_parser('report', help='HTML report of a pipeline run (from ML Metadata)')
   p.add_argument('--run-id', default='', help="the run to report on ('': the latest)")
   p.add_argument('--out-dir', default='', help="where index.html and its figures go ('': "
                  '<output-root>/reports/<run id>)')
-  p.add_argument('--grpc-host', default='',
-                 help='read a Kubeflow run from ML Metadata gRPC (metadata-grpc-service)')
-  p.add_argument('--grpc-port', type=int, default=8080, help="the gRPC service's port")
-  configs.add_arguments(p)
+  _add_store_arguments(p)
+  p.add_argument('--min-test-examples-per-class', type=_non_negative_int,
+                 default=configs.PipelineConfig.min_test_examples_per_class,
+                 help="the blessing's minimum test examples of each class the report checks "
+                 '(as `run --min-test-examples-per-class`)')
+  _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_report)
 
   _add_serve_watch_parsers(sub)
+
+  p = sub.add_parser('scan', help='score an archive of videos on Apache Beam (resumable): '
+                     'timelines, one CSV, drift against the training split')
+  scan_options.add_arguments(p)
+  p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
+  _add_serving_arguments(p)
+  p.set_defaults(func=_cmd_scan)
 
   p = sub.add_parser('checkpoint', help='a Hugging Face model directory: inspect it, or export '
                      'it as a SavedModel with its own head and preprocessing')
@@ -702,8 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=_cmd_checkpoint)
 
   p = sub.add_parser('bench', help='benchmarks that print their figures (model, pipeline, '
-                     'train, export, views, baselines, serve, watch)')
-  benchmarks = ['model', 'pipeline', 'train', 'export', 'views', 'baselines', 'serve', 'watch']
+                     'train, export, views, baselines, serve, watch, scan)')
+  benchmarks = ['model', 'pipeline', 'train', 'export', 'views', 'baselines', 'serve', 'watch',
+                'scan']
   p.add_argument('what', choices=benchmarks, metavar='{' + ','.join(benchmarks) + '}',
                  help='the benchmark to run')
   p.add_argument('rest', nargs=argparse.REMAINDER, metavar='...',

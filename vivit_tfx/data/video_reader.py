@@ -136,12 +136,25 @@ def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: flo
   return Clip(np.stack([frames[i] for i in indices]), info, indices)
 
 
-def iter_frames(path: str, indices: Sequence[int],
-                size: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
+def iter_frames(path: str, indices: Sequence[int], size: Tuple[int, int],
+                seek: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
   """Yields (index, RGB frame [H, W, 3] of `size`) for the distinct `indices` in order, decoding
-  the video once front to back (the frames `read_clip` takes for the same indices)."""
+  the video once front to back (the frames `read_clip` takes for the same indices). `seek`:
+  gaps (a range late in a long video) are skipped by seeking where timestamps count frames, as
+  `read_clip` does; if they stop counting after a seek, the rest is decoded sequentially."""
+  delivered = set()
   with _open_container(path) as container:
-    yield from _Decoder(container, fps=0.0).read(indices, size)
+    fps = _info(container).fps if seek and _timestamps_count_frames(container) else 0.0
+    try:
+      for index, frame in _Decoder(container, fps).read(indices, size):
+        delivered.add(index)
+        yield index, frame
+      return
+    except _TimestampsUnreliable:
+      pass
+  with _open_container(path) as container:
+    yield from _Decoder(container, fps=0.0).read(
+        [i for i in indices if i not in delivered], size)
 
 
 def _check_file(path: str) -> None:

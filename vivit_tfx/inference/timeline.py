@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from vivit_tfx import extras, outputs
-from vivit_tfx.data import clip_example, sampling, video_reader
+from vivit_tfx.data import sampling, video_reader
 from vivit_tfx.inference import predict
 
 
@@ -71,16 +71,6 @@ def stream_windows(path: str, windows: List[Window], size: Tuple[int, int],
       if len(slots) == len(windows[w_index].indices):  # every slot has its frame
         done = pending.pop(w_index)
         yield windows[w_index], np.stack([done[i] for i in range(len(done))])
-
-
-def window_examples(path: str, info: video_reader.VideoInfo, windows: List[Window], clip,
-                    seek: bool = False) -> Iterator[Tuple[Window, np.ndarray, bytes]]:
-  """(window, frames [T, H, W, 3], the serialised tf.Example serving_default takes) per window
-  whose frames the video has, in order: the clip record ingestion makes of those frames."""
-  for w, frames in stream_windows(path, windows, tuple(clip.frame_size), seek):
-    example = clip_example.clip_to_example(video_reader.Clip(frames, info, w.indices), 0,
-                                           os.path.basename(path), path, clip.jpeg_quality)
-    yield w, frames, example.SerializeToString()
 
 
 def score(path: str, model_dir: str, window_s: float = 2.0, stride_s: float = 1.0,

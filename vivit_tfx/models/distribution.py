@@ -86,3 +86,14 @@ def prepare_multi_worker_fit(model, strategy: tf.distribute.Strategy, dataset) -
     step = getattr(model, name)
     setattr(model, name, lambda data, step=step: {
         k: tf.reshape(v, [1]) for k, v in step(data).items()})
+
+
+def limit_threads(count: int) -> bool:
+  """TensorFlow's intra- and inter-op thread pools at `count` threads each; False when
+  TensorFlow had already started in this process (then they stay as they are)."""
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(count)
+    tf.config.threading.set_inter_op_parallelism_threads(count)
+  except RuntimeError:  # TF already initialised in this process
+    return False
+  return True
