@@ -3,6 +3,8 @@ not blessed, class names in `--compare`), and `report` naming a run as `lineage`
 only the options it uses. The stores are written with the ml_metadata API (no pipeline run)."""
 import json
 
+import pytest
+
 from vivit_tfx import cli
 from vivit_tfx.audit import lineage, metadata
 from tests.test_kfp_metadata import PIPELINE, _KfpStore
@@ -119,3 +121,9 @@ def test_report_names_a_run_as_lineage_does_and_takes_only_its_options(tmp_path,
     assert cli.main(['report', *naming, '--pipeline-name', PIPELINE, '--run-id', 'run-nb',
                      '--out-dir', str(tmp_path / naming[0].strip('-'))]) == 0
     assert (tmp_path / naming[0].strip('-') / 'index.html').exists()
+
+
+@pytest.mark.parametrize('custom', ['null', '[]', '{"unlabeled": null}', '{"unlabeled": "x"}'])
+def test_a_custom_config_without_a_footage_object_names_none(monkeypatch, custom):
+  monkeypatch.setattr(metadata, 'execution_property', lambda execution, name: custom)
+  assert lineage.unlabeled_footage(object()) == ''

@@ -619,7 +619,8 @@ def _add_serve_watch_parsers(sub) -> None:
   p.set_defaults(func=_cmd_serve)
 
   p = sub.add_parser('reviews', help="the review page's verdicts (see `reviews export`)")
-  reviews = p.add_subparsers(dest='reviews_command', required=True, metavar='{export}')
+  reviews = p.add_subparsers(dest='reviews_command', required=True, metavar='{export}',
+                             help='export: the kept verdicts as a dataset ingest reads')
   p = reviews.add_parser('export', help='verdicts → a csv-layout dataset for ingest and run '
                          '(false alarms as hard negatives)')
   p.add_argument('--work-dir', default='output/serve',

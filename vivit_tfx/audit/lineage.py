@@ -94,8 +94,8 @@ def unlabeled_footage(execution) -> str:
     custom = json.loads(metadata.execution_property(execution, 'custom_config') or '{}')
   except (TypeError, ValueError):
     return ''
-  footage = custom.get('unlabeled') or {}
-  if not footage.get('pattern'):
+  footage = (custom.get('unlabeled') if isinstance(custom, dict) else None) or {}
+  if not isinstance(footage, dict) or not footage.get('pattern'):
     return ''
   return (f"{footage['pattern']} ({footage.get('videos', '?')} videos, manifest sha256 "
           f"{footage.get('manifest_sha256', '?')})")
