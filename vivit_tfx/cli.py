@@ -826,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser('scan', help='score an archive of videos on Apache Beam (resumable): '
                      'timelines, one CSV, drift against the training split')
-  scan_options.add_arguments(p)
+  scan_options.add_arguments(p, number=_finite_float)
   p.add_argument('--model-dir', default='', help='a SavedModel (default: newest pushed)')
   _add_serving_arguments(p)
   p.set_defaults(func=_cmd_scan)

@@ -77,17 +77,18 @@ def pipeline_options(config: ScanConfig):
   return PipelineOptions(beam_arguments(config))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-  """The scan's own options (the model's are the CLI's: --model-dir, --serving-dir, …)."""
+def add_arguments(p: argparse.ArgumentParser, number=float) -> None:
+  """The scan's own options (the model's are the CLI's: --model-dir, --serving-dir, …);
+  `number` parses its float options (the CLI's refuses inf and nan)."""
   p.add_argument('input', metavar='INPUT',
                  help='videos: a folder (searched recursively), a glob or a gs:// prefix')
   p.add_argument('--out', required=True, help='folder for scan.csv, drift.json and each '
                  "video's segments JSON and timeline PNG (videos/); a rerun resumes in it")
-  p.add_argument('--stride-s', type=float, default=1.0, help='score a window every this often')
-  p.add_argument('--threshold', type=float, default=0.5,
+  p.add_argument('--stride-s', type=number, default=1.0, help='score a window every this often')
+  p.add_argument('--threshold', type=number, default=0.5,
                  help='a flagged segment is windows at or above this P(positive class)')
   p.add_argument('--batch-size', type=int, default=16, help='windows per RunInference batch')
-  p.add_argument('--range-s', type=float, default=300.0,
+  p.add_argument('--range-s', type=number, default=300.0,
                  help='seconds of a video one work item decodes: longer videos are split into '
                  'ranges that different workers decode')
   p.add_argument('--workers', type=int, default=0,
@@ -103,7 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "the model was trained on, found in ML Metadata (--metadata); 'none': no check")
   p.add_argument('--metadata', default='output/metadata.sqlite',
                  help="--reference auto: the ML Metadata store of the run that pushed the model")
-  p.add_argument('--drift-threshold', type=float, default=0.3,
+  p.add_argument('--drift-threshold', type=number, default=0.3,
                  help='a feature has drifted when its Jensen-Shannon divergence from the '
                  'reference is above this')
 
