@@ -64,10 +64,26 @@ def test_the_stem_sees_each_frame_and_its_difference_from_the_previous():
 
 
 def test_a_model_saved_before_the_differences_loads_with_rgb_only():
-  saved = CONV.replace(conv_input='rgb').to_dict()
-  del saved['conv_input']  # as configs were written before the field existed
-  assert ViViTConfig.from_dict(saved).conv_input == 'rgb'
-  assert ViViTConfig.from_dict(CONV.to_dict()).conv_input == 'rgb+diff'
+  saved = CONV.replace(conv_input='rgb', conv_head=False).to_dict()
+  del saved['conv_input'], saved['conv_head']  # as configs were written before the fields
+  old = ViViTConfig.from_dict(saved)
+  assert (old.conv_input, old.conv_head) == ('rgb', False)
+  new = ViViTConfig.from_dict(CONV.to_dict())
+  assert (new.conv_input, new.conv_head) == ('rgb+diff', True)
+
+
+def test_the_cnn_features_add_their_own_logit_to_the_transformers():
+  model = build_vivit(CONV)
+  x = clips()
+  rng = np.random.default_rng(3)
+  for head in (model.head, model.conv_head):
+    head.kernel.assign(rng.normal(size=head.kernel.shape).astype(np.float32))
+  features = model.tokenizer.features(x)  # [B, n_t, n_h, n_w, 8]
+  assert features.shape == (4, 2, 4, 4, 8)
+  transformer = model.head(model.pool(model.encoder(model.tokenizer(x))))
+  skip = model.conv_head(tf.reduce_mean(features, axis=(1, 2, 3)))
+  np.testing.assert_allclose(model(x), transformer + skip, rtol=1e-5, atol=1e-5)
+  assert build_vivit(CONV.replace(conv_head=False)).conv_head is None
 
 
 def test_a_checkpoint_with_a_hybrid_preset_keeps_linear_patches():
@@ -117,8 +133,11 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, norm):
     config = CONV.replace(accumulation_steps=k, conv_norm=norm, learning_rate=0.1)
     model = one_step_from_the_same_start(config, devices, x, y)
     weights.append([v.numpy() for v in model.variables])  # moving statistics included
+  # Adam moves each weight by up to the learning rate (0.1) whatever its gradient's size, so
+  # float noise in a near-zero gradient's reduction shows up to ~1e-4; a wrong replica mean
+  # or unsynchronised statistics move weights by a good part of 0.1.
   for a, b in zip(*weights):
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=2e-4)
 
 
 def test_export_and_serving_equal_the_keras_model():

@@ -104,13 +104,21 @@ class ConvTokenizer(layers.Layer):
     steps = ops.concatenate([ops.zeros_like(clips[:, :1]), steps], axis=1)
     return ops.concatenate([clips, steps], axis=-1)
 
-  def call(self, clips, training=None):
+  def features(self, clips, training=None):
+    """The CNN's output before the projection: [B, T, H, W, C] → [B, n_t, n_h, n_w, C_last]."""
     if self.inputs == 'rgb+diff':
       clips = self.with_differences(clips)
     x = self.stem(clips)  # [B, T/s_t, H/s_h, W/s_w, widths[0]]
     for conv, norm, pool in zip(self.convs, self.norms, self.pools):
       x = pool(ops.relu(norm(conv(x), training=training)))
-    x = self.projection(x)  # [B, n_t, n_h, n_w, D]
+    return x
+
+  def call(self, clips, training=None):
+    return self.tokens(self.features(clips, training))
+
+  def tokens(self, features):
+    """[B, n_t, n_h, n_w, C] CNN features → [B, N, D] tokens."""
+    x = self.projection(features)  # [B, n_t, n_h, n_w, D]
     grid = x.shape[1:4]
     n = int(np.prod(grid)) if None not in grid else -1
     return ops.reshape(x, (-1, n, self.hidden_size))  # [B, N, D]
@@ -540,6 +548,11 @@ class ViViT(keras.Model):
     # Logits (and so the loss) in float32 whatever the compute precision.
     self.head = layers.Dense(c.num_outputs, kernel_initializer='zeros', dtype='float32',
                              name='head')
+    # conv_head: the CNN's features averaged over the clip give a logit of their own, added to
+    # the transformer's (a skip past the transformer, as the 3D CNN baseline's head).
+    self.conv_head = (layers.Dense(c.num_outputs, kernel_initializer='zeros', dtype='float32',
+                                   name='conv_head') if c.tokenizer == 'conv' and c.conv_head
+                      else None)
 
   def build(self, input_shape):
     c = self.config
@@ -553,6 +566,8 @@ class ViViT(keras.Model):
     if self.fc_norm:
       self.fc_norm.build((None, c.hidden_size))
     self.head.build((None, c.hidden_size))
+    if self.conv_head:
+      self.conv_head.build((None, c.conv_widths[-1]))
 
   def check_input(self, shape) -> None:
     expected = (self.config.num_frames, *self.config.image_size, self.config.channels)
@@ -560,11 +575,13 @@ class ViViT(keras.Model):
       raise ValueError(f'ViViT expects clips of shape [B, {", ".join(map(str, expected))}] '
                        f'(T, H, W, C), got {list(shape)}')
 
-  def frame_representations(self, clips, training=None):
-    """Model 2's spatial encoder output per time index: [B, T, H, W, C] → [B, n_t, D]."""
+  def frame_representations(self, clips, training=None, tokens=None):
+    """Model 2's spatial encoder output per time index: [B, T, H, W, C] → [B, n_t, D]
+    (`tokens`: the clips' tokens when already computed)."""
     c = self.config
     n_t, n_h, n_w = c.token_grid
-    tokens = self.tokenizer(clips, training=training)  # [B, n_t*n_h*n_w, D]
+    if tokens is None:
+      tokens = self.tokenizer(clips, training=training)  # [B, n_t*n_h*n_w, D]
     x = ops.reshape(tokens, (-1, n_h * n_w, c.hidden_size))  # [B*n_t, n_s, D]
     x = self.pool(self.spatial_encoder(x, training=training))  # [B*n_t, D]
     return ops.reshape(x, (-1, n_t, c.hidden_size))
@@ -572,11 +589,20 @@ class ViViT(keras.Model):
   def call(self, clips, training=None):
     self.check_input(clips.shape)
     c = self.config
-    if c.variant == 'factorised_encoder':
-      x = self.temporal_encoder(self.frame_representations(clips, training), training=training)
+    if self.conv_head:  # the CNN's features feed the tokens and, averaged, their own logit
+      features = self.tokenizer.features(clips, training=training)  # [B, n_t, n_h, n_w, C]
+      skip = self.conv_head(ops.cast(ops.mean(features, axis=(1, 2, 3)), 'float32'))
+      tokens = self.tokenizer.tokens(features)
     else:
-      x = self.encoder(self.tokenizer(clips, training=training), training=training)
-    return self.head(self.pool(x))  # [B, n_outputs] logits
+      skip, tokens = 0.0, None
+    if c.variant == 'factorised_encoder':
+      x = self.temporal_encoder(self.frame_representations(clips, training, tokens),
+                                training=training)
+    else:
+      if tokens is None:
+        tokens = self.tokenizer(clips, training=training)
+      x = self.encoder(tokens, training=training)
+    return self.head(self.pool(x)) + skip  # [B, n_outputs] logits
 
   def pool(self, x):  # [B, N(+1), D] → [B, D]
     x = _pool(x, self.config.classifier)

@@ -17,7 +17,7 @@ TOKENIZERS = ('tubelet', 'uniform_frame', 'conv')
 CONV_NORMS = ('batch', 'group')
 CONV_INPUTS = ('rgb', 'rgb+diff')
 # Fields added since models were first saved: the behaviour of a saved config without them.
-SAVED_BEFORE = {'conv_input': 'rgb'}
+SAVED_BEFORE = {'conv_input': 'rgb', 'conv_head': False}
 CLASSIFIERS = ('token', 'gap', 'gap_fc_norm')
 POSITIONAL = ('learned', 'factorised', 'sinusoidal', 'per_frame')
 ACTIVATIONS = ('gelu', 'gelu_tanh')
@@ -50,8 +50,10 @@ class Architecture:
                                        # on several replicas). Group: tests/test_learnability.py
   conv_input: str = 'rgb+diff'         # 'rgb', or 'rgb+diff': each frame's difference from the
                                        # previous one as 3 more stem channels (zero for the
-                                       # first). The hard benchmark's 3D CNN: 0.48 / 0.49 on
-                                       # RGB, 0.70 / 0.81 with differences (README, issue 28)
+                                       # first): the hard benchmark's 3D CNN learns with
+                                       # them and not without (README, issue 28)
+  conv_head: bool = True               # the CNN's features, averaged over the clip, also give
+                                       # a logit added to the transformer's (a skip past it)
   hidden_size: int = 64
   num_layers: int = 4                  # spatial / joint layers
   num_temporal_layers: int = 2         # Model 2 only
