@@ -92,7 +92,7 @@ def test_each_benchmarks_help_names_its_own_command(what, capsys):
 
 
 @pytest.mark.parametrize('argv, missing', [
-    (['bench'], '{model,pipeline,train,export,views,baselines,serve,watch}'),
+    (['bench'], '{model,pipeline,train,export,views,baselines,serve,watch,scan}'),
     (['checkpoint'], '{inspect,export}, MODEL_DIR')])
 def test_a_bare_command_names_what_it_needs(argv, missing, capsys):
   with pytest.raises(SystemExit):
