@@ -66,9 +66,12 @@ def gradient_map(model: ViViT, clip: tf.Tensor, target: Optional[int] = None) ->
 def token_map(model: ViViT, clip: tf.Tensor, method: str = 'auto',
               target: Optional[int] = None) -> np.ndarray:
   """'auto': rollout for Model 1, gradient (of class `target`'s logit) for the factorised
-  variants."""
+  variants and for a hybrid whose CNN has its own logit (`conv_head`: rollout follows the
+  transformer's attention only, not the part of the decision that skips it)."""
   if method == 'auto':
-    method = 'rollout' if model.config.variant == 'spatiotemporal' else 'gradient'
+    rollout_sees_all = (model.config.variant == 'spatiotemporal' and
+                        getattr(model, 'conv_head', None) is None)
+    method = 'rollout' if rollout_sees_all else 'gradient'
   if method == 'rollout':
     return attention_rollout(model, clip)
   if method == 'gradient':
