@@ -9,7 +9,7 @@
 #             vivit-tiny (--preset vivit-tiny, the linear tokenizer)
 set -euo pipefail
 out=$1
-seeds=${2:-"101 102 103"}
+seeds=${2:-"104 105 106"}
 variants=${3:-"hybrid hybrid+unlabeled vivit-tiny"}
 tool="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/vivit-tfx"
 for seed in $seeds; do
@@ -25,7 +25,7 @@ for seed in $seeds; do
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
-                               --unlabeled-clips-dir "$d/unlabeled_clips") ;;
+               --unlabeled-clips-dir "$d/unlabeled_clips") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
