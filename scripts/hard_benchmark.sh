@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The hard synthetic benchmark's protocol (README, "Hard synthetic benchmark"): for each seed, a
 # fresh draw of 400 labelled videos (200 train / 100 eval / 100 test) and 800 unlabelled ones
-# (seed + 1000, made for the variant that uses them), then one `vivit-tfx run` per variant, each scored at video level on eval and
-# test by `vivit-tfx bench views` (K views averaged, as TFMA and serving score). Prints one
+# (seed + 1000, made for the variant that uses them), then one `vivit-tfx run` per variant,
+# each scored at video level on eval and test by `vivit-tfx bench views` (K views averaged, as
+# TFMA and serving score). Default draws 104-106 (101-103 chose the model). Prints one
 # JSON line per (seed, variant, split). Reruns reuse the videos and clips already written.
 #   scripts/hard_benchmark.sh OUT [SEEDS] [VARIANTS]
 #   variants: hybrid (the default command), hybrid+unlabeled (--unlabeled-videos),
