@@ -47,6 +47,33 @@ def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
                            self_training_overrides=json.dumps(settings)).validate()
 
 
+def test_teacher_and_student_each_get_a_learning_rate_cycle():
+  """The teacher that labels must be a converged model (its learning rate decayed to 0), and
+  the student must learn afresh (a new warm-up): one cosine over the whole run left the
+  teacher half-trained and sure of 1 of 800 unlabelled videos on the hard benchmark."""
+  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  cycles = SelfTrainingConfig(teacher_fraction=0.5).cycles(1000)
+  assert cycles == (500, 500)
+  rate = training.learning_rate_schedule(ViViTConfig(learning_rate=1e-3, warmup_steps=100),
+                                         1000, cycles)
+  at = lambda step: float(rate(tf.constant(step)))
+  assert at(100) == pytest.approx(1e-3) and at(499) < 1e-6  # the teacher's cycle ends at 0
+  assert at(550) == pytest.approx(5e-4) and at(600) == pytest.approx(1e-3)  # warm restart
+  assert at(999) < 1e-6
+
+
+def test_the_default_budget_gives_the_teacher_what_the_labels_alone_get(tmp_path):
+  """--train-steps 0: the teacher gets the labelled data's steps, the student its share on
+  top; an explicit --train-steps is the whole run's."""
+  plain = configs.PipelineConfig(output_root=str(tmp_path))
+  unlabeled = plain.replace(unlabeled_videos=str(tmp_path))
+  assert plain.train_steps_for(200) == configs.auto_train_steps(200) == 1600
+  assert unlabeled.train_steps_for(200) == 3200
+  assert unlabeled.replace(pretrain=True).train_steps_for(200) == 1600  # VideoMAE, no student
+  assert unlabeled.replace(train_steps=700).train_steps_for(200) == 700
+
+
 def _run(tmp_path, kill: str):
   unlabeled = tmp_path / 'unlabeled'
   unlabeled.mkdir(exist_ok=True)

@@ -84,14 +84,12 @@ def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
 
 
 def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory: str,
-               total_steps: int, tf_transform_output: tft.TFTransformOutput,
-               config: ViViTConfig, clip: dict, settings: dict, batch_size: int,
-               record_dir: str = '') -> tf.data.Dataset:
-  """`models.self_training`'s teacher phase and pseudo-labelling; returns the student's
-  training data (labelled and pseudo-labelled batches). The pseudo-labels are recorded in
-  `record_dir` (the chief's model_run folder)."""
-  plan = self_training.SelfTrainingConfig.from_dict(settings)
-  teacher_steps = plan.teacher_steps(total_steps)
+               teacher_steps: int, tf_transform_output: tft.TFTransformOutput,
+               config: ViViTConfig, clip: dict, plan: self_training.SelfTrainingConfig,
+               batch_size: int, record_dir: str = '') -> tf.data.Dataset:
+  """`models.self_training`'s teacher phase (`teacher_steps`) and pseudo-labelling; returns
+  the student's training data (labelled and pseudo-labelled batches). The pseudo-labels are
+  recorded in `record_dir` (the chief's model_run folder)."""
   print(f'Trainer: self-training: {teacher_steps} teacher steps on the labels, then '
         f'pseudo-labels for {unlabeled["videos"]} unlabelled videos', flush=True)
   fit(labelled, teacher_steps)
@@ -142,13 +140,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                         batch_size, config.n_classes, training_mode=False).repeat()
   total_steps, steps_per_epoch = training.step_budget(fn_args.train_steps,
                                                       int(custom.get('steps_per_epoch', 100)))
+  unlabeled = custom.get('unlabeled') or {}
+  plan = (self_training.SelfTrainingConfig.from_dict(custom['self_training'])
+          if custom.get('self_training') and unlabeled.get('pattern') else None)
+  # Self-training: the teacher's and the student's phases each get a warm-up and cosine decay.
+  cycles = plan.cycles(total_steps) if plan else ()
   with strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
     model = build_vivit(config, classes=clip.get('class_names'))
     if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
       model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
-    training.compile_model(model, config, total_steps=total_steps)
+    training.compile_model(model, config, total_steps=total_steps, cycles=cycles)
   checkpoints = resume_dir(fn_args)
   checkpoint = training.TrainingCheckpoint(
       model, checkpoints,
@@ -160,15 +163,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       validation_data=evaluation,  # --eval-steps batches per epoch
       validation_steps=max(1, fn_args.eval_steps or 1), callbacks=logs if chief else [],
       run_steps=total_steps)
-  unlabeled = custom.get('unlabeled') or {}
-  if custom.get('self_training') and unlabeled.get('pattern'):
-    train = self_train(model, fit, train, unlabeled, checkpoint.directory, total_steps,
-                       tf_transform_output, config, clip, custom['self_training'],
-                       batch_size * k, fn_args.model_run_dir if chief else '')
+  if plan:
+    train = self_train(model, fit, train, unlabeled, checkpoint.directory, cycles[0],
+                       tf_transform_output, config, clip, plan, batch_size * k,
+                       fn_args.model_run_dir if chief else '')
   fit(train, total_steps)
   if chief:
     export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,
-                  model.init_source)
+                  model.init_source, fn_args.train_files)
     if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
       tf.io.gfile.rmtree(checkpoints)
     others = tf.io.gfile.glob(os.path.join(os.path.dirname(checkpoints), '*'))

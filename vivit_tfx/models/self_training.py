@@ -63,6 +63,17 @@ class SelfTrainingConfig:
   def teacher_steps(self, total_steps: int) -> int:
     return min(total_steps - 1, max(1, round(total_steps * self.teacher_fraction)))
 
+  def cycles(self, total_steps: int) -> Tuple[int, int]:
+    """(teacher, student) steps of a run of `total_steps`: each phase its own learning-rate
+    cycle, so the teacher that labels is a converged model and the student learns afresh."""
+    teacher = self.teacher_steps(total_steps)
+    return teacher, total_steps - teacher
+
+  def total_steps(self, labelled_steps: int) -> int:
+    """The run's steps when the labels alone would get `labelled_steps`: the teacher gets
+    those, the student its share on top."""
+    return max(2, round(labelled_steps / self.teacher_fraction))
+
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
   """[V, 1] binary or [V, C] logits → [V, C] class probabilities."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -58,12 +58,35 @@ def visible_gpus() -> List[Tuple[str, Tuple[int, int]]]:
   return out
 
 
-def learning_rate_schedule(config: ViViTConfig, total_steps: int):
-  """Linear warm-up from 0 to `learning_rate`, then cosine decay to 0 at `total_steps`."""
+def learning_rate_schedule(config: ViViTConfig, total_steps: int, cycles: Sequence[int] = ()):
+  """Linear warm-up from 0 to `learning_rate`, then cosine decay to 0 at `total_steps`; with
+  `cycles` (step counts summing to `total_steps`), one such warm-up and decay per cycle (the
+  teacher's and the student's of self-training)."""
+  if len(cycles) > 1:
+    return CyclicSchedule([learning_rate_schedule(config, n) for n in cycles], cycles)
   warmup = min(config.warmup_steps, max(total_steps - 1, 0))
   return keras.optimizers.schedules.CosineDecay(
       initial_learning_rate=0.0, decay_steps=max(total_steps - warmup, 1),
       warmup_target=config.learning_rate, warmup_steps=warmup)
+
+
+class CyclicSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Schedules run one after the other: `schedules[i]` for `lengths[i]` steps, each from its
+  own step 0 (a warm restart at every boundary)."""
+
+  def __init__(self, schedules: Sequence, lengths: Sequence[int]):
+    self.schedules, self.lengths = list(schedules), [int(n) for n in lengths]
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    starts = [sum(self.lengths[:i]) for i in range(len(self.lengths))]
+    branches = [lambda s=s, start=start: s(step - start) for s, start in
+                zip(self.schedules, starts)]
+    index = tf.reduce_sum(tf.cast(step >= tf.constant(starts[1:], tf.float32), tf.int32))  # cycle
+    return tf.switch_case(index, branches)
+
+  def get_config(self):
+    return {'lengths': self.lengths}
 
 
 _BLOCK = re.compile(r'(spatial_encoder|temporal_encoder|encoder)/block_(\d+)/')
@@ -149,13 +172,14 @@ class LayerDecayAdamW(ReplicaMeanApply, keras.optimizers.Adam):
     super().update_step(gradient, variable, rate)
 
 
-def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int) -> keras.Optimizer:
-  """AdamW over `total_steps` updates, gradients clipped at global norm `clipnorm`; wrapped in
+def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int,
+              cycles: Sequence[int] = ()) -> keras.Optimizer:
+  """AdamW over `total_steps` updates (one learning-rate cycle, or `cycles`), gradients clipped at global norm `clipnorm`; wrapped in
   dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
   3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
   "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
   # Every replica clips and applies the replicas' mean gradient (`apply_replica_mean`).
-  options = dict(learning_rate=learning_rate_schedule(config, total_steps),
+  options = dict(learning_rate=learning_rate_schedule(config, total_steps, cycles),
                  weight_decay=config.weight_decay, global_clipnorm=config.clipnorm or None)
   if config.layer_decay < 1:
     opt = LayerDecayAdamW(layer_scales(model, config.layer_decay), no_decay_variables(model),
@@ -254,10 +278,11 @@ def metrics(config: ViViTConfig) -> list:
   return [keras.metrics.SparseCategoricalAccuracy(name='accuracy')]
 
 
-def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int) -> None:
+def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int,
+                  cycles: Sequence[int] = ()) -> None:
   """`jit_compile` is passed as a bool: Keras's 'auto' turns XLA off under any tf.distribute
   strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
-  model.compile(optimizer=optimizer(config, model, total_steps), loss=loss(config),
+  model.compile(optimizer=optimizer(config, model, total_steps, cycles), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
   replicas = tf.distribute.get_strategy().num_replicas_in_sync
   if (config.tokenizer == 'conv' and config.conv_norm == 'batch' and replicas > 1

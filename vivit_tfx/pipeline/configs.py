@@ -14,7 +14,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import ingest_output, layouts
-from vivit_tfx.data.clip_config import ClipConfig
+from vivit_tfx.data.clip_config import TFLITE_QUANTIZATIONS, ClipConfig
 from vivit_tfx.models import hub_presets
 from vivit_tfx.models.vivit_config import preset as vivit_preset
 
@@ -167,6 +167,10 @@ class PipelineConfig:
   min_reviewed_gain: float = _option(0.01, '… the accuracy gain over the last blessed model '
                                      "that blessing needs on --reviewed-clips' test split "
                                      '(within [0, 1])')
+  # Edge models (components/tflite_export.py).
+  tflite: str = _option('', 'also TFLite models of the pushed model, beside it as '
+                        '<version>.<float32|float16|int8>.tflite with their clip configs: '
+                        "comma-separated none (float32), float16, int8; '': none")
   # Orchestration.
   enable_cache: bool = _option(True, 'reuse the outputs of components whose inputs and code are '
                                'unchanged (true/false)')
@@ -295,8 +299,17 @@ class PipelineConfig:
       raise ValueError(str(e)) from None
 
   def train_steps_for(self, train_videos: int) -> int:
-    """--train-steps, or when 0 `auto_train_steps(train_videos)`."""
-    return self.train_steps or auto_train_steps(train_videos)
+    """--train-steps, or when 0 `auto_train_steps(train_videos)`; with self-training
+    (--unlabeled-videos without --pretrain) the teacher gets those and the student its share
+    on top."""
+    if self.train_steps:
+      return self.train_steps
+    steps = auto_train_steps(train_videos)
+    return self.self_training_config().total_steps(steps) if self.self_training() else steps
+
+  def self_training(self) -> bool:
+    """Whether the Trainer self-trains on the unlabelled footage."""
+    return bool(self.unlabeled_videos) and not self.pretrain
 
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
@@ -401,7 +414,8 @@ class PipelineConfig:
              f'{self.unlabeled_videos} and the train split'
     if self.unlabeled_videos:
       return f'{steps}; self-training on {self.unlabeled_videos} ' \
-             f'({self.self_training_config()})'
+             f'({self.self_training_config()}: the teacher the share teacher_fraction with ' \
+             'its own learning-rate cycle, then the student the rest with another)'
     return steps + (f', after {self.pretrain_steps} VideoMAE pre-training steps'
                     if self.pretrain else '')
 
@@ -445,6 +459,8 @@ _RULES = {
         'min_slice_accuracy', 'min_reviewed_gain')},
     **{n: (lambda v: 0 < v < 1, 'must be within (0, 1)') for n in ('train', 'eval', 'test')},
     'jpeg_quality': (lambda v: 1 <= v <= 100, 'must be within [1, 100]'),
+    'tflite': (lambda v: set(split_names(v)) <= set(TFLITE_QUANTIZATIONS),
+               f'must list some of {", ".join(TFLITE_QUANTIZATIONS)} (comma-separated)'),
 }
 
 

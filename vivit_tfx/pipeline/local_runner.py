@@ -55,7 +55,9 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> run_summary.Ru
     prepare.prepare_unlabeled(config, progress)
     if not config.train_steps and progress:
       print(f'[run] training: {train_steps(config)} steps (--train-steps 0: '
-            f'{configs.STEPS_PER_TRAIN_VIDEO} per training video)', flush=True)
+            f'{configs.STEPS_PER_TRAIN_VIDEO} per training video' +
+            (', the teacher\'s, and the student\'s on top' if config.self_training() else '') +
+            ')', flush=True)
     run_id = run_pipeline(config)
     summary = run_summary.summarize(config, run_id, time.time() - start)
     # The report never replaces a file of the user's, whatever --overwrite says about clips.

@@ -18,6 +18,7 @@ from vivit_tfx.audit import tfma_results
 from vivit_tfx.components import fingerprint
 from vivit_tfx.components.clip_transform import ClipTransform
 from vivit_tfx.components.schema_import import ImportSchemaGen
+from vivit_tfx.components.tflite_export import TFLiteExport
 from vivit_tfx.components.validation_gate import ValidationGate
 from vivit_tfx.components.video_example_gen import VideoExampleGen
 from vivit_tfx.data import features, ingest, layouts
@@ -38,6 +39,7 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
                     fingerprint.dotted_module(configs.PREPROCESSING_FN)],
       'Trainer': [fingerprint.dotted_module(configs.RUN_FN)],
       'PretrainTrainer': [fingerprint.dotted_module(configs.PRETRAIN_RUN_FN)],
+      'TFLiteExport': ['vivit_tfx.components.tflite_export'],
   }
   return {name: fingerprint.code(m, root) for name, m in modules.items()}
 
@@ -225,7 +227,7 @@ def create_pipeline(config: configs.PipelineConfig,
                     baseline: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
   [PretrainTrainer →] Trainer → Resolver + Evaluator [+ ReviewedExampleGen → ReviewedEvaluator,
-  with --reviewed-clips] → Pusher.
+  with --reviewed-clips] → Pusher [→ TFLiteExport, with --tflite].
 
   baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
   Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
@@ -298,7 +300,7 @@ def create_pipeline(config: configs.PipelineConfig,
                      # --unlabeled-videos without --pretrain: self-training (pseudo-labels)
                      **({'unlabeled': unlabeled_input(config),
                          'self_training': config.self_training_config().to_dict()}
-                        if config.unlabeled_videos and not config.pretrain else {}),
+                        if config.self_training() else {}),
                      'clip': {'num_frames': config.num_frames,
                               'frame_size': list(config.frame_size),
                               'sample_fps': config.sample_fps,
@@ -354,11 +356,17 @@ def create_pipeline(config: configs.PipelineConfig,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=f'{config.serving_dir}/{config.model_name}')))
+    # With --tflite: the pushed model as TFLite models beside it, int8 calibrated on the train
+    # split; its own artifact, whose lineage names this Model, its push and those examples.
+    tflite = TFLiteExport(
+        model=trainer.outputs['model'], pushed_model=pusher.outputs['pushed_model'],
+        examples=example_gen.outputs['examples'], quantize=config.tflite,
+        code=code['TFLiteExport']) if config.tflite else None
 
   components = [c for c in (example_gen, statistics_gen, schema_gen, example_validator,
                             validation_gate, transform, pretrainer, trainer, model_resolver,
                             evaluator, reviewed_gen, reviewed_evaluator,
-                            pusher) if c is not None] + list(extra_components or [])
+                            pusher, tflite) if c is not None] + list(extra_components or [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
