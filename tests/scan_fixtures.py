@@ -40,21 +40,56 @@ def pushed_model(folder: str, num_frames: int = 4, size=(32, 32), sample_fps: fl
   return path
 
 
-def footage(path: str, segments, seed: int = 0, segment_s: float = 3.0, fps: float = 10.0,
-            dark: bool = False, flip: bool = False) -> str:
-  """A video of violent (1) / calm (0) segments lit from above (its top half brighter, as
-  most footage is); `dark`: at a fifth of the light, `flip`: upside down."""
-  frames = []
-  for i, label in enumerate(segments):
-    rng = np.random.default_rng([seed, i])
-    spec = synthetic.ClipSpec(index=i, label=int(label), width=64, height=48, fps=fps,
-                              num_frames=int(segment_s * fps), container='mp4',
-                              seed=int(rng.integers(2**31)))
-    frames.append(synthetic.render(spec))
-  video = np.concatenate(frames).astype(np.float32)
+def _scene(label: int, key, segment_s: float, fps: float) -> np.ndarray:
+  """One synthetic scene (violent 1, calm 0) drawn from the random key: [F, H, W, 3]."""
+  spec = synthetic.ClipSpec(index=0, label=int(label), width=64, height=48, fps=fps,
+                            num_frames=int(segment_s * fps), container='mp4',
+                            seed=int(np.random.default_rng(key).integers(2**31)))
+  return synthetic.render(spec)
+
+
+def _write_lit(path: str, scenes, fps: float, dark: bool, flip: bool) -> str:
+  """The scenes one after another lit from above (`footage`), written to `path`."""
+  video = np.concatenate(scenes).astype(np.float32)
   light = np.linspace(1.6, 0.6, video.shape[1], dtype=np.float32)[None, :, None, None]
   video = video * light * (0.2 if dark else 1.0)
   if flip:
     video = video[:, ::-1]
   synthetic.write_video(path, np.clip(video, 0, 255).astype(np.uint8), fps)
   return path
+
+
+def footage(path: str, segments, seed: int = 0, segment_s: float = 3.0, fps: float = 10.0,
+            dark: bool = False, flip: bool = False) -> str:
+  """A video of violent (1) / calm (0) segments lit from above (its top half brighter, as
+  most footage is); `dark`: at a fifth of the light, `flip`: upside down."""
+  return _write_lit(path, [_scene(label, [seed, i], segment_s, fps)
+                           for i, label in enumerate(segments)], fps, dark, flip)
+
+
+def footage_set(folder: str, kind: str = 'train', count: int = 8, seed: int = 10) -> str:
+  """`count` 4 s videos of one scene each, in class folders (NonViolence, Violence in turn);
+  kind 'dark' or 'upside-down' as `footage` makes them. Returns the folder."""
+  for i in range(count):
+    label = ('NonViolence', 'Violence')[i % 2]
+    os.makedirs(os.path.join(folder, label), exist_ok=True)
+    footage(os.path.join(folder, label, f'c{i}.mp4'), (i % 2,), seed=seed + i, segment_s=4.0,
+            dark=kind == 'dark', flip=kind == 'upside-down')
+  return folder
+
+
+def footage_set_joined(path: str, kind: str = 'train', count: int = 8, seed: int = 10,
+                       repeat: int = 1) -> str:
+  """The scenes of `footage_set` one after another in one video (what a camera would see),
+  `repeat` times over."""
+  scenes = [_scene(i % 2, [seed + i, 0], 4.0, 10.0) for i in range(count)]
+  return _write_lit(path, scenes * repeat, 10.0, kind == 'dark', kind == 'upside-down')
+
+
+def training_clips(videos: str, clips_dir: str, clip) -> str:
+  """`videos` ingested as a train split only (clips_dir/train/*.tfrecord); returns clips_dir."""
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
+  ingest.ingest(videos, clips_dir, clip=clip, splits=ingest.SplitConfig(train=1.0, eval=0.0,
+                                                                         test=0.0),
+                workers=1, progress=False)
+  return clips_dir

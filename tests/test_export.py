@@ -8,7 +8,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from vivit_tfx.bench.export_size import DecodeOnlyTransform, directory_bytes
 from vivit_tfx.models import export, training
-from vivit_tfx.data import features
+from vivit_tfx.data import drift_stats, features
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -25,8 +25,13 @@ def test_export_is_the_model_only_on_ram_filesystem_with_synthetic_warmup():
   model.fit(x, y, batch_size=4, epochs=2, verbose=0)  # AdamW slots now exist: 2x the params
   assert sum(int(tf.size(v)) for v in model.optimizer.variables) > 2 * model.count_params()
   source = {'init_checkpoint': 'gs://bucket/vit.npz', 'init_checkpoint_sha256': 'ab' * 32}
+  train = 'ram://export_test/Split-train/data_tfrecord-00000-of-00001.gz'  # as ExampleGen's
+  with tf.io.TFRecordWriter(train, 'GZIP') as writer:
+    for record in export.synthetic_examples(4, (16, 16), count=6):
+      writer.write(record)
   export.export(model, CONFIG, DecodeOnlyTransform(4, (16, 16)), DIR,
-                {'num_frames': 4, 'frame_size': [16, 16]}, source)
+                {'num_frames': 4, 'frame_size': [16, 16]}, source,
+                train_files=['ram://export_test/Split-train/*'])
 
   # Size: the parameters' bytes plus the graph; no optimizer state, no second weights copy.
   sizes = directory_bytes(DIR)
@@ -52,6 +57,13 @@ def test_export_is_the_model_only_on_ram_filesystem_with_synthetic_warmup():
       {features.FRAMES: tf.constant([tf.train.Example.FromString(s).features.feature[
           features.FRAMES].bytes_list.value for s in synthetic])})[features.CLIP_XF]
   np.testing.assert_allclose(probabilities, tf.sigmoid(model(clips)).numpy(), atol=1e-5)
+  # The drift reference the model carries: the train split's 6 clips, scored as served.
+  reference = drift_stats.model_reference(DIR)
+  assert drift_stats.reference_clips(reference) == 6
+  score = [f for f in reference.datasets[0].features if f.path.step[0] == 'score'][0]
+  served = serve(examples=tf.constant(export.synthetic_examples(4, (16, 16), count=6)))[
+      export.SERVING_OUTPUT].numpy()
+  assert abs(score.num_stats.mean - served.mean()) < 1e-4
   rebuilt = export.load_keras_model(DIR)
   np.testing.assert_allclose(rebuilt(clips).numpy(), model(clips).numpy(), atol=1e-5)
 
@@ -59,6 +71,13 @@ def test_export_is_the_model_only_on_ram_filesystem_with_synthetic_warmup():
     clip = json.load(f)
   assert clip['init_checkpoint'] == 'gs://bucket/vit.npz' and clip['num_frames'] == 4
   assert ViViTConfig.from_dict(clip['vivit']) == CONFIG
+
+
+def test_a_model_exports_without_a_drift_reference_when_there_is_no_train_split(capsys):
+  export.write_drift_reference('ram://export_test/none/1', ['ram://export_test/none/train/*'])
+  assert capsys.readouterr().out == ('Trainer: no drift reference in the model: no train split '
+                                     'records match ram://export_test/none/train/*\n')
+  assert not tf.io.gfile.exists('ram://export_test/none/1')
 
 
 def test_mixed_precision_model_exports_float32():

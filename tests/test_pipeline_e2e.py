@@ -15,7 +15,7 @@ from vivit_tfx.pipeline import configs, local_runner
 from vivit_tfx.audit import lineage, metadata, run_summary
 from vivit_tfx.inference import predict
 from vivit_tfx.models import clip_views, export
-from vivit_tfx.data import features
+from vivit_tfx.data import drift_stats, features
 from vivit_tfx.pipeline import baseline
 from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, eval_config
 from tests.conftest import has_lineage_path, tiny_config
@@ -60,6 +60,8 @@ def test_pushed_model_classifies_a_serialised_clip(first_run, clips_dir):
   assert probabilities.shape == (3, 1)
   assert np.all((probabilities >= 0) & (probabilities <= 1))
   assert os.path.exists(os.path.join(pushed, 'assets.extra', 'tf_serving_warmup_requests'))
+  # The train split's drift statistics travel with the pushed model (`scan`, `watch`).
+  assert drift_stats.reference_clips(drift_stats.model_reference(pushed)) > 0
 
 
 def test_a_trained_model_serves_the_mean_of_its_views(trained_run):

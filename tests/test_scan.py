@@ -11,8 +11,8 @@ import pytest
 from tests import scan_fixtures
 from tests.test_kfp_metadata import kfp_store  # pylint: disable=unused-import
 from vivit_tfx import cli
-from vivit_tfx.data import ingest
-from vivit_tfx.inference import timeline
+from vivit_tfx.data import drift_stats, ingest
+from vivit_tfx.inference import predict, timeline
 from vivit_tfx.scan import drift, ledger, options, scan
 
 CLIP = ingest.ClipConfig(num_frames=4, frame_size=(32, 32), sample_fps=5.0, max_duration_s=4.0)
@@ -180,33 +180,81 @@ def test_cluster_runner_options_parse():
   assert (direct.direct_running_mode, direct.direct_num_workers) == ('multi_processing', 2)
 
 
-def test_dark_or_upside_down_footage_is_drift_and_the_training_videos_are_not(model, tmp_path,
-                                                                               quick_plots):
-  for kind in ('train', 'dark', 'upside-down'):
-    for i in range(8):
-      label = ('NonViolence', 'Violence')[i % 2]
-      os.makedirs(tmp_path / kind / label, exist_ok=True)
-      scan_fixtures.footage(str(tmp_path / kind / label / f'c{i}.mp4'), (i % 2,), seed=10 + i,
-                            segment_s=4.0, dark=kind == 'dark', flip=kind == 'upside-down')
-  ingest.ingest(str(tmp_path / 'train'), str(tmp_path / 'clips'), clip=CLIP,
-                splits=ingest.SplitConfig(train=1.0, eval=0.0, test=0.0), workers=1,
-                progress=False)
-  drifted = {}
-  for kind in ('train', 'dark', 'upside-down'):
-    lines = []
-    summary = scan.run(_config(tmp_path / kind, tmp_path / f'out-{kind}', model,
-                               reference=str(tmp_path / 'clips')), echo=lines.append)
-    assert len(summary.drift) == 5
-    drifted[kind] = {e['feature'] for e in summary.drift if e['drifted']}
-    assert [line.split(':')[1].strip() for line in lines if line.startswith('drift: ') and
-            'divergence' in line and 'none' not in line] == sorted(drifted[kind])
-    rows = [r for r in _rows(tmp_path / f'out-{kind}') if r['status'] == 'drift']
-    assert len(rows) == len(drifted[kind])
-    assert json.load(open(tmp_path / f'out-{kind}' / scan.DRIFT_NAME))['clips'] == 32
+@pytest.fixture(scope='module')
+def drift_footage(tmp_path_factory):
+  """{kind: a folder of 8 videos} for training-like, dark and upside-down footage, and the
+  training videos ingested as a train split ('clips')."""
+  root = tmp_path_factory.mktemp('drift')
+  found = {kind: scan_fixtures.footage_set(str(root / kind), kind)
+           for kind in ('train', 'dark', 'upside-down')}
+  found['clips'] = scan_fixtures.training_clips(found['train'], str(root / 'clips'), CLIP)
+  return found
+
+
+def _drifted(config, lines):
+  """Scans; the features that drifted, checked against its lines, CSV rows and drift.json."""
+  summary = scan.run(config, echo=lines.append)
+  assert len(summary.drift) == 5
+  drifted = {e['feature'] for e in summary.drift if e['drifted']}
+  assert [line.split(':')[1].strip() for line in lines if line.startswith('drift: ') and
+          'divergence' in line and 'none' not in line] == sorted(drifted)
+  rows = [r for r in _rows(config.out) if r['status'] == 'drift']
+  assert len(rows) == len(drifted)
+  assert json.load(open(os.path.join(config.out, scan.DRIFT_NAME)))['clips'] == 32
+  return drifted
+
+
+def test_dark_or_upside_down_footage_is_drift_and_the_training_videos_are_not(
+    model, drift_footage, tmp_path, quick_plots):  # pylint: disable=redefined-outer-name
+  drifted = {kind: _drifted(_config(drift_footage[kind], tmp_path / f'out-{kind}', model,
+                                    reference=drift_footage['clips']), [])
+             for kind in ('train', 'dark', 'upside-down')}
   assert drifted['train'] == set()
   assert {'brightness', 'contrast'} <= drifted['dark']
   assert 'top_minus_bottom' in drifted['upside-down'] and 'brightness' not in drifted[
       'upside-down']
+
+
+def test_the_model_carries_its_training_statistics_and_the_scan_uses_them(
+    model, drift_footage, tmp_path, quick_plots):  # pylint: disable=redefined-outer-name
+  import shutil  # pylint: disable=g-import-not-at-top
+  trained = str(tmp_path / 'trained' / '1')
+  shutil.copytree(model, trained)
+  # What the Trainer's export writes (`export.write_drift_reference`), from the train split.
+  path = drift_stats.write_model_reference(
+      trained, [os.path.join(drift_footage['clips'], 'train', '*')])
+  assert path == os.path.join(trained, 'assets.extra', 'drift_reference.stats.pbtxt')
+  carried = drift_stats.model_reference(trained)
+  at_scan_time = drift_stats.statistics(drift.reference_features(
+      drift_footage['clips'], trained, predict.clip_config_of(trained),
+      drift_stats.EXPORT_MAX_CLIPS))
+  # 8 records of 20 stored frames (4 s at 5 fps): 5 clips of T = 4 each.
+  assert drift_stats.reference_clips(carried) == at_scan_time.datasets[0].num_examples == 40
+  means = lambda stats: {f.path.step[0]: round(f.num_stats.mean, 4)
+                         for f in stats.datasets[0].features}
+  assert means(carried) == means(at_scan_time)
+  assert set(means(carried)) == set(drift_stats.FEATURES)
+  copied = str(tmp_path / 'copied')  # a copied model folder carries them
+  shutil.copytree(trained, copied)
+  absent = str(tmp_path / 'absent.sqlite')  # no ML Metadata: only the model has them
+  for kind, expected in (('train', set()), ('dark', {'brightness', 'contrast'})):
+    lines = []
+    config = _config(drift_footage[kind], tmp_path / f'out-{kind}', copied, reference='auto',
+                     metadata_path=absent)
+    drifted = _drifted(config, lines)
+    assert expected <= drifted and (drifted == set()) == (kind == 'train'), (kind, drifted)
+    assert f'drift: against the training split statistics the model carries ({path})'.replace(
+        trained, copied) in lines
+    assert json.load(open(tmp_path / f'out-{kind}' / scan.DRIFT_NAME))['reference'] == (
+        drift_stats.reference_path(copied))
+  # A model exported before models carried them: the scan says so and falls back (here to
+  # ML Metadata, which has no store: not checked).
+  lines = []
+  summary = scan.run(_config(drift_footage['dark'], tmp_path / 'out-old', model,
+                             reference='auto', metadata_path=absent), echo=lines.append)
+  assert summary.drift == [] and not os.path.exists(tmp_path / 'out-old' / scan.DRIFT_NAME)
+  assert any('the model carries no training split statistics' in l for l in lines), lines
+  assert any(l.startswith('drift: not checked: ') and 'absent.sqlite' in l for l in lines), lines
 
 
 def test_the_training_split_is_found_upstream_of_the_pushed_model(kfp_store):  # pylint: disable=redefined-outer-name

@@ -1,5 +1,6 @@
 """`vivit-tfx watch`: live detection on a loopback MJPEG camera, webhooks, reconnection."""
 import datetime
+import io
 import http.server
 import json
 import os
@@ -204,3 +205,78 @@ def test_sampling_rule_comes_from_the_model(tmp_path):
   (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps(clip))  # older models: T over 2 s
   t, size, fps, note = watch.sampling_rule(str(tmp_path))
   assert (t, size, fps) == (16, (32, 48), 8.0) and 'no sample_fps' in note
+
+
+# --- drift against the training split the model carries ---------------------------------------
+@pytest.fixture(scope='module')
+def carrying_model(tmp_path_factory):
+  """A pushed model (scan_fixtures' motion model: T = 4, 32 x 32, 5 fps) carrying the
+  statistics of its train split (8 videos lit from above), as the Trainer's export writes
+  them."""
+  from tests import scan_fixtures  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import ingest  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import drift_stats  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('carrying')
+  model = scan_fixtures.pushed_model(str(root / 'serving'), 4, (32, 32), 5.0)
+  clips = scan_fixtures.training_clips(
+      scan_fixtures.footage_set(str(root / 'train')), str(root / 'clips'),
+      ingest.ClipConfig(num_frames=4, frame_size=(32, 32), sample_fps=5.0, max_duration_s=4.0))
+  drift_stats.write_model_reference(model, [str(root / 'clips' / 'train' / '*')])
+  return model
+
+
+def test_watch_prints_drift_at_most_once_per_interval(carrying_model, tmp_path):  # pylint: disable=redefined-outer-name
+  from tests import scan_fixtures  # pylint: disable=g-import-not-at-top
+  scorer = watch.Scorer(carrying_model, (4, 32, 32))
+  found = {}
+  for kind in ('train', 'dark', 'upside-down'):
+    # The training videos' scenes one after another, twice over (64 s), as a camera sees them.
+    video = scan_fixtures.footage_set_joined(str(tmp_path / f'{kind}.mp4'), kind, repeat=2)
+    out, lines = io.StringIO(), []
+    summary = watch.watch(watch.WatchConfig(
+        source=video, model_dir=carrying_model, out_dir=str(tmp_path / 'watch'),
+        drift_interval_s=8.0, drift_windows=32), stdout=out, log=lines.append, scorer=scorer)
+    drifts = [r for r in map(json.loads, out.getvalue().splitlines()) if r['event'] == 'drift']
+    said = [l for l in lines if l.startswith('watch: drift: ') and 'divergence' in l and
+            'every' not in l]
+    assert [l.split(':')[2].strip() for l in said] == [r['feature'] for r in drifts], said
+    # 64 windows, a check of the last 32: when they are there (32 s), then every 8 s.
+    checks = summary['drift']['checks']
+    assert 4 <= checks <= 5, summary
+    for feature in {r['feature'] for r in drifts}:
+      ends = [r['end_s'] for r in drifts if r['feature'] == feature]
+      assert len(ends) <= checks and all(b - a >= 8.0 for a, b in zip(ends, ends[1:])), ends
+      assert ends[0] >= 32.0 and {r['windows'] for r in drifts} == {32}
+    assert summary['drift']['drifted'] == {
+        f: sum(r['feature'] == f for r in drifts) for f in {r['feature'] for r in drifts}}
+    found[kind] = {r['feature'] for r in drifts}
+  assert found['train'] == set()
+  assert {'brightness', 'contrast'} <= found['dark']
+  assert 'top_minus_bottom' in found['upside-down'] and 'brightness' not in found['upside-down']
+  assert summary['drift']['drifted']['top_minus_bottom'] == checks  # every check says it
+
+
+def test_watch_says_when_the_model_carries_no_training_statistics(tmp_path):
+  model = tmp_path / 'model'
+  os.makedirs(model / 'assets.extra')
+  (model / 'assets.extra' / 'clip_config.json').write_text(json.dumps(
+      {'num_frames': 4, 'frame_size': [16, 16], 'sample_fps': 8.0}))
+  video = str(tmp_path / 'grey.avi')
+  synthetic.write_video(video, np.full((64, 48, 64, 3), 90, np.uint8), 16.0)
+
+  class Constant:
+    def score(self, windows):
+      return [0.1] * len(windows)
+
+  lines = []
+  summary = watch.watch(watch.WatchConfig(source=video, model_dir=str(model),
+                                          out_dir=str(tmp_path / 'watch'), drift_windows=2),
+                        stdout=io.StringIO(), log=lines.append, scorer=Constant())
+  assert 'drift' not in summary and summary['windows_scored'] >= 2
+  assert [l for l in lines if 'drift' in l] == [
+      'watch: drift: not checked: the model carries no training split statistics '
+      '(assets.extra/drift_reference.stats.pbtxt: exported before models carried them)']
+  with pytest.raises(ValueError,
+                     match=r'--drift-windows must be at least 2, got 1; --drift-threshold'):
+    watch.watch(watch.WatchConfig(source=video, model_dir=str(model), drift_windows=1,
+                                  drift_threshold=0), log=lines.append, scorer=Constant())

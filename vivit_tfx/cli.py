@@ -549,7 +549,9 @@ def _cmd_watch(args) -> int:
         start_threshold=args.start_threshold, stop_threshold=args.stop_threshold,
         min_event_s=args.min_event_s, webhooks=tuple(args.webhook),
         webhook_timeout_s=args.webhook_timeout, max_seconds=args.max_seconds,
-        reconnect_s=args.reconnect_s, realtime=args.realtime)
+        reconnect_s=args.reconnect_s, realtime=args.realtime,
+        drift_interval_s=args.drift_interval_s, drift_windows=args.drift_windows,
+        drift_threshold=args.drift_threshold)
     if config.stop_threshold > config.start_threshold:
       raise ValueError('--stop-threshold must not exceed --start-threshold')
     watch.watch(config)
@@ -592,6 +594,15 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--realtime', action='store_true',
                  help='read a file at its frame rate, like a camera (default: as fast as the '
                  'model goes, nothing dropped)')
+  p.add_argument('--drift-interval-s', type=_finite_float, default=60.0,
+                 help="check drift against the training split's statistics the model carries "
+                 'every this many seconds of stream, at most one line per drifted feature '
+                 '(0: off)')
+  p.add_argument('--drift-windows', type=int, default=60,
+                 help="a check compares a camera's last this many scored windows")
+  p.add_argument('--drift-threshold', type=_finite_float, default=0.3,
+                 help='a feature has drifted when its Jensen-Shannon divergence from the '
+                 'training split is above this')
   p.set_defaults(func=_cmd_watch)
 
   p = sub.add_parser('serve', help="local server: TF Serving's REST API for the pushed model "

@@ -89,6 +89,14 @@ def container_of(path: str) -> str:
   return os.path.splitext(path)[1].lower().lstrip('.') or 'none'
 
 
+def frames_example(jpegs: List[bytes]) -> bytes:
+  """A serialised tf.Example holding only these frames: what serving_default reads of a record."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  example = tf.train.Example()
+  example.features.feature[features.FRAMES].bytes_list.value.extend(jpegs)
+  return example.SerializeToString()
+
+
 def decode_frames(example) -> np.ndarray:
   """Decodes the JPEG frames of a record back to [n, H, W, 3] uint8 RGB (empty slots left
   out: n ≤ the record's frame slots)."""

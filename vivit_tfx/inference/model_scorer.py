@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.data import clip_example, features, sampling
+from vivit_tfx.data import clip_example, sampling
 from vivit_tfx.data.clip_config import TFLITE_SUFFIX, ModelClipConfig, clip_config_of
 from vivit_tfx.data.frames import resize_and_crop_array
 from vivit_tfx.inference import predict
@@ -88,13 +88,6 @@ def jpeg_pixels(clips: Sequence[Sequence[bytes]], clip: ModelClipConfig) -> np.n
   return out
 
 
-def frames_example(jpegs: Sequence[bytes]) -> bytes:
-  """A serialised tf.Example holding only these frames: what serving_default reads of a record."""
-  example = tf.train.Example()
-  example.features.feature[features.FRAMES].bytes_list.value.extend(jpegs)
-  return example.SerializeToString()
-
-
 class SavedModelScorer(ClipScorer):
   """The SavedModel's serving_default (loaded once per process: `predict.saved_model`)."""
 
@@ -106,7 +99,7 @@ class SavedModelScorer(ClipScorer):
     return self.score_records(clips)
 
   def score_records(self, records: Sequence[Sequence[bytes]]) -> np.ndarray:
-    examples = [frames_example([f for f in r if f]) for r in records]
+    examples = [clip_example.frames_example([f for f in r if f]) for r in records]
     return self._serve(examples=tf.constant(examples, tf.string))['probabilities'].numpy()
 
 

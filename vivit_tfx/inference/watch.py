@@ -15,6 +15,10 @@ Memory, per camera: the ring (T small frames), one window in the mailbox and one
 the frames of the last k windows for the peak snapshot, and bounded latency samples — not the
 stream. A camera that fails or reconnects holds up no other: each has its own thread, mailbox,
 detector and snapshot folder; only the scorer and the webhooks are shared.
+
+Drift (`watch_drift`): each camera's last scored windows are compared with the training split's
+statistics the model carries, once per `drift_interval_s` of stream, one line per drifted
+feature.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ import tensorflow as tf
 
 from vivit_tfx.data import frames as frames_lib
 from vivit_tfx.data import sampling, video_reader
-from vivit_tfx.inference import model_scorer, predict
+from vivit_tfx.inference import model_scorer, predict, watch_drift
 
 import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
@@ -62,6 +66,12 @@ class WatchConfig:
   reconnect_s: float = 30.0  # a live source silent this long (after retries) ends the watch
   realtime: bool = False  # a file: read at its frame rate, as a camera would deliver it
   cameras: Tuple['Camera', ...] = ()  # several named sources; empty: `source`, unnamed
+  # Drift against the training split the model carries (`watch_drift`): every this many
+  # seconds of stream (0: off), the last `drift_windows` windows of a camera, TFDV's
+  # Jensen-Shannon divergence above `drift_threshold`.
+  drift_interval_s: float = 60.0
+  drift_windows: int = 60
+  drift_threshold: float = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -531,6 +541,7 @@ class Capture:
     self.stride = 0  # sampled frames between windows: set when the source is open (`run`)
     self.mailbox, self.stats = Mailbox(cond), Stats()
     self.detector: Optional[Detector] = None  # set by `report_to`
+    self.drift: Optional[watch_drift.CameraDrift] = None  # set when drift is checked
     self.snapshots = ''
     self.error, self.failure = '', None
 
@@ -587,6 +598,8 @@ class Capture:
 
   def summary(self) -> Dict[str, Any]:
     summary = self.stats.summary(self.mailbox.replaced, self.stride, self.source.reconnects)
+    if self.drift:
+      summary['drift'] = self.drift.check.summary(self.name)
     if self.name:
       summary = {'event': 'summary', 'camera': self.name, 'source': self.source.spec,
                  **{k: v for k, v in summary.items() if k != 'event'},
@@ -632,6 +645,8 @@ class BatchLoop:
       c.stats.latencies.append(time.monotonic() - w.captured)
       c.stats.scored += 1
       c.detector.update(w)
+      if c.drift:
+        c.drift.add(w.frames, score, w.start_s, w.end_s, w.wall)
 
   def join(self) -> None:
     self._thread.join()
@@ -655,6 +670,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
   log = log or (lambda m: print(m, file=sys.stderr, flush=True))
   stdout = stdout or sys.stdout
   cameras = cameras_of(config)
+  watch_drift.check_settings(config)
   check_cameras(cameras)
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
@@ -671,6 +687,11 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
            for u in config.webhooks]
   for c in captures:
     c.report_to(run_dir, hooks, stdout)
+  checker = watch_drift.start(config.model_dir, config, stdout, log)
+  if checker:
+    for c in captures:
+      c.drift = watch_drift.CameraDrift(c.name, checker, config.drift_windows,
+                                        config.drift_interval_s)
   loop = BatchLoop(scorer, captures, stop)
   threads = [threading.Thread(target=c.run, daemon=True, name=f'capture {c.name}')
              for c in captures]
@@ -687,6 +708,8 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
     for t in threads:
       t.join()
     loop.join()
+    if checker:
+      checker.close()
     for c in captures:
       c.detector.finish()
     deadline = time.monotonic() + min(5.0, config.webhook_timeout_s)

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from vivit_tfx.data.frames import resize_and_crop
 from vivit_tfx.models import clip_views
 
-from vivit_tfx.data import features
+from vivit_tfx.data import drift_stats, features
 from vivit_tfx.data.clip_config import CLIP_CONFIG_FILE
 from vivit_tfx.models.vivit import ViViT, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
@@ -167,9 +167,11 @@ def serving_copy(model: ViViT) -> ViViT:
 
 def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransformOutput,
            serving_model_dir: str, clip: Dict[str, Any],
-           init_source: Optional[Dict[str, str]] = None) -> None:
+           init_source: Optional[Dict[str, str]] = None,
+           train_files: Sequence[str] = ()) -> None:
   """Writes the SavedModel (model only) with its signatures, synthetic warm-up requests and
-  the clip config (with the checkpoint the model started from, for lineage)."""
+  the clip config (with the checkpoint the model started from, for lineage); given the train
+  split's record files (patterns), the drift reference too (`write_drift_reference`)."""
   exported = serving_copy(model)
   signatures = serving_signatures(exported, tf_transform_output, config.n_classes, clip)
   tf.saved_model.save(exported, serving_model_dir, signatures=signatures)
@@ -178,6 +180,24 @@ def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransfo
   with tf.io.gfile.GFile(os.path.join(serving_model_dir, CLIP_CONFIG_FILE), 'w') as f:
     f.write(json.dumps({'class_names': list(features.CLASS_NAMES), **clip,
                         **(init_source or {}), 'vivit': config.to_dict()}, indent=1))
+  if train_files:
+    write_drift_reference(serving_model_dir, train_files, signatures['serving_default'])
+
+
+def write_drift_reference(serving_model_dir: str, train_files: Sequence[str],
+                          serve=None) -> None:
+  """The train split's drift statistics carried by the model (`drift_stats.REFERENCE_FILE`):
+  brightness, contrast, motion, orientation and the model's score (`serve`: its
+  serving_default, default loaded from the folder) of up to `drift_stats.EXPORT_MAX_CLIPS`
+  train clips, what `scan` and `watch` compare with. Without them the model still exports (one
+  line says why)."""
+  try:
+    path = drift_stats.write_model_reference(
+        serving_model_dir, train_files, drift_stats.serving_score(serve) if serve else None)
+  except (ValueError, OSError, tf.errors.OpError) as e:
+    print(f'Trainer: no drift reference in the model: {str(e).splitlines()[0]}', flush=True)
+    return
+  print(f'Trainer: drift reference (the train split\'s statistics) in {path}', flush=True)
 
 
 def _variable_at(model: keras.Model, key: str):

@@ -21,9 +21,9 @@ import apache_beam as beam
 from apache_beam.ml.inference import base as inference
 
 from vivit_tfx import extras
-from vivit_tfx.data import clip_example, remote_files, video_reader
+from vivit_tfx.data import clip_example, drift_stats, remote_files, video_reader
 from vivit_tfx.inference import timeline
-from vivit_tfx.scan import drift, ledger
+from vivit_tfx.scan import ledger
 
 FAILED = 'failed'
 
@@ -125,7 +125,7 @@ class DecodeRange(beam.DoFn):
                                                  tuple(self._clip.frame_size), seek=True):
           jpegs = [clip_example.encode_jpeg(f, self._clip.jpeg_quality) for f in frames]
           yield ((item.video.key, position[id(w)], w.start_s, w.end_s,
-                  drift.clip_features(clip_example.decode_jpegs(jpegs))), jpegs)
+                  drift_stats.clip_features(clip_example.decode_jpegs(jpegs))), jpegs)
     except Exception as e:  # pylint: disable=broad-except  # the video's, not the scan's
       error = f'{one_line(e)} (range {item.index + 1} of {item.count})'
     yield beam.pvalue.TaggedOutput('ranges', (item.video.key, (
@@ -214,7 +214,7 @@ def _features(scored: List[Dict[str, Any]]) -> Dict[str, List[float]]:
   step = max(1, -(-len(scored) // MAX_FEATURE_ROWS))
   kept = scored[::step]
   return {f: [round(d['score'] if f == 'score' else d['features'][f], 4) for d in kept]
-          for f in drift.FEATURES}
+          for f in drift_stats.FEATURES}
 
 
 def build(p: beam.Pipeline, videos: Iterable[ledger.Video], out: str, model_dir: str, clip,

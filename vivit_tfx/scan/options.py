@@ -30,7 +30,8 @@ class ScanConfig:
   threads_per_worker: int = 0  # decoder and TensorFlow threads per worker (0: their default)
   beam_args: List[str] = dataclasses.field(default_factory=list)
   # The drift check's training clips: ingest's output (train/) or an Examples artifact
-  # (Split-train/); 'auto': the Examples the model was trained on, from ML Metadata; '': none.
+  # (Split-train/); 'auto': the statistics the model carries, else the Examples the model was
+  # trained on, from ML Metadata; '': none.
   reference: str = ''
   metadata_path: str = 'output/metadata.sqlite'  # where 'auto' looks
   drift_threshold: float = 0.3  # Jensen-Shannon divergence above which a feature has drifted
@@ -100,8 +101,10 @@ def add_arguments(p: argparse.ArgumentParser, number=float) -> None:
                  "--project=… --region=… --temp_location=gs://…' (docs/live-and-serving.md)")
   p.add_argument('--reference', default='auto',
                  help="drift check: the training split's clips (an ingest output folder with "
-                 "train/, or a TFX Examples artifact with Split-train/); 'auto': the Examples "
-                 "the model was trained on, found in ML Metadata (--metadata); 'none': no check")
+                 "train/, or a TFX Examples artifact with Split-train/); 'auto': the train "
+                 "split's statistics the model carries (assets.extra/drift_reference.stats."
+                 "pbtxt), else the Examples the model was trained on, found in ML Metadata "
+                 "(--metadata); 'none': no check")
   p.add_argument('--metadata', default='output/metadata.sqlite',
                  help="--reference auto: the ML Metadata store of the run that pushed the model")
   p.add_argument('--drift-threshold', type=number, default=0.3,

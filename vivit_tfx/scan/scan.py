@@ -2,8 +2,9 @@
 
 The launcher lists the videos, skips those its records say were scored by the same model
 (`ledger`), runs the Beam pipeline on the rest (`beam_scan`), then writes `scan.csv` over all
-of them (and the files it skipped, with why) and, given the training split's clips
-(`--reference`), the drift check (`drift.json`, one line per drifted feature).
+of them (and the files it skipped, with why) and the drift check against the training split
+(`drift.json`, one line per drifted feature): the statistics the model carries, else those of
+the training split's clips (`--reference`, or found in ML Metadata).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 from typing import Callable, Dict, List, Optional, Set
 
 from vivit_tfx import extras, outputs
+from vivit_tfx.data import drift_stats
 from vivit_tfx.inference import predict, timeline
 from vivit_tfx.scan import beam_scan, drift, ledger, options
 
@@ -105,7 +107,7 @@ def run(config: options.ScanConfig, echo: Callable[[str], None] = print) -> Summ
   if reference and scanned['score']:
     summary.drift = _drift(dataclasses.replace(config, reference=reference), clip, scanned,
                            model, echo)
-    rows += [{'path': '', 'status': 'drift', 'reason': drift.line(e)}
+    rows += [{'path': '', 'status': 'drift', 'reason': drift_stats.line(e)}
              for e in summary.drift if e['drifted']]
   elif reference:
     echo('drift: not checked (no video was scored)')
@@ -126,13 +128,13 @@ def _tabulate(videos: List[ledger.Video], book: ledger.Ledger, fresh: Set[str],
               summary: Summary, echo: Callable[[str], None]):
   """(the CSV's rows, {drift feature: values of every scored window kept}) from the videos'
   records, counting into `summary`; one line per failed video."""
-  rows, scanned = [], {f: [] for f in drift.FEATURES}
+  rows, scanned = [], {f: [] for f in drift_stats.FEATURES}
   for v in videos:
     r = book.read(v.key) or {'status': beam_scan.FAILED, 'reason': 'not scored (no record)'}
     if r['status'] == 'scored':
       summary.scored += v.key in fresh
       summary.hours += r['duration_s'] / 3600
-      for f in drift.FEATURES:
+      for f in drift_stats.FEATURES:
         scanned[f] += r['features'][f]
     else:
       summary.failed.append({'path': v.path, 'reason': r['reason']})
@@ -148,12 +150,23 @@ def _tabulate(videos: List[ledger.Video], book: ledger.Ledger, fresh: Set[str],
 
 
 def _reference(config: options.ScanConfig, echo: Callable[[str], None]) -> str:
-  """The training clips to compare with: --reference, or with 'auto' the Examples upstream of
-  the model in ML Metadata; '' (and a line saying why) when there are none."""
+  """What to compare with: --reference CLIPS; with 'auto' the statistics the model carries
+  (`drift_stats.reference_path`), else the Examples upstream of the model in ML Metadata; '' (and a
+  line saying why) when there are none."""
   if config.reference != 'auto':
     if not config.reference:
       echo('drift: not checked (no --reference: the training clips to compare with)')
     return config.reference
+  carried = drift_stats.reference_path(config.model_dir)
+  try:
+    if drift_stats.model_reference(config.model_dir) is not None:
+      echo(f'drift: against the training split statistics the model carries ({carried})')
+      return carried
+  except ValueError as e:
+    echo(f'drift: {beam_scan.one_line(e)}: looking for the training split in ML Metadata')
+  else:
+    echo(f'drift: the model carries no training split statistics ({drift_stats.REFERENCE_FILE}: '
+         'exported before models carried them): computing them from its train split')
   try:
     found = drift.reference_of_model(config.model_dir, config.metadata_path)
   except ValueError as e:
@@ -166,18 +179,21 @@ def _reference(config: options.ScanConfig, echo: Callable[[str], None]) -> str:
 
 
 def _reference_statistics(config: options.ScanConfig, clip, model: str):
-  """The training split's TFDV statistics, kept in the scan's state folder per model and
-  reference (computed once)."""
+  """The training split's TFDV statistics: those the model carries, or those of the
+  --reference clips, kept in the scan's state folder per model and reference (computed
+  once)."""
   import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
   from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  if config.reference == drift_stats.reference_path(config.model_dir):
+    return drift_stats.model_reference(config.model_dir)
   where = config.reference if '://' in config.reference else os.path.abspath(config.reference)
   key = hashlib.sha256(json.dumps([model, where, config.reference_max_clips]).encode()
                        ).hexdigest()[:16]
   path = ledger.join(config.out, ledger.STATE, f'reference-{key}.stats.pbtxt')
   if not FileSystems.exists(path):
-    stats = drift.statistics(drift.reference_features(config.reference, config.model_dir, clip,
-                                                      config.reference_max_clips))
+    stats = drift_stats.statistics(drift.reference_features(
+        config.reference, config.model_dir, clip, config.reference_max_clips))
     ledger.write_atomically(path, text_format.MessageToString(stats).encode('utf-8'))
   return tfdv.load_stats_text(path)
 
@@ -190,10 +206,10 @@ def _drift(config: options.ScanConfig, clip, scanned: Dict[str, List[float]], mo
   except (ValueError, OSError) as e:
     echo(f'drift: not checked: {e}')
     return []
-  entries = drift.compare(drift.statistics(scanned), reference, config.drift_threshold)
+  entries = drift_stats.compare(drift_stats.statistics(scanned), reference, config.drift_threshold)
   for e in entries:
     if e['drifted']:
-      echo(drift.line(e))
+      echo(drift_stats.line(e))
   if not any(e['drifted'] for e in entries):
     echo(f'drift: none above Jensen-Shannon divergence {config.drift_threshold:g} '
          f'({len(scanned["score"])} clips against the training split)')
