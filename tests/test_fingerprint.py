@@ -46,12 +46,16 @@ def test_module_closure_follows_imports():
 
 
 @pytest.mark.parametrize('relpath,changed', [
-    ('data/video_reader.py', {'VideoExampleGen'}),
+    # the Trainers' export computes drift statistics (data/drift_stats.py → synthetic.py)
+    ('data/video_reader.py', {'VideoExampleGen', 'Trainer', 'PretrainTrainer', 'TFLiteExport'}),
     ('components/validation_gate.py', {'ValidationGate'}),
     ('components/clip_transform.py', {'Transform'}),
     ('models/preprocessing.py', {'Transform'}),
-    ('models/vivit.py', {'Trainer', 'PretrainTrainer'}),  # the pre-trained encoder's code
-    ('data/features.py', {'VideoExampleGen', 'Transform', 'Trainer', 'PretrainTrainer'}),
+    # the pre-trained encoder's code; TFLiteExport converts the model
+    ('models/vivit.py', {'Trainer', 'PretrainTrainer', 'TFLiteExport'}),
+    ('data/features.py', {'VideoExampleGen', 'Transform', 'Trainer', 'PretrainTrainer',
+                          'TFLiteExport'}),
+    ('components/tflite_export.py', {'TFLiteExport'}),
     ('audit/lineage.py', set()),
 ])
 def test_an_edit_changes_the_keys_of_the_components_that_load_it(package_copy, relpath,

@@ -184,3 +184,37 @@ def test_report_plots_pretraining_loss_and_reconstructions(first_run, tmp_path):
     assert f'src="{name}"' in html
     with open(tmp_path / name, 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_run_tflite_writes_tflite_models_beside_the_pushed_model_with_lineage(first_run,
+                                                                               video_root):
+  """`run --tflite`: a rerun (training cached) adds TFLiteExport after the Pusher; its
+  artifact's lineage names the Model the Pusher pushed, that push and the calibration data."""
+  from vivit_tfx.data.clip_config import clip_config_path  # pylint: disable=g-import-not-at-top
+  config = first_run[0].replace(tflite='none,int8')
+  run_id = local_runner.run_pipeline(config)
+  summary = run_summary.summarize(config, run_id)
+  assert summary.executions['TFLiteExport'] == 'COMPLETE', summary.executions
+  assert summary.executions['Trainer'] == 'CACHED'
+  version = summary.pushed_model
+  assert summary.tflite_models == [f'{version}.float32.tflite', f'{version}.int8.tflite']
+  assert f'  TFLite model: {version}.int8.tflite' in summary.to_text()
+  store = mlmd.MetadataStore(tfx_metadata.sqlite_metadata_connection_config(
+      config.metadata_path))
+  graph = lineage.upstream(store, metadata.latest_artifact(store, 'vivit_tfx.TFLiteModel'))
+  step = next(k for k, n in graph.nodes.items() if n.label == 'TFLiteExport')
+  inputs = {graph.nodes[s].type: s for s, _ in graph.parents(step)}
+  assert set(inputs) == {'Model', 'PushedModel', 'Examples'}
+  pusher = graph.parents(inputs['PushedModel'])[0][0]
+  assert inputs['Model'] in [s for s, _ in graph.parents(pusher)]  # the very model pushed
+  lineage_facts = json.load(open(clip_config_path(summary.tflite_models[1])))['tflite']
+  assert lineage_facts['source_model'] == version and lineage_facts['quantize'] == 'int8'
+  assert lineage_facts['calibration']['examples'] == graph.nodes[inputs['Examples']].label
+  videos = sorted(glob.glob(os.path.join(video_root, '*', '*.mp4')))[:2]
+  saved = predict.predict(videos, version)
+  for path in summary.tflite_models:
+    lite = predict.predict(videos, path)
+    assert [r.label for r in lite] and not any(r.error for r in lite)
+  np.testing.assert_allclose(
+      [list(r.probabilities.values()) for r in predict.predict(videos, summary.tflite_models[0])],
+      [list(r.probabilities.values()) for r in saved], atol=5e-5)

@@ -71,6 +71,19 @@ def test_int8_keeps_every_class(exported, test_split):
   assert config['tflite']['quantize'] == 'int8'
   assert config['tflite']['calibration']['split'] == 'train'
   assert config['tflite']['calibration']['clips'] == 32
+  assert config['tflite']['int8'] == 'norm-float'
+
+
+def test_int8_keeps_the_normalisation_layers_in_float(exported):
+  """`--int8 norm-float` (the default): GroupNorm's and LayerNorm's statistics stay float,
+  the convolutions and dense layers around them are int8."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  details = tf.lite.Interpreter(model_path=exported[2]['int8']).get_tensor_details()
+  moments = [t for t in details if '/moments/' in t['name']]
+  assert moments and all(t['dtype'] == np.float32 for t in moments)
+  assert sum(t['dtype'] == np.int8 for t in details) > len(details) // 3
+  with pytest.raises(tflite_export.ExportError, match='--int8 fast: one of norm-float, full'):
+    tflite_export.convert(None, 'int8', np.zeros((1,)), 'fast')
 
 
 def test_predict_and_timeline_take_a_tflite_file(exported, tmp_path):
@@ -121,8 +134,9 @@ def test_export_never_writes_into_the_model_or_over_a_users_file(exported, tmp_p
 
 def test_int8_without_train_clips_is_one_line(exported, tmp_path, capsys):
   model_dir = exported[0]
-  assert cli.main(['export', '--model-dir', model_dir, '--quantize', 'int8', '--clips-dir',
-                   str(tmp_path / 'nothing'), '--out-dir', str(tmp_path / 'out')]) == 1
+  assert cli.main(['export', '--model-dir', model_dir, '--quantize', 'int8', '--int8', 'full',
+                   '--clips-dir', str(tmp_path / 'nothing'),
+                   '--out-dir', str(tmp_path / 'out')]) == 1
   err = capsys.readouterr().err
   assert 'no *.tfrecord files' in err and len(err.strip().splitlines()) == 1
   assert not os.path.exists(tmp_path / 'out')
@@ -158,3 +172,57 @@ def test_bench_export_goal_and_dispatch():
                                           'TFLite int8 NOT met (at most 1.0 points lost)')
   assert tflite_bench.wanted(['--split', 'test']) and tflite_bench.wanted(['--split=test'])
   assert not tflite_bench.wanted(['--presets', 'vivit-tiny']) and not tflite_bench.wanted([])
+
+
+# --- `run --tflite`: the TFLiteExport step after the Pusher ---------------------------------
+# (the step end to end, on a pipeline rerun: tests/test_pipeline_e2e.py)
+def _artifact(kind, uri, **properties):
+  artifact = kind()
+  artifact.uri = str(uri)
+  for name, value in properties.items():
+    (artifact.set_int_custom_property if isinstance(value, int) else
+     artifact.set_string_custom_property)(name, value)
+  return artifact
+
+
+def _step(tmp_path, destination, pushed, out, quantize):
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.components.tflite_export import TFLiteExport, TFLiteModel  # pylint: disable=g-import-not-at-top
+  os.makedirs(out)
+  artifact = _artifact(TFLiteModel, out)
+  TFLiteExport.test_call(
+      model=_artifact(standard_artifacts.Model, tmp_path / 'no-model'),
+      pushed_model=_artifact(standard_artifacts.PushedModel, tmp_path / 'pushed', pushed=pushed,
+                             pushed_destination=str(destination)),
+      examples=_artifact(standard_artifacts.Examples, tmp_path / 'no-examples'),
+      tflite_model=artifact, quantize=quantize)
+  return artifact
+
+
+def test_run_tflite_never_replaces_a_file_and_skips_an_unpushed_model(tmp_path):
+  destination = tmp_path / 'serving' / 'vivit_violence' / '1700000000'
+  destination.mkdir(parents=True)
+  users = destination.parent / '1700000000.float16.clip_config.json'
+  users.write_text('mine')
+  with pytest.raises(FileExistsError, match='float16.clip_config.json exists'):
+    _step(tmp_path, destination, 1, tmp_path / 'a', 'none,float16')
+  assert users.read_text() == 'mine' and not os.listdir(tmp_path / 'a')  # before converting
+  assert sorted(os.listdir(destination.parent)) == ['1700000000', users.name]
+  artifact = _step(tmp_path, destination, 0, tmp_path / 'b', 'int8')
+  assert artifact.get_int_custom_property('pushed') == 0 and not os.listdir(tmp_path / 'b')
+  with pytest.raises(ValueError, match='--tflite'):
+    _step(tmp_path, destination, 1, tmp_path / 'c', 'int4')
+
+
+def test_run_tflite_option_adds_the_step_after_the_pusher(tmp_path):
+  from vivit_tfx.pipeline import configs, pipeline  # pylint: disable=g-import-not-at-top
+  # (without --tflite there is no such step: test_pipeline_e2e's list of components)
+  with_tflite = pipeline.create_pipeline(configs.PipelineConfig(output_root=str(tmp_path),
+                                                                tflite='float16,int8'))
+  step = next(c for c in with_tflite.components if c.id == 'TFLiteExport')
+  assert {u.id for u in step.upstream_nodes} == {'Trainer', 'Pusher', 'ImportExampleGen'}
+  assert step.exec_properties['quantize'] == 'float16,int8'
+  assert step.outputs['tflite_model'].type_name == 'vivit_tfx.TFLiteModel'
+  assert configs.option_errors({'tflite': 'int8,int4'}) == [
+      '--tflite must list some of none, float16, int8 (comma-separated), got int8,int4']
+  assert configs.option_errors({'tflite': 'none, int8'}) == []

@@ -421,7 +421,8 @@ def _cmd_export(args) -> int:
     out_dir = args.out_dir or tflite_export.default_out_dir(model_dir)
     done = tflite_export.export_tflite(
         model_dir, out_dir, list(dict.fromkeys(args.quantize)), args.clips_dir,
-        args.calibration_clips, args.overwrite, log=lambda m: print(m, file=sys.stderr))
+        args.calibration_clips, args.overwrite, log=lambda m: print(m, file=sys.stderr),
+        int8=args.int8)
   except (ValueError, OSError) as e:
     raise UserError(_one_line(e)) from None
   print(f'model: {model_dir}')
@@ -816,6 +817,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help='int8: the ingested clips whose train split calibrates it')
   p.add_argument('--calibration-clips', type=_positive_int, default=64,
                  help='int8: clips of the train split to calibrate on')
+  p.add_argument('--int8', default='norm-float', choices=['norm-float', 'full'],
+                 help='int8: norm-float keeps the normalisation layers (GroupNorm, LayerNorm) '
+                 'in float, which keeps the accuracy; full quantises every op with an int8 '
+                 'kernel')
   p.add_argument('--out-dir', default='', help="a folder outside the model ('': "
                  'output/tflite/<model name>/<version>)')
   _add_overwrite_argument(p)

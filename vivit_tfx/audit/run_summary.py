@@ -32,6 +32,7 @@ class RunSummary:
   report: Optional[str] = None
   model_card: Optional[str] = None  # the Markdown card beside the pushed model
   not_blessed_because: List[str] = dataclasses.field(default_factory=list)
+  tflite_models: List[str] = dataclasses.field(default_factory=list)  # run --tflite, beside it
 
   def to_text(self) -> str:
     metrics = ', '.join(f'{k}={"n/a" if math.isnan(v) else f"{v:.4f}"}'
@@ -46,6 +47,7 @@ class RunSummary:
              *[f'    - {line}' for line in failed],
              f'  pushed model: {self.pushed_model or "(none: not blessed)"}',
              *([f'  model card: {self.model_card}'] if self.model_card else []),
+             *[f'  TFLite model: {path}' for path in self.tflite_models],
              f'  metadata: {self.metadata_path}',
              f'  pipeline root: {self.pipeline_root}',
              f'  report: {self.report or "(not written)"}']
@@ -59,7 +61,7 @@ def summarize(settings: SummarySettings, run_id: Optional[str] = None,
   store = metadata.open_sqlite(settings.metadata_path, read_only=True)
   run = metadata.find_run(store, settings.pipeline_name, run_id, settings.metadata_path)
   infos = metadata.executions_by_node(store, run)
-  states, test_metrics, blessed, pushed, because = {}, {}, None, None, []
+  states, test_metrics, blessed, pushed, because, tflite = {}, {}, None, None, [], []
   for node, info in infos.items():
     states[node] = info.state
     for artifact in info.outputs.get('evaluation', []):
@@ -75,9 +77,12 @@ def summarize(settings: SummarySettings, run_id: Optional[str] = None,
     for artifact in info.outputs.get('pushed_model', []):
       if metadata.property_value(artifact, 'pushed'):
         pushed = metadata.property_value(artifact, 'pushed_destination')
+    for artifact in info.outputs.get('tflite_model', []):  # components/tflite_export.py
+      tflite += [p for p in str(metadata.property_value(artifact, 'pushed_models') or ''
+                                ).split(',') if p]
   return RunSummary(run.name, seconds, states, test_metrics, blessed, pushed,
                     os.path.abspath(settings.metadata_path), settings.pipeline_root,
-                    not_blessed_because=because)
+                    not_blessed_because=because, tflite_models=tflite)
 
 
 def add_report(summary: RunSummary, settings: report.RunSettings) -> RunSummary:

@@ -18,6 +18,9 @@ from vivit_tfx.data.features import CLASS_NAMES
 CLIP_CONFIG_FILE = os.path.join('assets.extra', 'clip_config.json')
 TFLITE_SUFFIX = '.tflite'  # a TFLite model (`vivit-tfx export`), its clip config beside it
 TFLITE_CLIP_CONFIG_SUFFIX = '.clip_config.json'
+TFLITE_QUANTIZATIONS = ('none', 'float16', 'int8')  # `export --quantize`, `run --tflite`
+# The file each quantisation is written to: <stem>.tflite and <stem>.clip_config.json.
+TFLITE_FILE_STEMS = {'none': 'float32', 'float16': 'float16', 'int8': 'int8'}
 # The default sampling rate: T = 8 frames span 1 s (Scenic's ViViT: 32 frames at stride 2 of
 # 25 fps, 12.5 fps, 2.56 s).
 DEFAULT_SAMPLE_FPS = 8.0

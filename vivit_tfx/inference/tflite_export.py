@@ -9,7 +9,8 @@ serving does (`model_scorer.ClipScorer`), so scores match serving_default's.
 
 int8: weights and activations quantised (float fallback where TFLite has no int8 kernel),
 calibrated on clips of the train split sampled as serving samples them (each record's K
-evaluation views, `model_scorer.record_views`) and decoded as serving decodes them.
+evaluation views, `model_scorer.record_views`) and decoded as serving decodes them; by default
+('norm-float', `INT8_MODES`) the normalisation layers' ops stay float (selective quantisation).
 """
 from __future__ import annotations
 
@@ -25,14 +26,14 @@ import tensorflow as tf
 
 from vivit_tfx import outputs
 from vivit_tfx.data import features
-from vivit_tfx.data.clip_config import (TFLITE_CLIP_CONFIG_SUFFIX, TFLITE_SUFFIX,
-                                        ModelClipConfig, clip_config_of, clip_config_path)
+from vivit_tfx.data.clip_config import (TFLITE_CLIP_CONFIG_SUFFIX, TFLITE_FILE_STEMS,
+                                        TFLITE_QUANTIZATIONS, TFLITE_SUFFIX, ModelClipConfig,
+                                        clip_config_of, clip_config_path)
 from vivit_tfx.inference import model_scorer, predict
 from vivit_tfx.models import export
 
-QUANTIZATIONS = ('none', 'float16', 'int8')
-# The file each quantisation is written to: <name>.tflite and <name>.clip_config.json.
-FILE_STEMS = {'none': 'float32', 'float16': 'float16', 'int8': 'int8'}
+QUANTIZATIONS = TFLITE_QUANTIZATIONS
+FILE_STEMS = TFLITE_FILE_STEMS  # <stem>.tflite and <stem>.clip_config.json
 CALIBRATION_CLIPS = 64  # int8: clips of the train split the activations' ranges come from
 
 
@@ -182,8 +183,15 @@ def split_records(clips_dir: str, split: str = 'train') -> Tuple[List[List[bytes
   if not files:
     raise ExportError(f'{os.path.join(clips_dir, split)}: no *.tfrecord files (the clips '
                       '`vivit-tfx ingest` or `run` wrote: pass --clips-dir)')
+  return read_records(files)
+
+
+def read_records(files: Sequence[str], compression: str = ''
+                 ) -> Tuple[List[List[bytes]], np.ndarray]:
+  """([R][N] JPEG frame slots, labels [R]) of the clip tf.Examples in TFRecord `files`
+  (compression 'GZIP': an ExampleGen's Examples artifact)."""
   records, labels = [], []
-  for r in tf.data.TFRecordDataset(files):
+  for r in tf.data.TFRecordDataset(files, compression_type=compression):
     feature = tf.train.Example.FromString(r.numpy()).features.feature
     records.append(list(feature[features.FRAMES].bytes_list.value))
     labels.append(feature[features.LABEL].int64_list.value[0])
@@ -201,10 +209,29 @@ def calibration_clips(records: Sequence[Sequence[bytes]], clip: ModelClipConfig,
 
 
 # --- conversion --------------------------------------------------------------------------------
-def convert(function, quantize: str, calibration: Optional[np.ndarray] = None) -> bytes:
+# int8: 'norm-float' keeps the ops of every normalisation layer (GroupNorm, LayerNorm) in float
+# and quantises the rest (measured: their variance and rsqrt lose the most in int8, and the
+# hybrid's classes move with them); 'full' quantises every op TFLite has an int8 kernel for.
+INT8_MODES = ('norm-float', 'full')
+
+
+def normalization_nodes(function) -> List[str]:
+  """Names of the TFLite ops of every normalisation layer of a clip function: every op in a
+  name scope that computes moments (GroupNorm's and LayerNorm's `.../moments/...`)."""
+  float_model = tf.lite.TFLiteConverter.from_concrete_functions([function]).convert()
+  names = [t['name'] for t in tf.lite.Interpreter(model_content=float_model)
+           .get_tensor_details()]
+  scopes = {n.split('/moments/')[0] + '/' for n in names if '/moments/' in n}
+  return [n for n in names if any(part.startswith(tuple(scopes)) for part in n.split(';'))]
+
+
+def convert(function, quantize: str, calibration: Optional[np.ndarray] = None,
+            int8: str = INT8_MODES[0]) -> bytes:
   """A frozen clip function (`clip_function`) → TFLite flatbuffer bytes."""
   if quantize not in QUANTIZATIONS:
     raise ExportError(f'--quantize {quantize}: one of {", ".join(QUANTIZATIONS)}')
+  if int8 not in INT8_MODES:
+    raise ExportError(f'--int8 {int8}: one of {", ".join(INT8_MODES)}')
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
   if quantize != 'none':
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -214,6 +241,12 @@ def convert(function, quantize: str, calibration: Optional[np.ndarray] = None) -
     if calibration is None or not len(calibration):
       raise ExportError('int8 needs calibration clips of the train split')
     converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    nodes = normalization_nodes(function) if int8 == 'norm-float' else []
+    if nodes:  # selective quantisation: TFLite's debugger converts with these ops in float
+      return tf.lite.experimental.QuantizationDebugger(
+          converter=converter, debug_dataset=lambda: ([c[None]] for c in calibration[:1]),
+          debug_options=tf.lite.experimental.QuantizationDebugOptions(
+              denylisted_nodes=nodes)).get_nondebug_quantized_model()
   return converter.convert()
 
 
@@ -230,31 +263,59 @@ def _inside(path: str, folder: str) -> bool:
   return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def clip_config_record(model_dir: str, quantize: str, calibration: Dict) -> Dict:
+def clip_config_record(model_dir: str, quantize: str, facts: Dict) -> Dict:
   """The SavedModel's clip config plus where this TFLite model came from (lineage)."""
   with tf.io.gfile.GFile(clip_config_path(model_dir)) as f:
     clip = json.load(f)
-  return {**clip, 'tflite': {'source_model': os.path.abspath(model_dir), 'quantize': quantize,
+  source = model_dir if '://' in model_dir else os.path.abspath(model_dir)
+  return {**clip, 'tflite': {'source_model': source, 'quantize': quantize,
                              'input': f'{model_scorer.CLIPS_INPUT} uint8 [B, T, H, W, 3]',
                              'output': f'{export.SERVING_OUTPUT} float32 [B, P]',
-                             **calibration}}
+                             **facts}}
+
+
+def write_model(path: str, quantize: str, content: bytes, record: Dict) -> Exported:
+  """Writes a TFLite model to `path` (<name>.tflite) and its clip config `record` beside it
+  (<name>.clip_config.json); any URI tf.io.gfile writes."""
+  config = clip_config_path(path)
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(content)
+  with tf.io.gfile.GFile(config, 'w') as f:
+    f.write(json.dumps(record, indent=1))
+  return Exported(quantize, path, config, len(content))
+
+
+def write_quantized(function, quantize: str, path: str, model_dir: str,
+                    records: Sequence[Sequence[bytes]], calibration_count: int,
+                    calibration_source: Dict, facts: Optional[Dict] = None,
+                    int8: str = INT8_MODES[0]) -> Exported:
+  """`function` (`clip_function` of the SavedModel `model_dir`) converted to `quantize` and
+  written to `path` with its clip config; int8 calibrates on `records` of the train split,
+  which `calibration_source` names in the clip config ({'clips_dir': …} or {'examples': …})."""
+  calibration, facts = None, dict(facts or {})
+  if quantize == 'int8':
+    calibration = calibration_clips(records, clip_config_of(model_dir), calibration_count)
+    facts['calibration'] = {**calibration_source, 'split': 'train', 'clips': len(calibration)}
+    facts['int8'] = int8
+  return write_model(path, quantize, convert(function, quantize, calibration, int8),
+                     clip_config_record(model_dir, quantize, facts))
 
 
 def export_tflite(model_dir: str, out_dir: str, quantizations: Sequence[str] = ('none',),
                   clips_dir: str = '', calibration_count: int = CALIBRATION_CLIPS,
-                  overwrite: bool = False,
-                  log: Callable[[str], None] = lambda m: None) -> List[Exported]:
+                  overwrite: bool = False, log: Callable[[str], None] = lambda m: None,
+                  int8: str = INT8_MODES[0]) -> List[Exported]:
   """Writes <out_dir>/<float32|float16|int8>.tflite and .clip_config.json for each of
-  `quantizations`. Refused before anything is written (ExportError, OutputExists): an
-  out_dir inside the pushed model's folder, a file of the user's in the way (unless
-  `overwrite`), int8 without train clips."""
+  `quantizations` (int8: `int8` of INT8_MODES). Refused before anything is written
+  (ExportError, OutputExists): an out_dir inside the pushed model's folder, a file of the
+  user's in the way (unless `overwrite`), int8 without train clips."""
   if _inside(out_dir, model_dir):
     raise ExportError(f'--out-dir {out_dir} is inside the model {model_dir}: the pushed model '
                       'is left as it is (choose another folder)')
   unknown = [q for q in quantizations if q not in QUANTIZATIONS]
   if unknown:
     raise ExportError(f'--quantize {unknown[0]}: one of {", ".join(QUANTIZATIONS)}')
-  clip = clip_config_of(model_dir)
+  clip_config_of(model_dir)  # a model of this project's, before anything is written
   records = split_records(clips_dir)[0] if 'int8' in quantizations else []
   folder = outputs.OutputFolder(out_dir, overwrite)
   names = [n for q in quantizations for n in (FILE_STEMS[q] + TFLITE_SUFFIX,
@@ -265,19 +326,10 @@ def export_tflite(model_dir: str, out_dir: str, quantizations: Sequence[str] = (
   done = []
   try:
     for q in quantizations:
-      tflite, config = next(paths), next(paths)
-      calibration, facts = None, {}
-      if q == 'int8':
-        calibration = calibration_clips(records, clip, calibration_count)
-        facts = {'calibration': {'clips_dir': os.path.abspath(clips_dir), 'split': 'train',
-                                 'clips': len(calibration)}}
+      tflite, _ = next(paths), next(paths)  # the clip config: clip_config_path(tflite)
       log(f'export: converting ({q})')
-      content = convert(function, q, calibration)
-      with open(tflite, 'wb') as f:
-        f.write(content)
-      with open(config, 'w') as f:
-        json.dump(clip_config_record(model_dir, q, facts), f, indent=1)
-      done.append(Exported(q, tflite, config, len(content)))
+      done.append(write_quantized(function, q, tflite, model_dir, records, calibration_count,
+                                  {'clips_dir': os.path.abspath(clips_dir)}, int8=int8))
   finally:  # what was written is the project's, even when a later conversion fails
     folder.done()
   return done
@@ -291,7 +343,7 @@ def default_out_dir(model_dir: str, root: str = 'output/tflite') -> str:
 
 
 def in_memory(model_dir: str, quantizations: Sequence[str], clips_dir: str,
-              calibration_count: int = CALIBRATION_CLIPS
+              calibration_count: int = CALIBRATION_CLIPS, int8: str = INT8_MODES[0]
               ) -> Iterator[Tuple[str, model_scorer.TFLiteScorer]]:
   """(quantize, a scorer of the converted model) per quantisation, nothing written (the
   benchmark)."""
@@ -300,5 +352,5 @@ def in_memory(model_dir: str, quantizations: Sequence[str], clips_dir: str,
   for q in quantizations:
     calibration = (calibration_clips(split_records(clips_dir)[0], clip, calibration_count)
                    if q == 'int8' else None)
-    content = convert(function, q, calibration)
+    content = convert(function, q, calibration, int8)
     yield q, model_scorer.TFLiteScorer(f'<{FILE_STEMS[q]}>{TFLITE_SUFFIX}', clip, content)
