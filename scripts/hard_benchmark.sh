@@ -7,7 +7,8 @@
 # JSON line per (seed, variant, split). Reruns reuse the videos and clips already written.
 #   scripts/hard_benchmark.sh OUT [SEEDS] [VARIANTS]
 #   variants: hybrid (the default command), hybrid+unlabeled (--unlabeled-videos),
-#             vivit-tiny (--preset vivit-tiny, the linear tokenizer)
+#             vivit-tiny (--preset vivit-tiny, the linear tokenizer),
+#             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200)
 set -euo pipefail
 out=$1
 seeds=${2:-"104 105 106"}
@@ -28,6 +29,7 @@ for seed in $seeds; do
         extra=(--unlabeled-videos "$d/unlabeled"
                --unlabeled-clips-dir "$d/unlabeled_clips") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
+      hybrid-long) extra=(--train-steps 3200) ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     root=$d/$variant

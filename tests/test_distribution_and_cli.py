@@ -150,7 +150,7 @@ def test_readme_commands_table_matches_the_options_and_defaults(capsys):
       parser = nested[0].choices[words[1]]
     actions = parser._actions  # pylint: disable=protected-access
     options = {s: a for a in actions for s in a.option_strings}
-    for flag, value in re.findall(r'(--[a-z][a-z-]*)(?: ([0-9][0-9.x]*)\b)?', row):
+    for flag, value in re.findall(r'(--[a-z][a-z0-9-]*)(?: ([0-9][0-9.x]*)\b)?', row):
       if name == 'bench' and len(words) > 1 and flag not in options:
         # `bench <what>`'s options belong to its module's parser: its --help lists them.
         help_text = _help_of(['bench', words[1], f'{flag}=x', '--help'], capsys)

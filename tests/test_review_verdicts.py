@@ -4,14 +4,20 @@ A stub stands in for the model (no TensorFlow run): the gate, the verdict file, 
 endpoint and the export do not depend on it. The review itself is a hand-written result.json.
 """
 import csv
+import datetime
 import http.client
+import ipaddress
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 
+from cryptography import x509  # google-auth's dependency, so TensorFlow's
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 
 from vivit_tfx import cli
@@ -274,6 +280,12 @@ def test_exported_reviews_ingest_with_their_groups(site, tmp_path, capsys):
   assert (negative['label'], negative['verdict'], negative['start_s']) == (
       'NonViolence', 'not violent', '0.0')
   assert video_reader.probe(str(out / f'fight-{JOB}-s01.mp4')).num_frames == 30  # 2 s at 15 fps
+  # The stretches take their original video's split; held-out.csv lists those in test.
+  assert {r['split'] for r in rows if r['group'] == os.path.realpath(source)} in (
+      {'train'}, {'eval'}, {'test'})
+  with open(out / reviews_export.HELD_OUT_NAME, newline='') as f:
+    assert {r['path'] for r in csv.DictReader(f)} == {p for p, r in cut.items()
+                                                       if r['split'] == 'test'}
   # Ingest reads the file in its csv layout; the stretches keep their source video as group,
   # the same group as the original video, so they all land in one split.
   clips = tmp_path / 'clips'
@@ -296,3 +308,61 @@ def test_exported_reviews_ingest_with_their_groups(site, tmp_path, capsys):
   assert cli.main(['reviews', 'export', '--work-dir', str(tmp_path), '--out-dir', str(mine)]) == 1
   assert 'was not written by vivit-tfx' in capsys.readouterr().err
   assert (mine / reviews_export.CSV_NAME).read_text() == 'my own notes'
+
+
+def self_signed(folder) -> tuple:
+  """(certificate, key) PEM files for 127.0.0.1, made here with `cryptography`."""
+  key = ec.generate_private_key(ec.SECP256R1())
+  name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, '127.0.0.1')])
+  now = datetime.datetime.now(datetime.timezone.utc)
+  cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+          .public_key(key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+              ipaddress.ip_address('127.0.0.1'))]), critical=False)
+          .sign(key, hashes.SHA256()))
+  cert_path, key_path = folder / 'cert.pem', folder / 'key.pem'
+  cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+  key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+  return str(cert_path), str(key_path)
+
+
+def test_tls_serves_https_with_a_secure_cookie(site, tmp_path):
+  cert, key = self_signed(tmp_path)
+  config = server.ServerConfig(model_dir='/nowhere', model_name='m', port=free_port(),
+                               work_dir=str(tmp_path / 'w'), videos_dir=site[3], poll_s=0,
+                               tls_cert=cert,
+                               tls_key=key, token_file=str(tmp_path / 'tokens'))
+  (tmp_path / 'tokens').write_text(f'alice:{ALICE}\n')
+  trusted = ssl.create_default_context(cafile=cert)
+  with server.BackgroundServer(config, StubModel()) as url:
+    assert url == f'https://127.0.0.1:{config.port}'
+    def get(path, context=trusted, token=None):
+      connection = http.client.HTTPSConnection('127.0.0.1', config.port, timeout=30,
+                                               context=context)
+      try:
+        connection.request('GET', path, headers={'Authorization': f'Bearer {token}'}
+                           if token else {})
+        reply = connection.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read()
+      finally:
+        connection.close()
+    assert get('/')[0] == 401 and get('/', token=ALICE)[0] == 200
+    status, headers, _ = get(f'/?token={ALICE}')
+    assert status == 303 and 'secure' in headers['set-cookie'].lower()
+    with pytest.raises(ssl.SSLError):  # a client that does not trust the certificate
+      get('/', context=ssl.create_default_context())
+    with pytest.raises(ConnectionError):  # plain HTTP to the HTTPS port: nothing served
+      call(('127.0.0.1', config.port), 'GET', '/v1/models/m', token=ALICE)
+
+
+def test_tls_a_bad_certificate_and_key_pair_stops_serve_before_the_model(tmp_path, capsys):
+  cert, _ = self_signed(tmp_path)
+  for args, says in ((['--tls-cert', cert], 'go together'),
+                     (['--tls-cert', cert, '--tls-key', cert], 'cannot serve HTTPS')):
+    assert cli.main(['serve', '--model-dir', str(tmp_path), *args]) == 1
+    err = capsys.readouterr().err
+    assert says in err and err.count('\n') == 1 and 'SavedModel' not in err, err

@@ -514,7 +514,8 @@ def _cmd_serve(args) -> int:
         model_name=args.model_name, host=args.host, port=args.port, work_dir=args.work_dir,
         videos_dir=args.videos_dir, max_request_bytes=int(args.max_request_mb * (1 << 20)),
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)), threshold=args.threshold,
-        poll_s=args.poll_s, token_file=args.token_file)
+        poll_s=args.poll_s, token_file=args.token_file, tls_cert=args.tls_cert,
+        tls_key=args.tls_key)
     server.serve(config)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
@@ -527,11 +528,12 @@ def _cmd_reviews(args) -> int:
   try:
     summary = reviews_export.export(args.work_dir, args.out_dir, original=args.original,
                                     layout=args.layout, negative_class=args.negative_class,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, held_out=args.held_out)
   except (ValueError, FileNotFoundError) as e:
     raise UserError(_one_line(e)) from None
   print(summary.to_text())
   print(f'  train on it: vivit-tfx run --videos-dir {summary.csv_path} --layout csv')
+  print(f'  and have the blessing compare on the held-out part: {summary.next_steps()}')
   return 0
 
 
@@ -628,6 +630,9 @@ def _add_serve_watch_parsers(sub) -> None:
   p.add_argument('--token-file', default='',
                  help='name:token lines, one per reviewer (also the VIVIT_TFX_SERVE_TOKENS '
                  'variable); needed beyond loopback; see docs/live-and-serving.md')
+  p.add_argument('--tls-cert', default='',
+                 help='serve HTTPS with this PEM certificate (chain); with --tls-key')
+  p.add_argument('--tls-key', default='', help="the PEM private key of --tls-cert's certificate")
   p.set_defaults(func=_cmd_serve)
 
   p = sub.add_parser('reviews', help="the review page's verdicts (see `reviews export`)")
@@ -646,6 +651,9 @@ def _add_serve_watch_parsers(sub) -> None:
                  help='layout of --original (as ingest --layout)')
   p.add_argument('--negative-class', default='',
                  help="class of a false alarm (default: a binary model's other class)")
+  p.add_argument('--held-out', type=float, default=0.3,
+                 help='share of the reviewed source videos (per class) put in the test split, '
+                 'never trained on, and listed in held-out.csv for `run --reviewed-clips`')
   _add_overwrite_argument(p)
   p.set_defaults(func=_cmd_reviews)
 

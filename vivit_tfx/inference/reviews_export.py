@@ -10,7 +10,13 @@ ignores: `start_s,end_s,verdict,reviewer,time,source`):
   unsure       → not exported (counted)
 `group` is the source video, so every stretch of one video lands in one split. With
 `original`, the original dataset's videos (any layout) are listed in the same file with the
-same group rule, so `run --videos-dir <out>/reviews.csv --layout csv` trains on both.
+same group rule and the split ingest's defaults give them, so `run --videos-dir
+<out>/reviews.csv --layout csv` trains on both and tests on the first run's test videos.
+The split of every reviewed stretch is fixed in the file (`_pin_splits`): a share of the
+reviewed source videos per class (`held_out`) goes to `test`, never trained on, and is also
+written alone to `held-out.csv`, the clips `run --reviewed-clips` compares the candidate with
+the last blessed model on (after `vivit-tfx ingest`); the rest go to `train`. The stretches of
+an original video take its split.
 Nothing is written outside `out_dir`; names there that vivit-tfx did not write stay untouched
 (`vivit_tfx.outputs`).
 """
@@ -24,10 +30,13 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx import outputs
-from vivit_tfx.data import layouts, synthetic, video_reader
+from vivit_tfx.data import ingest, layouts, synthetic, video_reader
 from vivit_tfx.inference import verdicts
 
 CSV_NAME = 'reviews.csv'
+HELD_OUT_NAME = 'held-out.csv'
+HELD_OUT = 0.3  # share of the reviewed source videos (per class) held out for the blessing
+SPLITS = ingest.SplitConfig()  # ingest's default shares and seed
 COLUMNS = ('path', 'label', 'group', 'split', 'start_s', 'end_s', 'verdict', 'reviewer', 'time',
            'source')
 
@@ -35,16 +44,27 @@ COLUMNS = ('path', 'label', 'group', 'split', 'start_s', 'end_s', 'verdict', 're
 @dataclasses.dataclass
 class Summary:
   csv_path: str
-  counts: Dict[str, int]  # confirmed, hard negatives, missed, unsure, original
+  counts: Dict[str, int]  # confirmed, hard negatives, missed, unsure, original, held out
   skipped: List[Tuple[str, str]]  # (what, reason)
   warnings: List[str]
+  classes: Tuple[str, ...] = ()  # the reviewed model's, in label order
+
+  def next_steps(self) -> str:
+    """The commands that make `held-out.csv` the clips of `run --reviewed-clips`."""
+    folder = os.path.dirname(self.csv_path)
+    clips = folder.rstrip(os.sep) + '-clips'
+    return (f'vivit-tfx ingest --input {os.path.join(folder, HELD_OUT_NAME)} --layout csv '
+            f'--classes {",".join(self.classes)} --output {clips}, then `run` with '
+            f'--reviewed-clips {clips}')
 
   def to_text(self) -> str:
     c = self.counts
     lines = [f'reviews export: {self.csv_path}: {c["confirmed"]} confirmed alarm(s), '
              f'{c["hard negatives"]} false alarm(s) as hard negatives, {c["missed"]} missed '
              f'stretch(es), {c["original"]} original video(s); {c["unsure"]} unsure not exported'
-             f', {len(self.skipped)} skipped']
+             f', {len(self.skipped)} skipped',
+             f'  held out (split test, never trained on): {c["held out"]} stretch(es), also in '
+             f'{os.path.join(os.path.dirname(self.csv_path), HELD_OUT_NAME)}']
     lines += [f'  warning: {w}' for w in self.warnings]
     lines += [f'  skipped {what}: {why}' for what, why in self.skipped]
     return '\n'.join(lines)
@@ -99,14 +119,34 @@ def _clip_names(records: Sequence[Dict[str, Any]]) -> List[str]:
 
 def _original_rows(root: str, layout: str) -> Tuple[List[List[str]], List[Tuple[str, str]],
                                                    Tuple[str, ...]]:
-  """(csv rows of the original dataset, its skipped files, its classes)."""
+  """(csv rows of the original dataset, its skipped files, its classes). Each video's split is
+  the one `ingest` gives it with its default shares and seed (so the second run tests on the
+  first run's test videos)."""
   found = layouts.scan(root, layouts.DatasetConfig(layout=layout))
+  split_of = layouts.assign_splits(found.candidates, SPLITS.fractions(), SPLITS.seed)
   rows = []
   for c in found.candidates:
     path = os.path.realpath(os.path.join(found.root, c.path))
-    split = c.allowed[0] if len(c.allowed) == 1 else ''
-    rows.append([path, found.classes[c.label], c.group or path, split] + [''] * 6)
+    rows.append([path, found.classes[c.label], c.group or path, split_of[c.video_id]] +
+                [''] * 6)
   return rows, [(os.path.join(root, p), why) for p, why in found.skipped], found.classes
+
+
+def _pin_splits(rows: List[List[Any]], first: int, held_out: float) -> int:
+  """Fixes the split of the reviewed rows (`rows[first:]`): per class, `held_out` of the source
+  videos → test, the rest → train (group-safe, `layouts.assign_splits`); the stretches of an
+  original video (`rows[:first]`, their splits set) take its split. The number held out."""
+  reviewed = rows[first:]
+  split_of = {row[2]: row[3] for row in rows[:first] if row[3]}  # group → its split
+  free = [row for row in reviewed if row[2] not in split_of]
+  labels = sorted({row[1] for row in free})
+  candidates = [layouts.Candidate(row[0], labels.index(row[1]), row[2]) for row in free]
+  assigned = layouts.assign_splits(
+      candidates, {'train': 1.0 - held_out, 'eval': 0.0, 'test': held_out}, SPLITS.seed)
+  split_of.update((c.group, assigned[c.video_id]) for c in candidates)
+  for row in rows:
+    row[3] = row[3] or split_of.get(row[2], '')
+  return sum(row[3] == 'test' for row in reviewed)
 
 
 def verdict_file(work_dir: str) -> str:
@@ -115,15 +155,19 @@ def verdict_file(work_dir: str) -> str:
 
 
 def export(work_dir: str, out_dir: str, original: str = '', layout: str = 'auto',
-           negative_class: str = '', overwrite: bool = False) -> Summary:
-  """Writes the cut clips and `reviews.csv` into `out_dir`; raises ValueError (one line) when
-  there is nothing to export or a name in the way is the user's."""
+           negative_class: str = '', overwrite: bool = False,
+           held_out: float = HELD_OUT) -> Summary:
+  """Writes the cut clips, `reviews.csv` and `held-out.csv` into `out_dir`; raises ValueError
+  (one line) when there is nothing to export or a name in the way is the user's."""
+  if not 0.0 <= held_out < 1.0:
+    raise ValueError(f'--held-out {held_out}: expected a share within [0, 1)')
   path = verdict_file(work_dir)
   if not os.path.isfile(path):
     raise ValueError(f'{path}: no verdicts yet (record some on the review page of `serve '
                      '--work-dir`)')
   records, warnings = verdicts.read(path)
-  counts = dict.fromkeys(('confirmed', 'hard negatives', 'missed', 'unsure', 'original'), 0)
+  counts = dict.fromkeys(('confirmed', 'hard negatives', 'missed', 'unsure', 'original',
+                          'held out'), 0)
   rows, skipped = [], []
   classes: Tuple[str, ...] = ()
   if original:
@@ -151,9 +195,10 @@ def export(work_dir: str, out_dir: str, original: str = '', layout: str = 'auto'
   folder = outputs.OutputFolder(out_dir, overwrite)
   names = _clip_names([r for r, _, _ in wanted])
   try:
-    csv_path, *clip_paths = folder.claim(CSV_NAME, *names)
+    csv_path, held_out_path, *clip_paths = folder.claim(CSV_NAME, HELD_OUT_NAME, *names)
   except outputs.OutputExists as e:
     raise ValueError(str(e)) from None
+  first = len(rows)
   for (r, label, what), name, clip in zip(wanted, names, clip_paths):
     try:
       cut(r['source'], r['start_s'], r['end_s'], clip)
@@ -164,9 +209,16 @@ def export(work_dir: str, out_dir: str, original: str = '', layout: str = 'auto'
     counts[what] += 1
     rows.append([name, label, r['source'], '', r['start_s'], r['end_s'], r['verdict'],
                  r.get('reviewer', ''), r.get('time', ''), r['source']])
-  with open(csv_path, 'w', newline='', encoding='utf-8') as f:
-    writer = csv.writer(f)
-    writer.writerow(COLUMNS)
-    writer.writerows(rows)
+  counts['held out'] = _pin_splits(rows, first, held_out)
+  if rows[first:] and not counts['held out']:
+    warnings.append(f'no reviewed video held out ({len({r[2] for r in rows[first:]})} source '
+                    'video(s)): `run --reviewed-clips` needs one; review more videos')
+  for path, kept in ((csv_path, rows), (held_out_path, [r for r in rows[first:]
+                                                        if r[3] == 'test'])):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+      writer = csv.writer(f)
+      writer.writerow(COLUMNS)
+      writer.writerows(kept)
   folder.done()
-  return Summary(csv_path, counts, skipped, warnings)
+  model_classes = next((tuple(r['classes']) for r, _, _ in wanted if r.get('classes')), ())
+  return Summary(csv_path, counts, skipped, warnings, model_classes or classes)

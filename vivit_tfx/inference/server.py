@@ -8,7 +8,9 @@
 * `/videos/<path>`: a video of `--videos-dir` (only files really inside it).
 
 Who gets in is `vivit_tfx.inference.access`: with tokens, every route but loopback `/v1/models`
-needs one; beyond loopback the server does not start without them.
+needs one; beyond loopback the server does not start without them. With `--tls-cert` and
+`--tls-key` it speaks HTTPS (uvicorn's own TLS), so tokens and footage do not cross the network
+in clear; a TLS proxy in front is the other way.
 
 Request bodies are read with a size cap; everything the server writes goes under its work folder.
 """
@@ -18,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -50,6 +53,26 @@ class ServerConfig:
   threshold: float = 0.5  # review page: windows at or above it are flagged
   poll_s: float = 30.0  # look for a newly pushed version this often (0: never)
   token_file: str = ''  # name:token lines (`access.load_tokens`; also VIVIT_TFX_SERVE_TOKENS)
+  tls_cert: str = ''  # PEM certificate (chain): serve HTTPS
+  tls_key: str = ''  # its PEM private key
+
+  @property
+  def url(self) -> str:
+    return f'{"https" if self.tls_cert else "http"}://{self.host}:{self.port}'
+
+  def tls(self) -> dict:
+    """uvicorn's TLS settings; ValueError (one line) for a pair that cannot serve HTTPS."""
+    if bool(self.tls_cert) != bool(self.tls_key):
+      raise ValueError('--tls-cert and --tls-key go together: a PEM certificate and its key')
+    if not self.tls_cert:
+      return {}
+    try:  # as uvicorn will load them, before the model is loaded
+      ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_cert,
+                                                                         self.tls_key)
+    except OSError as e:  # ssl.SSLError included
+      raise ValueError(f'--tls-cert {self.tls_cert} / --tls-key {self.tls_key}: cannot serve '
+                       f'HTTPS with them ({e.strerror or e})') from None
+    return {'ssl_certfile': self.tls_cert, 'ssl_keyfile': self.tls_key}
 
 
 class BodyTooLarge(Exception):
@@ -79,11 +102,12 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 
 class TokenGate:
   """ASGI middleware: a request the gate needs a token for gets a bare 401 without the right
-  one; `?token=` on a GET logs a browser in (a cookie, then a redirect without the token).
-  The token's name is `scope['reviewer']` ('' where no token is needed)."""
+  one; `?token=` on a GET logs a browser in (a cookie, then a redirect without the token;
+  `secure`: the cookie is sent over HTTPS only). The token's name is `scope['reviewer']` (''
+  where no token is needed)."""
 
-  def __init__(self, app, gate: access.Gate):
-    self.app, self.gate = app, gate
+  def __init__(self, app, gate: access.Gate, secure: bool = False):
+    self.app, self.gate, self.secure = app, gate, secure
 
   async def __call__(self, scope, receive, send):
     if scope['type'] != 'http':
@@ -101,7 +125,8 @@ class TokenGate:
     if token is not None and request.method == 'GET':
       path = '/' + scope['path'].lstrip('/')  # never //host: a redirect stays on this server
       response = RedirectResponse(path + (f'?{query}' if query else ''), status_code=303)
-      response.set_cookie(access.COOKIE, token, httponly=True, samesite='strict')
+      response.set_cookie(access.COOKIE, token, httponly=True, samesite='strict',
+                          secure=self.secure)
       return await response(scope, receive, send)
     scope['reviewer'] = name
     return await self.app(scope, receive, send)
@@ -217,7 +242,8 @@ def create_app(config: ServerConfig, model: Optional[rest.ModelServer] = None,
     yield
     stop.set()
 
-  return Starlette(lifespan=lifespan, middleware=[Middleware(TokenGate, gate=gate)], routes=[
+  return Starlette(lifespan=lifespan, middleware=[
+      Middleware(TokenGate, gate=gate, secure=bool(config.tls_cert))], routes=[
       Route('/v1/models/{path:path}', models, methods=['GET', 'POST']),
       Route('/', page),
       Route('/review/upload', upload, methods=['POST']),
@@ -233,15 +259,19 @@ def serve(config: ServerConfig) -> None:
   """Loads the model, prints where to find it and runs until Ctrl-C."""
   extras.require('serve')  # with matplotlib: the review page draws
   gate = access.Gate(access.load_tokens(config.token_file), config.host)  # before the model
+  tls = config.tls()
   model = rest.ModelServer(config.model_dir, config.model_name)
   app = create_app(config, model, gate=gate)
-  url = f'http://{config.host}:{config.port}'
+  url = config.url
   print(f'serve: {model.servable.path} as {config.model_name} version {model.servable.version}\n'
         f'  review page: {url}/\n'
         f'  REST: {url}/v1/models/{config.model_name}[:predict]\n'
         f'  work folder: {os.path.abspath(config.work_dir)}\n'
         f'  access: {_access_line(gate)}', flush=True)
-  uvicorn.run(app, host=config.host, port=config.port, log_level='warning')
+  if not tls and not access.is_loopback(config.host):
+    print('serve: warning: plain HTTP beyond loopback: tokens and footage cross the network in '
+          'clear (--tls-cert/--tls-key, or a TLS proxy in front)', file=sys.stderr, flush=True)
+  uvicorn.run(app, host=config.host, port=config.port, log_level='warning', **tls)
 
 
 def _access_line(gate: access.Gate) -> str:
@@ -262,8 +292,8 @@ class BackgroundServer:
     self.app = create_app(config, model, reviewer)
     host = bind or config.host
     self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=config.port,
-                                                 log_level='warning'))
-    self.url = f'http://{host}:{config.port}'
+                                                 log_level='warning', **config.tls()))
+    self.url = dataclasses.replace(config, host=host).url
     self._thread = None
 
   def __enter__(self) -> str:

@@ -1,15 +1,17 @@
 """Learning from unlabelled footage by self-training (pseudo-labels) in the Trainer.
 
 Noisy Student (Xie et al., CVPR 2020) with FixMatch's confidence threshold (Sohn et al.,
-NeurIPS 2020), in one model and one schedule:
-  1. teacher: the model trains on the labelled train split for `teacher_fraction` of the steps;
+NeurIPS 2020), in one model and one run, each phase with its own learning-rate cycle (warm-up
+and cosine decay to 0: the teacher that labels has converged, the student learns afresh):
+  1. teacher: the model trains on the labelled train split for `teacher_fraction` of the steps
+     (by default the steps the labels alone would get; the student's come on top);
   2. labelling: it scores every unlabelled video as serving does (the K evaluation views'
      probabilities averaged) and keeps those it is sure of (top probability ≥ `threshold`),
      at most `max_ratio` per labelled training video of the class (the most confident first),
      so a teacher biased to one class cannot flood the other out;
   3. student: training continues on batches drawn from the labelled clips and, with
      probability `pseudo_share`, from the pseudo-labelled ones (noised as every training clip:
-     random position, speed, crop and flip).
+     random position, speed, crop and flip), continuing from the teacher's weights.
 The pseudo-labels are written beside the resume checkpoints, so a run killed in step 3
 continues with the same ones.
 """
