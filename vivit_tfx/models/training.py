@@ -76,13 +76,13 @@ class CyclicSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
   def __init__(self, schedules: Sequence, lengths: Sequence[int]):
     self.schedules, self.lengths = list(schedules), [int(n) for n in lengths]
+    self.starts = [sum(self.lengths[:i]) for i in range(len(self.lengths))]  # first steps
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
-    starts = [sum(self.lengths[:i]) for i in range(len(self.lengths))]
     branches = [lambda s=s, start=start: s(step - start) for s, start in
-                zip(self.schedules, starts)]
-    index = tf.reduce_sum(tf.cast(step >= tf.constant(starts[1:], tf.float32), tf.int32))  # cycle
+                zip(self.schedules, self.starts)]
+    index = tf.reduce_sum(tf.cast(step >= tf.constant(self.starts[1:], tf.float32), tf.int32))
     return tf.switch_case(index, branches)
 
   def get_config(self):
@@ -174,8 +174,8 @@ class LayerDecayAdamW(ReplicaMeanApply, keras.optimizers.Adam):
 
 def optimizer(config: ViViTConfig, model: keras.Model, total_steps: int,
               cycles: Sequence[int] = ()) -> keras.Optimizer:
-  """AdamW over `total_steps` updates (one learning-rate cycle, or `cycles`), gradients clipped at global norm `clipnorm`; wrapped in
-  dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
+  """AdamW over `total_steps` updates (one learning-rate cycle, or `cycles`), gradients clipped
+  at global norm `clipnorm`; wrapped in dynamic loss scaling for mixed_float16. Gradient accumulation is not the optimizer's (Keras
   3.6's applies its update inside a `cond`, which fails under any tf.distribute strategy with
   "merge_call called while defining a new graph"): `accumulating_train_step` does it."""
   # Every replica clips and applies the replicas' mean gradient (`apply_replica_mean`).
