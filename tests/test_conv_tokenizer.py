@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from vivit_tfx.bench.export_size import DecodeOnlyTransform
 from vivit_tfx.data import features
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.inference import saliency
 from vivit_tfx.models import export, training
 from vivit_tfx.models.vivit import ConvTokenizer, build_vivit
@@ -147,7 +148,8 @@ def test_export_and_serving_equal_the_keras_model():
   model.fit(x, y, batch_size=8, epochs=4, verbose=0)  # moving statistics move
   directory = 'ram://conv_export/1'
   transform = DecodeOnlyTransform(4, (16, 16))
-  export.export(model, CONV, transform, directory, {'num_frames': 4, 'frame_size': [16, 16]})
+  export.export(model, CONV, transform, directory,
+                ModelClipConfig(num_frames=4, frame_size=(16, 16)))
   examples = export.synthetic_examples(4, (16, 16))
   served = tf.saved_model.load(directory).signatures['serving_default'](
       examples=tf.constant(examples))[export.SERVING_OUTPUT].numpy()

@@ -9,6 +9,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from vivit_tfx.bench.export_size import DecodeOnlyTransform, directory_bytes
 from vivit_tfx.models import export, training
 from vivit_tfx.data import drift_stats, features
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.models.vivit import build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -30,7 +31,7 @@ def test_export_is_the_model_only_on_ram_filesystem_with_synthetic_warmup():
     for record in export.synthetic_examples(4, (16, 16), count=6):
       writer.write(record)
   export.export(model, CONFIG, DecodeOnlyTransform(4, (16, 16)), DIR,
-                {'num_frames': 4, 'frame_size': [16, 16]}, source,
+                ModelClipConfig(num_frames=4, frame_size=(16, 16)), source,
                 train_files=['ram://export_test/Split-train/*'])
 
   # Size: the parameters' bytes plus the graph; no optimizer state, no second weights copy.
@@ -114,7 +115,8 @@ class _CountingModel:
 def test_a_record_of_t_frames_is_scored_once_a_longer_one_k_times():
   model = _CountingModel()
   serve = export.serving_signatures(model, _StoredRecords(12), 2,
-                                    {'num_frames': 4, 'num_views': 3, 'sample_fps': 8.0})[
+                                    ModelClipConfig(num_frames=4, num_views=3, sample_fps=8.0,
+                                                    frame_size=(16, 16)))[
                                         'serving_default']
   jpeg = tf.io.encode_jpeg(tf.zeros([16, 16, 3], tf.uint8)).numpy()
 

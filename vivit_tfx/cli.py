@@ -499,8 +499,8 @@ def _cmd_checkpoint(args) -> int:
     clip = hf_export.export(args.path, args.output, args.num_frames)
   except (CheckpointMismatch, pixel_preprocessing.PreprocessorConfigError, OSError) as e:
     raise UserError(_one_line(e)) from None
-  print(f"exported: {args.output} ({clip['hf_family']}, T={clip['num_frames']}, "
-        f"{len(clip['class_names'])} labels; signatures serving_default, pixels)")
+  print(f"exported: {args.output} ({clip.provenance['hf_family']}, T={clip.num_frames}, "
+        f"{len(clip.class_names)} labels; signatures serving_default, pixels)")
   return 0
 
 

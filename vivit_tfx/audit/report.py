@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from vivit_tfx import extras, outputs
 from vivit_tfx.audit import lineage, metadata, tfma_results
-from vivit_tfx.data import clip_config, remote_files
+from vivit_tfx.data import clip_config, ingest, remote_files
 from vivit_tfx.data.features import CLASS_NAMES
 from vivit_tfx.models import videomae_pretrain
 
@@ -169,6 +169,13 @@ def plot_calibration(points, path: str) -> Optional[str]:
   return path
 
 
+def _ingest_summary(input_base: str) -> 'ingest.IngestSummary':
+  """The clips' ingest summary, read like their manifest (any URI); empty without one."""
+  if remote_files.exists(os.path.join(input_base, ingest.SUMMARY)):
+    return ingest.IngestSummary.read(input_base)
+  return ingest.IngestSummary()
+
+
 def data_summary(input_base: str) -> Optional[dict]:
   """Clips per split and class, durations, skipped inputs: from the ingestion manifest."""
   path = os.path.join(input_base or '', 'manifest.jsonl')
@@ -184,14 +191,11 @@ def data_summary(input_base: str) -> Optional[dict]:
   for e in entries:
     if e['status'] == 'ok' and e.get('duration_s') is not None:
       durations[e['label']].append(e['duration_s'])
-  ingested = {}
-  summary_path = os.path.join(input_base, 'summary.json')
-  if remote_files.exists(summary_path):  # read like the manifest above (any URI)
-    ingested = remote_files.read_json(summary_path)
+  ingested = _ingest_summary(input_base)
   # Clips ingested before class lists were recorded: the RLVS classes.
-  classes = ingested.get('classes') or list(CLASS_NAMES)
+  classes = ingested.classes or list(CLASS_NAMES)
   return {'counts': counts, 'durations': durations, 'classes': classes,
-          'layout': ingested.get('layout', ''), 'input_root': ingested.get('input_root', ''),
+          'layout': ingested.layout, 'input_root': ingested.input_root,
           'skipped': [(e['path'], e['reason']) for e in entries if e['status'] == 'skipped']}
 
 

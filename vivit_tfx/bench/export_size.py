@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from vivit_tfx.data import features
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.models import export, training
 
 from vivit_tfx.models import preprocessing
@@ -69,7 +70,8 @@ def measure(preset_name: str, variant: str = 'spatiotemporal') -> Dict:
   model.optimizer.build(model.trainable_variables)  # slots as after training
   out = tempfile.mkdtemp(prefix='export_size_')
   export.export(model, config, DecodeOnlyTransform(config.num_frames, config.image_size), out,
-                {'num_frames': config.num_frames, 'frame_size': list(config.image_size)})
+                ModelClipConfig(num_frames=config.num_frames,
+                                frame_size=tuple(config.image_size)))
   params = model.count_params()
   optimizer_values = sum(int(tf.size(v)) for v in model.optimizer.variables)
   sizes = directory_bytes(out)

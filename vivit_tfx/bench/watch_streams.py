@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from vivit_tfx.data import synthetic
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.inference import watch
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -69,8 +70,8 @@ def export_untrained(config: ViViTConfig, folder: str, sample_fps: float, seed: 
   model = build_vivit(config)
   rng = np.random.default_rng(seed)
   model.set_weights([rng.normal(0, 0.3, w.shape) for w in model.get_weights()])
-  clip = {'num_frames': config.num_frames, 'frame_size': list(config.image_size),
-          'sample_fps': sample_fps}
+  clip = ModelClipConfig(num_frames=config.num_frames, frame_size=tuple(config.image_size),
+                         sample_fps=sample_fps)
   export.export(model, config, DecodeOnlyTransform(config.num_frames, config.image_size), folder,
                 clip)
   return folder

@@ -1,15 +1,19 @@
 """How a video becomes a clip record (`ClipConfig`), and the clip config a model carries
 (`assets.extra/clip_config.json`, `ModelClipConfig`): how it wants its clips.
 
-Written by the Trainer's export (`models/export.py`), read by every tool that feeds a model
-(predict, the timeline, `watch`, `attention`, the review page) and by the run report, so the
-format has one reader and one writer.
+`ModelClipConfig` is the one typed contract of a model's clip settings, from the pipeline to
+serving: the pipeline builds it for the Trainer's `custom_config['clip']`, both exports (the
+Trainer's `models/export.py`, `models/hf_export.py`) and the TFLite export write it with
+`write`, and every tool that feeds a model (predict, the timeline, `watch`, `scan`, the
+baseline check, the Keras loader, the report) reads it with `clip_config_of`. No other module
+parses clip_config.json (`tests/test_clip_contract.py`).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from vivit_tfx.data import remote_files, sampling
 # Only for models exported before class names were recorded (the RLVS layout's classes).
@@ -58,12 +62,62 @@ class NoModelError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelClipConfig(ClipConfig):
-  """How a pushed model wants its clips (assets.extra/clip_config.json), with defaults: the
-  ingestion ClipConfig (T, frame size, sampling rule) plus the classes and the views."""
+  """How a model wants its clips (assets.extra/clip_config.json), with defaults: the
+  ingestion ClipConfig (T, frame size, sampling rule) plus the classes, the views, the pixel
+  normalisation, the architecture it was built with and where it came from.
+
+  The file is this object's `to_dict` (provenance keys at the top level, as models exported
+  before this type wrote them); `from_dict` reads any of those files back.
+  """
   class_names: Tuple[str, ...] = CLASS_NAMES  # label order
   positive_class: str = ''  # binary sets: class_names[1]
   num_views: int = 1  # K clips per video averaged by serving_default
   sample_fps: float = 0.0  # a model whose clip config names no rate takes T over the video
+  pixels: Optional[Mapping[str, Any]] = None  # PixelPreprocessing.to_dict(); None: x/255
+  vivit: Optional[Mapping[str, Any]] = None  # ViViTConfig.to_dict(): the Keras loader's
+  # Where the model came from, for lineage: init_checkpoint(_sha256), hf_family, tflite, …
+  provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_dict(cls, clip: Mapping[str, Any]) -> 'ModelClipConfig':
+    """Any clip config this project wrote (a file's JSON or `custom_config['clip']`); keys
+    that are no field are provenance, empty values take the field's default."""
+    names = {f.name for f in dataclasses.fields(cls)} - {'provenance'}
+    typed = {k: tuple(v) if isinstance(v, list) and k != 'vivit' else v
+             for k, v in clip.items() if k in names and v not in (None, '')}
+    if 'frame_size' in typed:
+      typed['frame_size'] = tuple(int(x) for x in typed['frame_size'])
+    provenance = {**clip.get('provenance', {}),
+                  **{k: v for k, v in clip.items() if k not in names and k != 'provenance'}}
+    return cls(**typed, provenance=provenance)
+
+  def to_dict(self) -> Dict[str, Any]:
+    """The JSON form: the fields (lists for tuples, no None), then the provenance keys."""
+    out = {}
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.name != 'provenance' and value is not None:
+        out[field.name] = list(value) if isinstance(value, tuple) else value
+    return {**out, **self.provenance}
+
+  def with_classes(self, names: Sequence[str]) -> 'ModelClipConfig':
+    """The same settings for the classes `names` (label order); the positive class kept when
+    it is one of them, else the second of a binary set."""
+    names = tuple(names)
+    positive = self.positive_class if self.positive_class in names else (
+        names[1] if len(names) == 2 else '')
+    return dataclasses.replace(self, class_names=names, positive_class=positive)
+
+  def replace(self, **changes) -> 'ModelClipConfig':
+    return dataclasses.replace(self, **changes)
+
+  def with_provenance(self, **facts) -> 'ModelClipConfig':
+    return dataclasses.replace(self, provenance={**self.provenance, **facts})
+
+  def write(self, path: str) -> str:
+    """Writes the clip config to `path` (any tf.io.gfile URI; its folder made if missing)."""
+    remote_files.write_text(path, json.dumps(self.to_dict(), indent=1))
+    return path
 
   @property
   def positive_index(self) -> Optional[int]:
@@ -109,7 +163,4 @@ def clip_config_of(model_dir: str) -> ModelClipConfig:
       raise NoModelError(f'{model_dir}: no {os.path.basename(path)} beside it (the clip config '
                          '`vivit-tfx export` writes with each TFLite model)')
     raise NoModelError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
-  clip = remote_files.read_json(path)
-  names = {f.name for f in dataclasses.fields(ModelClipConfig)}
-  return ModelClipConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in clip.items() if k in names and v not in (None, '')})
+  return ModelClipConfig.from_dict(remote_files.read_json(path))

@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vivit_tfx.data import clip_example, layouts, sampling, video_reader
+from vivit_tfx.data import clip_example, layouts, remote_files, sampling, video_reader
 from vivit_tfx.data.clip_config import ClipConfig
 
 SPLITS = layouts.SPLITS
@@ -146,17 +146,44 @@ class _ShardedWriter:
 
 @dataclasses.dataclass
 class IngestSummary:
-  """What an ingestion run did; also written to summary.json."""
-  input_root: str
-  output_dir: str
-  classes: List[str]  # label order
-  layout: str
-  clips: Dict[str, Dict[str, int]]  # split → class name → count
-  skipped: List[Dict[str, str]]
-  warnings: List[str]
-  seconds: float
-  total_inputs: int
+  """What an ingestion run did; written to <clips>/summary.json by `write`, read back only by
+  `read` (no other module parses the file: tests/test_clip_contract.py)."""
+  input_root: str = ''
+  output_dir: str = ''
+  classes: List[str] = dataclasses.field(default_factory=list)  # label order
+  layout: str = ''
+  clips: Dict[str, Dict[str, int]] = dataclasses.field(
+      default_factory=dict)  # split → class name → count
+  skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+  warnings: List[str] = dataclasses.field(default_factory=list)
+  seconds: float = 0.0
+  total_inputs: int = 0
   bytes_per_video: int = 0  # mean serialised record size (the sampling rule's cost)
+
+  @classmethod
+  def read(cls, location: str) -> 'IngestSummary':
+    """The summary of ingested clips: their folder, or its summary.json (any tf.io.gfile URI);
+    keys of other versions are ignored, missing ones take their defaults. FileNotFoundError
+    without one."""
+    path = location if os.path.basename(location) == SUMMARY else os.path.join(location,
+                                                                                 SUMMARY)
+    if not remote_files.exists(path):
+      raise FileNotFoundError(f'{path}: no ingest summary (not a folder `vivit-tfx ingest` '
+                              'wrote)')
+    data = remote_files.read_json(path)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+  def write(self, folder: str) -> str:
+    """Writes <folder>/summary.json; returns its path."""
+    path = os.path.join(folder, SUMMARY)
+    remote_files.write_text(path, json.dumps(dataclasses.asdict(self), indent=1,
+                                             ensure_ascii=False))
+    return path
+
+  def videos(self, split: str) -> int:
+    """Clips written to `split`, all classes."""
+    return sum(self.clips.get(split, {}).values())
 
   @property
   def num_written(self) -> int:
@@ -231,8 +258,7 @@ def ingest(root: str, output_dir: str, clip: ClipConfig = ClipConfig(),
       skipped=[{'path': e.path, 'reason': e.reason} for e in entries if e.status == 'skipped'],
       warnings=found.warnings, seconds=time.time() - start, total_inputs=len(entries),
       bytes_per_video=round(record_bytes / max(1, len(usable))))
-  with open(os.path.join(output_dir, SUMMARY), 'w') as f:
-    json.dump(dataclasses.asdict(summary), f, indent=1, ensure_ascii=False)
+  summary.write(output_dir)
   return summary
 
 

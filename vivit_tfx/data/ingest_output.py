@@ -274,6 +274,5 @@ def ingest_into(input_root: str, output_dir: str, overwrite: bool = False,
     if summary.num_written == 0:
       raise NothingUsable(summary)
     summary.output_dir = output_dir
-    with open(os.path.join(staging, ingest.SUMMARY), 'w') as f:
-      json.dump(dataclasses.asdict(summary), f, indent=1, ensure_ascii=False)
+    summary.write(staging)
   return summary

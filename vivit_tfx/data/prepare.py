@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional, Protocol, Sequence
 
@@ -102,9 +101,9 @@ def check_data(settings: DataSettings) -> DataPlan:
   return DataPlan(videos_dir, synthetic=missing, ingest=True)
 
 
-def planned_splits(videos_dir: str, dataset: ingest.DatasetConfig) -> dict:
-  """{'clips': split → class → videos, 'classes': [...]} that ingesting `videos_dir` with
-  the run's splits gives when every video decodes: a listing, nothing is read or written."""
+def planned_splits(videos_dir: str, dataset: ingest.DatasetConfig) -> ingest.IngestSummary:
+  """The clips per split and class, and the classes, that ingesting `videos_dir` with the
+  run's splits gives when every video decodes: a listing, nothing is read or written."""
   try:
     found = layouts.scan(videos_dir, dataset)
   except (ValueError, OSError) as e:
@@ -113,21 +112,22 @@ def planned_splits(videos_dir: str, dataset: ingest.DatasetConfig) -> dict:
   clips = {s: collections.Counter() for s in ingest.SPLITS}
   for c in found.candidates:
     clips[split_of[c.video_id]][found.classes[c.label]] += 1
-  return {'clips': {s: dict(n) for s, n in clips.items()}, 'classes': list(found.classes)}
+  return ingest.IngestSummary(clips={s: dict(n) for s, n in clips.items()},
+                              classes=list(found.classes))
 
 
-def _summary(clips_dir: str) -> dict:
+def _summary(clips_dir: str) -> ingest.IngestSummary:
+  """The clips' ingest summary; an empty one when there is none to read."""
   try:
-    with open(os.path.join(clips_dir, ingest.SUMMARY)) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}
+    return ingest.IngestSummary.read(clips_dir)
+  except (OSError, ValueError, TypeError):
+    return ingest.IngestSummary()
 
 
-def _check_splits(summary: dict, where: str, then: str) -> None:
+def _check_splits(summary: ingest.IngestSummary, where: str, then: str) -> None:
   """DataError when the eval or test split is (or would be) empty: the Trainer validates
   on eval, the Evaluator blesses on test, and TFX fails late on a split without files."""
-  clips, classes = summary.get('clips'), summary.get('classes') or []
+  clips, classes = summary.clips, summary.classes
   if not clips:
     return
   sizes = [sum(clips.get(s, {}).values()) for s in ingest.SPLITS]
@@ -202,14 +202,12 @@ def _ingest(videos: str, clips: str, overwrite: bool, progress: bool, what: str,
 def warn_splits(settings: DataSettings) -> List[str]:
   """Before training: one line per class whose ingested splits cannot meet the run's
   blessing minimums (printed, and returned)."""
-  try:
-    with open(os.path.join(settings.clips_dir, ingest.SUMMARY)) as f:
-      summary = json.load(f)
-  except (OSError, ValueError):
+  summary = _summary(settings.clips_dir)
+  if not summary.clips:
     return []
   made = ingest_output.read_provenance(settings.clips_dir)
   test_share = (made.settings.get('splits') or {}).get('test') if made else None
-  lines = settings.blessing_warnings(summary.get('clips', {}), summary.get('classes', []),
+  lines = settings.blessing_warnings(summary.clips, summary.classes,
                                      test_share or ingest.SplitConfig().test)
   for line in lines:
     print(f'[run] warning: {line}')

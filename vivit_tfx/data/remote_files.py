@@ -47,6 +47,15 @@ def read_json(path: str):
     return json.load(f)
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path`, its folder made first when missing."""
+  folder = os.path.dirname(path)
+  if folder and not gfile().exists(folder):
+    gfile().makedirs(folder)
+  with gfile().GFile(path, 'w') as f:
+    f.write(text)
+
+
 @contextlib.contextmanager
 def local_copy(path: str) -> Iterator[str]:
   """A local path holding `path`'s bytes: `path` itself when local, else a copy with the same

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -263,25 +262,21 @@ def _inside(path: str, folder: str) -> bool:
   return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def clip_config_record(model_dir: str, quantize: str, facts: Dict) -> Dict:
+def clip_config_record(model_dir: str, quantize: str, facts: Dict) -> ModelClipConfig:
   """The SavedModel's clip config plus where this TFLite model came from (lineage)."""
-  with tf.io.gfile.GFile(clip_config_path(model_dir)) as f:
-    clip = json.load(f)
   source = model_dir if '://' in model_dir else os.path.abspath(model_dir)
-  return {**clip, 'tflite': {'source_model': source, 'quantize': quantize,
-                             'input': f'{model_scorer.CLIPS_INPUT} uint8 [B, T, H, W, 3]',
-                             'output': f'{export.SERVING_OUTPUT} float32 [B, P]',
-                             **facts}}
+  return clip_config_of(model_dir).with_provenance(tflite={
+      'source_model': source, 'quantize': quantize,
+      'input': f'{model_scorer.CLIPS_INPUT} uint8 [B, T, H, W, 3]',
+      'output': f'{export.SERVING_OUTPUT} float32 [B, P]', **facts})
 
 
-def write_model(path: str, quantize: str, content: bytes, record: Dict) -> Exported:
+def write_model(path: str, quantize: str, content: bytes, record: ModelClipConfig) -> Exported:
   """Writes a TFLite model to `path` (<name>.tflite) and its clip config `record` beside it
   (<name>.clip_config.json); any URI tf.io.gfile writes."""
-  config = clip_config_path(path)
   with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(content)
-  with tf.io.gfile.GFile(config, 'w') as f:
-    f.write(json.dumps(record, indent=1))
+  config = record.write(clip_config_path(path))
   return Exported(quantize, path, config, len(content))
 
 

@@ -8,7 +8,6 @@ variables (`load_keras_model`). Every path goes through tf.io.gfile (gs://, s3:/
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -22,7 +21,7 @@ from vivit_tfx.data.frames import resize_and_crop
 from vivit_tfx.models import clip_views
 
 from vivit_tfx.data import drift_stats, features
-from vivit_tfx.data.clip_config import CLIP_CONFIG_FILE
+from vivit_tfx.data.clip_config import CLIP_CONFIG_FILE, ModelClipConfig, clip_config_of
 from vivit_tfx.models.vivit import ViViT, build_vivit
 from vivit_tfx.models.vivit_config import ViViTConfig
 
@@ -59,11 +58,13 @@ def conform_frames(jpegs: tf.Tensor, size: Sequence[int], quality: int = 90) -> 
 
 
 def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       n_classes: int, clip: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                       n_classes: int, clip: Optional[ModelClipConfig] = None
+                       ) -> Dict[str, Any]:
   """serving_default: examples → {'probabilities': [B, 1] (binary) or [B, K]}, the mean over
   the clip config's `num_views` evaluation views of each video (`clip_views`; one view when
   no record of the batch holds more than T frames, as `watch` and the timeline send);
-  transform_features: examples → transformed features (used by TFMA).
+  transform_features: examples → transformed features (used by TFMA). Without `clip`: T = N,
+  one view, frames taken as they are.
 
   serving_default checks its input: an empty batch gives an empty result; an example with
   more frames than a record holds (exactly T when the model takes one clip per video) is an
@@ -73,18 +74,17 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
   model.tft_layer = tf_transform_output.transform_features_layer()  # tracked for export
   raw_spec = tf_transform_output.raw_feature_spec()
   stored = int(raw_spec[features.FRAMES].shape[0])  # N
-  clip = clip or {}
-  num_frames = int(clip.get('num_frames', stored))  # T
-  num_views = max(1, int(clip.get('num_views', 1)))  # K
-  frame_size = clip.get('frame_size')
-  quality = int(clip.get('jpeg_quality', 90))
+  num_frames = clip.num_frames if clip else stored  # T
+  num_views = max(1, clip.num_views) if clip else 1  # K
+  frame_size = clip.frame_size if clip else None
+  quality = clip.jpeg_quality if clip else 90
   num_outputs = 1 if n_classes == 2 else n_classes
   if stored == num_frames:
     allowed, expected = (num_frames, num_frames), f'exactly {num_frames} frames'
   else:
     allowed = (1, stored)
     expected = (f'1 to {stored} frames (clips of T = {num_frames} frames at '
-                f'{clip.get("sample_fps")} fps)')
+                f'{clip.sample_fps if clip else None} fps)')
 
   def probabilities(examples):
     frames = tf.io.parse_example(
@@ -166,7 +166,7 @@ def serving_copy(model: ViViT) -> ViViT:
 
 
 def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransformOutput,
-           serving_model_dir: str, clip: Dict[str, Any],
+           serving_model_dir: str, clip: ModelClipConfig,
            init_source: Optional[Dict[str, str]] = None,
            train_files: Sequence[str] = ()) -> None:
   """Writes the SavedModel (model only) with its signatures, synthetic warm-up requests and
@@ -175,11 +175,10 @@ def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransfo
   exported = serving_copy(model)
   signatures = serving_signatures(exported, tf_transform_output, config.n_classes, clip)
   tf.saved_model.save(exported, serving_model_dir, signatures=signatures)
-  write_warmup_requests(serving_model_dir, synthetic_examples(
-      config.num_frames, clip.get('frame_size', config.image_size)))
-  with tf.io.gfile.GFile(os.path.join(serving_model_dir, CLIP_CONFIG_FILE), 'w') as f:
-    f.write(json.dumps({'class_names': list(features.CLASS_NAMES), **clip,
-                        **(init_source or {}), 'vivit': config.to_dict()}, indent=1))
+  write_warmup_requests(serving_model_dir, synthetic_examples(config.num_frames,
+                                                             clip.frame_size))
+  clip.with_provenance(**(init_source or {})).replace(vivit=config.to_dict()).write(
+      os.path.join(serving_model_dir, CLIP_CONFIG_FILE))
   if train_files:
     write_drift_reference(serving_model_dir, train_files, signatures['serving_default'])
 
@@ -214,11 +213,10 @@ def _variable_at(model: keras.Model, key: str):
 
 def load_keras_model(model_dir: str) -> ViViT:
   """Rebuilds the exported Keras ViViT from its clip config and the SavedModel's variables."""
-  path = os.path.join(model_dir, CLIP_CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise ValueError(f'{model_dir} has no {CLIP_CONFIG_FILE}: not exported by this project')
-  with tf.io.gfile.GFile(path) as f:
-    config = ViViTConfig.from_dict(json.load(f)['vivit']).replace(precision='float32')
+  architecture = clip_config_of(model_dir).vivit
+  if not architecture:
+    raise ValueError(f'{model_dir}: its clip config names no ViViT architecture (\'vivit\')')
+  config = ViViTConfig.from_dict(architecture).replace(precision='float32')
   model = build_vivit(config, initialise=False)
   reader = tf.compat.v1.train.NewCheckpointReader(
       os.path.join(model_dir, 'variables', 'variables'))

@@ -13,12 +13,12 @@ as logits [-d/2, d/2] (transformers' softmax, not its raw logits).
 from __future__ import annotations
 
 import collections
-import json
 import os
 from typing import Any, Dict, List, Tuple
 
 import tensorflow as tf
 
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.models import export as model_export
 from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
 from vivit_tfx.models.vit_checkpoint import CheckpointMismatch
@@ -92,7 +92,7 @@ def signatures(model: ViViT, pixels: pixel_preprocessing.PixelPreprocessing,
   return {'serving_default': serve, 'pixels': from_pixels}
 
 
-def export(path: str, output: str, num_frames: int = 0) -> Dict[str, Any]:
+def export(path: str, output: str, num_frames: int = 0) -> ModelClipConfig:
   """Writes the SavedModel to `output` (which must not exist) and its clip config; returns
   that clip config."""
   if tf.io.gfile.exists(output):
@@ -111,13 +111,11 @@ def export(path: str, output: str, num_frames: int = 0) -> Dict[str, Any]:
   config = model.config
   pixels = spec.preprocessing.for_image_size(config.image_size)
   tf.saved_model.save(model, output, signatures=signatures(model, pixels, spec.num_labels))
-  clip = {'class_names': [spec.id2label[i] for i in sorted(spec.id2label)],
-          'num_frames': config.num_frames, 'frame_size': list(config.image_size),
-          'pixels': pixels.to_dict(), 'init_checkpoint': path,
-          'init_checkpoint_sha256': report.sha256, 'hf_family': spec.family,
-          'vivit': config.to_dict()}
-  clip_path = os.path.join(output, model_export.CLIP_CONFIG_FILE)
-  tf.io.gfile.makedirs(os.path.dirname(clip_path))
-  with tf.io.gfile.GFile(clip_path, 'w') as f:
-    f.write(json.dumps(clip, indent=1))
+  clip = ModelClipConfig(
+      class_names=tuple(spec.id2label[i] for i in sorted(spec.id2label)),
+      num_frames=config.num_frames, frame_size=tuple(config.image_size),
+      pixels=pixels.to_dict(), vivit=config.to_dict(),
+      provenance={'init_checkpoint': path, 'init_checkpoint_sha256': report.sha256,
+                  'hf_family': spec.family})
+  clip.write(os.path.join(output, model_export.CLIP_CONFIG_FILE))
   return clip

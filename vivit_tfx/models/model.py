@@ -15,7 +15,8 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from vivit_tfx.data import features
+from vivit_tfx.data import features, ingest
+from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.models import (augment, clip_views, distribution, export, self_training,
                               training, videomae_pretrain)
 from vivit_tfx.models.vivit import build_vivit
@@ -67,8 +68,7 @@ def data_class_names(summary_path: str, n_classes: int) -> List[str]:
   model's `n_classes` is refused in one line."""
   if not summary_path or not tf.io.gfile.exists(summary_path):
     return []
-  with tf.io.gfile.GFile(summary_path) as f:
-    names = list(json.load(f).get('classes') or [])
+  names = list(ingest.IngestSummary.read(summary_path).classes)
   if names and len(names) != n_classes:
     raise ValueError(f'{summary_path}: the data has {len(names)} classes ({", ".join(names)}); '
                      f'the pipeline was compiled for {n_classes}: compile it again for this data')
@@ -85,7 +85,8 @@ def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
 
 def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory: str,
                teacher_steps: int, tf_transform_output: tft.TFTransformOutput,
-               config: ViViTConfig, clip: dict, plan: self_training.SelfTrainingConfig,
+               config: ViViTConfig, clip: ModelClipConfig,
+               plan: self_training.SelfTrainingConfig,
                batch_size: int, record_dir: str = '') -> tf.data.Dataset:
   """`models.self_training`'s teacher phase (`teacher_steps`) and pseudo-labelling; returns
   the student's training data (labelled and pseudo-labelled batches). The pseudo-labels are
@@ -95,7 +96,7 @@ def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory
   fit(labelled, teacher_steps)
   pseudo = self_training.pseudo_label(
       model, unlabeled, directory, tf_transform_output, config.num_frames,
-      max(1, int(clip.get('num_views', 1))), plan, list(clip.get('class_names') or []))
+      max(1, clip.num_views), plan, list(clip.class_names))
   if record_dir:
     self_training.save_record(pseudo, record_dir)
   if not pseudo['chosen']:
@@ -116,13 +117,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """
   custom = fn_args.custom_config or {}
   config = training.precision_for_this_machine(ViViTConfig.from_dict(custom['vivit']), 'Trainer')
-  clip = dict(custom.get('clip', {}))
+  clip = ModelClipConfig.from_dict(custom.get('clip', {}))
   names = data_class_names(custom.get('clips_summary', ''), config.n_classes)
-  if names and names != clip.get('class_names'):
+  if names and tuple(names) != clip.class_names:
     print(f'Trainer: classes from the data: {", ".join(names)}', flush=True)
-    clip['class_names'] = names
-    if clip.get('positive_class') not in names:
-      clip['positive_class'] = names[1] if len(names) == 2 else ''
+    clip = clip.with_classes(names)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
                                        custom.get('tpu_address', ''))
@@ -148,7 +147,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
-    model = build_vivit(config, classes=clip.get('class_names'))
+    model = build_vivit(config, classes=list(clip.class_names))
     if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
       model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
     training.compile_model(model, config, total_steps=total_steps, cycles=cycles)

@@ -4,15 +4,11 @@ classes makes records that the last blessed model's `serving_default` refuses: t
 then evaluated without the baseline, and says why."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Sequence
 
-import tensorflow as tf
-
 from vivit_tfx.audit import metadata
-from vivit_tfx.data.clip_config import ClipConfig
-from vivit_tfx.models import export
+from vivit_tfx.data.clip_config import ModelClipConfig, NoModelError, clip_config_of
 
 
 def last_blessed_model_dir(store) -> Optional[str]:
@@ -27,22 +23,20 @@ def last_blessed_model_dir(store) -> Optional[str]:
   return os.path.join(model.uri, 'Format-Serving')
 
 
-def unreadable_reason(clip: dict, stored: int, class_names: Sequence[str]) -> str:
+def unreadable_reason(clip: ModelClipConfig, stored: int, class_names: Sequence[str]) -> str:
   """Why a model exported with clip config `clip` cannot score records of `stored` frame
   slots labelled with `class_names` ('' when it can), by `serving_default`'s rule: exactly T
   frames when its records held T, else 1 to its N."""
-  if list(clip.get('class_names', class_names)) != list(class_names):
-    return (f'it was trained on classes {list(clip["class_names"])}, this run has '
+  if list(clip.class_names) != list(class_names):
+    return (f'it was trained on classes {list(clip.class_names)}, this run has '
             f'{list(class_names)}')
-  own = ClipConfig(num_frames=int(clip['num_frames']),
-                   sample_fps=float(clip.get('sample_fps') or 0.0),
-                   max_duration_s=float(clip.get('max_duration_s') or 10.0)).stored_frames
-  low = own if own == int(clip['num_frames']) else 1
+  own = clip.stored_frames
+  low = own if own == clip.num_frames else 1
   if low <= stored <= own:
     return ''
   return (f'it reads records of {own if low == own else f"1 to {own}"} frames '
-          f'(T = {clip["num_frames"]}, {clip.get("sample_fps")} fps, up to '
-          f'{clip.get("max_duration_s")} s), this run\'s records hold {stored}')
+          f'(T = {clip.num_frames}, {clip.sample_fps} fps, up to '
+          f'{clip.max_duration_s} s), this run\'s records hold {stored}')
 
 
 def check(metadata_path: str, stored: int, class_names: Sequence[str]) -> str:
@@ -51,11 +45,13 @@ def check(metadata_path: str, stored: int, class_names: Sequence[str]) -> str:
   if not os.path.exists(metadata_path):
     return ''
   model_dir = last_blessed_model_dir(metadata.open_sqlite(metadata_path))
-  path = model_dir and os.path.join(model_dir, export.CLIP_CONFIG_FILE)
-  if not path or not tf.io.gfile.exists(path):
+  if not model_dir:
     return ''
-  with tf.io.gfile.GFile(path) as f:
-    reason = unreadable_reason(json.load(f), stored, class_names)
+  try:
+    clip = clip_config_of(model_dir)
+  except NoModelError:  # a model this project did not export: TFMA decides
+    return ''
+  reason = unreadable_reason(clip, stored, class_names)
   return reason and (f'Evaluator: no baseline this run: the last blessed model '
                      f'({model_dir}) cannot read this run\'s records ({reason}); the '
                      'candidate is judged on the absolute accuracy threshold only')

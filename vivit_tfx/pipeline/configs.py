@@ -14,7 +14,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import ingest_output, layouts
-from vivit_tfx.data.clip_config import TFLITE_QUANTIZATIONS, ClipConfig
+from vivit_tfx.data.clip_config import TFLITE_QUANTIZATIONS, ClipConfig, ModelClipConfig
 from vivit_tfx.models import hub_presets
 from vivit_tfx.models.vivit_config import preset as vivit_preset
 
@@ -373,6 +373,16 @@ class PipelineConfig:
     """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
     return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
                       sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
+
+  def model_clip_config(self, classes: Sequence[str], pixels: Dict[str, Any]
+                        ) -> ModelClipConfig:
+    """The clip contract the Trainer exports with the model (clip_config.json): the clip
+    config, the K views, the pixels and the classes (label order; a binary set's positive
+    class is label 1)."""
+    return ModelClipConfig(
+        **dataclasses.asdict(self.clip_config()), num_views=self.num_views, pixels=pixels,
+        class_names=tuple(classes),
+        positive_class=classes[1] if len(classes) == 2 else self.positive_class)
 
   def dataset_config(self):
     """The DatasetConfig that ingest and VideoExampleGen read the videos with."""

@@ -5,7 +5,6 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -47,7 +46,7 @@ def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
 def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   """The class list in label order: the ingested clips' summary.json (tfrecords mode), else a
   scan of the videos folder, else --classes, else the RLVS layout's two classes."""
-  classes = _ingest_summary(config).get('classes')
+  classes = _ingest_summary(config).classes
   if classes:
     return tuple(classes)
   if '://' not in config.videos_dir and os.path.exists(config.videos_dir):
@@ -146,21 +145,21 @@ def _videos_pattern(config: configs.PipelineConfig) -> str:
 def min_test_examples_per_class(config: configs.PipelineConfig) -> int:
   """Fewest test examples a class needs for a blessing: the configured count, or the
   configured share of the test split when ingest recorded its size, whichever is larger."""
-  test_size = sum(_ingest_summary(config).get('clips', {}).get('test', {}).values())
+  test_size = _ingest_summary(config).videos('test')
   return configs.min_test_per_class(config.min_test_examples_per_class,
                                     config.min_test_fraction_per_class, test_size)
 
 
-def _ingest_summary(config: configs.PipelineConfig) -> dict:
-  """The ingested clips' summary.json (tfrecords mode), or {} when there is none to read."""
+def _ingest_summary(config: configs.PipelineConfig) -> ingest.IngestSummary:
+  """The ingested clips' summary (tfrecords mode), or an empty one when there is none to
+  read."""
   path = os.path.join(config.clips_dir, ingest.SUMMARY)
   try:
     if config.input_mode == 'tfrecords' and tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+      return ingest.IngestSummary.read(path)
   except tf.errors.OpError:  # a remote store not reachable from here (compiling for Kubeflow)
     pass
-  return {}
+  return ingest.IngestSummary()
 
 
 def examples_per_class(config: configs.PipelineConfig, n_classes: int) -> tfma.MetricConfig:
@@ -181,11 +180,10 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
   root = config.unlabeled_clips
   if not root or not tf.io.gfile.exists(os.path.join(root, ingest.SUMMARY)):
     return {}
-  with tf.io.gfile.GFile(os.path.join(root, ingest.SUMMARY)) as f:
-    videos = sum(json.load(f)['clips'].get('train', {}).values())
+  videos = ingest.IngestSummary.read(root).videos('train')
   with tf.io.gfile.GFile(os.path.join(root, ingest.MANIFEST), 'rb') as f:
     manifest = hashlib.sha256(f.read()).hexdigest()[:16]
-  labelled = sum(_ingest_summary(config).get('clips', {}).get('train', {}).values())
+  labelled = _ingest_summary(config).videos('train')
   return {'pattern': os.path.join(root, 'train', '*.tfrecord'), 'videos': videos,
           'labelled_videos': labelled, 'manifest_sha256': manifest}
 
@@ -193,7 +191,7 @@ def unlabeled_input(config: configs.PipelineConfig) -> dict:
 def train_steps(config: configs.PipelineConfig) -> int:
   """The Trainer's updates: --train-steps, or when 0 as many as the ingested train split's
   size asks for (`configs.auto_train_steps`)."""
-  videos = sum(_ingest_summary(config).get('clips', {}).get('train', {}).values())
+  videos = _ingest_summary(config).videos('train')
   return config.train_steps_for(videos)
 
 
@@ -301,18 +299,11 @@ def create_pipeline(config: configs.PipelineConfig,
                      **({'unlabeled': unlabeled_input(config),
                          'self_training': config.self_training_config().to_dict()}
                         if config.self_training() else {}),
-                     'clip': {'num_frames': config.num_frames,
-                              'frame_size': list(config.frame_size),
-                              'sample_fps': config.sample_fps,
-                              'max_duration_s': config.max_duration_s,
-                              'num_views': config.num_views,
-                              'pixels': pixels,  # what the pushed model's clients are told
-                              'class_names': list(classes),
-                              'positive_class': classes[1] if len(classes) == 2 else (
-                                  config.positive_class)},
+                     # what the pushed model's clients are told (clip_config.json)
+                     'clip': config.model_clip_config(classes, pixels).to_dict(),
                      'tpu_address': config.tpu_address,
                      # The classes travel with the data: run_fn reads them there at run time.
-                     'clips_summary': (f'{configs.absolute(config.clips_dir)}/summary.json'
+                     'clips_summary': (f'{configs.absolute(config.clips_dir)}/{ingest.SUMMARY}'
                                        if config.input_mode == 'tfrecords' else ''),
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
