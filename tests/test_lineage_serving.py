@@ -164,8 +164,9 @@ def test_serving_checks_its_input(first_run):
 
 def test_client_frames_of_another_size_score_as_ingested(trained_run):
   """A video through ingest and through a client that encodes its own frames at another size
-  (the source's, JPEG quality 95) gets the same score. Compared as logits: the learned model's
-  probabilities saturate near 0 and 1, where a stretched frame moves them by < 1e-3."""
+  (the source's, JPEG quality 95) gets the same score, closer than the same frames stretched
+  to the model's size (what serving would do with a plain resize). Compared as logits: the
+  learned model's probabilities saturate near 0 and 1, where a stretch moves them by < 1e-3."""
   from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
   config, _ = trained_run
   model_dir = _pushed(config)
@@ -179,8 +180,16 @@ def test_client_frames_of_another_size_score_as_ingested(trained_run):
                                  clip.sample_fps, clip.stored_frames)  # the model's rule
     client = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in own.frames],
                                      info, 0, 'client', path)
-    records += [predict.serialized_clip(path, clip), client.SerializeToString()]
-  p = serve(examples=tf.constant(records))['probabilities'].numpy().reshape(2, 2)  # [video, way]
+    stretched = [tf.image.resize(f, clip.frame_size).numpy().round().astype(np.uint8)
+                 for f in own.frames]
+    stretch = clip_example.to_example([clip_example.encode_jpeg(f, 95) for f in stretched],
+                                      info, 0, 'stretch', path)
+    records += [predict.serialized_clip(path, clip), client.SerializeToString(),
+                stretch.SerializeToString()]
+  p = serve(examples=tf.constant(records))['probabilities'].numpy().reshape(2, 3)  # [video, way]
   logits = np.log(p / (1 - p))
-  np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.03)  # a stretch moves ≥ 0.04
+  client_moved, stretch_moved = (np.abs(logits[:, i] - logits[:, 0]) for i in (1, 2))
+  # Two JPEG encodings move a logit of about ±6 by up to 0.034 (CI, oneDNN kernels).
+  np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.05)
+  assert (client_moved < stretch_moved).all(), (client_moved, stretch_moved)
   assert p[0, 0] - p[1, 0] > 0.5, p  # the scores tell the two videos apart

@@ -191,7 +191,10 @@ def test_run_tflite_writes_tflite_models_beside_the_pushed_model_with_lineage(fi
   """`run --tflite`: a rerun (training cached) adds TFLiteExport after the Pusher; its
   artifact's lineage names the Model the Pusher pushed, that push and the calibration data."""
   from vivit_tfx.data.clip_config import clip_config_path  # pylint: disable=g-import-not-at-top
-  config = first_run[0].replace(tflite='none,int8')
+  # Blessed whatever model was blessed last: the session's first_run is shared, and another
+  # module's rerun (test_lineage_serving) may have pushed a model this one scores below
+  # (CI: "assert [] == [...]", its Pusher did not push).
+  config = first_run[0].replace(tflite='none,int8', max_accuracy_drop=1.0)
   run_id = local_runner.run_pipeline(config)
   summary = run_summary.summarize(config, run_id)
   assert summary.executions['TFLiteExport'] == 'COMPLETE', summary.executions
