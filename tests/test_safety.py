@@ -366,13 +366,13 @@ def test_run_with_too_few_videos_for_eval_and_test_stops_before_writing(video_ro
 
 
 def test_run_refuses_ingested_clips_with_an_empty_split():
-  from vivit_tfx.data import prepare  # pylint: disable=g-import-not-at-top
-  summary = {'classes': ['A', 'B'], 'clips': {'train': {'A': 3, 'B': 2}, 'eval': {'A': 1},
-                                              'test': {}}}
+  from vivit_tfx.data import ingest, prepare  # pylint: disable=g-import-not-at-top
+  summary = ingest.IngestSummary(classes=['A', 'B'], clips={
+      'train': {'A': 3, 'B': 2}, 'eval': {'A': 1}, 'test': {}})
   with pytest.raises(prepare.DataError, match=r'clips: 6 video\(s\) split 5/1/0 \(train/eval/'
                      r'test\): the test split has no video .*\(B has 2\), then re-ingest'):
     prepare._check_splits(summary, 'clips', 're-ingest them')  # pylint: disable=protected-access
-  fine = {**summary, 'clips': {**summary['clips'], 'test': {'B': 1}}}
+  fine = ingest.IngestSummary(classes=['A', 'B'], clips={**summary.clips, 'test': {'B': 1}})
   prepare._check_splits(fine, 'c', '')  # pylint: disable=protected-access
 
 

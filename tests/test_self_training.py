@@ -110,6 +110,8 @@ def test_run_fn_self_trains_on_two_replicas_and_resumes_with_the_same_pseudo_lab
   record = json.loads((tmp_path / 'Trainer' / 'model_run' / '5' / 'pseudo_labels.json')
                       .read_text())  # kept with the run: which videos, which class, how sure
   assert record['chosen'] == 6 and len(record['videos']) == 6
-  assert set(record['per_class']) == {'0', '1'}  # one row per video, not per replica
-  assert {v['label'] for v in record['videos']} <= {'0', '1'}
+  # One row per video, not per replica; a run given no class names has the RLVS layout's
+  # (ModelClipConfig's default, what its export writes).
+  assert set(record['per_class']) == {'NonViolence', 'Violence'}
+  assert {v['label'] for v in record['videos']} <= {'NonViolence', 'Violence'}
   assert all(0.5 <= v['probability'] <= 1 for v in record['videos'])
