@@ -99,6 +99,16 @@ def test_with_classes_keeps_a_named_positive_class_else_a_binary_sets_second():
   assert clip.with_classes(['c', 'd', 'e']).positive_class == 'c'
   assert clip.with_classes(['x', 'y']).positive_class == 'y'
   assert clip.with_classes(['x', 'y', 'z']).positive_class == ''
+  # A binary model's sigmoid scores label 1, whatever class was named positive before.
+  assert ModelClipConfig(positive_class='x').with_classes(['x', 'y']).positive_class == 'y'
+
+
+def test_the_trainers_clip_contract_follows_the_same_positive_class_rule():
+  from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+  config = configs.PipelineConfig(classes='Fight,Hug,Walk', positive_class='Fight')
+  assert config.model_clip_config(['Fight', 'Hug', 'Walk'], {}).positive_class == 'Fight'
+  assert config.model_clip_config(['Walk', 'Fight'], {}).positive_class == 'Fight'
+  assert config.model_clip_config(['Hug', 'Walk'], {}).positive_class == 'Walk'
 
 
 def test_the_ingest_summary_round_trips_and_ignores_keys_of_other_versions(tmp_path):

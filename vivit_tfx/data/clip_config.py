@@ -101,18 +101,21 @@ class ModelClipConfig(ClipConfig):
     return {**out, **self.provenance}
 
   def with_classes(self, names: Sequence[str]) -> 'ModelClipConfig':
-    """The same settings for the classes `names` (label order); the positive class kept when
-    it is one of them, else the second of a binary set."""
+    """The same settings for the classes `names` (label order). The one positive-class rule:
+    a binary set's is label 1 (its model's sigmoid scores label 1); a multi-class set keeps
+    the named one when it is among `names`, else has none."""
     names = tuple(names)
-    positive = self.positive_class if self.positive_class in names else (
-        names[1] if len(names) == 2 else '')
-    return dataclasses.replace(self, class_names=names, positive_class=positive)
+    if len(names) == 2:
+      positive = names[1]
+    else:
+      positive = self.positive_class if self.positive_class in names else ''
+    return self.replace(class_names=names, positive_class=positive)
 
   def replace(self, **changes) -> 'ModelClipConfig':
     return dataclasses.replace(self, **changes)
 
   def with_provenance(self, **facts) -> 'ModelClipConfig':
-    return dataclasses.replace(self, provenance={**self.provenance, **facts})
+    return self.replace(provenance={**self.provenance, **facts})
 
   def write(self, path: str) -> str:
     """Writes the clip config to `path` (any tf.io.gfile URI; its folder made if missing)."""

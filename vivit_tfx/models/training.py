@@ -211,6 +211,14 @@ def apply_replica_mean(opt: keras.Optimizer, grads, weights) -> None:
     inner.averaged = False
 
 
+def loss_tracker(model: keras.Model) -> keras.metrics.Metric:
+  """The compiled model's loss mean, the one `fit` reports as `loss` (Keras lists it first)."""
+  tracker = model.metrics[0] if model.metrics else None
+  if tracker is None or tracker.name != 'loss':
+    raise ValueError('the model must be compiled before its train step is built')
+  return tracker
+
+
 def accumulating_train_step(model: keras.Model, k: int):
   """A train step for batches of k micro-batches ([k x B, ...] per replica): the gradients of
   the k micro-batches, each computed on its own (activations of B clips in memory at a time),
@@ -227,8 +235,7 @@ def accumulating_train_step(model: keras.Model, k: int):
     def body(i, grads, losses, preds):
       with tf.GradientTape() as tape:
         y_pred = model(micro_x[i], training=True)  # [B, outputs]
-        loss = model._compute_loss(x=micro_x[i], y=micro_y[i], y_pred=y_pred,  # pylint: disable=protected-access
-                                   training=True)
+        loss = model.compute_loss(x=micro_x[i], y=micro_y[i], y_pred=y_pred, training=True)
         scaled = model.optimizer.scale_loss(loss)
       step = tape.gradient(scaled, weights)
       return (i + 1, [g + tf.cast(s, g.dtype) for g, s in zip(grads, step)],
@@ -242,7 +249,7 @@ def accumulating_train_step(model: keras.Model, k: int):
         lambda i, *_: i < k, body, start)
     apply_replica_mean(model.optimizer, [g / k for g in grads], weights)
     y_pred = preds.concat()  # [k x B, outputs]
-    model._loss_tracker.update_state(losses / k, sample_weight=tf.shape(x)[0])  # pylint: disable=protected-access
+    loss_tracker(model).update_state(losses / k, sample_weight=tf.shape(x)[0])
     return model.compute_metrics(x, y, y_pred, sample_weight=None)
 
   return train_step

@@ -381,8 +381,7 @@ class PipelineConfig:
     class is label 1)."""
     return ModelClipConfig(
         **dataclasses.asdict(self.clip_config()), num_views=self.num_views, pixels=pixels,
-        class_names=tuple(classes),
-        positive_class=classes[1] if len(classes) == 2 else self.positive_class)
+        positive_class=self.positive_class).with_classes(classes)
 
   def dataset_config(self):
     """The DatasetConfig that ingest and VideoExampleGen read the videos with."""
