@@ -8,7 +8,8 @@
 #   scripts/hard_benchmark.sh OUT [SEEDS] [VARIANTS]
 #   variants: hybrid (the default command), hybrid+unlabeled (--unlabeled-videos),
 #             vivit-tiny (--preset vivit-tiny, the linear tokenizer),
-#             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200)
+#             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200),
+#             hybrid+unlabeled+noise (the footage with the student's photometric noise 0.3)
 set -euo pipefail
 out=$1
 seeds=${2:-"104 105 106"}
@@ -23,11 +24,13 @@ for seed in $seeds; do
   for variant in $variants; do
     case $variant in
       hybrid) extra=() ;;
-      hybrid+unlabeled)
+      hybrid+unlabeled|hybrid+unlabeled+noise)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
-               --unlabeled-clips-dir "$d/unlabeled_clips") ;;
+               --unlabeled-clips-dir "$d/unlabeled_clips")
+        [ "$variant" = hybrid+unlabeled ] ||
+          extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       hybrid-long) extra=(--train-steps 3200) ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;

@@ -40,11 +40,29 @@ def test_choose_keeps_the_confident_most_confident_first_capped_per_class():
 
 @pytest.mark.parametrize('settings, message', [
     ({'threshold': 0.3}, 'threshold'), ({'teacher_fraction': 1}, 'teacher_fraction'),
-    ({'pseudo_share': 0}, 'pseudo_share'), ({'ratio': 2}, 'unknown self-training')])
+    ({'pseudo_share': 0}, 'pseudo_share'), ({'student_noise': 1.5}, 'student_noise'),
+    ({'ratio': 2}, 'unknown self-training')])
 def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
   with pytest.raises(configs.ConfigError, match=message):
     configs.PipelineConfig(output_root=str(tmp_path), unlabeled_videos=str(tmp_path),
                            self_training_overrides=json.dumps(settings)).validate()
+
+
+def test_the_student_batches_are_noised_photometrically_and_only_when_asked():
+  clips = tf.random.normal([6, 4, 8, 8, 3], seed=1)
+  labelled = tf.data.Dataset.from_tensors((clips, tf.zeros([6, 1]))).repeat()
+  pseudo = tf.data.Dataset.from_tensors((clips, tf.ones([6, 1]))).repeat()
+  for x, _ in self_training.mixed(labelled, pseudo, 0.5).take(2):
+    np.testing.assert_array_equal(x.numpy(), clips.numpy())
+  noisy = [x.numpy() for x, _ in self_training.mixed(labelled, pseudo, 0.5, noise=0.3).take(4)]
+  change = noisy[0] - clips.numpy()  # [B, T, H, W, C]
+  assert 0.05 < change.std() < 0.6
+  # The same brightness and contrast for all of a clip's frames, another for each clip; the
+  # pixel noise differs frame to frame.
+  per_clip = change.mean(axis=(1, 2, 3, 4))
+  assert np.ptp(per_clip) > 0.05
+  assert np.abs(change.mean(axis=(2, 3, 4)) - per_clip[:, None]).max() < 0.1
+  assert not np.allclose(noisy[0][:, 1] - noisy[0][:, 0], clips.numpy()[:, 1] - clips.numpy()[:, 0])
 
 
 def test_teacher_and_student_each_get_a_learning_rate_cycle():

@@ -27,3 +27,18 @@ def random_resized_crop(clips: tf.Tensor, min_scale: float = 0.75) -> tf.Tensor:
 
 def augment(clips: tf.Tensor) -> tf.Tensor:
   return random_flip(random_resized_crop(clips))
+
+
+def photometric_noise(clips: tf.Tensor, strength: float) -> tf.Tensor:
+  """Noisy Student's input noise for normalised clips [B, T, H, W, C] → same: per clip a
+  brightness shift (±strength) and a contrast scale (1 ± strength, about the clip's mean),
+  then independent Gaussian pixel noise (σ = strength / 2). Geometry and timing are kept:
+  the motion the label depends on stays where it was."""
+  if strength <= 0:
+    return clips
+  b = tf.shape(clips)[0]
+  shift = tf.random.uniform([b, 1, 1, 1, 1], -strength, strength)
+  scale = tf.random.uniform([b, 1, 1, 1, 1], 1 - strength, 1 + strength)
+  mean = tf.reduce_mean(clips, axis=[1, 2, 3, 4], keepdims=True)
+  noisy = (clips - mean) * scale + mean + shift
+  return noisy + tf.random.normal(tf.shape(clips), stddev=strength / 2, dtype=clips.dtype)

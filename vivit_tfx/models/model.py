@@ -105,7 +105,7 @@ def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory
     return labelled
   return self_training.mixed(labelled, self_training.pseudo_labelled_clips(
       pseudo['path'], tf_transform_output, batch_size, config.num_frames, config.n_classes,
-      frames_to_clips), plan.pseudo_share)
+      frames_to_clips), plan.pseudo_share, plan.student_noise)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

@@ -11,7 +11,8 @@ and cosine decay to 0: the teacher that labels has converged, the student learns
      so a teacher biased to one class cannot flood the other out;
   3. student: training continues on batches drawn from the labelled clips and, with
      probability `pseudo_share`, from the pseudo-labelled ones (noised as every training clip:
-     random position, speed, crop and flip), continuing from the teacher's weights.
+     random position, speed, crop and flip; with `student_noise`, also photometric noise),
+     continuing from the teacher's weights.
 The pseudo-labels are written beside the resume checkpoints, so a run killed in step 3
 continues with the same ones.
 """
@@ -27,7 +28,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from vivit_tfx.data import features
-from vivit_tfx.models import clip_views
+from vivit_tfx.models import augment, clip_views
 
 PSEUDO_RECORDS = 'pseudo_labels.tfrecord'
 PSEUDO_SUMMARY = 'pseudo_labels.json'
@@ -40,8 +41,12 @@ class SelfTrainingConfig:
   threshold: float = 0.9         # keep a video whose top class probability reaches this
   max_ratio: float = 3.0         # at most this many pseudo-labelled videos per labelled one
   pseudo_share: float = 0.5      # probability that a batch comes from pseudo-labelled clips
+  student_noise: float = 0.0     # the student's photometric noise (augment.photometric_noise)
 
   def __post_init__(self):
+    if not 0 <= self.student_noise < 1:
+      raise ValueError(f'self-training student_noise must be within [0, 1), got '
+                       f'{self.student_noise}')
     for name in ('teacher_fraction', 'pseudo_share'):
       if not 0 < getattr(self, name) < 1:
         raise ValueError(f'self-training {name} must be within (0, 1), got '
@@ -177,10 +182,16 @@ def pseudo_labelled_clips(path: str, tf_transform_output: tft.TFTransformOutput,
           .map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
-def mixed(labelled: tf.data.Dataset, pseudo: tf.data.Dataset, share: float) -> tf.data.Dataset:
-  """Batches from `pseudo` with probability `share`, else from `labelled`."""
-  return tf.data.Dataset.sample_from_datasets([labelled, pseudo], weights=[1 - share, share],
-                                              seed=0)
+def mixed(labelled: tf.data.Dataset, pseudo: tf.data.Dataset, share: float,
+          noise: float = 0.0) -> tf.data.Dataset:
+  """Batches from `pseudo` with probability `share`, else from `labelled`, each noised by
+  `augment.photometric_noise(noise)` (the student's noise; the teacher labelled clean clips)."""
+  batches = tf.data.Dataset.sample_from_datasets([labelled, pseudo],
+                                                 weights=[1 - share, share], seed=0)
+  if noise <= 0:
+    return batches
+  return batches.map(lambda clips, labels: (augment.photometric_noise(clips, noise), labels),
+                     num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def save_record(summary: Dict[str, Any], directory: str) -> None:
