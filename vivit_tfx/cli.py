@@ -895,9 +895,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 130
 
 
-def _one_line(error: Exception) -> str:
+def _one_line(error: Exception, limit: int = 600) -> str:
+  """The error's first line; one longer than `limit` keeps its start and its end (where a
+  message names its file) around an ellipsis."""
   text = str(error).strip().splitlines()
-  return text[0][:300] if text else type(error).__name__
+  if not text:
+    return type(error).__name__
+  line, half = text[0], limit // 2
+  return line if len(line) <= limit else f'{line[:half]} … {line[-half:]}'
 
 
 def print_json(obj) -> None:
