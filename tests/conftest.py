@@ -18,8 +18,29 @@ try:
 except RuntimeError:  # TensorFlow already started (a plugin imported and used it)
   pass
 
-from vivit_tfx.data import ingest, synthetic
-from vivit_tfx.pipeline import configs
+# Under pytest-xdist (pytest.ini: two workers on a 2-core machine) each worker computes on one
+# thread: two workers of two threads each only contended for the same two cores.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+
+from vivit_tfx.data import ingest, synthetic  # pylint: disable=g-import-not-at-top
+from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
+
+# The session fixtures that run the whole pipeline (minutes each on CI's 2 cores).
+PIPELINE_RUNS = ('first_run', 'trained_run')
+
+
+def pytest_collection_modifyitems(config, items):
+  """Work units for pytest-xdist (`--dist loadgroup`): every test file that needs a pipeline
+  run (`PIPELINE_RUNS`) in one group, so one worker makes each run once, scheduled first (the
+  longest unit); every other file a unit of its own, so its module fixtures are made once."""
+  del config
+  file_of = lambda item: item.nodeid.split('::')[0]
+  shared = {file_of(i) for i in items if set(PIPELINE_RUNS) & set(i.fixturenames)}
+  for item in items:
+    group = 'pipeline-runs' if file_of(item) in shared else file_of(item)
+    item.add_marker(pytest.mark.xdist_group(group))
+  items.sort(key=lambda item: file_of(item) not in shared)  # stable: file order kept
 
 # Tiny everything: CPU-only CI on 2 cores.
 TINY_CLIP = ingest.ClipConfig(num_frames=8, frame_size=(32, 32))
