@@ -30,6 +30,7 @@ from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
 PIPELINE_RUNS = ('first_run', 'trained_run')
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
 def pytest_collection_modifyitems(config, items):
   """Work units for pytest-xdist (`--dist loadgroup`): every test file that needs a pipeline
   run (`PIPELINE_RUNS`) in one group, so one worker makes each run once, scheduled first (the

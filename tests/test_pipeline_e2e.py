@@ -190,6 +190,7 @@ def test_run_tflite_writes_tflite_models_beside_the_pushed_model_with_lineage(fi
                                                                                video_root):
   """`run --tflite`: a rerun (training cached) adds TFLiteExport after the Pusher; its
   artifact's lineage names the Model the Pusher pushed, that push and the calibration data."""
+  from vivit_tfx.data import drift_stats  # pylint: disable=g-import-not-at-top
   from vivit_tfx.data.clip_config import clip_config_path  # pylint: disable=g-import-not-at-top
   # Blessed whatever model was blessed last: the session's first_run is shared, and another
   # module's rerun (test_lineage_serving) may have pushed a model this one scores below
@@ -210,6 +211,9 @@ def test_run_tflite_writes_tflite_models_beside_the_pushed_model_with_lineage(fi
   assert set(inputs) == {'Model', 'PushedModel', 'Examples'}
   pusher = graph.parents(inputs['PushedModel'])[0][0]
   assert inputs['Model'] in [s for s, _ in graph.parents(pusher)]  # the very model pushed
+  carried = drift_stats.model_reference(version)  # the training split's statistics
+  assert carried is not None
+  assert all(drift_stats.model_reference(p) == carried for p in summary.tflite_models)
   lineage_facts = json.load(open(clip_config_path(summary.tflite_models[1])))['tflite']
   assert lineage_facts['source_model'] == version and lineage_facts['quantize'] == 'int8'
   assert lineage_facts['calibration']['examples'] == graph.nodes[inputs['Examples']].label

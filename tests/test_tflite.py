@@ -106,6 +106,25 @@ def test_predict_and_timeline_take_a_tflite_file(exported, tmp_path):
                              atol=FLOAT32_TOLERANCE)
 
 
+def test_a_tflite_model_carries_its_savedmodels_drift_statistics(exported, tmp_path):
+  """A .tflite model carried no training split statistics: scan and watch checked no drift."""
+  import io  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import drift_stats  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import watch, watch_drift  # pylint: disable=g-import-not-at-top
+  model_dir, _, files = exported
+  saved = drift_stats.model_reference(model_dir)
+  assert saved is not None and drift_stats.reference_clips(saved) > 0
+  for path in files.values():
+    assert drift_stats.reference_path(path) == path[:-len('.tflite')] + (
+        '.drift_reference.stats.pbtxt')
+    assert drift_stats.model_reference(path) == saved
+  said = []
+  check = watch_drift.start(files['int8'], watch.WatchConfig(
+      source='cam', model_dir=files['int8'], drift_interval_s=5.0),
+                            io.StringIO(), said.append)
+  assert check is not None and 'against the training split' in said[0], said
+
+
 def test_cli_predict_on_tflite(exported, capsys):
   _, config, files = exported
   video = sorted(glob.glob(os.path.join(config.videos_dir, '*', '*.mp4')))[0]

@@ -23,12 +23,14 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
+from vivit_tfx.data import drift_stats
 from vivit_tfx.data.clip_config import (TFLITE_FILE_STEMS, TFLITE_QUANTIZATIONS,
                                         TFLITE_SUFFIX, clip_config_path)
 
 
 class TFLiteModel(types.Artifact):
-  """TFLite models of one pushed model (<name>.tflite + <name>.clip_config.json each)."""
+  """TFLite models of one pushed model (<name>.tflite + <name>.clip_config.json each, and the
+  pushed model's training split statistics, <name>.drift_reference.stats.pbtxt)."""
   TYPE_NAME = 'vivit_tfx.TFLiteModel'  # namespaced: Kubeflow's schema titles need the '.'
 
 
@@ -79,7 +81,8 @@ def TFLiteExport(  # pylint: disable=invalid-name
   destination = pushed_model.get_string_custom_property('pushed_destination')
   stems = [TFLITE_FILE_STEMS[q] for q in quantizations]
   targets = [p for s in stems for p in (pushed_path(destination, s),
-                                        clip_config_path(pushed_path(destination, s)))]
+                                        clip_config_path(pushed_path(destination, s)),
+                                        drift_stats.reference_path(pushed_path(destination, s)))]
   taken = [p for p in targets if tf.io.gfile.exists(p)]
   if taken:
     raise FileExistsError(f'{taken[0]} exists: left as it is (the TFLite models of '
@@ -95,6 +98,8 @@ def TFLiteExport(  # pylint: disable=invalid-name
     target = pushed_path(destination, stem)
     tf.io.gfile.copy(done.path, target, overwrite=False)
     tf.io.gfile.copy(done.clip_config, clip_config_path(target), overwrite=False)
+    if done.drift_reference:
+      tf.io.gfile.copy(done.drift_reference, drift_stats.reference_path(target), overwrite=False)
   tflite_model.set_string_custom_property('quantize', ','.join(quantizations))
   tflite_model.set_string_custom_property('pushed_destination', destination)
   tflite_model.set_string_custom_property(

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 
 from vivit_tfx.data import clip_example, features, sampling, synthetic
+from vivit_tfx.data.clip_config import TFLITE_SUFFIX
 
 # Mean luma (0-255), its spread, mean absolute change between consecutive frames, the luma of
 # the top half minus the bottom half (upside-down footage turns it over), P(positive class).
@@ -24,6 +25,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 # The train split's statistics a model carries: a TFDV DatasetFeatureStatisticsList (text).
 REFERENCE_FILE = os.path.join('assets.extra', 'drift_reference.stats.pbtxt')
 EXPORT_MAX_CLIPS = 256  # the export's bound: clips of the train split featured and scored
+TFLITE_REFERENCE_SUFFIX = '.drift_reference.stats.pbtxt'  # beside <name>.tflite
 
 
 def clip_features(frames: np.ndarray) -> Dict[str, float]:
@@ -65,8 +67,13 @@ def records_features(files: Sequence[str], score: Callable[[List[List[bytes]]], 
   return {name: values[:max_clips] for name, values in rows.items()}
 
 
-def reference_path(model_dir: str) -> str:
-  return os.path.join(model_dir, REFERENCE_FILE)
+def reference_path(model: str) -> str:
+  """Where a model's training split statistics are: inside a SavedModel (`REFERENCE_FILE`), or
+  beside a TFLite file (<name>.tflite → <name>.drift_reference.stats.pbtxt, as its clip
+  config)."""
+  if model.endswith(TFLITE_SUFFIX):
+    return model[:-len(TFLITE_SUFFIX)] + TFLITE_REFERENCE_SUFFIX
+  return os.path.join(model, REFERENCE_FILE)
 
 
 def saved_model_score(model_dir: str) -> Callable[[List[List[bytes]]], np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_tfx import outputs
-from vivit_tfx.data import features
+from vivit_tfx.data import drift_stats, features
 from vivit_tfx.data.clip_config import (TFLITE_CLIP_CONFIG_SUFFIX, TFLITE_FILE_STEMS,
                                         TFLITE_QUANTIZATIONS, TFLITE_SUFFIX, ModelClipConfig,
                                         clip_config_of, clip_config_path)
@@ -255,6 +255,7 @@ class Exported:
   path: str  # the .tflite file
   clip_config: str  # its clip config beside it
   bytes: int
+  drift_reference: str = ''  # the SavedModel's training split statistics beside it, if any
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -292,8 +293,22 @@ def write_quantized(function, quantize: str, path: str, model_dir: str,
     calibration = calibration_clips(records, clip_config_of(model_dir), calibration_count)
     facts['calibration'] = {**calibration_source, 'split': 'train', 'clips': len(calibration)}
     facts['int8'] = int8
-  return write_model(path, quantize, convert(function, quantize, calibration, int8),
+  done = write_model(path, quantize, convert(function, quantize, calibration, int8),
                      clip_config_record(model_dir, quantize, facts))
+  done.drift_reference = copy_drift_reference(model_dir, path)
+  return done
+
+
+def copy_drift_reference(model_dir: str, tflite_path: str) -> str:
+  """The SavedModel's training split statistics (`drift_stats.REFERENCE_FILE`) copied beside
+  the TFLite model, so `scan` and `watch` check drift with it too; its path, or '' when the
+  SavedModel carries none. (Their `score` feature is the SavedModel's, which the TFLite
+  model's follows within its quantisation's difference.)"""
+  source, target = drift_stats.reference_path(model_dir), drift_stats.reference_path(tflite_path)
+  if not tf.io.gfile.exists(source):
+    return ''
+  tf.io.gfile.copy(source, target, overwrite=True)
+  return target
 
 
 def export_tflite(model_dir: str, out_dir: str, quantizations: Sequence[str] = ('none',),
@@ -313,15 +328,17 @@ def export_tflite(model_dir: str, out_dir: str, quantizations: Sequence[str] = (
   clip_config_of(model_dir)  # a model of this project's, before anything is written
   records = split_records(clips_dir)[0] if 'int8' in quantizations else []
   folder = outputs.OutputFolder(out_dir, overwrite)
-  names = [n for q in quantizations for n in (FILE_STEMS[q] + TFLITE_SUFFIX,
-                                              FILE_STEMS[q] + TFLITE_CLIP_CONFIG_SUFFIX)]
+  names = [n for q in quantizations for n in (
+      FILE_STEMS[q] + TFLITE_SUFFIX, FILE_STEMS[q] + TFLITE_CLIP_CONFIG_SUFFIX,
+      FILE_STEMS[q] + drift_stats.TFLITE_REFERENCE_SUFFIX)]
   paths = iter(folder.claim(*names))
   log(f'export: tracing {model_dir}')
   function = clip_function(model_dir)
   done = []
   try:
     for q in quantizations:
-      tflite, _ = next(paths), next(paths)  # the clip config: clip_config_path(tflite)
+      # the clip config and drift statistics: clip_config_path, drift_stats.reference_path
+      tflite, _, _ = next(paths), next(paths), next(paths)
       log(f'export: converting ({q})')
       done.append(write_quantized(function, q, tflite, model_dir, records, calibration_count,
                                   {'clips_dir': os.path.abspath(clips_dir)}, int8=int8))
