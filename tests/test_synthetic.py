@@ -140,3 +140,18 @@ def test_hard_set_writes_real_videos(tmp_path):
   for path, spec in zip(paths, synthetic.plan(config)):
     info = video_reader.probe(path)
     assert info.num_frames == spec.num_frames and 2 - 0.1 <= info.duration_s <= 30
+
+
+def test_a_long_video_is_written_one_segment_at_a_time(tmp_path):
+  """`bench scan --seconds 300` at 720p was killed for memory (23 GiB): long_video rendered
+  every segment before writing any."""
+  import tracemalloc  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'long.mp4')
+  frame_bytes = 320 * 240 * 3
+  tracemalloc.start()
+  truth = synthetic.long_video(path, [0, 1] * 5, segment_s=2.0, fps=15, size=(320, 240))
+  peak = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
+  assert [t['label'] for t in truth] == [0, 1] * 5 and truth[-1]['end_s'] == 20.0
+  assert video_reader.probe(path).num_frames == 300
+  assert peak < 100 * frame_bytes, peak / frame_bytes  # the whole video: 300 frames

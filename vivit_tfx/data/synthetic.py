@@ -377,16 +377,21 @@ def render(spec: ClipSpec, indices: Sequence[int] = None) -> np.ndarray:
   return frames
 
 
-def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-  """Encodes RGB frames to `path`; the codec follows the extension (.mp4 → mp4v, .avi → MJPG)."""
+def write_video(path: str, frames: Iterable[np.ndarray], fps: float) -> None:
+  """Encodes RGB frames [H, W, 3] to `path`; the codec follows the extension (.mp4 → mp4v,
+  .avi → MJPG). `frames` may be a generator: only the frame being written is held."""
   container = os.path.splitext(path)[1].lstrip('.').lower()
-  height, width = frames.shape[1:3]
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*FOURCC[container]), fps,
-                           (width, height))
-  if not writer.isOpened():
-    raise RuntimeError(f'{path}: OpenCV cannot write .{container} video here')
+  writer = None
   for frame in frames:
+    if writer is None:
+      height, width = frame.shape[:2]
+      writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*FOURCC[container]), fps,
+                               (width, height))
+      if not writer.isOpened():
+        raise RuntimeError(f'{path}: OpenCV cannot write .{container} video here')
     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  if writer is None:
+    raise ValueError(f'{path}: no frames to write')
   writer.release()
 
 
@@ -461,15 +466,19 @@ def long_video(path: str, segments: Sequence[int], segment_s: float = 4.0, fps: 
   Every segment is a fresh scene of the same size and fps; returns the ground truth
   [{'start_s', 'end_s', 'label'}] and writes it next to the video as <path>.segments.json.
   """
-  frames, truth = [], []
+  truth = []
   per_segment = int(round(segment_s * fps))
-  for i, label in enumerate(segments):
-    rng = np.random.default_rng([seed, i])
-    spec = ClipSpec(index=i, label=int(label), width=size[0], height=size[1], fps=fps,
-                    num_frames=per_segment, container='mp4', seed=int(rng.integers(2**31)))
-    frames.append(render(spec))
-    truth.append({'start_s': i * segment_s, 'end_s': (i + 1) * segment_s, 'label': int(label)})
-  write_video(path, np.concatenate(frames), fps)
+
+  def scenes():  # one segment's frames in memory at a time (an hour of 720p would not fit)
+    for i, label in enumerate(segments):
+      rng = np.random.default_rng([seed, i])
+      spec = ClipSpec(index=i, label=int(label), width=size[0], height=size[1], fps=fps,
+                      num_frames=per_segment, container='mp4', seed=int(rng.integers(2**31)))
+      truth.append({'start_s': i * segment_s, 'end_s': (i + 1) * segment_s,
+                    'label': int(label)})
+      yield from render(spec)
+
+  write_video(path, scenes(), fps)
   with open(path + '.segments.json', 'w') as f:
     json.dump(truth, f, indent=1)
   return truth
