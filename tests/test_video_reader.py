@@ -66,6 +66,24 @@ def test_read_clip_loop_pads_short_video(tmp_path):
   np.testing.assert_allclose(means, [0, 80, 160, 0, 80, 160, 0, 80], atol=6)
 
 
+def test_read_clip_of_a_cut_off_recording_samples_the_frames_it_has(tmp_path):
+  # A recording cut off mid-write: the AVI header still counts 40 frames, about 20 remain.
+  # (Reproduced: the resampling after the over-count raised NameError, so ingest skipped a
+  # readable video.)
+  frames = np.stack([np.full((32, 32, 3), 6 * i, np.uint8) for i in range(40)])
+  whole = tmp_path / 'whole.avi'
+  synthetic.write_video(str(whole), frames, fps=10)
+  cut = tmp_path / 'cut.avi'
+  cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+  assert video_reader.probe(str(cut)).num_frames == 40  # the header's count
+  clip = video_reader.read_clip(str(cut), 8, (16, 16))
+  assert clip.frames.shape == (8, 16, 16, 3)
+  assert clip.info.num_frames < 40 and max(clip.indices) < clip.info.num_frames
+  assert clip.indices == sampling.uniform_indices(clip.info.num_frames, 8)
+  np.testing.assert_allclose(clip.frames.reshape(8, -1).mean(1),
+                             [6 * i for i in clip.indices], atol=6)
+
+
 @pytest.mark.parametrize('content,reason', [
     (b'', 'empty file'),
     (b'plain text, not a video\n' * 10, 'not a readable video'),

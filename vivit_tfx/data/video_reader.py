@@ -128,7 +128,8 @@ def read_clip(path: str, num_frames: int, size: Tuple[int, int], sample_fps: flo
     if decoded == 0:
       raise VideoReadError('no decodable frames')
     info = dataclasses.replace(info, num_frames=decoded)
-    indices = choose(info)
+    indices = sampling.stored_indices(info.num_frames, info.fps, num_frames, sample_fps,
+                                      max_frames)
     frames, _ = _decode_sequentially(path, indices, size)
   missing = [i for i in indices if i not in frames]
   if missing:
