@@ -25,7 +25,7 @@ from tfx.utils import path_utils
 
 from vivit_tfx.data import drift_stats
 from vivit_tfx.data.clip_config import (TFLITE_FILE_STEMS, TFLITE_QUANTIZATIONS,
-                                        TFLITE_SUFFIX, clip_config_path)
+                                        TFLITE_SUFFIX)
 
 
 class TFLiteModel(types.Artifact):
@@ -80,9 +80,7 @@ def TFLiteExport(  # pylint: disable=invalid-name
     return
   destination = pushed_model.get_string_custom_property('pushed_destination')
   stems = [TFLITE_FILE_STEMS[q] for q in quantizations]
-  targets = [p for s in stems for p in (pushed_path(destination, s),
-                                        clip_config_path(pushed_path(destination, s)),
-                                        drift_stats.reference_path(pushed_path(destination, s)))]
+  targets = [p for s in stems for p in drift_stats.tflite_model_files(pushed_path(destination, s))]
   taken = [p for p in targets if tf.io.gfile.exists(p)]
   if taken:
     raise FileExistsError(f'{taken[0]} exists: left as it is (the TFLite models of '
@@ -95,11 +93,10 @@ def TFLiteExport(  # pylint: disable=invalid-name
     done = tflite_export.write_quantized(
         function, q, os.path.join(tflite_model.uri, stem + TFLITE_SUFFIX), destination,
         records, calibration_clips, {'examples': examples.uri}, {'model': model.uri})
-    target = pushed_path(destination, stem)
-    tf.io.gfile.copy(done.path, target, overwrite=False)
-    tf.io.gfile.copy(done.clip_config, clip_config_path(target), overwrite=False)
-    if done.drift_reference:
-      tf.io.gfile.copy(done.drift_reference, drift_stats.reference_path(target), overwrite=False)
+    beside = drift_stats.tflite_model_files(pushed_path(destination, stem))
+    for source, target in zip(done.files(), beside):
+      if source:  # no drift statistics when the SavedModel carries none
+        tf.io.gfile.copy(source, target, overwrite=False)
   tflite_model.set_string_custom_property('quantize', ','.join(quantizations))
   tflite_model.set_string_custom_property('pushed_destination', destination)
   tflite_model.set_string_custom_property(

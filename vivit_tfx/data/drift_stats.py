@@ -11,12 +11,12 @@ scored by the exported model) and writes it into the model folder (`write_model_
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from vivit_tfx.data import clip_example, features, sampling, synthetic
-from vivit_tfx.data.clip_config import TFLITE_SUFFIX
+from vivit_tfx.data.clip_config import TFLITE_SUFFIX, clip_config_path
 
 # Mean luma (0-255), its spread, mean absolute change between consecutive frames, the luma of
 # the top half minus the bottom half (upside-down footage turns it over), P(positive class).
@@ -74,6 +74,12 @@ def reference_path(model: str) -> str:
   if model.endswith(TFLITE_SUFFIX):
     return model[:-len(TFLITE_SUFFIX)] + TFLITE_REFERENCE_SUFFIX
   return os.path.join(model, REFERENCE_FILE)
+
+
+def tflite_model_files(tflite_path: str) -> Tuple[str, str, str]:
+  """The files of one TFLite model, the one list `export` claims and `run --tflite` copies:
+  <name>.tflite, its clip config and its training split statistics beside it."""
+  return tflite_path, clip_config_path(tflite_path), reference_path(tflite_path)
 
 
 def saved_model_score(model_dir: str) -> Callable[[List[List[bytes]]], np.ndarray]:

@@ -25,9 +25,8 @@ import tensorflow as tf
 
 from vivit_tfx import outputs
 from vivit_tfx.data import drift_stats, features
-from vivit_tfx.data.clip_config import (TFLITE_CLIP_CONFIG_SUFFIX, TFLITE_FILE_STEMS,
-                                        TFLITE_QUANTIZATIONS, TFLITE_SUFFIX, ModelClipConfig,
-                                        clip_config_of, clip_config_path)
+from vivit_tfx.data.clip_config import (TFLITE_FILE_STEMS, TFLITE_QUANTIZATIONS, TFLITE_SUFFIX,
+                                        ModelClipConfig, clip_config_of, clip_config_path)
 from vivit_tfx.inference import model_scorer, predict
 from vivit_tfx.models import export
 
@@ -257,6 +256,9 @@ class Exported:
   bytes: int
   drift_reference: str = ''  # the SavedModel's training split statistics beside it, if any
 
+  def files(self) -> Tuple[str, str, str]:  # as drift_stats.tflite_model_files, '' if absent
+    return self.path, self.clip_config, self.drift_reference
+
 
 def _inside(path: str, folder: str) -> bool:
   path, folder = os.path.realpath(path), os.path.realpath(folder)
@@ -328,17 +330,14 @@ def export_tflite(model_dir: str, out_dir: str, quantizations: Sequence[str] = (
   clip_config_of(model_dir)  # a model of this project's, before anything is written
   records = split_records(clips_dir)[0] if 'int8' in quantizations else []
   folder = outputs.OutputFolder(out_dir, overwrite)
-  names = [n for q in quantizations for n in (
-      FILE_STEMS[q] + TFLITE_SUFFIX, FILE_STEMS[q] + TFLITE_CLIP_CONFIG_SUFFIX,
-      FILE_STEMS[q] + drift_stats.TFLITE_REFERENCE_SUFFIX)]
-  paths = iter(folder.claim(*names))
+  files = [drift_stats.tflite_model_files(FILE_STEMS[q] + TFLITE_SUFFIX) for q in quantizations]
+  paths = iter(folder.claim(*[name for names in files for name in names]))
   log(f'export: tracing {model_dir}')
   function = clip_function(model_dir)
   done = []
   try:
-    for q in quantizations:
-      # the clip config and drift statistics: clip_config_path, drift_stats.reference_path
-      tflite, _, _ = next(paths), next(paths), next(paths)
+    for q, names in zip(quantizations, files):
+      tflite, *_ = [next(paths) for _ in names]  # write_quantized writes the others beside it
       log(f'export: converting ({q})')
       done.append(write_quantized(function, q, tflite, model_dir, records, calibration_count,
                                   {'clips_dir': os.path.abspath(clips_dir)}, int8=int8))
