@@ -94,6 +94,25 @@ def test_a_clip_config_written_before_the_type_reads_with_its_provenance(tmp_pat
   assert {k: v for k, v in clip.to_dict().items() if k in old} == old
 
 
+def test_the_clip_length_is_written_once_and_the_architecture_reads_it_back(tmp_path):
+  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  architecture = ViViTConfig(num_frames=16, image_size=(32, 32)).to_dict()
+  clip = ModelClipConfig(num_frames=16).with_architecture(architecture)
+  path = clip_config_path(str(tmp_path / 'model'))
+  clip.write(path)
+  with open(path) as f:
+    written = json.load(f)
+  assert written['num_frames'] == 16 and 'num_frames' not in written['vivit']
+  read = clip_config_of(str(tmp_path / 'model')).architecture()
+  assert ViViTConfig.from_dict(read) == ViViTConfig.from_dict(architecture)
+  assert read['num_frames'] == 16
+  with pytest.raises(ValueError, match='8 frames, the clip config 16'):
+    clip.with_architecture({**architecture, 'num_frames': 8})
+  # a file written before: num_frames in both places, read the same
+  assert ModelClipConfig.from_dict({'num_frames': 16, 'vivit': architecture}).architecture() == (
+      architecture)
+
+
 def test_with_classes_keeps_a_named_positive_class_else_a_binary_sets_second():
   clip = ModelClipConfig(class_names=('a', 'b', 'c'), positive_class='c')
   assert clip.with_classes(['c', 'd', 'e']).positive_class == 'c'

@@ -74,7 +74,8 @@ class ModelClipConfig(ClipConfig):
   num_views: int = 1  # K clips per video averaged by serving_default
   sample_fps: float = 0.0  # a model whose clip config names no rate takes T over the video
   pixels: Optional[Mapping[str, Any]] = None  # PixelPreprocessing.to_dict(); None: x/255
-  vivit: Optional[Mapping[str, Any]] = None  # ViViTConfig.to_dict(): the Keras loader's
+  # ViViTConfig.to_dict() less num_frames, which the clip holds once (`with_architecture`)
+  vivit: Optional[Mapping[str, Any]] = None
   # Where the model came from, for lineage: init_checkpoint(_sha256), hf_family, tflite, …
   provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -116,6 +117,21 @@ class ModelClipConfig(ClipConfig):
 
   def with_provenance(self, **facts) -> 'ModelClipConfig':
     return self.replace(provenance={**self.provenance, **facts})
+
+  def with_architecture(self, vivit: Mapping[str, Any]) -> 'ModelClipConfig':
+    """The model's architecture record (ViViTConfig.to_dict()), kept without the clip length,
+    which this config holds once (`num_frames`); the two must agree."""
+    frames = vivit.get('num_frames', self.num_frames)
+    if frames != self.num_frames:
+      raise ValueError(f'the architecture takes {frames} frames, the clip config '
+                       f'{self.num_frames}')
+    return self.replace(vivit={k: v for k, v in vivit.items() if k != 'num_frames'})
+
+  def architecture(self) -> Optional[Dict[str, Any]]:
+    """The architecture record with the clip length (ViViTConfig.from_dict's input); None
+    when the model names none. Files written before `with_architecture` held num_frames in
+    both places, the same value."""
+    return {**self.vivit, 'num_frames': self.num_frames} if self.vivit else None
 
   def write(self, path: str) -> str:
     """Writes the clip config to `path` (any tf.io.gfile URI; its folder made if missing)."""

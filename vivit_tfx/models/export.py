@@ -177,7 +177,7 @@ def export(model: ViViT, config: ViViTConfig, tf_transform_output: tft.TFTransfo
   tf.saved_model.save(exported, serving_model_dir, signatures=signatures)
   write_warmup_requests(serving_model_dir, synthetic_examples(config.num_frames,
                                                              clip.frame_size))
-  clip.with_provenance(**(init_source or {})).replace(vivit=config.to_dict()).write(
+  clip.with_provenance(**(init_source or {})).with_architecture(config.to_dict()).write(
       os.path.join(serving_model_dir, CLIP_CONFIG_FILE))
   if train_files:
     write_drift_reference(serving_model_dir, train_files, signatures['serving_default'])
@@ -213,7 +213,7 @@ def _variable_at(model: keras.Model, key: str):
 
 def load_keras_model(model_dir: str) -> ViViT:
   """Rebuilds the exported Keras ViViT from its clip config and the SavedModel's variables."""
-  architecture = clip_config_of(model_dir).vivit
+  architecture = clip_config_of(model_dir).architecture()
   if not architecture:
     raise ValueError(f'{model_dir}: its clip config names no ViViT architecture (\'vivit\')')
   config = ViViTConfig.from_dict(architecture).replace(precision='float32')

@@ -114,8 +114,8 @@ def export(path: str, output: str, num_frames: int = 0) -> ModelClipConfig:
   clip = ModelClipConfig(
       class_names=tuple(spec.id2label[i] for i in sorted(spec.id2label)),
       num_frames=config.num_frames, frame_size=tuple(config.image_size),
-      pixels=pixels.to_dict(), vivit=config.to_dict(),
+      pixels=pixels.to_dict(),
       provenance={'init_checkpoint': path, 'init_checkpoint_sha256': report.sha256,
-                  'hf_family': spec.family})
+                  'hf_family': spec.family}).with_architecture(config.to_dict())
   clip.write(os.path.join(output, model_export.CLIP_CONFIG_FILE))
   return clip
