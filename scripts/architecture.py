@@ -56,7 +56,7 @@ DATA_FLOW = (
 
 
 def package_of(relpath: str) -> str:
-  """'data/ingest.py' → 'data'; 'cli.py' → 'cli'."""
+  """'data/ingest.py' → 'data'; 'outputs.py' → 'outputs'."""
   first = relpath.split(os.sep)[0]
   return first[:-3] if first.endswith('.py') else first
 

@@ -11,6 +11,7 @@ import pytest
 from tests import scan_fixtures
 from tests.test_kfp_metadata import kfp_store  # pylint: disable=unused-import
 from vivit_tfx import cli
+from vivit_tfx.cli import scan as scan_cli
 from vivit_tfx.data import drift_stats, ingest
 from vivit_tfx.inference import predict, timeline
 from vivit_tfx.scan import drift, ledger, options, scan
@@ -165,10 +166,10 @@ def test_cluster_runner_options_parse():
   parser = cli.build_parser()
   for runner, argv in documented.items():
     args = parser.parse_args(['scan', *argv])
-    opts = options.pipeline_options(options.config_from_args(args, 'gs://b/serving/1'))
+    opts = options.pipeline_options(scan_cli.config_from_args(args, 'gs://b/serving/1'))
     assert opts.view_as(po.StandardOptions).runner == runner
     assert '--direct_num_workers' not in ' '.join(options.beam_arguments(
-        options.config_from_args(args, '')))  # a cluster runner: no DirectRunner workers
+        scan_cli.config_from_args(args, '')))  # a cluster runner: no DirectRunner workers
     if runner == 'DataflowRunner':
       cloud = opts.view_as(po.GoogleCloudOptions)
       assert cloud.project and cloud.region and cloud.temp_location.startswith('gs://')

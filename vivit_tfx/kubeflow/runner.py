@@ -22,7 +22,7 @@ Two targets differ in what their backends accept (kubeflow/pipelines at tags 2.0
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict
 
 import yaml
 from google.protobuf import json_format
@@ -135,25 +135,3 @@ def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> 
                                                    if c.id in ('PretrainTrainer', 'Trainer')],
                           node_selector)
   return path
-
-
-def from_args(args) -> Tuple[configs.PipelineConfig, Deployment]:
-  """The pipeline config and the deployment from `vivit-tfx compile` arguments."""
-  config = configs.from_args(args).replace(
-      pipeline_root_uri=args.pipeline_root,
-      beam_args=options.beam_args_for(args.beam_preset,
-                              '' if args.beam_args == configs.PipelineConfig.beam_args
-                              else args.beam_args))
-  deployment = Deployment(image=args.image, output=args.output, overwrite=args.overwrite,
-                          target=args.target,
-                          node_selector=options.parse_node_selector(args.node_selector),
-                          accelerator_type=args.accelerator_type,
-                          accelerator_count=args.accelerator_count if args.accelerator_type
-                          else 0, trainer_cpu=args.trainer_cpu,
-                          trainer_memory_gib=args.trainer_memory_gib,
-                          **{f'{c}_{r}': getattr(args, f'{c}_{r}')
-                             for c in ('evaluator', 'transform')
-                             for r in ('accelerator_count', 'cpu', 'memory_gib')})
-  return config, deployment
-
-

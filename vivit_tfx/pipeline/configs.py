@@ -1,11 +1,11 @@
 """Every knob of the pipeline in one place, with defaults for the embedded synthetic dataset.
 
 Each field is also a command-line option of `vivit-tfx run`, `compile` and `report`
-(`--train-steps 300`), declared once with its help text; `ingest` shares `INGEST_OPTIONS`.
+(`--train-steps 300`), declared once with its help text (`cli/config_options.py` makes the
+options); `ingest` shares some of them.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -45,7 +45,8 @@ class ConfigError(ValueError):
     self.errors = errors
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+  """A field's command-line option without its dashes: num_frames → num-frames."""
   return name.replace('_', '-')
 
 # PipelineConfig fields that are ViViTConfig fields: None means "the preset's value"; a value
@@ -270,7 +271,7 @@ class PipelineConfig:
     for name in ('layout', 'classes', 'positive_class', 'group_regex', 'sample_fps',
                  'max_duration_s'):
       if getattr(self, name) != getattr(defaults, name):
-        options.append(f'--{_flag(name)} {getattr(self, name)}')
+        options.append(f'--{flag_name(name)} {getattr(self, name)}')
     return (f'vivit-tfx ingest --input {videos_dir} --output {self.clips_dir} '
             + ' '.join(options) + ' --overwrite')
 
@@ -325,7 +326,7 @@ class PipelineConfig:
     settings that passed them (frames and image size against the tubelet, …)."""
     values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     errors = option_errors(values)
-    bad = {n for n in MODEL_FIELDS + CLIP_FIELDS if any(e.startswith(f'--{_flag(n)} ')
+    bad = {n for n in MODEL_FIELDS + CLIP_FIELDS if any(e.startswith(f'--{flag_name(n)} ')
                                                          for e in errors)}
     if not any(e.startswith('--vivit-overrides ') for e in errors):
       try:  # the preset's value stands in for a model setting already reported
@@ -491,11 +492,11 @@ def option_errors(values: Dict[str, Any]) -> List[str]:
   given = {k: v for k, v in values.items() if v is not None}
   for name, value in given.items():
     if isinstance(value, float) and not math.isfinite(value):
-      errors.append(f'--{_flag(name)} must be a finite number, got {value}')
+      errors.append(f'--{flag_name(name)} must be a finite number, got {value}')
     elif name in _RULES and not _RULES[name][0](value):
-      errors.append(f'--{_flag(name)} {_RULES[name][1]}, got {_show(value)}')
+      errors.append(f'--{flag_name(name)} {_RULES[name][1]}, got {show_value(value)}')
     elif _choices(name) is not None and value not in _choices(name):
-      errors.append(f'--{_flag(name)} {value!r} is not one of: {", ".join(_choices(name))}')
+      errors.append(f'--{flag_name(name)} {value!r} is not one of: {", ".join(_choices(name))}')
   fractions = [given[n] for n in ('train', 'eval', 'test') if n in given]
   if len(fractions) == 3 and all(map(math.isfinite, fractions)) and abs(
       sum(fractions) - 1) > 1e-6:
@@ -513,7 +514,7 @@ def option_errors(values: Dict[str, Any]) -> List[str]:
     try:
       value = json.loads(given[name] or '{}', parse_constant=_refuse_constant)
     except _NonFinite as e:
-      errors.append(f'--{_flag(name)} {e}')
+      errors.append(f'--{flag_name(name)} {e}')
       continue
     except ValueError as e:  # the other overrides' JSON errors: reported by validate()
       value = e
@@ -546,7 +547,7 @@ def _class_errors(text: str, positive: str) -> List[str]:
   return []
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
   return 'x'.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
@@ -589,52 +590,9 @@ def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
 
 
 def parse_size(text: str) -> Tuple[int, int]:
-  """'64' or '64x48' → (H, W)."""
-  parts = text.lower().split('x')
+  """'64' or '64x48' → (H, W); ValueError otherwise."""
   try:
-    values = tuple(int(p) for p in parts)
+    values = tuple(int(p) for p in text.lower().split('x'))
   except ValueError:
-    raise argparse.ArgumentTypeError(f'expected SIZE or HxW, got {text!r}') from None
+    raise ValueError(f'expected SIZE or HxW, got {text!r}') from None
   return values * 2 if len(values) == 1 else values[:2]
-
-
-def _parse_bool(text: str) -> bool:
-  if text.lower() in ('1', 'true', 'yes', 'on'):
-    return True
-  if text.lower() in ('0', 'false', 'no', 'off'):
-    return False
-  raise argparse.ArgumentTypeError(f'expected true/false, got {text!r}')
-
-
-# The options `ingest` shares with `run` (declared once, by PipelineConfig's fields).
-INGEST_OPTIONS = ('num_frames', 'frame_size', 'sample_fps', 'max_duration_s', 'layout',
-                  'classes', 'positive_class', 'group_regex')
-
-
-def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None,
-                  defaults: Optional[Dict[str, Any]] = None,
-                  title: str = 'pipeline configuration (pipeline/configs.py)') -> None:
-  """Adds one `--field-name` option per PipelineConfig field (or per field in `only`); the
-  defaults are the dataclass's unless `defaults` names others. Values are checked afterwards,
-  all together, by `option_errors`."""
-  group = parser.add_argument_group(title)
-  for field in dataclasses.fields(PipelineConfig):
-    if field.name in exclude or (only is not None and field.name not in only):
-      continue
-    default = (defaults or {}).get(field.name, field.default)
-    if field.metadata.get('model'):  # default: the preset's
-      kind = field.metadata['type'] or parse_size
-    else:
-      kind = {int: int, float: float, bool: _parse_bool, str: str}.get(
-          type(field.default), parse_size)
-    shown = "the preset's" if default is None else repr(
-        _show(default) if isinstance(default, tuple) else default)
-    flag = dict(nargs='?', const=True) if kind is _parse_bool else {}  # `--overwrite` = true
-    group.add_argument('--' + _flag(field.name), dest=field.name, type=kind, default=default,
-                       metavar=field.name.upper(),
-                       help=f'{field.metadata["help"]} (default: {shown})', **flag)
-
-
-def from_args(args: argparse.Namespace) -> PipelineConfig:
-  names = {f.name for f in dataclasses.fields(PipelineConfig)}
-  return PipelineConfig(**{k: v for k, v in vars(args).items() if k in names})

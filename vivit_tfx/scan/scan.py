@@ -219,10 +219,10 @@ def _drift(config: options.ScanConfig, clip, scanned: Dict[str, List[float]], mo
   return entries
 
 
-def main(args, model_dir: str) -> int:
+def main(config: options.ScanConfig) -> int:
   """The CLI's entry: exit 1 when a video was skipped."""
   logging.getLogger('apache_beam').setLevel(logging.ERROR)  # its workers' start-up warnings
-  summary = run(options.config_from_args(args, model_dir),
+  summary = run(config,
                 echo=lambda line: print(line, file=sys.stderr if ': skipped: ' in line
                                         else sys.stdout))
   return 1 if summary.failed else 0
