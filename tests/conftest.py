@@ -83,13 +83,13 @@ def one_step_from_the_same_start(config, devices, x, y):
   collective instance keys to clash with the in-process pipeline run's strategy over the same
   two devices) from seeded non-trivial weights (the head starts at zero): the model."""
   import keras  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints.initialise import initialised_vivit  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(1)
   strategy = tf.distribute.MirroredStrategy(
       devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
   with strategy.scope():
-    model = build_vivit(config)
+    model = initialised_vivit(config)
     for v in model.trainable_variables:
       v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
     training.compile_model(model, config, total_steps=100_000)

@@ -29,7 +29,8 @@ def main(out: str, custom: dict, logical_cpus: int = 1) -> None:
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from vivit_tfx.bench.export_size import DecodeOnlyTransform  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import export, model as trainer, pretrain_model, training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import export, model as trainer, training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.videomae import pretrain_model  # pylint: disable=g-import-not-at-top
   keras.config.disable_traceback_filtering()
   task = json.loads(os.environ.get('TF_CONFIG', '{}') or '{}').get('task', {}).get('index', 0)
   vivit = custom['vivit']

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from vivit_tfx import cli
-from vivit_tfx.models import checkpoint_checks
-from vivit_tfx.models.vit_checkpoint import CheckpointMismatch
+from vivit_tfx.models.checkpoints import checkpoint_checks
+from vivit_tfx.models.checkpoints.vit_checkpoint import CheckpointMismatch
 from vivit_tfx.pipeline import configs
 
 HF = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
@@ -90,7 +90,7 @@ def test_an_encoder_setting_against_the_pretraining_checkpoint_is_one_line():
 
 def test_an_earlier_pretraining_model_brings_its_settings_too(tmp_path):
   """A PretrainTrainer model directory: its pretrain_config.json decides encoder and decoder."""
-  from vivit_tfx.models import videomae_pretrain as vp  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.videomae import videomae_pretrain as vp  # pylint: disable=g-import-not-at-top
   made = configs.PipelineConfig(preset='vivit-tiny', pretrain=True).vivit_config().replace(
       hidden_size=16, mlp_dim=32)
   decoder = vp.PretrainConfig(decoder_hidden_size=8, decoder_num_layers=1, decoder_num_heads=2,

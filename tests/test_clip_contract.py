@@ -95,7 +95,7 @@ def test_a_clip_config_written_before_the_type_reads_with_its_provenance(tmp_pat
 
 
 def test_the_clip_length_is_written_once_and_the_architecture_reads_it_back(tmp_path):
-  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   architecture = ViViTConfig(num_frames=16, image_size=(32, 32)).to_dict()
   clip = ModelClipConfig(num_frames=16).with_architecture(architecture)
   path = clip_config_path(str(tmp_path / 'model'))

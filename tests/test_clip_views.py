@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_tfx.data import ingest, sampling, video_reader
+from vivit_tfx.data import features
 from vivit_tfx.data.video_reader import VideoInfo
 from vivit_tfx.inference import predict
-from vivit_tfx.models import clip_views
-from vivit_tfx.data import features
+from vivit_tfx.models.trainer import clip_views
 
 
 def _slots(n, stored):

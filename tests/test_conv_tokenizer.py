@@ -8,9 +8,10 @@ from vivit_tfx.bench.export_size import DecodeOnlyTransform
 from vivit_tfx.data import features
 from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.inference import saliency
-from vivit_tfx.models import export, training
-from vivit_tfx.models.vivit import ConvTokenizer, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import ConvTokenizer
+from vivit_tfx.models.network.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.trainer import export, training
 from tests.conftest import one_step_from_the_same_start
 
 # 4 x 16 x 16 clips; stem /2 in space, then /2 in space, /2 in space and time: tokens cover
@@ -29,7 +30,7 @@ def clips(n=4, seed=0):
 
 def test_token_grid_is_the_strides_product():
   assert CONV.tubelet_size == (2, 4, 4) and CONV.token_grid == (2, 4, 4)
-  model = build_vivit(CONV)
+  model = initialised_vivit(CONV)
   assert isinstance(model.tokenizer, ConvTokenizer)
   assert model.tokenizer(clips()).shape == (4, 32, 16)  # [B, n_t * n_h * n_w, D]
   assert model(clips()).shape == (4, 1)
@@ -59,8 +60,8 @@ def test_the_stem_sees_each_frame_and_its_difference_from_the_previous():
   np.testing.assert_allclose(both[..., :3], x)
   np.testing.assert_allclose(both[:, 0, ..., 3:], 0)
   np.testing.assert_allclose(both[:, 1:, ..., 3:], x[:, 1:] - x[:, :-1], atol=1e-6)
-  assert build_vivit(CONV).tokenizer.stem.kernel.shape == (1, 3, 3, 6, 4)
-  assert build_vivit(CONV.replace(conv_input='rgb')).tokenizer.stem.kernel.shape == (1, 3, 3, 3,
+  assert initialised_vivit(CONV).tokenizer.stem.kernel.shape == (1, 3, 3, 6, 4)
+  assert initialised_vivit(CONV.replace(conv_input='rgb')).tokenizer.stem.kernel.shape == (1, 3, 3, 3,
                                                                                       4)
 
 
@@ -74,7 +75,7 @@ def test_a_model_saved_before_the_differences_loads_with_rgb_only():
 
 
 def test_the_cnn_features_add_their_own_logit_to_the_transformers():
-  model = build_vivit(CONV)
+  model = initialised_vivit(CONV)
   x = clips()
   rng = np.random.default_rng(3)
   for head in (model.head, model.conv_head):
@@ -84,7 +85,7 @@ def test_the_cnn_features_add_their_own_logit_to_the_transformers():
   transformer = model.head(model.pool(model.encoder(model.tokenizer(x))))
   skip = model.conv_head(tf.reduce_mean(features, axis=(1, 2, 3)))
   np.testing.assert_allclose(model(x), transformer + skip, rtol=1e-5, atol=1e-5)
-  assert build_vivit(CONV.replace(conv_head=False)).conv_head is None
+  assert initialised_vivit(CONV.replace(conv_head=False)).conv_head is None
 
 
 def test_a_checkpoint_with_a_hybrid_preset_keeps_linear_patches():
@@ -92,7 +93,7 @@ def test_a_checkpoint_with_a_hybrid_preset_keeps_linear_patches():
 
 
 def test_gradients_reach_the_stem():
-  model = build_vivit(CONV)
+  model = initialised_vivit(CONV)
   model.head.kernel.assign(np.ones(model.head.kernel.shape, np.float32))
   with tf.GradientTape() as tape:
     loss = tf.reduce_sum(model(clips(), training=True) ** 2)
@@ -104,7 +105,7 @@ def test_gradients_reach_the_stem():
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_every_variant_learns_a_tiny_batch_with_the_conv_tokenizer(variant):
   config = CONV.replace(variant=variant, conv_norm='group')  # no moving statistics to settle
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=60)
   x, y = clips(8, seed=1), np.array([0, 1] * 4, np.float32)[:, None]
   before = model.evaluate(x, y, verbose=0, return_dict=True)['loss']
@@ -115,7 +116,7 @@ def test_every_variant_learns_a_tiny_batch_with_the_conv_tokenizer(variant):
 @pytest.mark.parametrize('precision', ['mixed_bfloat16', 'mixed_float16'])
 def test_mixed_precision_trains_with_float32_logits(precision):
   config = CONV.replace(precision=precision)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   assert model.tokenizer.stem.compute_dtype == precision.split('_')[1]
   training.compile_model(model, config, total_steps=2)
   x, y = clips(4), np.array([0, 1, 0, 1], np.float32)[:, None]
@@ -142,7 +143,7 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device(k, norm):
 
 
 def test_export_and_serving_equal_the_keras_model():
-  model = build_vivit(CONV)
+  model = initialised_vivit(CONV)
   training.compile_model(model, CONV, total_steps=4)
   x, y = clips(8, seed=2), np.array([0, 1] * 4, np.float32)[:, None]
   model.fit(x, y, batch_size=8, epochs=4, verbose=0)  # moving statistics move
@@ -164,7 +165,7 @@ def test_export_and_serving_equal_the_keras_model():
 def test_maps_come_back_to_the_pixels_a_token_covers():
   """Content only inside token (1, 2, 3)'s 2 x 4 x 4 pixels: gradient x input is zero
   elsewhere, so the map puts all its mass on that token; rollout has the grid's shape."""
-  model = build_vivit(CONV)
+  model = initialised_vivit(CONV)
   model.head.kernel.assign(np.ones(model.head.kernel.shape, np.float32))
   clip = np.zeros((1, 4, 16, 16, 3), np.float32)
   clip[0, 2:4, 8:12, 12:16] = np.random.default_rng(3).normal(size=(2, 4, 4, 3))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import distribution
+from vivit_tfx.models.trainer import distribution
 from vivit_tfx import cli
 
 

@@ -7,11 +7,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from vivit_tfx.bench.export_size import DecodeOnlyTransform, directory_bytes
-from vivit_tfx.models import export, training
 from vivit_tfx.data import drift_stats, features
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import export, training
 
 CONFIG = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=64,
                      num_layers=2, num_heads=4, mlp_dim=256, warmup_steps=0)
@@ -19,7 +19,7 @@ DIR = 'ram://export_test/serving/1'
 
 
 def test_export_is_the_model_only_on_ram_filesystem_with_synthetic_warmup():
-  model = build_vivit(CONFIG)
+  model = initialised_vivit(CONFIG)
   training.compile_model(model, CONFIG, total_steps=2)
   rng = np.random.default_rng(0)
   x, y = rng.random((4, 4, 16, 16, 3)).astype(np.float32), np.array([0, 1, 0, 1])
@@ -83,7 +83,7 @@ def test_a_model_exports_without_a_drift_reference_when_there_is_no_train_split(
 
 def test_mixed_precision_model_exports_float32():
   config = CONFIG.replace(precision='mixed_bfloat16', hidden_size=16, mlp_dim=32)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   copy = export.serving_copy(model)
   assert copy.encoder.blocks[0].mlp_in.compute_dtype == 'float32'
   x = np.random.default_rng(1).random((2, 4, 16, 16, 3)).astype(np.float32)

@@ -9,11 +9,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from vivit_tfx.bench.export_size import DecodeOnlyTransform
-from vivit_tfx.models import export, training
-from vivit_tfx.models import model as trainer
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import build_vivit
+from vivit_tfx.models.network.vivit_config import preset
+from vivit_tfx.models.trainer import export, training
+from vivit_tfx.models.trainer import model as trainer
 from vivit_tfx.pipeline import configs
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import preset
 
 
 def _one_layer_decay_step(weight_decay, gradient, names, relative=False):
@@ -22,7 +23,7 @@ def _one_layer_decay_step(weight_decay, gradient, names, relative=False):
   value when `relative`) of the first variable whose path holds each of `names`."""
   config = preset('vivit-tiny', num_layers=2, layer_decay=0.5, learning_rate=1e-2,
                   warmup_steps=0, weight_decay=weight_decay, clipnorm=0.0)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   opt = training.optimizer(config, model, total_steps=100)
   before = {v.path: v.numpy().copy() for v in model.trainable_variables}
   opt.apply_gradients([(gradient(v), v) for v in model.trainable_variables])
@@ -126,10 +127,10 @@ def test_run_fn_fine_tunes_from_a_hugging_face_directory(tmp_path, monkeypatch):
   assert clip['init_checkpoint'].endswith('videomae') and clip['hf_family'] == 'videomae'
   assert clip['pixels']['source'] == 'processor' and clip['vivit']['layer_decay'] == 0.75
   trained = export.load_keras_model(serving)
-  start = build_vivit(vivit, classes=['NonViolence', 'Violence'])  # the checkpoint's weights
+  start = initialised_vivit(vivit, classes=['NonViolence', 'Violence'])  # the checkpoint's weights
   kernel = lambda m: m.tokenizer.projection.kernel.numpy()
   assert np.abs(kernel(trained) - kernel(start)).max() < 2e-3  # 2 small steps from it
-  assert np.abs(kernel(start) - kernel(build_vivit(vivit, initialise=False))).max() > 0.1
+  assert np.abs(kernel(start) - kernel(build_vivit(vivit))).max() > 0.1
   served = tf.saved_model.load(serving).signatures['serving_default'](
       examples=tf.constant(export.synthetic_examples(4, (40, 48), count=2)))['probabilities']
   assert served.shape == (2, 1) and np.all(np.isfinite(served.numpy()))

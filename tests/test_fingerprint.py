@@ -11,9 +11,9 @@ from tfx import v1 as tfx
 
 from vivit_tfx import schemas
 from vivit_tfx.audit import metadata
+from vivit_tfx.components import fingerprint
 from vivit_tfx.components.schema_import import ImportSchemaGen
 from vivit_tfx.pipeline import configs
-from vivit_tfx.components import fingerprint
 from vivit_tfx.pipeline import pipeline as pipeline_lib
 
 
@@ -35,9 +35,10 @@ def _edit(root, relpath):
 def test_module_closure_follows_imports():
   root = fingerprint.package_root()
   rel = lambda files: {os.path.relpath(f, root) for f in files}
-  trainer = rel(fingerprint.module_files(['vivit_tfx.models.model']))
-  assert {'models/model.py', 'models/vivit.py', 'models/export.py', 'data/features.py',
-          'models/__init__.py', '__init__.py'} <= trainer
+  trainer = rel(fingerprint.module_files(['vivit_tfx.models.trainer.model']))
+  assert {'models/trainer/model.py', 'models/network/vivit.py', 'models/trainer/export.py',
+          'data/features.py', 'models/__init__.py', 'models/trainer/__init__.py',
+          '__init__.py'} <= trainer
   assert not {'cli/__init__.py', 'cli/pipeline.py', 'audit/lineage.py'} & trainer
   example_gen = rel(fingerprint.module_files(
       ['vivit_tfx.components.video_example_gen.component']))
@@ -50,9 +51,9 @@ def test_module_closure_follows_imports():
     ('data/video_reader.py', {'VideoExampleGen', 'Trainer', 'PretrainTrainer', 'TFLiteExport'}),
     ('components/validation_gate.py', {'ValidationGate'}),
     ('components/clip_transform.py', {'Transform'}),
-    ('models/preprocessing.py', {'Transform'}),
+    ('models/trainer/preprocessing.py', {'Transform'}),
     # the pre-trained encoder's code; TFLiteExport converts the model
-    ('models/vivit.py', {'Trainer', 'PretrainTrainer', 'TFLiteExport'}),
+    ('models/network/vivit.py', {'Trainer', 'PretrainTrainer', 'TFLiteExport'}),
     ('data/features.py', {'VideoExampleGen', 'Transform', 'Trainer', 'PretrainTrainer',
                           'TFLiteExport'}),
     ('components/tflite_export.py', {'TFLiteExport'}),

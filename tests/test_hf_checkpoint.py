@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
-from vivit_tfx.models.vit_checkpoint import CheckpointMismatch
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints import hf_checkpoint, pixel_preprocessing
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.checkpoints.vit_checkpoint import CheckpointMismatch
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 LABELS = ['dancing', 'fighting', 'hugging']
@@ -31,7 +31,7 @@ def model_for(path, classes=None, **changes):
   n_classes = len(classes) if classes else max(spec.num_labels, 2)
   config = ViViTConfig(**{**spec.architecture, 'n_classes': n_classes, 'init_checkpoint': path,
                           **changes})
-  return build_vivit(config, classes=classes)
+  return initialised_vivit(config, classes=classes)
 
 
 def static_clip(images):  # image ViT: [B, H, W, 3] → a 2-frame static clip [B, 2, H, W, 3]

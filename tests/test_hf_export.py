@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from vivit_tfx import cli
-from vivit_tfx.models import export as model_export
-from vivit_tfx.models import pixel_preprocessing
+from vivit_tfx.models.checkpoints import pixel_preprocessing
+from vivit_tfx.models.trainer import export as model_export
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
 

@@ -129,7 +129,7 @@ def test_a_review_loads_the_model_once(trained_run, monkeypatch):
   load of the SavedModel and one rebuild of the Keras model per process, not three per
   review; a model written again at the same path is loaded again."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import export  # pylint: disable=g-import-not-at-top
   config, _ = trained_run
   model_dir = _model_dir(config)
   video = os.path.join(config.videos_dir, 'Violence', 'V_0001.mp4')

@@ -244,7 +244,7 @@ def test_compile_checks_the_class_count_against_the_image_schema(tmp_path):
 
 def test_the_trainer_takes_class_names_from_the_data_where_it_runs(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import model  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import model  # pylint: disable=g-import-not-at-top
   trainer = next(c for c in create_pipeline(configs.PipelineConfig(
       clips_dir='gs://bucket/clips', output_root=str(tmp_path / 'o'))).components
                  if c.id == 'Trainer')

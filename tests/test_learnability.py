@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.models import training
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import training
 
 FRAMES, SIZE, SPEED, SIGMA = 8, 32, 2.0, 1.5
 STEPS, BATCH = 200, 16
@@ -58,7 +58,7 @@ def train_and_evaluate(tokenizer: str, seed: int) -> float:
   """Held-out accuracy after STEPS steps of the project's recipe on fresh clips."""
   config = ViViTConfig(**TRANSFORMER, **TOKENIZERS[tokenizer])
   keras.utils.set_random_seed(seed)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, STEPS)
   rng = np.random.default_rng(seed)
   train = tf.data.Dataset.from_generator(

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from vivit_tfx.data import features
-from vivit_tfx.models.export import WARMUP_FILE
+from vivit_tfx.models.trainer.export import WARMUP_FILE
 from vivit_tfx import cli
 
 from vivit_tfx.audit import lineage, metadata

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from vivit_tfx.bench import model_bench
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import preset
 
 
 @pytest.mark.parametrize('variant', ['spatiotemporal', 'factorised_encoder',
@@ -51,7 +51,7 @@ def _graph_macs(graph: tf.Graph) -> int:
     ('vivit-hybrid-tiny', 'spatiotemporal'), ('vivit-hybrid-tiny', 'factorised_encoder')])
 def test_analytic_macs_match_the_traced_model(name, variant):
   config = preset(name, variant=variant)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   spec = tf.TensorSpec((1, config.num_frames, *config.image_size, config.channels), tf.float32)
   graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
   traced = _graph_macs(graph) / 1e9

@@ -9,8 +9,8 @@ from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
 from vivit_tfx import schemas
-from vivit_tfx.models import clip_views, model, preprocessing
 from vivit_tfx.data import features
+from vivit_tfx.models.trainer import clip_views, model, preprocessing
 
 
 class _TransformOutput:

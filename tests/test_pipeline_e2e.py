@@ -13,9 +13,9 @@ from tfx.orchestration import metadata as tfx_metadata
 from vivit_tfx.pipeline import configs, local_runner
 
 from vivit_tfx.audit import lineage, metadata, run_summary
-from vivit_tfx.inference import predict
-from vivit_tfx.models import clip_views, export
 from vivit_tfx.data import drift_stats, features
+from vivit_tfx.inference import predict
+from vivit_tfx.models.trainer import clip_views, export
 from vivit_tfx.pipeline import baseline
 from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, eval_config
 from tests.conftest import has_lineage_path, tiny_config

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.data.clip_example import encode_jpeg
 from vivit_tfx.data import features
-from vivit_tfx.models import pixel_preprocessing, preprocessing
-from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.data.clip_example import encode_jpeg
 from vivit_tfx.data.frames import resize_and_crop, resize_and_crop_array, resized_shape
+from vivit_tfx.models.checkpoints import pixel_preprocessing
+from vivit_tfx.models.checkpoints.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.models.trainer import preprocessing
 
 # The hub files (hf-checkpoints.md §3), as written there.
 VIVIT_HUB = {'image_processor_type': 'ViViTImageProcessor', 'do_resize': True,

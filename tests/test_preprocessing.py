@@ -4,9 +4,9 @@ import tensorflow as tf
 from tensorflow_transform.beam import tft_unit
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from vivit_tfx.data.clip_example import encode_jpeg
 from vivit_tfx.data import features
-from vivit_tfx.models import preprocessing
+from vivit_tfx.data.clip_example import encode_jpeg
+from vivit_tfx.models.trainer import preprocessing
 
 
 def _metadata(spec):

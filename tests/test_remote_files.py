@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from vivit_tfx.data import ingest, remote_files
 from vivit_tfx.components.video_example_gen import executor
-from vivit_tfx.inference import predict
+from vivit_tfx.data import ingest, remote_files
 from vivit_tfx.data import features
-from vivit_tfx.models.export import CLIP_CONFIG_FILE
+from vivit_tfx.inference import predict
+from vivit_tfx.models.trainer.export import CLIP_CONFIG_FILE
 
 
 def _ram(name):
@@ -88,11 +88,11 @@ def test_predict_finds_the_newest_pushed_model_under_a_uri():
 
 
 def test_attention_rebuilds_the_keras_model_from_a_uri(tmp_path):
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints.initialise import initialised_vivit  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
                        hidden_size=16, num_layers=1, num_heads=2, mlp_dim=16)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   model_dir = _ram('serving/vivit/1')
   tf.saved_model.save(model, model_dir)  # the SavedModel's variables are the weights
   tf.io.gfile.makedirs(f'{model_dir}/assets.extra')

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from vivit_tfx.data import sampling, video_reader
 from vivit_tfx.inference import predict, timeline
-from vivit_tfx.models import clip_views
+from vivit_tfx.models.trainer import clip_views
 
 # (num_frames, fps, sample_fps, max_frames) → the indices ingestion stores: every
 # frame_stride-th source frame (the rule before issue 28 took the frame on screen every

@@ -1,4 +1,4 @@
-"""Self-training on unlabelled footage (models/self_training.py): which videos get a
+"""Self-training on unlabelled footage (models/trainer/self_training.py): which videos get a
 pseudo-label, and the Trainer's run_fn with a teacher phase, pseudo-labels and a student phase
 on two mirrored replicas, resumed after a kill with the same pseudo-labels."""
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import export, self_training
-from vivit_tfx.models.self_training import SelfTrainingConfig
+from vivit_tfx.models.trainer import export, self_training
+from vivit_tfx.models.trainer.self_training import SelfTrainingConfig
 from vivit_tfx.pipeline import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,8 +69,8 @@ def test_teacher_and_student_each_get_a_learning_rate_cycle():
   """The teacher that labels must be a converged model (its learning rate decayed to 0), and
   the student must learn afresh (a new warm-up): one cosine over the whole run left the
   teacher half-trained and sure of 1 of 800 unlabelled videos on the hard benchmark."""
-  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   cycles = SelfTrainingConfig(teacher_fraction=0.5).cycles(1000)
   assert cycles == (500, 500)
   rate = training.learning_rate_schedule(ViViTConfig(learning_rate=1e-3, warmup_steps=100),

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_tfx.data import clip_example, video_reader
-from vivit_tfx.models import export
+from vivit_tfx.models.trainer import export
 
 
 def _decode(jpegs):

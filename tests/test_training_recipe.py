@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import training
-from vivit_tfx.models.vivit import EncoderBlock, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import EncoderBlock
+from vivit_tfx.models.network.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.trainer import training
 from vivit_tfx.pipeline import configs
 from tests.conftest import one_step_from_the_same_start
 
@@ -34,7 +35,7 @@ def data(n=8, seed=0):
 def test_mixed_precision_trains_with_float32_logits(precision, variant):
   keras.utils.set_random_seed(0)
   config = TINY.replace(precision=precision, variant=variant)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=4)
   x, y = data()
   history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -74,7 +75,7 @@ def test_xla_accumulation_and_bf16_under_mirrored_strategy_train():
   config = TINY.replace(jit_compile=True, stochastic_depth=0.2, accumulation_steps=2,
                         clipnorm=1.0, precision='mixed_bfloat16')  # the ViT presets' recipe
   with tf.distribute.MirroredStrategy(['/cpu:0']).scope():
-    model = build_vivit(config)
+    model = initialised_vivit(config)
     training.compile_model(model, config, total_steps=4)
   assert model.jit_compile is True  # Keras's 'auto' would be False under a strategy
   x, y = data()
@@ -132,7 +133,7 @@ def test_k_accumulation_steps_equal_one_step_of_k_times_the_batch():
   for k in (1, 4):  # one batch of 8 = 4 micro-batches of 2
     keras.utils.set_random_seed(1)
     config = TINY.replace(accumulation_steps=k, clipnorm=1.0)
-    model = build_vivit(config)
+    model = initialised_vivit(config)
     for v in model.trainable_variables:  # same non-trivial start (the head starts at zero)
       v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
     training.compile_model(model, config, total_steps=100_000)
@@ -179,7 +180,7 @@ def test_keras_default_step_under_two_replicas_is_refused():
   strategy = tf.distribute.MirroredStrategy(
       ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())
   with strategy.scope():
-    model = build_vivit(TINY)
+    model = initialised_vivit(TINY)
     model.compile(optimizer=training.optimizer(TINY, model, 10), loss='mse')
   with pytest.raises(RuntimeError, match='already averaged over the replicas'):
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
@@ -188,13 +189,13 @@ def test_keras_default_step_under_two_replicas_is_refused():
 def test_training_checkpoint_round_trip_on_ram_filesystem():
   config = TINY
   x, y = data()
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=4)
   checkpoint = training.TrainingCheckpoint(model, 'ram://recipe_test/checkpoints', every=2)
   assert training.fit_resumable(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
                                 .repeat(), 2, 4, checkpoint) == 4
   assert tf.io.gfile.glob('ram://recipe_test/checkpoints/ckpt-4*')
-  again = build_vivit(config)
+  again = initialised_vivit(config)
   training.compile_model(again, config, total_steps=4)
   assert training.TrainingCheckpoint(again, 'ram://recipe_test/checkpoints', 2).restore() == 4
   np.testing.assert_allclose(again(x), model(x), atol=1e-6)
@@ -207,7 +208,7 @@ def test_train_steps_run_exactly_and_eval_steps_batches_validate_every_epoch():
   assert training.epoch_plan(0, 1000, 300) == [300, 300, 300, 100]  # 1000, not 900
   assert training.epoch_plan(450, 1000, 300) == [150, 300, 100]  # resumed mid-epoch
   x, y = data()
-  model = build_vivit(TINY)
+  model = initialised_vivit(TINY)
   training.compile_model(model, TINY, total_steps=5)
 
   class Count(keras.callbacks.Callback):
@@ -285,7 +286,7 @@ def test_pretrainer_killed_after_a_checkpoint_resumes_in_the_next_execution(tmp_
 
 
 def test_stochastic_depth_masks_differ_between_layers():
-  model = build_vivit(TINY.replace(stochastic_depth=0.9, num_layers=4))
+  model = initialised_vivit(TINY.replace(stochastic_depth=0.9, num_layers=4))
   ones = tf.ones((512, 3, 16))
   low, high = (model.encoder.blocks[i].drop_branch(ones, training=True).numpy()[:, 0, 0] > 0
                for i in (1, 3))  # drop rates 0.45 and 0.9
@@ -306,8 +307,8 @@ def test_model4_heads_attend_within_a_frame_or_a_position():
   for i in range(n_t * n_s):
     same_frame, same_position = i // n_s == 1, i % n_s == 2
     assert changed[i] == (same_frame or same_position), i
-  model = build_vivit(TINY.replace(variant='factorised_dot_product'))
-  assert model.count_params() == build_vivit(TINY).count_params()  # as Model 1 (paper)
+  model = initialised_vivit(TINY.replace(variant='factorised_dot_product'))
+  assert model.count_params() == initialised_vivit(TINY).count_params()  # as Model 1 (paper)
 
 
 def test_preset_recipe_applies_unless_a_flag_overrides_it():

@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from vivit_tfx.models import hf_checkpoint, videomae_pretrain as vp
-from vivit_tfx.models.pixel_preprocessing import IMAGENET_DEFAULT
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints import hf_checkpoint
+from vivit_tfx.models.checkpoints.pixel_preprocessing import IMAGENET_DEFAULT
+from vivit_tfx.models.network.vivit import build_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.videomae import videomae_pretrain as vp
 
 TINY = ViViTConfig(num_frames=4, image_size=(32, 32), tubelet_size=(2, 8, 8), hidden_size=32,
                    num_layers=2, num_heads=2, mlp_dim=64)
@@ -82,13 +83,13 @@ def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
   """The checkpoint continues pre-training here, and its encoder starts a classifier."""
   model = _hf_pretrainer()
   vp.save(model, str(tmp_path), {'step': [], 'loss': []}, {})
-  fine = build_vivit(model.vivit.config, initialise=False)
+  fine = build_vivit(model.vivit.config)
   source = vp.load_encoder(fine, str(tmp_path))
   assert source == {'pretrained_encoder': str(tmp_path)}
   np.testing.assert_array_equal(fine.tokenizer.projection.kernel.numpy(),
                                 model.vivit.tokenizer.projection.kernel.numpy())
   with pytest.raises(ValueError, match='another architecture'):
-    vp.load_encoder(build_vivit(model.vivit.config.replace(num_layers=1), initialise=False),
+    vp.load_encoder(build_vivit(model.vivit.config.replace(num_layers=1)),
                     str(tmp_path))
 
 
@@ -165,7 +166,7 @@ def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device(clip
   clipped on its own). The mask is fixed, so both runs hide the same tubelets. Unclipped,
   Adam's first moment shows the gradient's scale (a sum would be 2x)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import training  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
   clips = np.random.default_rng(5).normal(size=(8, 4, 32, 32, 3)).astype('float32')
   weights, moments = [], []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):

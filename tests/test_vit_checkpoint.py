@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 from scipy.special import erf
 
-from vivit_tfx.models import vit_checkpoint
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints import vit_checkpoint
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import build_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 D, HEADS, MLP, LAYERS, PATCH = 16, 2, 32, 2, 8
 CONFIG = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, PATCH, PATCH),
@@ -99,7 +100,7 @@ def static_clip(seed=1, frames=4):
 def test_static_clip_gives_the_2d_vit_logits(tmp_path, kernel_init, variant):
   arrays = vit_arrays()
   path = save(arrays, str(tmp_path / 'vit.npz'))
-  model = build_vivit(CONFIG.replace(variant=variant, init_checkpoint=path,
+  model = initialised_vivit(CONFIG.replace(variant=variant, init_checkpoint=path,
                                      kernel_init=kernel_init, init_positional='tile'))
   frame, clip = static_clip()
   _, expected = vit_forward(arrays, frame.astype(np.float64))
@@ -111,7 +112,7 @@ def test_static_clip_gives_the_2d_vit_logits(tmp_path, kernel_init, variant):
 def test_model2_spatial_encoder_gives_the_2d_vit_representation(tmp_path):
   arrays = vit_arrays(seed=2)
   path = save(arrays, str(tmp_path / 'vit.npz'))
-  model = build_vivit(CONFIG.replace(variant='factorised_encoder', init_checkpoint=path))
+  model = initialised_vivit(CONFIG.replace(variant='factorised_encoder', init_checkpoint=path))
   frame, clip = static_clip(seed=3)
   rep, _ = vit_forward(arrays, frame.astype(np.float64))
   reps = model.frame_representations(clip).numpy()[0]  # [n_t, D]
@@ -122,7 +123,7 @@ def test_model2_spatial_encoder_gives_the_2d_vit_representation(tmp_path):
 def test_token_checkpoint_cls_and_head_rules(tmp_path):
   arrays = vit_arrays(cls=True, head_outputs=10)
   path = save(arrays, str(tmp_path / 'vit.npz'))
-  model = build_vivit(CONFIG.replace(classifier='token', init_checkpoint=path))
+  model = initialised_vivit(CONFIG.replace(classifier='token', init_checkpoint=path))
   table = model.encoder.position.table.numpy()[0]  # [1 + n_t * n_s, D]
   restored = arrays['Transformer/posembed_input/pos_embedding'][0]
   np.testing.assert_allclose(table[0], restored[0])  # CLS slot re-attached
@@ -130,20 +131,20 @@ def test_token_checkpoint_cls_and_head_rules(tmp_path):
   np.testing.assert_allclose(model.encoder.cls.token.numpy(), arrays['cls'])
   assert not model.head.kernel.numpy().any()  # 10 ImageNet logits ≠ 1 logit: a new head
   # A gap model takes the same checkpoint (CLS slot dropped).
-  gap = build_vivit(CONFIG.replace(init_checkpoint=path))
+  gap = initialised_vivit(CONFIG.replace(init_checkpoint=path))
   np.testing.assert_allclose(gap.encoder.position.table.numpy()[0], np.tile(restored[1:], (2, 1)))
 
 
 def test_model3_temporal_attention_stays_zero_and_model4_loads(tmp_path):
   arrays = vit_arrays()
   path = save(arrays, str(tmp_path / 'vit.npz'))
-  m3 = build_vivit(CONFIG.replace(variant='factorised_self_attention', init_checkpoint=path))
+  m3 = initialised_vivit(CONFIG.replace(variant='factorised_self_attention', init_checkpoint=path))
   block = m3.encoder.blocks[0]
   assert not block.temporal_attention.out.kernel.numpy().any()
   np.testing.assert_allclose(
       block.attention.query.kernel.numpy(),
       arrays['Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel'])
-  m4 = build_vivit(CONFIG.replace(variant='factorised_dot_product', init_checkpoint=path))
+  m4 = initialised_vivit(CONFIG.replace(variant='factorised_dot_product', init_checkpoint=path))
   np.testing.assert_allclose(
       m4.encoder.blocks[1].mlp_out.kernel.numpy(),
       arrays['Transformer/encoderblock_1/MlpBlock_3/Dense_1/kernel'])
@@ -153,15 +154,15 @@ def test_resize_when_the_patch_grid_differs(tmp_path):
   arrays = vit_arrays(grid=4)  # a 32x32 ViT (4x4 patches); the model has 2x2
   path = save(arrays, str(tmp_path / 'vit.npz'))
   with pytest.raises(vit_checkpoint.CheckpointMismatch, match='resize_tile') as e:
-    build_vivit(CONFIG.replace(init_checkpoint=path, init_positional='tile'))
+    initialised_vivit(CONFIG.replace(init_checkpoint=path, init_positional='tile'))
   assert '(1, 16, 16)' in str(e.value) and '(1, 8, 16)' in str(e.value)
-  model = build_vivit(CONFIG.replace(init_checkpoint=path, init_positional='resize_tile'))
+  model = initialised_vivit(CONFIG.replace(init_checkpoint=path, init_positional='resize_tile'))
   grid = arrays['Transformer/posembed_input/pos_embedding'][0].reshape(4, 4, D)
   resized = tf.image.resize(grid[None], (2, 2), method='bilinear')[0].numpy().reshape(4, D)
   np.testing.assert_allclose(model.encoder.position.table.numpy()[0], np.tile(resized, (2, 1)),
                              atol=1e-6)
   # Model 2's spatial table has no time axis: 'resize' fits it.
-  m2 = build_vivit(CONFIG.replace(variant='factorised_encoder', init_checkpoint=path,
+  m2 = initialised_vivit(CONFIG.replace(variant='factorised_encoder', init_checkpoint=path,
                                   init_positional='resize'))
   np.testing.assert_allclose(m2.spatial_encoder.position.table.numpy()[0], resized, atol=1e-6)
 
@@ -174,7 +175,7 @@ def test_resize_when_the_patch_grid_differs(tmp_path):
 def test_mismatched_checkpoint_names_the_key_and_shapes(tmp_path, changes, key):
   path = save(vit_arrays(**changes), str(tmp_path / 'vit.npz'))
   with pytest.raises(vit_checkpoint.CheckpointMismatch, match=key) as e:
-    build_vivit(CONFIG.replace(init_checkpoint=path))
+    initialised_vivit(CONFIG.replace(init_checkpoint=path))
   message = str(e.value)
   assert path in message and 'needs' in message
 
@@ -185,16 +186,16 @@ def test_missing_key_and_missing_file(tmp_path):
   path = save(arrays, str(tmp_path / 'vit.npz'))
   with pytest.raises(vit_checkpoint.CheckpointMismatch,
                      match=r"no key 'Transformer/encoderblock_1/LayerNorm_2/scale'.*\(16,\)"):
-    build_vivit(CONFIG.replace(init_checkpoint=path))
+    initialised_vivit(CONFIG.replace(init_checkpoint=path))
   with pytest.raises(FileNotFoundError, match='nothing is downloaded'):
-    build_vivit(CONFIG.replace(init_checkpoint=str(tmp_path / 'absent.npz')))
+    initialised_vivit(CONFIG.replace(init_checkpoint=str(tmp_path / 'absent.npz')))
 
 
 def test_checkpoint_read_through_gfile_from_ram_filesystem():
   arrays = vit_arrays(seed=5)
   path = save(arrays, 'ram://vit_checkpoint_test/vit.npz')
   assert not tf.io.gfile.exists('/vit_checkpoint_test')  # no local path behind it
-  model = build_vivit(CONFIG.replace(init_checkpoint=path))
+  model = initialised_vivit(CONFIG.replace(init_checkpoint=path))
   np.testing.assert_allclose(model.tokenizer.projection.bias.numpy(), arrays['embedding/bias'])
-  rebuilt = build_vivit(CONFIG.replace(init_checkpoint=path), initialise=False)
+  rebuilt = build_vivit(CONFIG.replace(init_checkpoint=path))
   assert not np.allclose(rebuilt.tokenizer.projection.bias.numpy(), arrays['embedding/bias'])

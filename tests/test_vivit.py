@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models import training
-from vivit_tfx.models.vivit import (EncoderBlock, StochasticDepth, TubeletEmbedding, ViViT,
-                                    build_vivit, inflate_2d_kernel)
-from vivit_tfx.models.vivit_config import PRESETS, ViViTConfig, preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.checkpoints.vit_checkpoint import inflate_2d_kernel
+from vivit_tfx.models.network.vivit import EncoderBlock, StochasticDepth, TubeletEmbedding, ViViT
+from vivit_tfx.models.network.vivit_config import PRESETS, ViViTConfig, preset
+from vivit_tfx.models.trainer import training
 
 TINY = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8), hidden_size=16,
                    num_layers=2, num_temporal_layers=1, num_heads=2, mlp_dim=32,
@@ -43,7 +44,7 @@ def test_token_counts_and_positional_shape(frames, size, tubelet, tokens):
   config = TINY.replace(num_frames=frames, image_size=size, tubelet_size=tubelet)
   assert config.num_tokens == tokens
   for classifier, extra in (('gap', 0), ('token', 1)):
-    model = build_vivit(config.replace(classifier=classifier))
+    model = initialised_vivit(config.replace(classifier=classifier))
     table = model.encoder.position.table
     assert tuple(table.shape) == (1, tokens + extra, 16)
 
@@ -54,13 +55,13 @@ def test_uniform_frame_tokenizer_has_one_frame_tubelets():
 
 
 def test_factorised_positional_embedding():
-  model = build_vivit(TINY.replace(positional='factorised'))
+  model = initialised_vivit(TINY.replace(positional='factorised'))
   pos = model.encoder.position
   assert tuple(pos.spatial.shape) == (1, 1, 4, 16) and tuple(pos.temporal.shape) == (1, 2, 1, 16)
 
 
 def test_mismatched_input_fails_clearly():
-  model = build_vivit(TINY)
+  model = initialised_vivit(TINY)
   with pytest.raises(ValueError, match=r'expects clips of shape \[B, 4, 16, 16, 3\]'):
     model(np.zeros((1, 4, 24, 16, 3), np.float32))
   with pytest.raises(ValueError, match='not a multiple of the tubelet size'):
@@ -92,7 +93,7 @@ def test_heads_are_independent():
 
 
 def test_model2_spatial_encoder_shared_across_time():
-  model = build_vivit(TINY.replace(variant='factorised_encoder'))
+  model = initialised_vivit(TINY.replace(variant='factorised_encoder'))
   frames = np.random.default_rng(1).random((1, 2, 16, 16, 3)).astype(np.float32)
   clip = np.concatenate([frames, frames], axis=1)  # tubelet slices 0 and 1 identical
   reps = model.frame_representations(clip).numpy()  # [1, n_t=2, D]
@@ -101,7 +102,7 @@ def test_model2_spatial_encoder_shared_across_time():
 
 
 def test_model3_temporal_attention_starts_as_identity():
-  model = build_vivit(TINY.replace(variant='factorised_self_attention'))
+  model = initialised_vivit(TINY.replace(variant='factorised_self_attention'))
   out = model.encoder.blocks[0].temporal_attention.out.kernel.numpy()
   assert np.all(out == 0)
 
@@ -113,7 +114,7 @@ def test_each_variant_overfits_a_tiny_batch(variant):
   x = rng.random((8, 4, 16, 16, 3)).astype(np.float32)
   y = np.array([0, 1] * 4, np.int64)
   config = TINY.replace(variant=variant)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=100)
   first = model.evaluate(x, y, verbose=0)[0]
   model.fit(x, y, batch_size=8, epochs=100, verbose=0)
@@ -124,7 +125,7 @@ def test_each_variant_overfits_a_tiny_batch(variant):
 @pytest.mark.parametrize('n_classes,outputs', [(2, 1), (5, 5)])
 def test_n_classes_output_shape_and_loss(n_classes, outputs):
   config = TINY.replace(n_classes=n_classes)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   logits = model(np.zeros((3, 4, 16, 16, 3), np.float32))
   assert tuple(logits.shape) == (3, outputs)
   value = training.loss(config)(np.array([[0], [1], [1]]), logits)
@@ -133,7 +134,7 @@ def test_n_classes_output_shape_and_loss(n_classes, outputs):
 
 def test_weight_decay_exclusions():
   config = TINY.replace(classifier='token', weight_decay=0.05)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   opt = training.optimizer(config, model, total_steps=10)
   decayed = {v.name for v in model.trainable_variables if opt._use_weight_decay(v)}
   assert decayed and all(n == 'kernel' for n in decayed)
@@ -160,13 +161,13 @@ def test_config_json_round_trip_and_presets():
 
 
 def test_get_config_from_config_round_trip():
-  model = build_vivit(TINY.replace(variant='factorised_encoder'))
+  model = initialised_vivit(TINY.replace(variant='factorised_encoder'))
   clone = ViViT.from_config(model.get_config())
   assert clone.config == model.config
 
 
 def test_saved_model_reload_identical(tmp_path):
-  model = build_vivit(TINY.replace(classifier='token'))
+  model = initialised_vivit(TINY.replace(classifier='token'))
   for v in model.trainable_variables:  # non-trivial weights (the head starts at zero)
     v.assign(np.random.default_rng(0).normal(0, 0.1, v.shape).astype('float32'))
   x = np.random.default_rng(2).random((2, 4, 16, 16, 3)).astype(np.float32)
@@ -193,10 +194,10 @@ def test_kernel_inflation_from_local_checkpoint(tmp_path, method):
     assert not inflated[0].any()
   path = str(tmp_path / 'vit.npz')
   np.savez(path, kernel=kernel_2d)
-  model = build_vivit(TINY.replace(kernel_init=method, kernel_init_checkpoint=path))
+  model = initialised_vivit(TINY.replace(kernel_init=method, kernel_init_checkpoint=path))
   np.testing.assert_allclose(model.tokenizer.projection.kernel.numpy(), inflated)
   with pytest.raises(ValueError, match='nothing is downloaded'):
-    build_vivit(TINY.replace(kernel_init=method))
+    initialised_vivit(TINY.replace(kernel_init=method))
 
 
 VIDEOMAE = TINY.replace(classifier='gap_fc_norm', positional='sinusoidal', qkv_bias='qv',
@@ -207,7 +208,7 @@ TIMESFORMER = TINY.replace(variant='factorised_self_attention', tokenizer='unifo
 
 
 def test_videomae_options_shape_the_weights():
-  model = build_vivit(VIDEOMAE)
+  model = initialised_vivit(VIDEOMAE)
   names = [v.path for v in model.weights]
   assert not any('pos_embedding' in n or 'cls_token' in n for n in names)  # fixed, no CLS
   attention = model.encoder.blocks[0].attention
@@ -221,7 +222,7 @@ def test_videomae_options_shape_the_weights():
 
 
 def test_fc_norm_pools_before_normalising():
-  model = build_vivit(VIDEOMAE)
+  model = initialised_vivit(VIDEOMAE)
   clip = np.random.default_rng(0).normal(size=(1, 4, 16, 16, 3)).astype(np.float32)
   tokens = model.encoder(model.tokenizer(clip))  # [1, N, D], not normalised per token
   expected = model.head(model.fc_norm(np.mean(tokens, axis=1)))
@@ -230,8 +231,8 @@ def test_fc_norm_pools_before_normalising():
 
 def test_tanh_gelu_changes_the_output():
   clip = np.random.default_rng(1).normal(size=(1, 4, 16, 16, 3)).astype(np.float32)
-  exact = build_vivit(TINY.replace(classifier='token'))
-  tanh = build_vivit(TINY.replace(classifier='token', activation='gelu_tanh'))
+  exact = initialised_vivit(TINY.replace(classifier='token'))
+  tanh = initialised_vivit(TINY.replace(classifier='token', activation='gelu_tanh'))
   tanh.set_weights(exact.get_weights())
   # A random head: an all-ones one sums the final LayerNorm's zero-mean features (logit ≈ 0
   # for both, equal to the last bit on some orders of the test run).
@@ -243,7 +244,7 @@ def test_tanh_gelu_changes_the_output():
 
 
 def test_timesformer_order_cls_per_frame_and_per_frame_positions():
-  model = build_vivit(TIMESFORMER)
+  model = initialised_vivit(TIMESFORMER)
   position = model.encoder.position
   n_t, n_s = 4, 4
   assert tuple(position.spatial.shape) == (1, 1 + n_s, 16)  # CLS slot + one frame's grid

@@ -197,7 +197,7 @@ def test_a_source_that_cannot_be_one_is_a_clear_error(tmp_path, capsys):
 
 
 def test_sampling_rule_comes_from_the_model(tmp_path):
-  from vivit_tfx.models.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer.export import CLIP_CONFIG_FILE  # pylint: disable=g-import-not-at-top
   os.makedirs(tmp_path / 'assets.extra')
   clip = {'num_frames': 16, 'frame_size': [32, 48]}
   (tmp_path / CLIP_CONFIG_FILE).write_text(json.dumps({**clip, 'sample_fps': 5.0}))

@@ -124,7 +124,7 @@ def tiny_model(tmp_path_factory):
   """An untrained tiny ViViT (random weights) exported as a pushed model: its scores differ
   from clip to clip."""
   from vivit_tfx.bench.watch_streams import export_untrained  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   config = ViViTConfig(num_frames=4, image_size=(16, 16), tubelet_size=(2, 8, 8),
                        hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32, warmup_steps=0)
   return export_untrained(config, str(tmp_path_factory.mktemp('tiny') / 'model'), 8.0, seed=1)

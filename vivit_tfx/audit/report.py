@@ -20,7 +20,7 @@ from vivit_tfx import extras, outputs
 from vivit_tfx.audit import lineage, metadata, tfma_results
 from vivit_tfx.data import clip_config, ingest, remote_files
 from vivit_tfx.data.features import CLASS_NAMES
-from vivit_tfx.models import videomae_pretrain
+from vivit_tfx.models.videomae import videomae_pretrain
 
 
 class RunSettings(Protocol):

@@ -36,9 +36,10 @@ from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
 
 from vivit_tfx.data import clip_example, features, ingest_output, sampling
-from vivit_tfx.models import augment, training
-from vivit_tfx.models.vivit import ConvTokenizer, build_vivit
-from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import ConvTokenizer
+from vivit_tfx.models.network.vivit_config import preset
+from vivit_tfx.models.trainer import augment, training
 
 MODELS = ('c3d', 'r2plus1d', 'logreg')
 CHOICES = MODELS + ('vivit', 'hybrid', 'c3d-diff', 'logreg-clip')
@@ -201,7 +202,7 @@ def vivit_builder(preset_name: str = 'vivit-tiny', **overrides):
   def build(shape, steps):
     config = preset(preset_name, **{'num_frames': shape[0], 'image_size': tuple(shape[1:3]),
                                     **overrides})
-    model = build_vivit(config)
+    model = initialised_vivit(config)
     training.compile_model(model, config, total_steps=steps)
     return model
   return build

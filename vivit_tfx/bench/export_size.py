@@ -16,12 +16,12 @@ import tensorflow as tf
 
 from vivit_tfx.data import features
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models import export, training
+from vivit_tfx.models.trainer import export, training
 
-from vivit_tfx.models import preprocessing
-from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.checkpoints.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.models.network.vivit_config import preset
+from vivit_tfx.models.trainer import preprocessing
 
 
 class DecodeOnlyTransform:
@@ -65,7 +65,7 @@ def directory_bytes(path: str) -> Dict[str, int]:
 
 def measure(preset_name: str, variant: str = 'spatiotemporal') -> Dict:
   config = preset(preset_name, variant=variant)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=10)
   model.optimizer.build(model.trainable_variables)  # slots as after training
   out = tempfile.mkdtemp(prefix='export_size_')

@@ -28,9 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.models import distribution, training
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig, preset
+from vivit_tfx.models.trainer import distribution, training
 
 # Arnab et al. 2021, Table 2 (ViViT-B, 16x2 tubelets, 32 frames): (GFLOPs, params in M).
 PAPER_TABLE2 = {'spatiotemporal': (455.2, 88.9), 'factorised_encoder': (284.4, 115.1),
@@ -108,7 +108,7 @@ def _forward(model: keras.Model, jit_compile: bool = False):
 
 def measure(config: ViViTConfig, repeats: int = 3, latency: bool = True) -> Dict[str, float]:
   """Params, GMACs and the median CPU forward latency (batch 1) of one configuration."""
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   row = {'params_m': model.count_params() / 1e6, 'gflops': analytic_gmacs(config)}
   if latency:
     clip, forward = _clip(config), _forward(model)
@@ -190,7 +190,7 @@ def project_times(config: ViViTConfig, repeats: int, jit_compile: bool = False) 
   training step: forward, backward and the recipe's AdamW update (`training.compile_model`,
   one update per step)."""
   config = config.replace(precision='float32', jit_compile=jit_compile, accumulation_steps=1)
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   clip, label = _clip(config), np.zeros((1,), np.float32)
   row = {'params_m': model.count_params() / 1e6, 'gflops': analytic_gmacs(config),
          'clip': f'{config.num_frames} x {config.image_size[0]}'}

@@ -23,9 +23,9 @@ import tensorflow as tf
 
 from vivit_tfx.data import features, ingest, synthetic, video_reader
 from vivit_tfx.inference import predict
-from vivit_tfx.models import augment, preprocessing, training
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import preset
+from vivit_tfx.models.trainer import augment, preprocessing, training
 
 import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
@@ -190,7 +190,7 @@ def bench_decode_and_input(clips_dir: str) -> Dict[str, float]:
 
 def bench_train_step() -> Dict[str, float]:
   config = preset('vivit-tiny')
-  model = build_vivit(config)
+  model = initialised_vivit(config)
   training.compile_model(model, config, total_steps=1000)
   x = np.random.default_rng(0).normal(size=(16, FRAMES, *SIZE, 3)).astype(np.float32)
   y = np.random.default_rng(0).integers(0, 2, (16, 1)).astype(np.float32)

@@ -24,11 +24,11 @@ import tensorflow as tf
 
 from vivit_tfx.bench.model_bench import analytic_gmacs
 from vivit_tfx.data import features
-from vivit_tfx.models import (augment, distribution, export, preprocessing, training,
-                              videomae_pretrain)
-from vivit_tfx.models.videomae_pretrain import PretrainConfig
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import preset
+from vivit_tfx.models.network.vivit import build_vivit
+from vivit_tfx.models.network.vivit_config import preset
+from vivit_tfx.models.trainer import augment, distribution, export, preprocessing, training
+from vivit_tfx.models.videomae import videomae_pretrain
+from vivit_tfx.models.videomae.videomae_pretrain import PretrainConfig
 from vivit_tfx.pipeline.configs import parse_size
 
 # Dense peak TFLOP/s by device name and compute precision (vendor datasheets; tensor cores
@@ -106,13 +106,13 @@ def train_throughput(config, steps: int, warmup: int, objective: str = 'finetune
   labels = tf.cast(tf.random.uniform((batch, 1)) < 0.5, tf.float32)
   with strategy.scope():
     if objective == 'pretrain':
-      model = videomae_pretrain.VideoMAEPretrainer(build_vivit(config, initialise=False),
+      model = videomae_pretrain.VideoMAEPretrainer(build_vivit(config),
                                                    pretrain_config(config, mask_ratio))
       model.build()
       model.compile(optimizer=training.optimizer(config, model, 10 * (steps + warmup)),
                     jit_compile=bool(config.jit_compile))
     else:
-      model = build_vivit(config, initialise=False)
+      model = build_vivit(config)
       training.compile_model(model, config, total_steps=10 * (steps + warmup))
   data = tf.data.Dataset.from_tensors((clips, labels)).repeat()
   timer = StepTimer()

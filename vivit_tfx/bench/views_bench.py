@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from vivit_tfx.data import features
 from vivit_tfx.inference import predict
-from vivit_tfx.models import clip_views
+from vivit_tfx.models.trainer import clip_views
 
 
 def _predicted(probabilities: np.ndarray) -> np.ndarray:

@@ -78,7 +78,7 @@ def _streams(args, size) -> int:
   # local: loads the models (TensorFlow, Keras) only for this mode.
   from vivit_tfx.bench import watch_streams  # pylint: disable=g-import-not-at-top
   from vivit_tfx.data.clip_config import DEFAULT_SAMPLE_FPS  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit_config import preset  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import preset  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     video = args.video or os.path.join(tmp, 'camera.mp4')
     if not os.path.exists(video):

@@ -27,7 +27,7 @@ import numpy as np
 from vivit_tfx.data import synthetic
 from vivit_tfx.data.clip_config import ModelClipConfig
 from vivit_tfx.inference import watch
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 SEGMENT_S = 5.0
 
@@ -65,9 +65,9 @@ def export_untrained(config: ViViTConfig, folder: str, sample_fps: float, seed: 
   the head starts at zero, so scores would all be 0.5): speed measures and tests only."""
   # local: models/ loads TensorFlow and Keras.
   from vivit_tfx.bench.export_size import DecodeOnlyTransform  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vivit import build_vivit  # pylint: disable=g-import-not-at-top
-  model = build_vivit(config)
+  from vivit_tfx.models.trainer import export  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints.initialise import initialised_vivit  # pylint: disable=g-import-not-at-top
+  model = initialised_vivit(config)
   rng = np.random.default_rng(seed)
   model.set_weights([rng.normal(0, 0.3, w.shape) for w in model.get_weights()])
   clip = ModelClipConfig(num_frames=config.num_frames, frame_size=tuple(config.image_size),

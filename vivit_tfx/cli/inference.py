@@ -96,8 +96,8 @@ def _cmd_export(args) -> int:
 
 def _cmd_checkpoint(args) -> int:
   # loads TensorFlow
-  from vivit_tfx.models import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints import hf_export, pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints.vit_checkpoint import CheckpointMismatch  # pylint: disable=g-import-not-at-top
   quiet()
   try:
     if args.action == 'inspect':

@@ -28,7 +28,7 @@ def _cmd_run(args) -> int:
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: no such file or directory '
                       '(pass an image ViT .npz or a Hugging Face model directory; nothing is '
                       'downloaded)')
-    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.checkpoints import pixel_preprocessing  # pylint: disable=g-import-not-at-top
     if tf.io.gfile.isdir(config.init_checkpoint) and not pixel_preprocessing.is_hf_directory(
         config.init_checkpoint):
       raise UserError(f'--init-checkpoint {config.init_checkpoint}: a folder without config.json '
@@ -48,8 +48,9 @@ def _cmd_run(args) -> int:
   except (prepare.DataError, run_guard.BusyError) as e:
     raise UserError(str(e)) from None
   except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'pipeline failed: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}'
-                    f' (details above and in {log}; metadata: {config.metadata_path})') from None
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f'pipeline failed: {first} (details above and in {log}; metadata: '
+                    f'{config.metadata_path})') from None
   print(summary.to_text())
   print(f'  log: {log}')
   return 0
@@ -61,7 +62,7 @@ def _check_checkpoints(config) -> None:
   if not config.init_checkpoint and not (config.pretrain and config.pretrain_config().checkpoint):
     return
   # loads TensorFlow
-  from vivit_tfx.models import checkpoint_checks  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints import checkpoint_checks  # pylint: disable=g-import-not-at-top
   try:
     checkpoint_checks.check(config.vivit_config(), configs.split_names(config.classes) or None,
                             config.pretrain_config() if config.pretrain else None)
@@ -113,7 +114,8 @@ def _compile_config(args) -> Tuple[configs.PipelineConfig, kubeflow_options.Depl
       beam_args=kubeflow_options.beam_args_for(args.beam_preset,
                               '' if args.beam_args == configs.PipelineConfig.beam_args
                               else args.beam_args))
-  deployment = kubeflow_options.Deployment(image=args.image, output=args.output, overwrite=args.overwrite,
+  deployment = kubeflow_options.Deployment(
+                          image=args.image, output=args.output, overwrite=args.overwrite,
                           target=args.target,
                           node_selector=kubeflow_options.parse_node_selector(args.node_selector),
                           accelerator_type=args.accelerator_type,
@@ -132,10 +134,12 @@ def _add_deployment_arguments(parser) -> None:
   g.add_argument('--target', default='kfp', choices=kubeflow_options.TARGETS,
                  help='kfp: open-source Kubeflow Pipelines (Kubernetes resource names, node '
                  'selectors, no Resolver); vertex: Vertex AI Pipelines')
-  g.add_argument('--image', required=True, help='pipeline image built from vivit_tfx/kubeflow/Dockerfile')
+  g.add_argument('--image', required=True,
+                 help='pipeline image built from vivit_tfx/kubeflow/Dockerfile')
   g.add_argument('--pipeline-root', required=True,
                  help='pipeline root URI the pods can reach (gs://, s3://, minio://, a path)')
-  g.add_argument('--output', default=kubeflow_options.Deployment.output, help='PipelineSpec YAML to write')
+  g.add_argument('--output', default=kubeflow_options.Deployment.output,
+                 help='PipelineSpec YAML to write')
   g.add_argument('--overwrite', action='store_true',
                  help='replace --output even if it is not a pipeline spec compiled before')
   g.add_argument('--beam-preset', default='direct', choices=sorted(kubeflow_options.BEAM_PRESETS),
@@ -176,5 +180,6 @@ def add_parsers(sub) -> None:
 
   p = sub.add_parser('compile', help='compile the pipeline to a Kubeflow Pipelines v2 spec')
   _add_deployment_arguments(p)
-  config_options.add_arguments(p, exclude=('pipeline_root_uri', 'output_root', 'overwrite', 'if_busy'))
+  config_options.add_arguments(
+      p, exclude=('pipeline_root_uri', 'output_root', 'overwrite', 'if_busy'))
   p.set_defaults(func=_cmd_compile)

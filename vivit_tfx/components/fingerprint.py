@@ -81,7 +81,7 @@ def code(modules: Iterable[str], root: Optional[str] = None) -> str:
 
 
 def dotted_module(dotted_path: str) -> str:
-  """'vivit_tfx.models.model.run_fn' → 'vivit_tfx.models.model'."""
+  """'vivit_tfx.models.trainer.model.run_fn' → 'vivit_tfx.models.trainer.model'."""
   return dotted_path.rpartition('.')[0]
 
 

@@ -3,7 +3,8 @@
 
 `ModelClipConfig` is the one typed contract of a model's clip settings, from the pipeline to
 serving: the pipeline builds it for the Trainer's `custom_config['clip']`, both exports (the
-Trainer's `models/export.py`, `models/hf_export.py`) and the TFLite export write it with
+Trainer's `models/trainer/export.py`, `models/checkpoints/hf_export.py`) and the TFLite export
+write it with
 `write`, and every tool that feeds a model (predict, the timeline, `watch`, `scan`, the
 baseline check, the Keras loader, the report) reads it with `clip_config_of`. No other module
 parses clip_config.json (`tests/test_clip_contract.py`).

@@ -2,7 +2,7 @@
 
 Ingestion, Transform, serving, `predict`, `watch` and the review page all resize with it, so
 a frame is resized the same way wherever it is read (a checkpoint's processor adds only its
-own sizes and normalisation: `models/pixel_preprocessing.py`).
+own sizes and normalisation: `models/checkpoints/pixel_preprocessing.py`).
 """
 from __future__ import annotations
 

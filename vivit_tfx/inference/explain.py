@@ -22,7 +22,7 @@ def clip_map(video: str, model_dir: str, method: str = 'auto') -> Tuple[np.ndarr
   # local: TensorFlow and the modules that import it (see `predict.predict`).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.inference import saliency  # pylint: disable=g-import-not-at-top
-  from vivit_tfx.models import clip_views  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import clip_views  # pylint: disable=g-import-not-at-top
   config = predict.clip_config_of(model_dir)
   record = predict.serialized_clip(video, config)
   slots = tf.train.Example.FromString(record).features.feature[features.FRAMES].bytes_list

@@ -57,7 +57,7 @@ def saved_model(model_dir: str):
 @functools.lru_cache(maxsize=1)
 def _load_keras_model(model_dir: str, stamp: Tuple[int, ...]):  # pylint: disable=unused-argument
   # local: models/ imports TensorFlow (see `predict`).
-  from vivit_tfx.models import export  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer import export  # pylint: disable=g-import-not-at-top
   return export.load_keras_model(model_dir)
 
 

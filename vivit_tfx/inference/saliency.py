@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from vivit_tfx.models.vivit import ViViT
+from vivit_tfx.models.network.vivit import ViViT
 
 
 def _normalise(values: np.ndarray, grid) -> np.ndarray:

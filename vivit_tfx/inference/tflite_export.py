@@ -28,7 +28,7 @@ from vivit_tfx.data import drift_stats, features
 from vivit_tfx.data.clip_config import (TFLITE_FILE_STEMS, TFLITE_QUANTIZATIONS, TFLITE_SUFFIX,
                                         ModelClipConfig, clip_config_of, clip_config_path)
 from vivit_tfx.inference import model_scorer, predict
-from vivit_tfx.models import export
+from vivit_tfx.models.trainer import export
 
 QUANTIZATIONS = TFLITE_QUANTIZATIONS
 FILE_STEMS = TFLITE_FILE_STEMS  # <stem>.tflite and <stem>.clip_config.json

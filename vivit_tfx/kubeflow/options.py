@@ -116,7 +116,7 @@ NO_BFLOAT16_GPUS = ('T4', 'V100', 'P100', 'P4', 'K80')
 def precision_note(deployment: Deployment, precision: str) -> str:
   """A line for `compile` when the Trainer's GPU (by accelerator name or node selector) has
   no bfloat16: the Trainer then trains a mixed_bfloat16 preset in mixed_float16 with loss
-  scaling (models/training.py `precision_for`); '' otherwise."""
+  scaling (models/trainer/training.py `precision_for`); '' otherwise."""
   names = [deployment.accelerator_type, *deployment.node_selector.values()]
   words = {w for n in names for w in re.split(r'[^A-Z0-9]+', n.upper())}
   gpu = next((g for g in NO_BFLOAT16_GPUS if g in words), '')

@@ -1,7 +1,8 @@
 """Compiles the same `create_pipeline` into a Kubeflow Pipelines v2 PipelineSpec (YAML).
 
 Nothing is built or uploaded: user code is referenced by dotted paths
-(`vivit_tfx.models.preprocessing.preprocessing_fn`, `vivit_tfx.models.model.run_fn`) that resolve inside the
+(`vivit_tfx.models.trainer.preprocessing.preprocessing_fn`,
+`vivit_tfx.models.trainer.model.run_fn`) that resolve inside the
 pipeline image built from `vivit_tfx/kubeflow/Dockerfile`.
 
 Two targets differ in what their backends accept (kubeflow/pipelines at tags 2.0.0-2.5.0):

@@ -15,13 +15,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import ingest_output, layouts
 from vivit_tfx.data.clip_config import TFLITE_QUANTIZATIONS, ClipConfig, ModelClipConfig
-from vivit_tfx.models import hub_presets
-from vivit_tfx.models.vivit_config import preset as vivit_preset
+from vivit_tfx.models.checkpoints import hub_presets
+from vivit_tfx.models.network.vivit_config import preset as vivit_preset
 
 PIPELINE_NAME = 'vivit-violence'
-PREPROCESSING_FN = 'vivit_tfx.models.preprocessing.preprocessing_fn'
-RUN_FN = 'vivit_tfx.models.model.run_fn'
-PRETRAIN_RUN_FN = 'vivit_tfx.models.pretrain_model.run_fn'
+PREPROCESSING_FN = 'vivit_tfx.models.trainer.preprocessing.preprocessing_fn'
+RUN_FN = 'vivit_tfx.models.trainer.model.run_fn'
+PRETRAIN_RUN_FN = 'vivit_tfx.models.videomae.pretrain_model.run_fn'
 INPUT_MODES = ('tfrecords', 'videos')
 IF_BUSY = ('stop', 'wait')
 DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
@@ -105,7 +105,7 @@ class PipelineConfig:
       None, "stored JPEG frames, SIZE or HxW pixels (run: the model's image size)")
   image_size: Optional[Tuple[int, int]] = _from_model(
       None, "model input, SIZE or HxW pixels, after Transform's resize")
-  # Temporal sampling rule (models/clip_views.py).
+  # Temporal sampling rule (models/trainer/clip_views.py).
   sample_fps: Optional[float] = _from_model(
       float, 'frames per second of a clip (spans T / sample_fps s; the vivit presets: 8); 0: T '
       'frames spread over the whole video')
@@ -116,7 +116,7 @@ class PipelineConfig:
   preset: str = _option('vivit-hybrid-tiny', 'architecture and training recipe: '
                         'vivit-hybrid-tiny (conv tokenizer, CPU), vivit-hybrid-b (conv, GPU), '
                         'vivit-tiny (linear tubelets), vivit-<ti|s|b|l|h>-<patch>x<tubelet '
-                        'frames> or a hub checkpoint\'s (models/vivit_config.py)')
+                        'frames> or a hub checkpoint\'s (models/network/vivit_config.py)')
   variant: Optional[str] = _from_model(
       str, 'attention: spatiotemporal | factorised_encoder | factorised_self_attention | '
       'factorised_dot_product')
@@ -127,7 +127,7 @@ class PipelineConfig:
   init_checkpoint: str = _option('', "image ViT .npz or Hugging Face model directory to start "
                                  "from; '': the preset's initialisation")
   pixels: str = _option('auto', 'pixel scaling: auto | dataset | scenic | processor | a '
-                        'preprocessor_config.json (models/pixel_preprocessing.py)')
+                        'preprocessor_config.json (models/checkpoints/pixel_preprocessing.py)')
   train_steps: int = _option(0, 'optimizer updates, exactly (the last epoch may be shorter); '
                              f'0: {STEPS_PER_TRAIN_VIDEO} per training video, within '
                              f'[{AUTO_STEPS[0]}, {AUTO_STEPS[1]}]')
@@ -135,8 +135,9 @@ class PipelineConfig:
   steps_per_epoch: int = _option(50, 'optimizer updates between two validations (> 0)')
   distribution: str = _option('auto', 'tf.distribute strategy: auto | default | mirrored | '
                               'multi_worker | tpu')
-  # Self-supervised VideoMAE pre-training (models/videomae_pretrain.py) of the encoder on the
-  # train split's videos plus --unlabeled-videos; its model starts the fine-tuning Trainer.
+  # Self-supervised VideoMAE pre-training (models/videomae/videomae_pretrain.py) of the encoder
+  # on the train split's videos plus --unlabeled-videos; its model starts the fine-tuning
+  # Trainer.
   pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
                            '(true/false)')
   unlabeled_videos: str = _option('', 'unlabelled footage, any layout, labels ignored: '
@@ -146,7 +147,7 @@ class PipelineConfig:
                                      '<output-root>/unlabeled_clips')
   self_training_overrides: str = _option('{}', 'JSON object of SelfTrainingConfig fields '
                                          '(teacher_fraction, threshold, max_ratio, '
-                                         'pseudo_share; models/self_training.py)')
+                                         'pseudo_share; models/trainer/self_training.py)')
   pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
                                     'decoder_*, …)')
@@ -237,7 +238,7 @@ class PipelineConfig:
       overrides['init_checkpoint'] = absolute(self.init_checkpoint)
     elif self._pretrain_checkpoint():  # it brings its encoder; given settings win (and are
       # checked against its weights before any work, `checkpoint_checks`)
-      from vivit_tfx.models import videomae_pretrain  # pylint: disable=g-import-not-at-top
+      from vivit_tfx.models.videomae import videomae_pretrain  # pylint: disable=g-import-not-at-top
       overrides = {**videomae_pretrain.checkpoint_settings(self._pretrain_checkpoint())[0],
                    **overrides}
     return vivit_preset(self.preset, **overrides)
@@ -285,14 +286,14 @@ class PipelineConfig:
     """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides; a
     checkpoint there brings its decoder's settings)."""
     # local: the pre-training model loads TensorFlow; options are checked without it.
-    from vivit_tfx.models.videomae_pretrain import PretrainConfig, with_checkpoint_decoder  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.videomae.videomae_pretrain import PretrainConfig, with_checkpoint_decoder  # pylint: disable=g-import-not-at-top
     return PretrainConfig.from_dict(with_checkpoint_decoder(
         json_object(self.pretrain_overrides, '--pretrain-overrides')))
 
   def self_training_config(self):
     """The SelfTrainingConfig of the Trainer (defaults + --self-training-overrides)."""
     # local: models/ loads TensorFlow; options are checked without it.
-    from vivit_tfx.models.self_training import SelfTrainingConfig  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.trainer.self_training import SelfTrainingConfig  # pylint: disable=g-import-not-at-top
     overrides = json_object(self.self_training_overrides, '--self-training-overrides')
     try:
       return SelfTrainingConfig.from_dict(overrides)
@@ -315,7 +316,7 @@ class PipelineConfig:
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
     # local: it loads TensorFlow; options are checked without it.
-    from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.checkpoints import pixel_preprocessing  # pylint: disable=g-import-not-at-top
     pixels = pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
         self.init_checkpoint) else '')
     return pixels.for_image_size(self.image_size) if self.image_size else pixels
@@ -477,8 +478,8 @@ _RULES = {
 def _choices(name: str) -> Optional[Tuple[str, ...]]:
   """The values an option with a fixed set takes (None: not such an option)."""
   if name == 'distribution':
-    # local: models/distribution.py loads TensorFlow; options are checked without it.
-    from vivit_tfx.models.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
+    # local: models/trainer/distribution.py loads TensorFlow; options are checked without it.
+    from vivit_tfx.models.trainer.distribution import STRATEGIES  # pylint: disable=g-import-not-at-top
     return STRATEGIES
   if name == 'layout':
     return layouts.LAYOUTS

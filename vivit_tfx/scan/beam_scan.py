@@ -59,7 +59,7 @@ class ServingModelHandler(inference.ModelHandler):
   def load_model(self):
     # local: TensorFlow, in the worker that scores
     from vivit_tfx.inference import model_scorer  # pylint: disable=g-import-not-at-top
-    from vivit_tfx.models import distribution  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.trainer import distribution  # pylint: disable=g-import-not-at-top
     if self._threads:
       distribution.limit_threads(self._threads)
     return model_scorer.load_scorer(self._model_dir, num_threads=self._threads or None)

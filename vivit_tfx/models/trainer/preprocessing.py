@@ -1,7 +1,7 @@
 """Transform's `preprocessing_fn`: JPEG frames → the model's float clips.
 
 The pixels are the pipeline's `PixelPreprocessing` (`custom_config['pixels']`,
-models/pixel_preprocessing.py): a checkpoint's own processor (resize, crop, rescale,
+models/checkpoints/pixel_preprocessing.py): a checkpoint's own processor (resize, crop, rescale,
 mean/std as transformers applies them), [-1, 1], or, with no checkpoint, the train split's
 per-channel mean/std (Beam analyzers).
 
@@ -17,10 +17,10 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from vivit_tfx.models import clip_views
+from vivit_tfx.models.trainer import clip_views
 
 from vivit_tfx.data import features
-from vivit_tfx.models.pixel_preprocessing import PixelPreprocessing
+from vivit_tfx.models.checkpoints.pixel_preprocessing import PixelPreprocessing
 
 DEFAULT_IMAGE_SIZE = (64, 64)
 

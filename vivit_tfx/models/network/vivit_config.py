@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any, Dict, Tuple
 
-from vivit_tfx.models import hub_presets
+from vivit_tfx.models.checkpoints import hub_presets
 
 VARIANTS = ('spatiotemporal', 'factorised_encoder', 'factorised_self_attention',
             'factorised_dot_product')
@@ -76,7 +76,7 @@ class Architecture:
   factorised_order: str = 'space_time'  # Model 3: 'space_time' (paper) or 'time_space'
                                        # (TimeSformer: time, temporal_dense, then space with the
                                        # CLS token copied to every frame and averaged back)
-  # Initialisation from an image ViT (paper §3.4, models/vit_checkpoint.py).
+  # Initialisation from an image ViT (paper §3.4, models/checkpoints/vit_checkpoint.py).
   init_checkpoint: str = ''            # ViT .npz (google-research/vision_transformer keys)
   kernel_init: str = 'random'          # tubelet kernel from the 2D patch kernel
   init_positional: str = 'tile'        # 'tile' | 'resize' | 'resize_tile' (spatial table)
@@ -273,7 +273,7 @@ HYBRID_PRESETS: Dict[str, Dict[str, Any]] = {
 def preset(name: str, **overrides) -> ViViTConfig:
   """`vivit-tiny` (2-core CPU, linear tokenizer), a hybrid (`HYBRID_PRESETS`: conv tokenizer;
   `vivit-hybrid-tiny` is the default pipeline's), `vivit-<ti|s|b|l|h>-<p>x<t>`, or a hub
-  checkpoint's fine-tuning preset (`models/hub_presets.py`, with `init_checkpoint` its
+  checkpoint's fine-tuning preset (`models/checkpoints/hub_presets.py`, with `init_checkpoint` its
   Hugging Face directory).
 
   A preset carries its clip, architecture and recipe; a Hugging Face `init_checkpoint`'s
@@ -307,7 +307,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
                 num_temporal_layers=4, classifier='token', stochastic_depth=0.1, **GPU_RECIPE)
   if init and _is_hf_directory(init):
     # local: TensorFlow, for a Hugging Face directory only; run's options are checked without it.
-    from vivit_tfx.models import hf_checkpoint  # pylint: disable=g-import-not-at-top
+    from vivit_tfx.models.checkpoints import hf_checkpoint  # pylint: disable=g-import-not-at-top
     spec = hf_checkpoint.load_hf_config(init)
     if hub and spec.family not in hub.families:
       raise ValueError(f'preset {name} expects {hub.repo} ({"/".join(hub.families)}), but '
@@ -324,7 +324,7 @@ def preset(name: str, **overrides) -> ViViTConfig:
 
 def _is_hf_directory(path: str) -> bool:
   """`pixel_preprocessing.is_hf_directory`, imported here: that module needs TensorFlow."""
-  from vivit_tfx.models import pixel_preprocessing  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints import pixel_preprocessing  # pylint: disable=g-import-not-at-top
   return pixel_preprocessing.is_hf_directory(path)
 
 

@@ -11,8 +11,9 @@ from absl import logging
 from tfx import v1 as tfx
 
 from vivit_tfx.data import features
-from vivit_tfx.models import distribution, model, training, videomae_pretrain
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import distribution, model, training
+from vivit_tfx.models.videomae import videomae_pretrain
 
 _RECONSTRUCTED_CLIPS = 3
 

@@ -6,7 +6,6 @@ cross-entropy on float32 logits, metrics; and resumable training (checkpoints ev
 through tf.io.gfile, restored after a restart) of exactly the steps asked for."""
 from __future__ import annotations
 
-import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -14,7 +13,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 # Variables that get no weight decay: LayerNorm scales/offsets, biases (attention q/k/v
 # are 2-D [heads, head_dim]), positional tables and the CLS token.

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Optional
-
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vivit_tfx.models import hf_checkpoint, pixel_preprocessing, vit_checkpoint
-from vivit_tfx.models.vit_checkpoint import inflate_2d_kernel  # pylint: disable=unused-import
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 _PACKAGE = 'vivit'
 
@@ -616,39 +612,11 @@ class ViViT(keras.Model):
     return cls(ViViTConfig.from_dict(config['config']), name=config.get('name'))
 
 
-def build_vivit(config: ViViTConfig, name: str = 'vivit', initialise: bool = True,
-                classes=None) -> ViViT:
-  """Builds the model (weights created) for clips [B, T, H, W, C]; with `initialise`, loads
-  `config.init_checkpoint` (a Hugging Face model directory, models/hf_checkpoint.py, whose
-  head is kept when its labels are `classes`; or an image ViT .npz, models/vit_checkpoint.py)
-  or the tubelet kernel of `kernel_init_checkpoint`. `model.init_source` records what was
-  loaded (lineage)."""
+def build_vivit(config: ViViTConfig, name: str = 'vivit') -> ViViT:
+  """Builds the network (weights created, randomly initialised) for clips [B, T, H, W, C].
+  Loading the weights a config names is the step after it
+  (`models.checkpoints.initialise.initialised_vivit`)."""
   model = ViViT(config, name=name)
   model.build((None, config.num_frames, *config.image_size, config.channels))
-  model.init_source = {}
-  if initialise and pixel_preprocessing.is_hf_directory(config.init_checkpoint):
-    model.init_source = hf_checkpoint.init_from_hf(model, config.init_checkpoint, classes)
-  elif initialise and config.init_checkpoint:
-    model.init_source = vit_checkpoint.initialise(model)
-  elif initialise and config.kernel_init != 'random':
-    load_tubelet_kernel(model, config.kernel_init_checkpoint, config.kernel_init)
+  model.init_source = {}  # what was loaded into it (lineage): nothing yet
   return model
-
-
-def load_tubelet_kernel(model: ViViT, checkpoint: str, method: str) -> None:
-  """Initialises the tubelet kernel from an .npz ('kernel' [h, w, C, D], opt. 'bias') read
-  through tf.io.gfile."""
-  if not checkpoint:
-    raise ValueError(f"kernel_init={method!r} needs kernel_init_checkpoint (an .npz with "
-                     "'kernel' [h, w, C, D]) or init_checkpoint (a ViT .npz); nothing is "
-                     'downloaded')
-  data = vit_checkpoint.read_npz(checkpoint)
-  kernel = inflate_2d_kernel(data['kernel'], model.config.tubelet_size[0], method)
-  bias: Optional[np.ndarray] = data.get('bias')
-  conv = model.tokenizer.projection
-  if tuple(conv.kernel.shape) != kernel.shape:
-    raise ValueError(f'{checkpoint}: inflated kernel {kernel.shape} does not match the '
-                     f'tubelet kernel {tuple(conv.kernel.shape)}')
-  conv.kernel.assign(kernel)
-  if bias is not None:
-    conv.bias.assign(bias)

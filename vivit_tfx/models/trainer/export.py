@@ -18,12 +18,12 @@ import tensorflow_transform as tft
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from vivit_tfx.data.frames import resize_and_crop
-from vivit_tfx.models import clip_views
+from vivit_tfx.models.trainer import clip_views
 
 from vivit_tfx.data import drift_stats, features
 from vivit_tfx.data.clip_config import CLIP_CONFIG_FILE, ModelClipConfig, clip_config_of
-from vivit_tfx.models.vivit import ViViT, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.network.vivit import ViViT, build_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
 
 SERVING_OUTPUT = 'probabilities'
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
@@ -160,7 +160,7 @@ def write_warmup_requests(export_dir: str, serialized_examples: List[bytes]) -> 
 
 def serving_copy(model: ViViT) -> ViViT:
   """A float32 ViViT with the trained weights and no optimizer (what gets exported)."""
-  copy = build_vivit(model.config.replace(precision='float32'), initialise=False)
+  copy = build_vivit(model.config.replace(precision='float32'))
   copy.set_weights([np.asarray(w) for w in model.get_weights()])
   return copy
 
@@ -217,7 +217,7 @@ def load_keras_model(model_dir: str) -> ViViT:
   if not architecture:
     raise ValueError(f'{model_dir}: its clip config names no ViViT architecture (\'vivit\')')
   config = ViViTConfig.from_dict(architecture).replace(precision='float32')
-  model = build_vivit(config, initialise=False)
+  model = build_vivit(config)
   reader = tf.compat.v1.train.NewCheckpointReader(
       os.path.join(model_dir, 'variables', 'variables'))
   loaded = set()

@@ -1,5 +1,6 @@
 """Trainer's `run_fn`: ViViT trained on clips decoded by the Transform graph, then exported
-(`models/export.py`) with `serving_default` (serialised raw tf.Examples → probabilities) and
+(`models/trainer/export.py`) with `serving_default` (serialised raw tf.Examples →
+probabilities) and
 `transform_features`."""
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ from typing import List
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
-from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from vivit_tfx.data import features, ingest
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models import (augment, clip_views, distribution, export, self_training,
-                              training, videomae_pretrain)
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import (augment, clip_views, distribution, export, self_training,
+                                      training)
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.videomae import videomae_pretrain
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -147,7 +148,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
-    model = build_vivit(config, classes=list(clip.class_names))
+    model = initialised_vivit(config, classes=list(clip.class_names))
     if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
       model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
     training.compile_model(model, config, total_steps=total_steps, cycles=cycles)

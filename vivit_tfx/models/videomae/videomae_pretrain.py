@@ -24,10 +24,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from vivit_tfx.models import hf_checkpoint, training, vit_checkpoint
-from vivit_tfx.models.vivit import (EncoderBlock, ViViT, build_vivit, replica_uniform,
-                                    sinusoid_table)
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints import hf_checkpoint, vit_checkpoint
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.network.vivit import EncoderBlock, ViViT, replica_uniform, sinusoid_table
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import training
 
 @dataclasses.dataclass
 class PretrainConfig:
@@ -259,7 +260,7 @@ class VideoMAEPretrainer(keras.Model):
 def build_pretrainer(vivit_config: ViViTConfig, config: PretrainConfig,
                      seed: int = 0) -> VideoMAEPretrainer:
   """The pre-training model around a freshly built (and initialised) ViViT encoder."""
-  model = VideoMAEPretrainer(build_vivit(vivit_config), config, seed=seed, name='videomae')
+  model = VideoMAEPretrainer(initialised_vivit(vivit_config), config, seed=seed, name='videomae')
   model.build()
   return model
 

@@ -35,8 +35,8 @@ import numpy as np
 from safetensors import numpy as safetensors_numpy
 import tensorflow as tf
 
-from vivit_tfx.models import pixel_preprocessing, vit_checkpoint
-from vivit_tfx.models.vit_checkpoint import BLOCK, POSEMB, CheckpointMismatch, Loader
+from vivit_tfx.models.checkpoints import pixel_preprocessing, vit_checkpoint
+from vivit_tfx.models.checkpoints.vit_checkpoint import BLOCK, POSEMB, CheckpointMismatch, Loader
 
 FAMILIES = ('vit', 'vivit', 'videomae', 'videomae-pretraining', 'timesformer')
 _ACTIVATIONS = {'gelu': 'gelu', 'gelu_fast': 'gelu_tanh', 'gelu_new': 'gelu_tanh',

@@ -19,11 +19,11 @@ from typing import Any, Dict, List, Tuple
 import tensorflow as tf
 
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models import export as model_export
-from vivit_tfx.models import hf_checkpoint, pixel_preprocessing
-from vivit_tfx.models.vit_checkpoint import CheckpointMismatch
-from vivit_tfx.models.vivit import ViViT, build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints import hf_checkpoint, pixel_preprocessing
+from vivit_tfx.models.checkpoints.vit_checkpoint import CheckpointMismatch
+from vivit_tfx.models.network.vivit import ViViT, build_vivit
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.trainer import export as model_export
 
 
 def checkpoint_model(path: str, num_frames: int = 0
@@ -39,7 +39,7 @@ def checkpoint_model(path: str, num_frames: int = 0
     raise CheckpointMismatch(f'{path}: --num-frames {num_frames}: {e}') from None
   if num_frames:
     hf_checkpoint.check_architecture(config, spec)
-  model = build_vivit(config, initialise=False)
+  model = build_vivit(config)
   report = hf_checkpoint.load(model, path)
   return model, spec, report
 

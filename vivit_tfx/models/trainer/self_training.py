@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from vivit_tfx.data import features
-from vivit_tfx.models import augment, clip_views
+from vivit_tfx.models.trainer import augment, clip_views
 
 PSEUDO_RECORDS = 'pseudo_labels.tfrecord'
 PSEUDO_SUMMARY = 'pseudo_labels.json'

@@ -11,10 +11,10 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from vivit_tfx.models import videomae_pretrain
-from vivit_tfx.models.vit_checkpoint import CheckpointMismatch
-from vivit_tfx.models.vivit import build_vivit
-from vivit_tfx.models.vivit_config import ViViTConfig
+from vivit_tfx.models.checkpoints.initialise import initialised_vivit
+from vivit_tfx.models.checkpoints.vit_checkpoint import CheckpointMismatch
+from vivit_tfx.models.network.vivit_config import ViViTConfig
+from vivit_tfx.models.videomae import videomae_pretrain
 
 
 def check(vivit: ViViTConfig, classes: Optional[Sequence[str]] = None,
@@ -22,7 +22,7 @@ def check(vivit: ViViTConfig, classes: Optional[Sequence[str]] = None,
   """Loads `vivit.init_checkpoint` into the run's model, and `pretrain.checkpoint` into its
   pre-training model, as the Trainers will; raises CheckpointMismatch (one line naming the
   checkpoint) if either cannot be loaded."""
-  for path, load in ((vivit.init_checkpoint, lambda: build_vivit(vivit, classes=classes)),
+  for path, load in ((vivit.init_checkpoint, lambda: initialised_vivit(vivit, classes=classes)),
                      (pretrain.checkpoint if pretrain else '', lambda: _load_pretraining(
                          vivit, pretrain))):
     if not path:

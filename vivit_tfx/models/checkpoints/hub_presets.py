@@ -3,8 +3,9 @@
 A hub preset names the checkpoint it expects in `--init-checkpoint DIR` (a directory the user
 downloaded) and brings what the checkpoint does not say: the clip's frame rate as the model was
 trained (paper / original config) and a fine-tuning recipe. The architecture, the number of
-frames and the image size come from the directory's config.json (models/hf_checkpoint.py), its
-pixels from its preprocessor_config.json (models/pixel_preprocessing.py).
+frames and the image size come from the directory's config.json
+(models/checkpoints/hf_checkpoint.py), its
+pixels from its preprocessor_config.json (models/checkpoints/pixel_preprocessing.py).
 
 Recipe (VideoMAE's end-to-end fine-tuning, Tong et al. 2022, Table 11 — the one of the four
 papers that fine-tunes a pre-trained video transformer with AdamW): base learning rate 1e-3
