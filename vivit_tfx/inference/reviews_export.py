@@ -12,11 +12,13 @@ ignores: `start_s,end_s,verdict,reviewer,time,source`):
 `original`, the original dataset's videos (any layout) are listed in the same file with the
 same group rule and the split ingest's defaults give them, so `run --videos-dir
 <out>/reviews.csv --layout csv` trains on both and tests on the first run's test videos.
-The split of every reviewed stretch is fixed in the file (`_pin_splits`): a share of the
-reviewed source videos per class (`held_out`) goes to `test`, never trained on, and is also
-written alone to `held-out.csv`, the clips `run --reviewed-clips` compares the candidate with
-the last blessed model on (after `vivit-tfx ingest`); the rest go to `train`. The stretches of
-an original video take its split.
+The split of every reviewed stretch is fixed (`_pin_splits`): a share of the reviewed source
+videos per class (`held_out`) is held out, never trained on, and written only to
+`held-out.csv`, the clips `run --reviewed-clips` compares the candidate with the last blessed
+model on (after `vivit-tfx ingest`); the rest go to `train` in `reviews.csv`. The stretches of
+an original video take its split, and those of an original test video are held out too, so
+the next run's test split is the original one: its blessing asks for no loss there and for a
+gain on the held-out stretches.
 Nothing is written outside `out_dir`; names there that vivit-tfx did not write stay untouched
 (`vivit_tfx.outputs`).
 """
@@ -63,8 +65,8 @@ class Summary:
              f'{c["hard negatives"]} false alarm(s) as hard negatives, {c["missed"]} missed '
              f'stretch(es), {c["original"]} original video(s); {c["unsure"]} unsure not exported'
              f', {len(self.skipped)} skipped',
-             f'  held out (split test, never trained on): {c["held out"]} stretch(es), also in '
-             f'{os.path.join(os.path.dirname(self.csv_path), HELD_OUT_NAME)}']
+             f'  held out (never trained on, not in {CSV_NAME}): {c["held out"]} stretch(es), '
+             f'in {os.path.join(os.path.dirname(self.csv_path), HELD_OUT_NAME)}']
     lines += [f'  warning: {w}' for w in self.warnings]
     lines += [f'  skipped {what}: {why}' for what, why in self.skipped]
     return '\n'.join(lines)
@@ -213,8 +215,10 @@ def export(work_dir: str, out_dir: str, original: str = '', layout: str = 'auto'
   if rows[first:] and not counts['held out']:
     warnings.append(f'no reviewed video held out ({len({r[2] for r in rows[first:]})} source '
                     'video(s)): `run --reviewed-clips` needs one; review more videos')
-  for path, kept in ((csv_path, rows), (held_out_path, [r for r in rows[first:]
-                                                        if r[3] == 'test'])):
+  held = [r for r in rows[first:] if r[3] == 'test']
+  # the held-out stretches only in held-out.csv: the next run's test split stays the original
+  # one, on which its blessing asks for no loss (the gain is asked on them, `--reviewed-clips`)
+  for path, kept in ((csv_path, [r for r in rows if r not in held]), (held_out_path, held)):
     with open(path, 'w', newline='', encoding='utf-8') as f:
       writer = csv.writer(f)
       writer.writerow(COLUMNS)
