@@ -700,6 +700,11 @@ def test_add_videos_advice_says_how_many_more_and_only_what_can_work():
   assert configs.split_warnings({'train': {'a': 1}}, ['a'], 0, 0.0, 0.15) == [
       'a: 1 video(s) split 1/0/0 (train/eval/test): every split needs at least one; add '
       'about 2 more video(s) of a']
+  # Enough videos, all in test (reviews export's held-out.csv): no "add about 0 more".
+  assert configs.split_warnings({'test': {'a': 13}}, ['a'], 5, 0.1, 0.15) == [
+      'a: 13 video(s) split 0/0/13 (train/eval/test): every split needs at least one; enough '
+      'videos, but the dataset places none in train, eval (a split column, or groups of '
+      '--group-regex)']
 
 
 def test_ingest_warns_when_a_class_cannot_meet_the_blessing_minimums(video_root, tmp_path,
