@@ -102,8 +102,8 @@ def facts(store, run) -> Optional[CardFacts]:
   pushed nothing (or has no evaluation)."""
   infos = metadata.executions_by_node(store, run)
   pushed = _pushed(infos)
-  evaluator = infos.get('Evaluator')
-  evaluation = _evaluation(infos, 'Evaluator')
+  evaluator = infos.get(tfma_results.EVALUATOR)
+  evaluation = _evaluation(infos, tfma_results.EVALUATOR)
   if pushed is None or evaluation is None:
     return None
   destination = str(metadata.property_value(pushed, 'pushed_destination'))

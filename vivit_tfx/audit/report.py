@@ -303,7 +303,7 @@ def build(config: RunSettings, run_id: Optional[str] = None,
       parts += ['<h2>Training</h2>', figure(plot_curves(read_curves(runs_dir.uri),
                                                          path['curves.png']))]
 
-  evaluator = infos.get('Evaluator')
+  evaluator = infos.get(tfma_results.EVALUATOR)
   evaluation = next(iter(evaluator.outputs.get('evaluation', [])), None) if evaluator else None
   if evaluation is not None:
     result = tfma_results.load(evaluation.uri)

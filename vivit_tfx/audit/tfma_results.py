@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import features
 
+EVALUATOR = 'Evaluator'  # the test split's Evaluator: its blessing makes a model the baseline
 # The node id of the Evaluator of the held-out reviewed clips (`run --reviewed-clips`).
 REVIEWED_EVALUATOR = 'ReviewedEvaluator'
 

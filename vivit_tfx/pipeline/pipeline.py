@@ -307,11 +307,14 @@ def create_pipeline(config: configs.PipelineConfig,
                                        if config.input_mode == 'tfrecords' else ''),
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
-  # Finds the last blessed model, the baseline the candidate must not fall below.
+  # Finds the last blessed model, the baseline the candidate must not fall below: blessed by
+  # the Evaluator on the test split (the ReviewedEvaluator's blessing, also a ModelBlessing, is
+  # a gain on the reviewed clips alone and never makes a model the baseline).
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=tfma_results.EVALUATOR, output_key='blessing'),
   ).with_id('latest_blessed_model_resolver') if baseline else None
 
   # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
@@ -319,7 +322,7 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if baseline else None,
       eval_config=eval_config(config, len(classes)),
-      example_splits=['test'])
+      example_splits=['test']).with_id(tfma_results.EVALUATOR)
 
   # With --reviewed-clips: the same comparison on the held-out reviewed clips, which the
   # candidate must do better on than the last blessed model.
