@@ -58,7 +58,7 @@ def test_bfloat16_becomes_float16_on_gpus_without_bfloat16():
   assert training.precision_for('float32', [t4]) == ('float32', '')
 
 
-@pytest.mark.parametrize('run_fn_module', ['model', 'pretrain_model'])
+@pytest.mark.parametrize('run_fn_module', ['trainer.model', 'videomae.pretrain_model'])
 def test_both_trainers_take_the_machines_precision(monkeypatch, capsys, run_fn_module):
   """The fine-tuning and the pre-training run_fn resolve the precision with the same rule."""
   import importlib  # pylint: disable=g-import-not-at-top
