@@ -215,10 +215,11 @@ def export(work_dir: str, out_dir: str, original: str = '', layout: str = 'auto'
   if rows[first:] and not counts['held out']:
     warnings.append(f'no reviewed video held out ({len({r[2] for r in rows[first:]})} source '
                     'video(s)): `run --reviewed-clips` needs one; review more videos')
-  held = [r for r in rows[first:] if r[3] == 'test']
+  reviewed = rows[first:]
   # the held-out stretches only in held-out.csv: the next run's test split stays the original
   # one, on which its blessing asks for no loss (the gain is asked on them, `--reviewed-clips`)
-  for path, kept in ((csv_path, [r for r in rows if r not in held]), (held_out_path, held)):
+  for path, kept in ((csv_path, rows[:first] + [r for r in reviewed if r[3] != 'test']),
+                     (held_out_path, [r for r in reviewed if r[3] == 'test'])):
     with open(path, 'w', newline='', encoding='utf-8') as f:
       writer = csv.writer(f)
       writer.writerow(COLUMNS)

@@ -575,11 +575,13 @@ def split_warnings(clips: Dict[str, Dict[str, int]], classes: Sequence[str],
     more = max(math.ceil((need - test) / test_share - 1e-9), 0)
     if 0 in counts:
       more = max(more, 3 - total)  # from 3 videos on, every split gets one
-      empty = ', '.join(s for s, n in zip(splits, counts) if not n)
-      advice = (f'add about {more} more video(s) of {name}' + (
-          f' (for {need} test videos at --test {test_share:g})' if need else '') if more else
-                f'enough videos, but the dataset places none in {empty} (a split column, '
-                'or groups of --group-regex)')
+      if more:
+        advice = f'add about {more} more video(s) of {name}' + (
+            f' (for {need} test videos at --test {test_share:g})' if need else '')
+      else:  # enough videos: the dataset's own split column or groups left a split empty
+        empty = ', '.join(s for s, n in zip(splits, counts) if not n)
+        advice = (f'enough videos, but the dataset places none in {empty} (a split column, '
+                  'or groups of --group-regex)')
       lines.append(f'{name}: {total} video(s) split {"/".join(map(str, counts))} '
                    f'(train/eval/test): every split needs at least one; {advice}')
     elif test < need:
