@@ -14,7 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from vivit_tfx.kubeflow import options, runner
 from vivit_tfx import cli
 from vivit_tfx.pipeline import configs
-from vivit_tfx.pipeline.pipeline import create_pipeline
+from vivit_tfx.pipeline.pipeline import LAST_BLESSED, create_pipeline
 
 IMAGE = 'registry.example/vivit-violence-tfx:test'
 
@@ -62,7 +62,8 @@ def test_kfp_sdk_loads_and_recompiles(compiled, tmp_path):
 def test_tasks_and_dependencies_match_the_local_pipeline(compiled, tmp_path):
   spec, _, _ = compiled
   tasks = spec['root']['dag']['tasks']
-  local = create_pipeline(configs.PipelineConfig(output_root=str(tmp_path)))
+  local = create_pipeline(configs.PipelineConfig(output_root=str(tmp_path)),
+                          baseline=LAST_BLESSED)  # the Vertex spec's baseline
   for component in local.components:
     if component.id == 'latest_blessed_model_resolver':
       assert any(t.startswith(component.id) for t in tasks)  # compiled to resolver tasks

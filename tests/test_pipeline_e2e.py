@@ -23,7 +23,7 @@ from tests.conftest import has_lineage_path, tiny_config
 pytestmark = pytest.mark.e2e
 
 NODES = {'ImportExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
-         'ValidationGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
+         'ValidationGate', 'Transform', 'Trainer', 'latest_pushed_model_resolver',
          'Evaluator', 'Pusher'}
 PRETRAIN_NODES = NODES | {'PretrainTrainer'}  # the first run pre-trains
 
@@ -117,7 +117,7 @@ def test_rerun_with_new_sampling_settings_skips_a_baseline_that_cannot_read_its_
   longer = config.replace(max_duration_s=12.0)  # 96 frame slots instead of 80
   line = baseline.check(config.metadata_path, longer.clip_config().stored_frames, classes)
   pushed = run_summary.summarize(config, run_id).pushed_model
-  assert line.startswith('Evaluator: no baseline this run: the last blessed model') and (
+  assert line.startswith('Evaluator: no baseline this run: the last pushed model') and (
       "this run's records hold 96" in line), line
   # What stopped such a rerun's Evaluator: the baseline refuses the longer records.
   record = tf.data.TFRecordDataset(glob.glob(os.path.join(clips_dir, 'test', '*'))).take(1)

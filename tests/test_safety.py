@@ -740,7 +740,7 @@ def test_not_blessed_reasons_carry_numbers_and_class_names():
   """, validation_result_pb2.ValidationResult())
   assert tfma_results.failure_lines(result, ['NonViolence', 'Violence'], 5) == [
       'accuracy 0.62 < 0.80 (--accuracy-threshold)',
-      'accuracy -0.10 against the last blessed model, a drop larger than 0.02 '
+      'accuracy -0.10 against the last pushed model, a drop larger than 0.02 '
       '(--max-accuracy-drop)',
       'Violence: 3 test videos < 5 (--min-test-examples-per-class)',
       'NonViolence: no test video']

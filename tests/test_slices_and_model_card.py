@@ -110,7 +110,7 @@ def test_model_card_beside_the_pushed_model_lists_every_slice_with_intervals(eva
     assert f'<td>{name}</td>' in page
   assert re.search(r'\| train \| \d+ \| \d+ \| \d+ \|', text)  # classes and splits, counted
   for heading in ('Intended uses', 'Out-of-scope uses', 'Known limitations',
-                  'Reporting a false alarm', 'Compared with the previous blessed model'):
+                  'Reporting a false alarm', 'Compared with the last pushed model'):
     assert f'## {heading}' in text and heading in page
   assert 'Wilson score interval' in text
   # Only its own two files, and the pushed SavedModel untouched beside them.
@@ -157,10 +157,10 @@ def test_blessing_needs_a_gain_on_the_held_out_reviewed_clips(tmp_path):
         ((), {k: values[(k.name, k.is_diff)] for k in keys}), compared)
 
   assert check(0.1).validation_ok
-  refused = check(0.0)  # as good as the last blessed model on the reviewed clips: no gain
+  refused = check(0.0)  # as good as the last pushed model on the reviewed clips: no gain
   assert not refused.validation_ok
   assert tfma_results.failure_lines(refused) == [
-      'accuracy +0.00 against the last blessed model, a gain smaller than 0.05 '
+      'accuracy +0.00 against the last pushed model, a gain smaller than 0.05 '
       '(--min-reviewed-gain)']
 
 

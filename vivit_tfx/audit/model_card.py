@@ -1,6 +1,6 @@
 """The model card of a pushed model: Markdown and HTML beside it, rendered with Jinja2 from what
 the run recorded (TFMA's metrics per slice with 95 % Wilson intervals, the blessing and the
-comparison with the last blessed model, the data's classes and splits from the ingest
+comparison with the last pushed model, the data's classes and splits from the ingest
 manifest, the Trainer's inputs from ML Metadata's lineage).
 
 The card sits beside the version folder TF Serving loads,
@@ -66,7 +66,7 @@ class SliceRow:
 
 @dataclasses.dataclass
 class Change:
-  """A metric of the candidate against the last blessed model on one slice."""
+  """A metric of the candidate against the last pushed model on one slice."""
   slice: str
   metric: str
   candidate: float
@@ -92,7 +92,7 @@ class CardFacts:
   inputs: Dict[str, str]  # the Trainer's input artifacts (lineage)
   rate_names: List[str]
   slices: List[SliceRow]
-  baseline: str  # the last blessed model's URI ('' on a first run)
+  baseline: str  # the last pushed model's URI ('' on a first run)
   changes: List[Change]
   limitations: List[str]
 

@@ -341,7 +341,7 @@ def build(config: RunSettings, run_id: Optional[str] = None,
       parts.append('<ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>')
     parts += ['<h2>Candidate against baseline</h2>',
               _table(['metric', 'candidate', 'candidate − baseline'], diffs) if diffs else
-              '<p>No baseline (no earlier blessed model): only the value thresholds '
+              '<p>No baseline (no model pushed before): only the value thresholds '
               'apply.</p>']
   reviewer = infos.get(tfma_results.REVIEWED_EVALUATOR)
   reviewed = next(iter(reviewer.outputs.get('evaluation', [])), None) if reviewer else None

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from vivit_tfx.data import features
 
-EVALUATOR = 'Evaluator'  # the test split's Evaluator: its blessing makes a model the baseline
+EVALUATOR = 'Evaluator'  # the test split's Evaluator (its blessing lets the Pusher push)
 # The node id of the Evaluator of the held-out reviewed clips (`run --reviewed-clips`).
 REVIEWED_EVALUATOR = 'ReviewedEvaluator'
 
@@ -252,9 +252,9 @@ def _failure_line(failure, key: Tuple, classes: Sequence[str],
   if failure.metric_key.is_diff:
     allowed = -threshold.change_threshold.absolute.value
     if allowed < 0:  # a gain is required (the held-out reviewed clips)
-      return (f'{shown}{where} {value:+.2f} against the last blessed model, a gain smaller '
+      return (f'{shown}{where} {value:+.2f} against the last pushed model, a gain smaller '
               f'than {-allowed - 1e-9:.2f} (--min-reviewed-gain)')
-    return (f'{shown}{where} {value:+.2f} against the last blessed model, a drop larger than '
+    return (f'{shown}{where} {value:+.2f} against the last pushed model, a drop larger than '
             f'{max(allowed - 1e-9, 0):.2f} (--max-accuracy-drop)')
   bounds = threshold.value_threshold
   if bounds.HasField('lower_bound') and value < bounds.lower_bound.value:

@@ -34,7 +34,7 @@ from vivit_tfx import schemas
 from vivit_tfx.kubeflow import options
 from vivit_tfx.kubeflow.options import Deployment
 from vivit_tfx.pipeline import configs
-from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes
+from vivit_tfx.pipeline.pipeline import LAST_BLESSED, create_pipeline, dataset_classes
 
 # Where vivit_tfx/kubeflow/Dockerfile puts the curated schema inside the image.
 IMAGE_SCHEMA_FILE = '/pipeline/schemas/clip_schema.pbtxt'
@@ -109,7 +109,9 @@ def check_output(path: str, overwrite: bool = False) -> None:
 def compile_pipeline(config: configs.PipelineConfig, deployment: Deployment) -> str:
   """Writes the KFP v2 PipelineSpec YAML (for kfp with its PlatformSpec) and returns its path."""
   accelerator, node_selector = options.trainer_accelerator(deployment)  # validates first
-  pipeline = create_pipeline(kubeflow_config(config), baseline=deployment.target == 'vertex')
+  # Vertex's compiler knows only TFX's own Resolver strategies; open-source KFP runs none.
+  pipeline = create_pipeline(kubeflow_config(config), baseline=(
+      LAST_BLESSED if deployment.target == 'vertex' else ''))
   resources_of = options.component_resources(deployment)
   on_accelerator = []  # the tasks whose pods need the accelerator's node selector
   for component in pipeline.components:

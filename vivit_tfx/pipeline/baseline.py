@@ -1,25 +1,62 @@
-"""Can the Evaluator's baseline (the last blessed model) read this run's records? A rerun with
-new sampling settings (another `--max-duration-s`, `--sample-fps`, `--num-frames`) or other
-classes makes records that the last blessed model's `serving_default` refuses: that run is
-then evaluated without the baseline, and says why."""
+"""The Evaluators' baseline: the last pushed model, the one in service.
+
+Not the last blessed one: with --reviewed-clips a model the test split's Evaluator blesses can
+still be refused on the reviewed clips, and is then never pushed. `LatestPushedModelStrategy`
+is the Resolver's rule; `check` tells, before a run, when that model cannot read the run's
+records (another `--max-duration-s`, `--sample-fps`, `--num-frames`, or other classes): the run
+is then evaluated without a baseline, and says why.
+"""
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import types
+from tfx.dsl.components.common import resolver
 
 from vivit_tfx.audit import metadata
 from vivit_tfx.data.clip_config import ModelClipConfig, NoModelError, clip_config_of
 
+MODEL, PUSHED_MODEL = 'model', 'pushed_model'  # the Resolver's inputs (and outputs)
 
-def last_blessed_model_dir(store) -> Optional[str]:
-  """The serving directory of the newest blessed Model (the Resolver's
-  LatestBlessedModelStrategy picks it), or None when no model was blessed yet."""
-  blessing = metadata.latest_artifact(
-      store, 'ModelBlessing', where=lambda a: metadata.property_value(a, 'blessed') == 1)
-  model_id = blessing and metadata.property_value(blessing, 'current_model_id')
+
+def pushed_from(store, pushed_model_id: int) -> Optional[int]:
+  """The id of the Model a PushedModel came from: the `model` input of the Pusher that wrote
+  it (a cached Pusher reuses the artifact and has the same input)."""
+  pushers = [ev.execution_id for ev in store.get_events_by_artifact_ids([pushed_model_id])
+             if ev.type == metadata_store_pb2.Event.OUTPUT]
+  for ev in store.get_events_by_execution_ids(pushers) if pushers else []:
+    if (ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps
+        and ev.path.steps[0].key == MODEL):
+      return ev.artifact_id
+  return None
+
+
+class LatestPushedModelStrategy(resolver.ResolverStrategy):
+  """Resolves the Model behind the newest PushedModel whose `pushed` is 1, with that push;
+  nothing before a first push. Inputs: `model` (Model) and `pushed_model` (PushedModel)."""
+
+  def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                        ) -> Optional[Dict[str, List[types.Artifact]]]:
+    models = {m.id: m for m in input_dict[MODEL]}
+    pushes = [p for p in input_dict[PUSHED_MODEL] if p.get_int_custom_property('pushed') == 1]
+    for push in sorted(pushes, key=lambda p: p.id, reverse=True):
+      model_id = pushed_from(store, push.id)
+      if model_id in models:
+        return {MODEL: [models[model_id]], PUSHED_MODEL: [push]}
+    return {MODEL: [], PUSHED_MODEL: []}
+
+
+def last_pushed_model_dir(store) -> Optional[str]:
+  """The serving directory of the Model behind the newest push (the Resolver's choice), or
+  None before a first push."""
+  push = metadata.latest_artifact(
+      store, 'PushedModel', where=lambda a: metadata.property_value(a, 'pushed') == 1)
+  model_id = push and pushed_from(store, push.id)
   if not model_id:
     return None
-  model = store.get_artifacts_by_id([int(model_id)])[0]
+  model = store.get_artifacts_by_id([model_id])[0]
   return os.path.join(model.uri, 'Format-Serving')
 
 
@@ -40,11 +77,11 @@ def unreadable_reason(clip: ModelClipConfig, stored: int, class_names: Sequence[
 
 
 def check(metadata_path: str, stored: int, class_names: Sequence[str]) -> str:
-  """A line for the console when the last blessed model in the local store cannot be the
+  """A line for the console when the last pushed model in the local store cannot be the
   baseline for records of `stored` slots and `class_names`; '' otherwise."""
   if not os.path.exists(metadata_path):
     return ''
-  model_dir = last_blessed_model_dir(metadata.open_sqlite(metadata_path))
+  model_dir = last_pushed_model_dir(metadata.open_sqlite(metadata_path))
   if not model_dir:
     return ''
   try:
@@ -52,6 +89,6 @@ def check(metadata_path: str, stored: int, class_names: Sequence[str]) -> str:
   except NoModelError:  # a model this project did not export: TFMA decides
     return ''
   reason = unreadable_reason(clip, stored, class_names)
-  return reason and (f'Evaluator: no baseline this run: the last blessed model '
+  return reason and (f'Evaluator: no baseline this run: the last pushed model '
                      f'({model_dir}) cannot read this run\'s records ({reason}); the '
                      'candidate is judged on the absolute accuracy threshold only')

@@ -155,7 +155,7 @@ class PipelineConfig:
   # Evaluation and blessing.
   accuracy_threshold: float = _option(0.8, 'bless only above this test accuracy (within '
                                       '[0, 1])')
-  max_accuracy_drop: float = _option(0.0, '… and no worse than the last blessed model by more '
+  max_accuracy_drop: float = _option(0.0, '… and no worse than the last pushed model by more '
                                      'than this (within [0, 1])')
   min_test_examples_per_class: int = _option(5, '… and with at least this many test examples '
                                              'in every class (≥ 0)')
@@ -165,8 +165,8 @@ class PipelineConfig:
                                       'and duration-band slice (within [0, 1]; 0: off)')
   reviewed_clips: str = _option('', 'clips ingested from reviewed verdicts (`vivit-tfx ingest` '
                                 'of the exported reviews): blessing also needs a gain over '
-                                "the last blessed model on their test split; '': none")
-  min_reviewed_gain: float = _option(0.01, '… the accuracy gain over the last blessed model '
+                                "the last pushed model on their test split; '': none")
+  min_reviewed_gain: float = _option(0.01, '… the accuracy gain over the last pushed model '
                                      "that blessing needs on --reviewed-clips' test split "
                                      '(within [0, 1])')
   # Edge models (components/tflite_export.py).

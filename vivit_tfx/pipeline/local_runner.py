@@ -11,7 +11,8 @@ from tfx import v1 as tfx
 from vivit_tfx.audit import metadata, run_summary
 from vivit_tfx.data import prepare
 from vivit_tfx.pipeline import baseline, configs, run_guard
-from vivit_tfx.pipeline.pipeline import create_pipeline, dataset_classes, train_steps
+from vivit_tfx.pipeline.pipeline import (LAST_PUSHED, create_pipeline, dataset_classes,
+                                         train_steps)
 
 
 def run_pipeline(config: configs.PipelineConfig) -> str:
@@ -30,7 +31,8 @@ def run_pipeline(config: configs.PipelineConfig) -> str:
     print(f'[run] {readable}', flush=True)
   tfx_pipeline = create_pipeline(
       config, tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          os.path.abspath(config.metadata_path)), baseline=not readable)
+          os.path.abspath(config.metadata_path)),
+      baseline='' if readable else LAST_PUSHED)
   tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
   run_id = run_guard.new_run_id(before, _run_names(config))
   if run_id is None:

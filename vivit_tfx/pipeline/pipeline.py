@@ -21,9 +21,13 @@ from vivit_tfx.components.tflite_export import TFLiteExport
 from vivit_tfx.components.validation_gate import ValidationGate
 from vivit_tfx.components.video_example_gen import VideoExampleGen
 from vivit_tfx.data import features, ingest, layouts
+from vivit_tfx.pipeline import baseline as baseline_model
 from vivit_tfx.pipeline import configs
 
 SPLITS = ('train', 'eval', 'test')
+PUSHER = 'Pusher'  # its newest push names the baseline (`baseline.LatestPushedModelStrategy`)
+LAST_PUSHED, LAST_BLESSED = 'last-pushed', 'last-blessed'
+BASELINES = (LAST_PUSHED, LAST_BLESSED)  # or '': none
 
 
 def code_fingerprints(root: Optional[str] = None) -> Dict[str, str]:
@@ -54,9 +58,9 @@ def dataset_classes(config: configs.PipelineConfig) -> Tuple[str, ...]:
   return configs.split_names(config.classes) or layouts.RLVS_CLASSES
 
 
-# Slices the accuracy threshold and the drop against the last blessed model apply to: the
-# whole test split, each container, each class (a MetricConfig's own `threshold` would apply
-# to every slice, the source and duration-band ones too).
+# Slices the accuracy threshold and the drop against the baseline (the last pushed model)
+# apply to: the whole test split, each container, each class (a MetricConfig's own
+# `threshold` would apply to every slice, the source and duration-band ones too).
 GATED_SLICES = (tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.CONTAINER]),
                 tfma.SlicingSpec(feature_keys=[features.LABEL]))
 # Slices by where a video comes from and how long it is: --min-slice-accuracy applies to these.
@@ -67,7 +71,7 @@ def eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.Eval
   """TFMA, overall and per container/label/source/duration band. Two classes: counts, binary
   accuracy, AUC, precision/recall, confusion matrix and calibration plots. More: accuracy,
   per-class precision/recall (one-vs-rest) and the multi-class confusion matrix. Blessing needs
-  accuracy above the threshold and no worse than the last blessed model (overall, per
+  accuracy above the threshold and no worse than the last pushed model (overall, per
   container and class), and with --min-slice-accuracy that accuracy in every source and
   duration-band slice."""
   binary = n_classes == 2
@@ -119,7 +123,7 @@ def _model_specs() -> List[tfma.ModelSpec]:
 
 def reviewed_eval_config(config: configs.PipelineConfig, n_classes: int = 2) -> tfma.EvalConfig:
   """TFMA on the held-out part (test split) of the reviewed clips: blessing needs at least
-  one, and once there is a blessed model an accuracy gain over it of --min-reviewed-gain."""
+  one, and once a model was pushed an accuracy gain over it of --min-reviewed-gain."""
   gain = tfma.MetricConfig(
       class_name='BinaryAccuracy' if n_classes == 2 else 'SparseCategoricalAccuracy',
       threshold=tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
@@ -219,16 +223,44 @@ def _example_gen(config: configs.PipelineConfig, code: str = ''):
           tfx.proto.Input.Split(name=s, pattern=f'{s}/*') for s in SPLITS]))
 
 
+def baseline_resolver(baseline: str) -> tfx.dsl.Resolver:
+  """The Resolver of the Evaluators' baseline.
+
+  LAST_PUSHED: the model in service, behind the Pusher's newest push. A model blessed on the
+  test split but refused on the reviewed clips was never pushed and never becomes the baseline.
+  LAST_BLESSED: the newest model the test split's Evaluator blessed, for Vertex AI, whose
+  compiler knows only TFX's own strategies; with --reviewed-clips that may be a model the
+  reviewed clips held back.
+  """
+  if baseline == LAST_PUSHED:
+    return tfx.dsl.Resolver(
+        strategy_class=baseline_model.LatestPushedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel,
+                                     producer_component_id=PUSHER, output_key='pushed_model'),
+    ).with_id('latest_pushed_model_resolver')
+  if baseline == LAST_BLESSED:
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                       producer_component_id=tfma_results.EVALUATOR,
+                                       output_key='blessing'),
+    ).with_id('latest_blessed_model_resolver')
+  raise ValueError(f'baseline {baseline!r} is not one of {BASELINES}')
+
+
 def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config=None,
                     extra_components: Optional[List] = None,
-                    baseline: bool = True) -> tfx.dsl.Pipeline:
+                    baseline: str = LAST_PUSHED) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → gate → Transform →
   [PretrainTrainer →] Trainer → Resolver + Evaluator [+ ReviewedExampleGen → ReviewedEvaluator,
   with --reviewed-clips] → Pusher [→ TFLiteExport, with --tflite].
 
-  baseline=False leaves out the latest-blessed-model Resolver (open-source KFP cannot run
-  Resolver tasks): the Evaluator then applies only the absolute accuracy threshold.
+  baseline: which model the Evaluators compare the candidate with (`baseline_resolver`); ''
+  leaves the Resolver out (open-source KFP cannot run Resolver tasks): the Evaluator then
+  applies only the absolute accuracy threshold.
   """
   classes = dataset_classes(config)
   vivit = config.vivit_config().replace(n_classes=len(classes))
@@ -307,15 +339,8 @@ def create_pipeline(config: configs.PipelineConfig,
                                        if config.input_mode == 'tfrecords' else ''),
                      'steps_per_epoch': config.steps_per_epoch, 'code': code['Trainer']})
 
-  # Finds the last blessed model, the baseline the candidate must not fall below: blessed by
-  # the Evaluator on the test split (the ReviewedEvaluator's blessing, also a ModelBlessing, is
-  # a gain on the reviewed clips alone and never makes a model the baseline).
-  model_resolver = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                     producer_component_id=tfma_results.EVALUATOR, output_key='blessing'),
-  ).with_id('latest_blessed_model_resolver') if baseline else None
+  # Finds the baseline the candidate must not fall below (`baseline_resolver`).
+  model_resolver = baseline_resolver(baseline) if baseline else None
 
   # Evaluates the candidate on the untouched test split with TFMA and blesses it or not.
   evaluator = tfx.components.Evaluator(
@@ -325,7 +350,7 @@ def create_pipeline(config: configs.PipelineConfig,
       example_splits=['test']).with_id(tfma_results.EVALUATOR)
 
   # With --reviewed-clips: the same comparison on the held-out reviewed clips, which the
-  # candidate must do better on than the last blessed model.
+  # candidate must do better on than the last pushed model.
   # (One input split would be re-split into train/eval by default: all of it stays 'test'.)
   reviewed_gen = tfx.components.ImportExampleGen(
       input_base=configs.absolute(config.reviewed_clips),
@@ -349,7 +374,8 @@ def create_pipeline(config: configs.PipelineConfig,
         model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=f'{config.serving_dir}/{config.model_name}')))
+                base_directory=f'{config.serving_dir}/{config.model_name}')),
+    ).with_id(PUSHER)
     # With --tflite: the pushed model as TFLite models beside it, int8 calibrated on the train
     # split; its own artifact, whose lineage names this Model, its push and those examples.
     tflite = TFLiteExport(
