@@ -34,8 +34,10 @@ def pushed_from(store, pushed_model_id: int) -> Optional[int]:
 
 
 class LatestPushedModelStrategy(resolver.ResolverStrategy):
-  """Resolves the Model behind the newest PushedModel whose `pushed` is 1, with that push;
-  nothing before a first push. Inputs: `model` (Model) and `pushed_model` (PushedModel)."""
+  """Resolves the Model behind the newest PushedModel whose `pushed` is 1; nothing before a
+  first push. Inputs: `model` (Model) and `pushed_model` (PushedModel). The push itself is
+  not passed on: the Resolver's outputs are recorded in this run, whose own push (or none)
+  the run summary reports."""
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
@@ -44,7 +46,7 @@ class LatestPushedModelStrategy(resolver.ResolverStrategy):
     for push in sorted(pushes, key=lambda p: p.id, reverse=True):
       model_id = pushed_from(store, push.id)
       if model_id in models:
-        return {MODEL: [models[model_id]], PUSHED_MODEL: [push]}
+        return {MODEL: [models[model_id]], PUSHED_MODEL: []}
     return {MODEL: [], PUSHED_MODEL: []}
 
 

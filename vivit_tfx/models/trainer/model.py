@@ -4,12 +4,8 @@ probabilities) and
 `transform_features`."""
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from typing import List
 
-import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -17,8 +13,8 @@ from tfx_bsl.public import tfxio
 
 from vivit_tfx.data import features, ingest
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models.trainer import (augment, clip_views, distribution, export, self_training,
-                                      training)
+from vivit_tfx.models.trainer import augment, clip_views, export, self_training, training
+from vivit_tfx.models.trainer.job import TrainerJob
 from vivit_tfx.models.checkpoints.initialise import initialised_vivit
 from vivit_tfx.models.network.vivit_config import ViViTConfig
 from vivit_tfx.models.videomae import videomae_pretrain
@@ -49,18 +45,6 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     return clips, (tf.cast(label, tf.float32) if n_classes == 2 else label)
 
   return dataset.map(_to_clips, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def resume_dir(fn_args: tfx.components.FnArgs) -> str:
-  """Where this training job keeps its checkpoints: `<model_run>/../resume/<key>`, the key a
-  hash of the Trainer's inputs and settings. A run started again after a kill (a new
-  execution, same command and inputs) and a restarted pod (same execution) find the same
-  folder, and it is not the execution's own, which the clean-up of a killed run removes."""
-  key = hashlib.sha256(json.dumps(
-      [sorted(fn_args.train_files), sorted(fn_args.eval_files), fn_args.transform_output,
-       fn_args.train_steps, fn_args.custom_config], sort_keys=True, default=str).encode())
-  return os.path.join(os.path.dirname(fn_args.model_run_dir.rstrip('/')), 'resume',
-                      key.hexdigest()[:16])
 
 
 def data_class_names(summary_path: str, n_classes: int) -> List[str]:
@@ -112,69 +96,50 @@ def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains ViViT from `custom_config['vivit']` (a ViViTConfig dict) and exports it.
 
-  Resumes from the newest checkpoint in `resume_dir` when the same job is started again (a
+  Resumes from the newest checkpoint in `job.resume_dir` when the same job is started again (a
   preempted pod, or a run killed during training and started again). Under multi-worker
   training only the chief writes the SavedModel, warm-up requests, clip config and logs.
   """
-  custom = fn_args.custom_config or {}
-  config = training.precision_for_this_machine(ViViTConfig.from_dict(custom['vivit']), 'Trainer')
+  config = training.precision_for_this_machine(
+      ViViTConfig.from_dict(fn_args.custom_config['vivit']), 'Trainer')
+  job = TrainerJob(fn_args, 'Trainer')
+  custom = job.custom
   clip = ModelClipConfig.from_dict(custom.get('clip', {}))
   names = data_class_names(custom.get('clips_summary', ''), config.n_classes)
   if names and tuple(names) != clip.class_names:
     print(f'Trainer: classes from the data: {", ".join(names)}', flush=True)
     clip = clip.with_classes(names)
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  strategy = distribution.strategy_for(custom.get('distribution', 'auto'),
-                                       custom.get('tpu_address', ''))
-  chief, worker_id = distribution.is_chief(strategy)
-  replicas = strategy.num_replicas_in_sync
-  batch_size = config.batch_size * replicas  # one micro-batch of every replica
+  batch_size = config.batch_size * job.replicas  # one micro-batch of every replica
   k = config.accumulation_steps
-  print(f'Trainer: ViViT {config.variant} on {type(strategy).__name__} with {replicas} '
-        f'replica(s): {batch_size * k} clips per step ({k} accumulation step(s) of '
-        f'{batch_size}), precision {config.precision}, XLA {config.jit_compile}', flush=True)
-  train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+  print(f'Trainer: ViViT {config.variant} on {job.where()}: {batch_size * k} clips per step '
+        f'({k} accumulation step(s) of {batch_size}), precision {config.precision}, XLA '
+        f'{config.jit_compile}', flush=True)
+  train = input_fn(fn_args.train_files, fn_args.data_accessor, job.transform,
                    batch_size * k, config.n_classes, training_mode=True,
                    num_frames=config.num_frames)
-  evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+  evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, job.transform,
                         batch_size, config.n_classes, training_mode=False).repeat()
-  total_steps, steps_per_epoch = training.step_budget(fn_args.train_steps,
-                                                      int(custom.get('steps_per_epoch', 100)))
   unlabeled = custom.get('unlabeled') or {}
   plan = (self_training.SelfTrainingConfig.from_dict(custom['self_training'])
           if custom.get('self_training') and unlabeled.get('pattern') else None)
   # Self-training: the teacher's and the student's phases each get a warm-up and cosine decay.
-  cycles = plan.cycles(total_steps) if plan else ()
-  with strategy.scope():
+  cycles = plan.cycles(job.total_steps) if plan else ()
+  with job.strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
     # labels are the run's classes.
     model = initialised_vivit(config, classes=list(clip.class_names))
     if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
       model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
-    training.compile_model(model, config, total_steps=total_steps, cycles=cycles)
-  checkpoints = resume_dir(fn_args)
-  checkpoint = training.TrainingCheckpoint(
-      model, checkpoints,
-      config.checkpoint_steps or steps_per_epoch, is_chief=chief, worker_id=worker_id)
-  distribution.prepare_multi_worker_fit(model, strategy, train)
-  logs = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
-  fit = lambda data, steps: training.fit_resumable(
-      model, data, steps_per_epoch, steps, checkpoint,
-      validation_data=evaluation,  # --eval-steps batches per epoch
-      validation_steps=max(1, fn_args.eval_steps or 1), callbacks=logs if chief else [],
-      run_steps=total_steps)
+    training.compile_model(model, config, total_steps=job.total_steps, cycles=cycles)
+  checkpoint = job.resumable(model, train, config.checkpoint_steps)
+  logs = job.logs()
+  fit = lambda data, steps: job.fit(model, data, evaluation, checkpoint, steps, logs)
   if plan:
     train = self_train(model, fit, train, unlabeled, checkpoint.directory, cycles[0],
-                       tf_transform_output, config, clip, plan, batch_size * k,
-                       fn_args.model_run_dir if chief else '')
-  fit(train, total_steps)
-  if chief:
-    export.export(model, config, tf_transform_output, fn_args.serving_model_dir, clip,
+                       job.transform, config, clip, plan, batch_size * k,
+                       fn_args.model_run_dir if job.chief else '')
+  fit(train, job.total_steps)
+  if job.chief:
+    export.export(model, config, job.transform, fn_args.serving_model_dir, clip,
                   model.init_source, fn_args.train_files)
-    if tf.io.gfile.exists(checkpoints):  # trained and exported: nothing left to resume
-      tf.io.gfile.rmtree(checkpoints)
-    others = tf.io.gfile.glob(os.path.join(os.path.dirname(checkpoints), '*'))
-    if others:  # killed jobs of other inputs or settings: kept for their resume, but said
-      print(f'Trainer: {len(others)} checkpoint folder(s) of killed jobs with other inputs or '
-            f'settings kept for a resume in {os.path.dirname(checkpoints)} (remove them when '
-            'those runs are not to be resumed)', flush=True)
+    job.finish()

@@ -159,6 +159,9 @@ class LayerDecayAdamW(ReplicaMeanApply, keras.optimizers.Adam):
 
   def build(self, variables):
     super().build(variables)
+    # Keyed by the optimizer's own `_var_key`: under tf.distribute `update_step` is handed each
+    # replica's component of a variable, which Keras maps back to the distributed variable only
+    # there (keras/src/backend/tensorflow/optimizer.py); no public API does.
     self._key_scales = {self._var_key(v): (self._path_scales.get(v.path, 1.0),
                                            v.path not in self._no_decay_paths)
                         for v in variables}
