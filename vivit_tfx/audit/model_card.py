@@ -240,16 +240,19 @@ def render(card: CardFacts) -> Dict[str, str]:
       card=card, **text) for suffix in SUFFIXES}
 
 
-def write(store, run, overwrite: bool = False) -> Optional[str]:
-  """Writes the card of the model a run pushed beside it; returns the Markdown's path (None:
-  nothing pushed). A same-named file the project did not write stops it
-  (`outputs.OutputExists`), before anything is written."""
+def write(store, run, overwrite: bool = False, out_dir: str = '') -> Optional[str]:
+  """Writes the card of the model a run pushed beside it, or into `out_dir` (a local folder:
+  for a model pushed to a remote destination, e.g. a Kubeflow run's gs:// serving folder);
+  returns the Markdown's path (None: nothing pushed). A same-named file the project did not
+  write stops it (`outputs.OutputExists`), before anything is written."""
   card = facts(store, run)
   if card is None:
     return None
-  if '://' in card.pushed_to:
-    raise OSError(f'{card.pushed_to}: the card is written only beside a local model')
-  folder = outputs.OutputFolder(os.path.dirname(card.pushed_to.rstrip('/')), overwrite)
+  if '://' in (out_dir or card.pushed_to):
+    raise OSError(f'{out_dir or card.pushed_to}: the card is written beside a local model or '
+                  'into a local folder: `vivit-tfx model-card --out-dir DIR`')
+  folder = outputs.OutputFolder(out_dir or os.path.dirname(card.pushed_to.rstrip('/')),
+                                overwrite)
   pages = render(card)
   paths = folder.claim(*[card.version + s for s in SUFFIXES])
   for path, suffix in zip(paths, SUFFIXES):

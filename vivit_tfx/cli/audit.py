@@ -1,4 +1,4 @@
-"""`vivit-tfx lineage` and `report`: what ML Metadata recorded of a run."""
+"""`vivit-tfx lineage`, `report` and `model-card`: what ML Metadata recorded of a run."""
 from __future__ import annotations
 
 import argparse
@@ -89,8 +89,24 @@ def _cmd_report(args) -> int:
   return 0
 
 
+def _cmd_model_card(args) -> int:
+  # loads TFX
+  from vivit_tfx.audit import metadata, model_card  # pylint: disable=g-import-not-at-top
+  quiet()
+  store = _store(args)
+  try:
+    run = metadata.find_run(store, args.pipeline_name, args.run_id or None)
+    path = model_card.write(store, run, args.overwrite, args.out_dir)
+  except (ValueError, OSError) as e:
+    raise UserError(str(e)) from None
+  if path is None:
+    raise UserError(f'run {run.name} pushed no model: a model card describes a pushed model')
+  print(f'model card: {path} (and {path[:-len(".md")]}.html)')
+  return 0
+
+
 def _add_store_arguments(p: argparse.ArgumentParser) -> None:
-  """How the tools that read a run (lineage, report) name it: its ML Metadata store and
+  """How the tools that read a run (lineage, report, model-card) name it: its ML Metadata store and
   pipeline."""
   p.add_argument('--output-root', default=configs.PipelineConfig.output_root,
                  help='the run\'s --output-root (its store: <output-root>/metadata.sqlite)')
@@ -133,3 +149,14 @@ def add_parsers(sub) -> None:
                  '(as `run --min-test-examples-per-class`)')
   add_overwrite_argument(p)
   p.set_defaults(func=_cmd_report)
+
+  p = sub.add_parser('model-card', help="a run's model card (Markdown and HTML), written "
+                     'again from ML Metadata: a past run, or a Kubeflow run (`run` writes one '
+                     'beside each local pushed model)')
+  p.add_argument('--run-id', default='', help="the run that pushed the model ('': the "
+                 'latest)')
+  p.add_argument('--out-dir', default='', help="a local folder for the card ('': beside the "
+                 'pushed model, when that is local)')
+  _add_store_arguments(p)
+  add_overwrite_argument(p)
+  p.set_defaults(func=_cmd_model_card)
