@@ -4,13 +4,13 @@ Reproduced in issue 32's loop: with --reviewed-clips, a candidate the test split
 blessed but the reviewed clips refused was never pushed, yet the next run's Resolver (TFX's
 LatestBlessedModelStrategy) took it as the baseline.
 """
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
 from tfx.dsl.components.common import resolver
 from tfx.types import artifact_utils, standard_artifacts
 
+from vivit_tfx.audit import metadata
 from vivit_tfx.pipeline import baseline, configs
 from vivit_tfx.pipeline.pipeline import LAST_BLESSED, PUSHER, create_pipeline
 
@@ -19,10 +19,7 @@ class _Store:
   """A local-style MLMD store: tfx artifacts, executions with keyed INPUT/OUTPUT events."""
 
   def __init__(self, path):
-    config = pb.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    self.store = metadata_store.MetadataStore(config)
+    self.store = metadata.open_sqlite(str(path))
 
   def artifact(self, cls, uri, **custom):
     a = cls()
