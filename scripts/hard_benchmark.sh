@@ -10,17 +10,21 @@
 #             vivit-tiny (--preset vivit-tiny, the linear tokenizer),
 #             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200),
 #             hybrid+unlabeled+noise (the footage with the student's photometric noise 0.3)
+# Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
+# gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
 out=$1
 seeds=${2:-"104 105 106"}
 variants=${3:-"hybrid hybrid+unlabeled vivit-tiny"}
 tool="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/vivit-tfx"
+read -r train_share eval_share test_share <<< "${SPLITS:-0.5 0.25 0.25}"
 for seed in $seeds; do
   d=$out/seed$seed
-  [ -d "$d/videos" ] || "$tool" make-synthetic --difficulty hard --num-clips 400 --seed "$seed" \
+  [ -d "$d/videos" ] || "$tool" make-synthetic --difficulty hard --num-clips "${VIDEOS:-400}" \
+      --seed "$seed" \
       --output "$d/videos" > /dev/null
   [ -d "$d/clips" ] || "$tool" ingest --input "$d/videos" --output "$d/clips" \
-      --train 0.5 --eval 0.25 --test 0.25 > /dev/null
+      --train "$train_share" --eval "$eval_share" --test "$test_share" > /dev/null
   for variant in $variants; do
     case $variant in
       hybrid) extra=() ;;
@@ -32,7 +36,7 @@ for seed in $seeds; do
         [ "$variant" = hybrid+unlabeled ] ||
           extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
-      hybrid-long) extra=(--train-steps 3200) ;;  # labels alone, the self-training run's steps
+      hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     root=$d/$variant
