@@ -34,6 +34,11 @@ def resized_shape(height: tf.Tensor, width: tf.Tensor, crop_size: Sequence[int],
           tf.maximum(int(out_w), tf.cast(tf.round(w * scale), tf.int32)))
 
 
+def _levels(resized: tf.Tensor) -> tf.Tensor:
+  """A float resize rounded to uint8 levels, as a uint8 image resize is."""
+  return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+
+
 def resize_and_crop(images: tf.Tensor, crop_size: Sequence[int], shortest_edge: int = 0,
                     resize_to: Sequence[int] = ()) -> tf.Tensor:
   """[H, W, C] or [N, H, W, C] uint8/float 0..255 → float32 0..255 [.., *crop_size, C].
@@ -49,15 +54,28 @@ def resize_and_crop(images: tf.Tensor, crop_size: Sequence[int], shortest_edge: 
     raise ValueError('resize_and_crop needs a crop size or an exact resize')
   new_h, new_w = resized_shape(height, width, crop_size or resize_to, shortest_edge, resize_to)
   same = tf.logical_and(tf.equal(new_h, height), tf.equal(new_w, width))
-  resized = tf.cond(
-      same, lambda: images,
-      lambda: tf.clip_by_value(tf.round(tf.image.resize(
-          images, tf.stack([new_h, new_w]), method='bilinear', antialias=True)), 0.0, 255.0))
   if not crop_size:
-    return resized
+    return tf.cond(same, lambda: images, lambda: _levels(tf.image.resize(
+        images, tf.stack([new_h, new_w]), method='bilinear', antialias=True)))
   out_h, out_w = int(crop_size[0]), int(crop_size[1])
   top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
-  cropped = resized[..., top:top + out_h, left:left + out_w, :]
+
+  def resized_crop():  # [.., out_h, out_w, C]
+    # tf.image.resize(antialias=True) is ScaleAndTranslate with the triangle kernel: asked for
+    # the crop's pixels only (the output shifted by the crop's corner), it computes the same
+    # values without the columns and rows the crop drops (720p → 64 × 114 → 64 × 64: ~40 %
+    # less work per frame for ingest, `watch` and `scan`).
+    batch = images if images.shape.rank == 4 else images[tf.newaxis]
+    scale = (tf.cast(tf.stack([new_h, new_w]), tf.float32) /
+             tf.cast(tf.stack([height, width]), tf.float32))
+    out = tf.raw_ops.ScaleAndTranslate(
+        images=batch, size=[out_h, out_w], scale=scale,
+        translation=-tf.cast(tf.stack([top, left]), tf.float32), kernel_type='triangle',
+        antialias=True)
+    return _levels(out if images.shape.rank == 4 else out[0])
+
+  cropped = tf.cond(same, lambda: images[..., top:top + out_h, left:left + out_w, :],
+                    resized_crop)
   static = images.shape[:-3].as_list() + [out_h, out_w, images.shape[-1]]
   return tf.ensure_shape(cropped, static)
 
