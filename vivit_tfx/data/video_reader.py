@@ -357,6 +357,65 @@ def _decode_sequentially(path: str, indices: Sequence[int],
     return _decode_indices(container, indices, size, fps=0.0)
 
 
+class FrameStream:
+  """A file, or a stream URL FFmpeg reads (RTSP, HTTP MJPEG, HLS), decoded frame by frame with
+  PyAV for `watch`: `grab` decodes the next frame without converting it; `rgb(size)` converts
+  a kept one once, by swscale at its small size, exactly as ingestion converts (`_to_rgb`: the
+  pixels the model was trained on); `bgr()` the whole frame (a snapshot)."""
+
+  def __init__(self, container: av.container.InputContainer):
+    self.container = container
+    self.stream = container.streams.video[0]
+    self.stream.thread_type = 'AUTO'
+    self.stream.codec_context.thread_count = _DECODER_THREADS
+    self._frames = _decoded(container, self.stream)
+    self._frame: Optional[av.VideoFrame] = None
+    self._reformatter = VideoReformatter()
+
+  @classmethod
+  def open_file(cls, path: str) -> 'FrameStream':
+    """Raises VideoReadError with the reason a file cannot be read."""
+    return cls(_open_container(path))
+
+  @classmethod
+  def open_url(cls, url: str, timeout_s: float = 5.0) -> Optional['FrameStream']:
+    """None when the stream cannot be opened now (a live source is retried)."""
+    options = {'rtsp_transport': 'tcp'} if url.startswith('rtsp') else {}
+    try:
+      container = av.open(url, options=options, timeout=(timeout_s, timeout_s))
+    except (av.FFmpegError, OSError, ValueError):
+      return None
+    if not container.streams.video:
+      container.close()
+      return None
+    return cls(container)
+
+  @property
+  def fps(self) -> float:
+    """The stream's frame rate (0 when it states none)."""
+    rate = self.stream.average_rate or self.stream.guessed_rate
+    return float(rate) if rate else 0.0
+
+  def grab(self) -> bool:
+    """Decodes the next frame; False at the end (or when the stream broke off)."""
+    try:
+      self._frame = next(self._frames, None)
+    except (av.FFmpegError, OSError):
+      self._frame = None
+    return self._frame is not None
+
+  def rgb(self, size: Tuple[int, int]) -> np.ndarray:
+    """The grabbed frame as RGB uint8 [H, W, 3] of `size`, as ingestion stores it."""
+    return _to_rgb(self._frame, size, self._reformatter)
+
+  def bgr(self) -> np.ndarray:
+    """The grabbed frame, whole, BGR uint8 [h, w, 3]."""
+    return self._frame.to_ndarray(format='bgr24')
+
+  def release(self) -> None:
+    self.container.close()
+
+
 def read_all_frames(path: str) -> Optional[np.ndarray]:
   """Decodes every frame to RGB (the seed's approach; used only as a benchmark baseline)."""
   capture = open_video(path)

@@ -98,9 +98,10 @@ def sampling_rule(model_dir: str) -> Tuple[int, Tuple[int, int], float, str]:
 
 # --- capture ---------------------------------------------------------------------------------
 class Resizer:
-  """`frames.resize_and_crop` (ingestion's antialiased resize and centre crop: the same pixels)
-  as a compiled graph, shared by the cameras (`resizer`): cheaper than the eager ops on every
-  kept frame of a 720p stream."""
+  """`frames.resize_and_crop` (the antialiased resize and centre crop of the graph side) as a
+  compiled graph, shared by the cameras (`resizer`): the frames of a webcam, which OpenCV
+  delivers whole and in BGR (files and stream URLs are converted by swscale at their small
+  size, as ingestion converts: `video_reader.FrameStream`)."""
 
   def __init__(self, size: Tuple[int, int]):
     def resize(rgb):  # uint8 [H, W, 3] → uint8 [*size, 3]
@@ -115,6 +116,38 @@ class Resizer:
 @functools.lru_cache(maxsize=4)
 def resizer(size: Tuple[int, int]) -> Resizer:
   return Resizer(tuple(size))
+
+
+class WebcamFrames:
+  """A webcam (device index) through OpenCV, with `video_reader.FrameStream`'s methods."""
+
+  def __init__(self, index: int):
+    self.capture = cv2.VideoCapture(index)
+    self._bgr: Optional[np.ndarray] = None
+
+  def opened(self) -> bool:
+    return self.capture.isOpened()
+
+  @property
+  def fps(self) -> float:
+    return self.capture.get(cv2.CAP_PROP_FPS) or 0.0
+
+  def grab(self) -> bool:
+    self._bgr = None
+    return self.capture.grab()
+
+  def bgr(self) -> Optional[np.ndarray]:
+    if self._bgr is None:
+      ok, frame = self.capture.retrieve()
+      self._bgr = frame if ok else None
+    return self._bgr
+
+  def rgb(self, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    frame = self.bgr()
+    return None if frame is None else resizer(size)(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+  def release(self) -> None:
+    self.capture.release()
 
 
 def check_source(spec: str) -> None:
@@ -166,20 +199,21 @@ class Source:
 
   def _open(self) -> bool:
     if self.spec.isdigit():
-      capture = cv2.VideoCapture(int(self.spec))
+      capture = WebcamFrames(int(self.spec))
+      if not capture.opened():
+        capture.release()
+        capture = None
     elif self.live:
-      capture = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, [
-          cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+      capture = video_reader.FrameStream.open_url(self.spec, timeout_s=5.0)
     else:
-      capture = video_reader.open_video(self.spec)  # raises VideoReadError with the reason
-    if not capture.isOpened():
-      capture.release()
+      capture = video_reader.FrameStream.open_file(self.spec)  # VideoReadError: the reason
+    if capture is None:
       if (self._capture is None and self.reconnects == 0 and self._t0 is None
           and not self.lenient):
         raise video_reader.VideoReadError(f'{self.spec}: cannot open the source')
       return False
     self._capture = capture
-    self._fps = capture.get(cv2.CAP_PROP_FPS) or sampling.DEFAULT_FPS
+    self._fps = capture.fps or sampling.DEFAULT_FPS
     return True
 
   @property
@@ -206,10 +240,14 @@ class Source:
         return False, 0.0, False
       restarted = True
 
-  def retrieve(self) -> Optional[np.ndarray]:
-    """The grabbed frame, BGR [H, W, 3] (None if it cannot be converted)."""
-    ok, frame = self._capture.retrieve()
-    return frame if ok else None
+  def rgb(self, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """The grabbed frame, RGB uint8 [*size, 3] as ingestion stores it (None if it cannot be
+    converted)."""
+    return self._capture.rgb(size)
+
+  def snapshot(self) -> Optional[np.ndarray]:
+    """The grabbed frame, whole, BGR."""
+    return self._capture.bgr()
 
   def _stamp(self) -> float:
     now = time.monotonic()
@@ -534,7 +572,6 @@ class Capture:
     self.name, self.config, self.stop, self.stop_at, self.log = (camera.name, config, stop,
                                                                  stop_at, log)
     self.num_frames, self.size, self.fps = rule
-    self.resize = resizer(self.size)
     self.source = Source(camera.source, config.reconnect_s, config.realtime, log, stop_at,
                          name=camera.name, lenient=bool(camera.name))
     self.sampler: Optional[sampling.StreamSampler] = None  # set when the source is open
@@ -584,16 +621,16 @@ class Capture:
       self.stats.stream_s = t
       if not self.sampler.keep(t):
         continue  # decoded, never converted
-      frame = source.retrieve()
-      if frame is None:
+      rgb = source.rgb(self.size)
+      if rgb is None:
         continue
-      rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-      ring.append((self.resize(rgb), t))
+      ring.append((rgb, t))
       new_frames += 1
       if len(ring) == self.num_frames and new_frames >= self.stride:
         new_frames = 0
         self.mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1],
-                                t + 1 / self.sampler.fps, source.due, time.time(), frame),
+                                t + 1 / self.sampler.fps, source.due, time.time(),
+                                source.snapshot()),
                          wait=not source.live)
 
   def summary(self) -> Dict[str, Any]:
