@@ -95,12 +95,16 @@ def _cmd_model_card(args) -> int:
   quiet()
   store = _store(args)
   try:
-    run = metadata.find_run(store, args.pipeline_name, args.run_id or None)
-    path = model_card.write(store, run, args.overwrite, args.out_dir)
+    runs = ([metadata.find_run(store, args.pipeline_name, args.run_id)] if args.run_id else
+            metadata.runs(store, args.pipeline_name)[::-1])  # the newest that pushed a model
+    path = next(filter(None, (model_card.write(store, run, args.overwrite, args.out_dir)
+                              for run in runs)), None)
   except (ValueError, OSError) as e:
     raise UserError(str(e)) from None
   if path is None:
-    raise UserError(f'run {run.name} pushed no model: a model card describes a pushed model')
+    raise UserError((f'run {args.run_id} pushed no model' if args.run_id else
+                     f'no run of {args.pipeline_name} pushed a model') +
+                    ' (with an evaluation): a model card describes a pushed model')
   print(f'model card: {path} (and {path[:-len(".md")]}.html)')
   return 0
 
@@ -154,7 +158,7 @@ def add_parsers(sub) -> None:
                      'again from ML Metadata: a past run, or a Kubeflow run (`run` writes one '
                      'beside each local pushed model)')
   p.add_argument('--run-id', default='', help="the run that pushed the model ('': the "
-                 'latest)')
+                 'latest run that pushed one)')
   p.add_argument('--out-dir', default='', help="a local folder for the card ('': beside the "
                  'pushed model, when that is local)')
   _add_store_arguments(p)

@@ -1,8 +1,9 @@
 """The project's one resize-and-crop of video frames, in the graph and on NumPy arrays.
 
-Ingestion, Transform, serving, `predict`, `watch` and the review page all resize with it, so
-a frame is resized the same way wherever it is read (a checkpoint's processor adds only its
-own sizes and normalisation: `models/checkpoints/pixel_preprocessing.py`).
+Transform and serving (a checkpoint's processor sizes and crops; `models/checkpoints/
+pixel_preprocessing.py`), a webcam's frames in `watch`, the synthetic data's masks. Decoded
+video (ingestion, `predict`, `scan`, `watch` on files and streams) is scaled by swscale at its
+small size instead (`video_reader`), within a few levels of this resize.
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def resize_and_crop(images: tf.Tensor, crop_size: Sequence[int], shortest_edge: 
   def resized_crop():  # [.., out_h, out_w, C]
     # tf.image.resize(antialias=True) is ScaleAndTranslate with the triangle kernel: asked for
     # the crop's pixels only (the output shifted by the crop's corner), it computes the same
-    # values without the columns and rows the crop drops (720p → 64 × 114 → 64 × 64: ~40 %
-    # less work per frame for ingest, `watch` and `scan`).
+    # values without the columns and rows the crop drops (720p → 64 × 114 → 64 × 64: about a
+    # third less work per frame).
     batch = images if images.shape.rank == 4 else images[tf.newaxis]
     scale = (tf.cast(tf.stack([new_h, new_w]), tf.float32) /
              tf.cast(tf.stack([height, width]), tf.float32))

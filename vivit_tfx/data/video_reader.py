@@ -366,6 +366,9 @@ class FrameStream:
   def __init__(self, container: av.container.InputContainer):
     self.container = container
     self.stream = container.streams.video[0]
+    if self.stream.codec_context is None:  # no decoder for its codec
+      container.close()
+      raise VideoReadError('no decoder for its video codec')
     self.stream.thread_type = 'AUTO'
     self.stream.codec_context.thread_count = _DECODER_THREADS
     self._frames = _decoded(container, self.stream)
@@ -382,13 +385,17 @@ class FrameStream:
     """None when the stream cannot be opened now (a live source is retried)."""
     options = {'rtsp_transport': 'tcp'} if url.startswith('rtsp') else {}
     try:
-      container = av.open(url, options=options, timeout=(timeout_s, timeout_s))
+      container = av.open(url, options=options, timeout=(timeout_s, timeout_s),
+                          metadata_errors='ignore')
     except (av.FFmpegError, OSError, ValueError):
       return None
     if not container.streams.video:
       container.close()
       return None
-    return cls(container)
+    try:
+      return cls(container)
+    except VideoReadError:
+      return None
 
   @property
   def fps(self) -> float:
@@ -404,13 +411,20 @@ class FrameStream:
       self._frame = None
     return self._frame is not None
 
-  def rgb(self, size: Tuple[int, int]) -> np.ndarray:
-    """The grabbed frame as RGB uint8 [H, W, 3] of `size`, as ingestion stores it."""
-    return _to_rgb(self._frame, size, self._reformatter)
+  def rgb(self, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """The grabbed frame as RGB uint8 [H, W, 3] of `size`, as ingestion stores it (None if it
+    cannot be converted)."""
+    try:
+      return _to_rgb(self._frame, size, self._reformatter)
+    except (av.FFmpegError, ValueError):
+      return None
 
-  def bgr(self) -> np.ndarray:
-    """The grabbed frame, whole, BGR uint8 [h, w, 3]."""
-    return self._frame.to_ndarray(format='bgr24')
+  def bgr(self) -> Optional[np.ndarray]:
+    """The grabbed frame, whole, BGR uint8 [h, w, 3] (None if it cannot be converted)."""
+    try:
+      return self._frame.to_ndarray(format='bgr24')
+    except (av.FFmpegError, ValueError):
+      return None
 
   def release(self) -> None:
     self.container.close()

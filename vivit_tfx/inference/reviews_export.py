@@ -14,7 +14,7 @@ same group rule and the split ingest's defaults give them, so `run --videos-dir
 <out>/reviews.csv --layout csv` trains on both and tests on the first run's test videos.
 The split of every reviewed stretch is fixed (`_pin_splits`): a share of the reviewed source
 videos per class (`held_out`) is held out, never trained on, and written only to
-`held-out.csv`, the clips `run --reviewed-clips` compares the candidate with the last blessed
+`held-out.csv`, the clips `run --reviewed-clips` compares the candidate with the last pushed
 model on (after `vivit-tfx ingest`); the rest go to `train` in `reviews.csv`. The stretches of
 an original video take its split, and those of an original test video are held out too, so
 the next run's test split is the original one: its blessing asks for no loss there and for a

@@ -1,6 +1,7 @@
 """`vivit-tfx watch SOURCE...`: live violence detection on cameras, streams or files.
 
-Capture (one thread per camera: OpenCV's FFmpeg decodes with the GIL released) → sampler
+Capture (one thread per camera: PyAV's FFmpeg decodes with the GIL released; a webcam through
+OpenCV) → sampler
 (every stride-th source frame: the model's clip rule, `sampling.StreamSampler`) → ring buffer
 of T frames → every stride, a window goes to the scorer thread through the camera's one-place
 mailbox: on a live source a new window replaces one the scorer has not taken yet (capture
@@ -190,7 +191,7 @@ class Source:
     self.gave_up = False  # a live source lost for good
     self.due = 0.0  # time.monotonic() the last frame was due (a realtime file) or was read
     if self.live:
-      cv2.setLogLevel(0)  # failed reconnection tries: our one line each, not OpenCV's warnings
+      cv2.setLogLevel(0)  # a webcam's failed reconnection tries: our one line each, not OpenCV's
     self._capture = None
     self._index, self._t0, self._fps = 0, None, sampling.DEFAULT_FPS
     self._unopened = self.lenient
@@ -229,7 +230,7 @@ class Source:
 
   def grab(self) -> Tuple[bool, float, bool]:
     """Decodes the next frame without converting it: (False at the end, stream time in s,
-    True if the stream restarted). `retrieve` converts it, for the frames that are kept."""
+    True if the stream restarted). `rgb` converts it, for the frames that are kept."""
     self.open_now()
     restarted = False
     while True:
@@ -626,11 +627,12 @@ class Capture:
         continue
       ring.append((rgb, t))
       new_frames += 1
-      if len(ring) == self.num_frames and new_frames >= self.stride:
+      snapshot = (source.snapshot() if len(ring) == self.num_frames
+                  and new_frames >= self.stride else None)
+      if snapshot is not None:
         new_frames = 0
         self.mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1],
-                                t + 1 / self.sampler.fps, source.due, time.time(),
-                                source.snapshot()),
+                                t + 1 / self.sampler.fps, source.due, time.time(), snapshot),
                          wait=not source.live)
 
   def summary(self) -> Dict[str, Any]:

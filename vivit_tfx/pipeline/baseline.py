@@ -51,15 +51,17 @@ class LatestPushedModelStrategy(resolver.ResolverStrategy):
 
 
 def last_pushed_model_dir(store) -> Optional[str]:
-  """The serving directory of the Model behind the newest push (the Resolver's choice), or
-  None before a first push."""
-  push = metadata.latest_artifact(
-      store, 'PushedModel', where=lambda a: metadata.property_value(a, 'pushed') == 1)
-  model_id = push and pushed_from(store, push.id)
-  if not model_id:
-    return None
-  model = store.get_artifacts_by_id([model_id])[0]
-  return os.path.join(model.uri, 'Format-Serving')
+  """The serving directory of the Model behind the newest push whose Model is known (the
+  Resolver's choice), or None before a first push."""
+  pushes = [a for name in metadata.type_names('PushedModel')
+            for a in store.get_artifacts_by_type(name)
+            if metadata.property_value(a, 'pushed') == 1]
+  for push in sorted(pushes, key=lambda a: a.id, reverse=True):
+    model_id = pushed_from(store, push.id)
+    if model_id:
+      model = store.get_artifacts_by_id([model_id])[0]
+      return os.path.join(model.uri, 'Format-Serving')
+  return None
 
 
 def unreadable_reason(clip: ModelClipConfig, stored: int, class_names: Sequence[str]) -> str:

@@ -75,9 +75,9 @@ class TrainerJob:
     """`training.fit_resumable` for `steps` (the whole budget by default), validating on
     --eval-steps batches of `evaluation` after each epoch."""
     return training.fit_resumable(
-        model, train, self.steps_per_epoch, steps or self.total_steps, checkpoint,
-        validation_data=evaluation, validation_steps=max(1, self.fn_args.eval_steps or 1),
-        callbacks=list(callbacks), component=self.component, run_steps=self.total_steps)
+        model, train, self.steps_per_epoch, self.total_steps if steps is None else steps,
+        checkpoint, validation_data=evaluation,
+        validation_steps=max(1, self.fn_args.eval_steps or 1), callbacks=list(callbacks), component=self.component, run_steps=self.total_steps)
 
   def finish(self) -> None:
     """After the chief wrote the model: its checkpoints have nothing left to resume; those of

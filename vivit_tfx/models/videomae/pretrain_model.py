@@ -84,7 +84,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       videomae_pretrain.load_checkpoint(pretrainer, config.checkpoint)
     pretrainer.compile(optimizer=training.optimizer(recipe, pretrainer, job.total_steps),
                        jit_compile=bool(vivit.jit_compile))
-  # In the Trainer's resume folder, kept by a killed run's clean-up as the Trainer's is.
+  # Its own resume folder (`job.resume_dir`), kept by a killed run's clean-up as the Trainer's.
   checkpoint = job.resumable(pretrainer, train)
   history = LossHistory(checkpoint)
   job.fit(pretrainer, train, evaluation, checkpoint, callbacks=[history] + job.logs())
