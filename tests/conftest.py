@@ -28,11 +28,6 @@ from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
 
 # The session fixtures that run the whole pipeline (minutes each on CI's 2 cores).
 PIPELINE_RUNS = ('first_run', 'trained_run')
-# Files of a minute or more on CI (pytest --durations on a 2-core CPU), longest first.
-LONG_FILES = ('test_review_loop.py', 'test_safety.py', 'test_training_recipe.py',
-              'test_faults.py', 'test_beam_parallel.py', 'test_self_training.py',
-              'test_videomae_pretrain.py', 'test_multi_worker.py', 'test_pipeline_bench.py',
-              'test_model_bench.py', 'test_vivit.py', 'test_learnability.py')
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
@@ -46,12 +41,7 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     group = 'pipeline-runs' if file_of(item) in shared else file_of(item)
     item.add_marker(pytest.mark.xdist_group(group))
-  # The pipeline runs first, then the long files longest first, then the rest in file order:
-  # no long file starts last on one worker while the other has finished.
-  long_rank = lambda item: (LONG_FILES.index(os.path.basename(file_of(item)))
-                            if os.path.basename(file_of(item)) in LONG_FILES else len(LONG_FILES))
-  items.sort(key=lambda item: (file_of(item) not in shared, long_rank(item)))  # stable
-
+  items.sort(key=lambda item: file_of(item) not in shared)  # stable: file order kept
 
 # Tiny everything: CPU-only CI on 2 cores.
 TINY_CLIP = ingest.ClipConfig(num_frames=8, frame_size=(32, 32))
