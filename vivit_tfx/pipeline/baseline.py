@@ -9,7 +9,7 @@ is then evaluated without a baseline, and says why.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
@@ -33,6 +33,17 @@ def pushed_from(store, pushed_model_id: int) -> Optional[int]:
   return None
 
 
+def newest_pushed_model(store, push_ids: Sequence[int],
+                        known: Callable[[int], bool] = lambda model_id: True) -> Optional[int]:
+  """The id of the Model behind the newest of the pushes `push_ids` (each `pushed` = 1) whose
+  Model `known` accepts; None when there is none."""
+  for push_id in sorted(push_ids, reverse=True):
+    model_id = pushed_from(store, push_id)
+    if model_id and known(model_id):
+      return model_id
+  return None
+
+
 class LatestPushedModelStrategy(resolver.ResolverStrategy):
   """Resolves the Model behind the newest PushedModel whose `pushed` is 1; nothing before a
   first push. Inputs: `model` (Model) and `pushed_model` (PushedModel). The push itself is
@@ -42,26 +53,21 @@ class LatestPushedModelStrategy(resolver.ResolverStrategy):
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     models = {m.id: m for m in input_dict[MODEL]}
-    pushes = [p for p in input_dict[PUSHED_MODEL] if p.get_int_custom_property('pushed') == 1]
-    for push in sorted(pushes, key=lambda p: p.id, reverse=True):
-      model_id = pushed_from(store, push.id)
-      if model_id in models:
-        return {MODEL: [models[model_id]], PUSHED_MODEL: []}
-    return {MODEL: [], PUSHED_MODEL: []}
+    model_id = newest_pushed_model(
+        store, [p.id for p in input_dict[PUSHED_MODEL] if p.get_int_custom_property('pushed') == 1],
+        known=models.__contains__)
+    return {MODEL: [models[model_id]] if model_id else [], PUSHED_MODEL: []}
 
 
 def last_pushed_model_dir(store) -> Optional[str]:
   """The serving directory of the Model behind the newest push whose Model is known (the
   Resolver's choice), or None before a first push."""
-  pushes = [a for name in metadata.type_names('PushedModel')
-            for a in store.get_artifacts_by_type(name)
-            if metadata.property_value(a, 'pushed') == 1]
-  for push in sorted(pushes, key=lambda a: a.id, reverse=True):
-    model_id = pushed_from(store, push.id)
-    if model_id:
-      model = store.get_artifacts_by_id([model_id])[0]
-      return os.path.join(model.uri, 'Format-Serving')
-  return None
+  model_id = newest_pushed_model(store, [
+      a.id for name in metadata.type_names('PushedModel') for a in store.get_artifacts_by_type(name)
+      if metadata.property_value(a, 'pushed') == 1])
+  if not model_id:
+    return None
+  return os.path.join(store.get_artifacts_by_id([model_id])[0].uri, 'Format-Serving')
 
 
 def unreadable_reason(clip: ModelClipConfig, stored: int, class_names: Sequence[str]) -> str:
