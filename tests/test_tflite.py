@@ -74,6 +74,24 @@ def test_int8_keeps_every_class(exported, test_split):
   assert config['tflite']['int8'] == 'norm-float'
 
 
+def test_a_batch_of_any_size_is_scored_in_fixed_chunks_as_each_clip_alone(exported, test_split):
+  """`watch` scores one window per waiting camera: the batch size changes every call. The
+  scorer never resizes an interpreter: 7 clips go as 4 + 2 + 1 to interpreters made once."""
+  _, _, files = exported
+  records, _, _ = test_split
+  assert model_scorer.TFLiteScorer.chunks(21) == [16, 4, 1]
+  assert model_scorer.TFLiteScorer.chunks(32) == [16, 16]
+  assert model_scorer.TFLiteScorer.chunks(0) == []
+  scorer = model_scorer.load_scorer(files['none'])
+  clips = model_scorer.jpeg_pixels([model_scorer.record_views(r, scorer.clip)[0]
+                                    for r in records[:7]], scorer.clip)  # [7, T, H, W, 3]
+  alone = np.concatenate([scorer.score_pixels(c[None]) for c in clips])
+  np.testing.assert_allclose(scorer.score_pixels(clips), alone, atol=1e-6)
+  np.testing.assert_allclose(scorer.score_pixels(clips[:3]), alone[:3], atol=1e-6)
+  assert sorted(scorer._interpreters) == [1, 2, 4]  # pylint: disable=protected-access
+  assert scorer.score_pixels(clips[:0]).shape == (0, 1)
+
+
 def test_int8_keeps_the_normalisation_layers_in_float(exported):
   """`--int8 norm-float` (the default): GroupNorm's and LayerNorm's statistics stay float,
   the convolutions and dense layers around them are int8."""

@@ -168,20 +168,24 @@ def test_reader_decodes_sequentially_where_timestamps_skip(tmp_path):
 
 def test_frame_stream_converts_as_ingestion_does(tmp_path):
   """`watch`'s frames (FrameStream: every frame decoded, a kept one converted at its small
-  size) are exactly ingestion's frames of the same indices; `bgr` is the whole frame."""
+  size) are exactly ingestion's frames of the same indices; `snapshot` is the whole frame,
+  converted when called (after the stream has moved on)."""
   path = str(tmp_path / 'h264.mp4')
   _write(path, _distinct_frames(60), fps=25)
   kept = [0, 7, 31, 59]
   ingested = dict(video_reader.iter_frames(path, kept, (32, 32)))
   stream = video_reader.FrameStream.open_file(path)
   assert stream.fps == 25.0
-  index, watched = 0, {}
+  index, watched, whole = 0, {}, {}
   while stream.grab():
     if index in kept:
       watched[index] = stream.rgb((32, 32))
-      whole = stream.bgr()
+      whole[index] = stream.snapshot()
     index += 1
   stream.release()
-  assert index == 60 and whole.shape == (72, 96, 3)
+  assert index == 60 and whole[59]().shape == (72, 96, 3)
+  # Each snapshot is its own frame, though converted after the decoder moved on.
+  firsts = [whole[i]()[0, 0].tolist() for i in kept]
+  assert len({tuple(f) for f in firsts}) == len(kept), firsts
   for i in kept:
     np.testing.assert_array_equal(watched[i], ingested[i])

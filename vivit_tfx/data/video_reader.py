@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 # Keep FFmpeg's per-packet complaints about broken files off the console; the reader reports
 # one clear reason per file instead.
@@ -361,7 +361,7 @@ class FrameStream:
   """A file, or a stream URL FFmpeg reads (RTSP, HTTP MJPEG, HLS), decoded frame by frame with
   PyAV for `watch`: `grab` decodes the next frame without converting it; `rgb(size)` converts
   a kept one once, by swscale at its small size, exactly as ingestion converts (`_to_rgb`: the
-  pixels the model was trained on); `bgr()` the whole frame (a snapshot)."""
+  pixels the model was trained on); `snapshot()` the whole frame, converted when shown."""
 
   def __init__(self, container: av.container.InputContainer):
     self.container = container
@@ -419,12 +419,18 @@ class FrameStream:
     except (av.FFmpegError, ValueError):
       return None
 
-  def bgr(self) -> Optional[np.ndarray]:
-    """The grabbed frame, whole, BGR uint8 [h, w, 3] (None if it cannot be converted)."""
-    try:
-      return self._frame.to_ndarray(format='bgr24')
-    except (av.FFmpegError, ValueError):
-      return None
+  def snapshot(self) -> Callable[[], Optional[np.ndarray]]:
+    """The grabbed frame, whole: a call converts it to BGR uint8 [h, w, 3] (None if it cannot
+    be), so a frame is converted only when something shows it (an event's JPEG)."""
+    frame = self._frame
+
+    def bgr() -> Optional[np.ndarray]:
+      try:
+        return frame.to_ndarray(format='bgr24')
+      except (av.FFmpegError, ValueError):
+        return None
+
+    return bgr
 
   def release(self) -> None:
     self.container.close()

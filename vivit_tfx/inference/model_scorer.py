@@ -12,16 +12,17 @@ serving_default scores a video. predict, the timeline and `watch` score through 
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from vivit_tfx.data import clip_example, sampling
 from vivit_tfx.data.clip_config import TFLITE_SUFFIX, ModelClipConfig, clip_config_of
-from vivit_tfx.data.frames import resize_and_crop_array
+from vivit_tfx.data.frames import resize_and_crop
 from vivit_tfx.inference import predict
 
 CLIPS_INPUT = 'clips'  # the TFLite model's input: uint8 [B, T, H, W, 3]
@@ -74,18 +75,34 @@ def record_views(record: Sequence[bytes], clip: ModelClipConfig) -> List[List[by
 def jpeg_pixels(clips: Sequence[Sequence[bytes]], clip: ModelClipConfig) -> np.ndarray:
   """[B][T] JPEG frames → uint8 [B, T, H, W, 3] as the graph decodes them; a frame of another
   size than the clip config's is conformed as serving_default conforms it
-  (`export.conform_frames`: resized and cropped, then JPEG again)."""
+  (`export.conform_frames`: resized and cropped, then JPEG again). One graph call for all."""
   size = tuple(clip.frame_size)
-  out = np.empty((len(clips), clip.num_frames, *size, 3), np.uint8)
-  for b, frames in enumerate(clips):
-    for t, jpeg in enumerate(frames):
-      frame = tf.io.decode_jpeg(jpeg, channels=3).numpy()
-      if frame.shape[:2] != size:
-        conformed = tf.io.encode_jpeg(resize_and_crop_array(frame, size),
-                                      quality=clip.jpeg_quality)
-        frame = tf.io.decode_jpeg(conformed, channels=3).numpy()
-      out[b, t] = frame
-  return out
+  flat = [f for frames in clips for f in frames]
+  if not flat:
+    return np.empty((len(clips), clip.num_frames, *size, 3), np.uint8)
+  pixels = _frame_decoder(size, clip.jpeg_quality)(tf.constant(flat, tf.string)).numpy()
+  return pixels.reshape(len(clips), clip.num_frames, *size, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_decoder(size: Tuple[int, int], quality: int):
+  """A compiled graph: JPEG frames [N] → uint8 [N, *size, 3], each decoded as the serving
+  graph decodes it and conformed when it is of another size."""
+
+  def conform(frame):  # uint8 [h, w, 3] → JPEG at the clip's quality, decoded: [*size, 3]
+    resized = tf.cast(resize_and_crop(frame, size), tf.uint8)
+    return tf.io.decode_jpeg(tf.io.encode_jpeg(resized, quality=quality), channels=3)
+
+  def one(jpeg):
+    frame = tf.io.decode_jpeg(jpeg, channels=3)
+    shape = tf.shape(frame)
+    fits = tf.logical_and(tf.equal(shape[0], size[0]), tf.equal(shape[1], size[1]))
+    out = tf.cond(fits, lambda: frame, lambda: conform(frame))
+    return tf.ensure_shape(out, (*size, 3))
+
+  return tf.function(lambda jpegs: tf.map_fn(
+      one, jpegs, fn_output_signature=tf.TensorSpec((*size, 3), tf.uint8)),
+                     input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
 
 class SavedModelScorer(ClipScorer):
@@ -105,7 +122,11 @@ class SavedModelScorer(ClipScorer):
 
 class TFLiteScorer(ClipScorer):
   """A `.tflite` model (`vivit-tfx export`) on `tf.lite.Interpreter`; thread-safe (one call at
-  a time), the batch size follows the input."""
+  a time). A batch is scored in chunks of powers of two up to `MAX_CHUNK` (21 clips: 16 + 4 +
+  1), one interpreter allocated once per chunk size: a batch size that changes from call to
+  call (`watch`'s, one window per camera waiting) never resizes and reallocates tensors."""
+
+  MAX_CHUNK = 16
 
   def __init__(self, path: str, clip: Optional[ModelClipConfig] = None,
                content: Optional[bytes] = None, num_threads: Optional[int] = None):
@@ -114,13 +135,11 @@ class TFLiteScorer(ClipScorer):
       with tf.io.gfile.GFile(path, 'rb') as f:
         content = f.read()
     self.size = len(content)  # bytes of the flatbuffer
-    try:
-      self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
-    except ValueError as e:
-      raise ValueError(f'{path}: not a TFLite model ({str(e).splitlines()[0][:200]})') from None
-    self._input = self._interpreter.get_input_details()[0]
-    self._output = self._interpreter.get_output_details()[0]
-    self._batch = None
+    self._content, self._num_threads = content, num_threads
+    self._interpreters: Dict[int, tf.lite.Interpreter] = {}  # chunk size → interpreter
+    interpreter = self._interpreter(1)
+    self._input = interpreter.get_input_details()[0]
+    self._output = interpreter.get_output_details()[0]
     self._lock = threading.Lock()
     shape = tuple(int(d) for d in self._input['shape'][1:])
     want = (self.clip.num_frames, *self.clip.frame_size, 3)
@@ -128,21 +147,43 @@ class TFLiteScorer(ClipScorer):
       raise ValueError(f'{path}: the model takes clips {list(shape)}, its clip config says '
                        f'{list(want)}: not the clip config exported with it')
 
+  def _interpreter(self, batch: int) -> tf.lite.Interpreter:
+    """The interpreter with its input's batch dimension fixed at `batch` (made once)."""
+    if batch not in self._interpreters:
+      try:
+        interpreter = tf.lite.Interpreter(model_content=self._content,
+                                          num_threads=self._num_threads)
+      except ValueError as e:
+        raise ValueError(f'{self.model}: not a TFLite model '
+                         f'({str(e).splitlines()[0][:200]})') from None
+      details = interpreter.get_input_details()[0]
+      interpreter.resize_tensor_input(details['index'], [batch, *details['shape'][1:]])
+      interpreter.allocate_tensors()
+      self._interpreters[batch] = interpreter
+    return self._interpreters[batch]
+
+  @classmethod
+  def chunks(cls, n: int) -> List[int]:
+    """`n` as chunk sizes, largest first: `MAX_CHUNK`s, then the binary digits of the rest."""
+    sizes = [cls.MAX_CHUNK] * (n // cls.MAX_CHUNK)
+    rest = n % cls.MAX_CHUNK
+    return sizes + [1 << b for b in reversed(range(rest.bit_length())) if rest >> b & 1]
+
   def score_jpegs(self, clips: Sequence[Sequence[bytes]]) -> np.ndarray:
     return self.score_pixels(jpeg_pixels(clips, self.clip))
 
   def score_pixels(self, pixels: np.ndarray) -> np.ndarray:
     """uint8 [B, T, H, W, 3] already through the JPEG round trip → probabilities [B, P]."""
-    if not len(pixels):
-      return np.zeros((0, int(self._output['shape'][-1])), np.float32)
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    out, start = [np.zeros((0, int(self._output['shape'][-1])), np.float32)], 0
     with self._lock:
-      if self._batch != len(pixels):
-        self._interpreter.resize_tensor_input(self._input['index'], list(pixels.shape))
-        self._interpreter.allocate_tensors()
-        self._batch = len(pixels)
-      self._interpreter.set_tensor(self._input['index'], np.ascontiguousarray(pixels, np.uint8))
-      self._interpreter.invoke()
-      return np.array(self._interpreter.get_tensor(self._output['index']), np.float32)
+      for size in self.chunks(len(pixels)):
+        interpreter = self._interpreter(size)
+        interpreter.set_tensor(self._input['index'], pixels[start:start + size])
+        interpreter.invoke()
+        out.append(np.array(interpreter.get_tensor(self._output['index']), np.float32))
+        start += size
+    return np.concatenate(out)
 
 
 def load_scorer(model: str, num_threads: Optional[int] = None) -> ClipScorer:

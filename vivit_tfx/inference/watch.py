@@ -13,7 +13,8 @@ to stdout as JSON lines, with a JPEG of the peak frame, and to webhooks, each on
 with bounded retries and a bounded queue.
 
 Memory, per camera: the ring (T small frames), one window in the mailbox and one being scored,
-the frames of the last k windows for the peak snapshot, and bounded latency samples — not the
+the decoded frames of the last k windows for the peak snapshot (converted to BGR only for an
+event's JPEG), and bounded latency samples — not the
 stream. A camera that fails or reconnects holds up no other: each has its own thread, mailbox,
 detector and snapshot folder; only the scorer and the webhooks are shared.
 
@@ -147,6 +148,10 @@ class WebcamFrames:
     frame = self.bgr()
     return None if frame is None else resizer(size)(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
 
+  def snapshot(self) -> Callable[[], Optional[np.ndarray]]:
+    frame = self.bgr()  # OpenCV delivers it whole and in BGR already
+    return lambda: frame
+
   def release(self) -> None:
     self.capture.release()
 
@@ -246,9 +251,10 @@ class Source:
     converted)."""
     return self._capture.rgb(size)
 
-  def snapshot(self) -> Optional[np.ndarray]:
-    """The grabbed frame, whole, BGR."""
-    return self._capture.bgr()
+  def snapshot(self) -> Callable[[], Optional[np.ndarray]]:
+    """The grabbed frame, whole: a call gives it in BGR (converted then, only for the frames
+    an event shows)."""
+    return self._capture.snapshot()
 
   def _stamp(self) -> float:
     now = time.monotonic()
@@ -294,7 +300,7 @@ class Window:
   end_s: float
   captured: float  # time.monotonic() when its last frame was read
   wall: float  # time.time() when its last frame was read
-  snapshot: np.ndarray  # the last frame, full size, BGR
+  snapshot: Callable[[], Optional[np.ndarray]]  # the last frame, full size, BGR, when called
   score: Optional[float] = None
 
 
@@ -511,8 +517,8 @@ class EventLog:
   def __call__(self, record: Dict[str, Any], peak: Window) -> None:
     suffix = '' if record['event'] == 'end' else '-start'
     path = os.path.join(self.out_dir, f'event-{record["id"]:04d}{suffix}.jpg')
-    cv2.imwrite(path, peak.snapshot)
-    record['snapshot'] = path
+    image = peak.snapshot()
+    record['snapshot'] = path if image is not None and cv2.imwrite(path, image) else ''
     if self.camera:
       record = {'camera': self.camera, **record}
     with self._lock:
@@ -552,7 +558,7 @@ class Scorer:
                clips: Optional[model_scorer.ClipScorer] = None):
     self._clips = clips or model_scorer.load_scorer(model_dir)
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
-    self(Window(blank, 0.0, 0.0, 0.0, 0.0, blank[0]))  # warm up before the first real window
+    self(Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0]))  # warm up before the first real window
 
   def score(self, windows: List[Window]) -> List[float]:
     rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
@@ -627,13 +633,11 @@ class Capture:
         continue
       ring.append((rgb, t))
       new_frames += 1
-      snapshot = (source.snapshot() if len(ring) == self.num_frames
-                  and new_frames >= self.stride else None)
-      if snapshot is not None:
+      if len(ring) == self.num_frames and new_frames >= self.stride:
         new_frames = 0
         self.mailbox.put(Window(np.stack([f for f, _ in ring]), ring[0][1],
-                                t + 1 / self.sampler.fps, source.due, time.time(), snapshot),
-                         wait=not source.live)
+                                t + 1 / self.sampler.fps, source.due, time.time(),
+                                source.snapshot()), wait=not source.live)
 
   def summary(self) -> Dict[str, Any]:
     summary = self.stats.summary(self.mailbox.replaced, self.stride, self.source.reconnects)
