@@ -29,9 +29,10 @@ from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
 # The session fixtures that run the whole pipeline (minutes each on CI's 2 cores).
 PIPELINE_RUNS = ('first_run', 'trained_run')
 # Files of half a minute or more (pytest --durations, 2 cores shared), longest first: they go
-# to the workers right after the pipeline runs, so that none starts last on one worker while
-# the other has finished (pytest.ini's --no-loadscope-reorder keeps this order; xdist's own
-# orders work units by their number of tests, which put the one-test files of minutes last).
+# to the workers right after the pipeline runs, so that no long file is left to start last on
+# one worker while the other has finished (roughly: a worker takes its next unit when it has
+# two tests left). pytest.ini's --no-loadscope-reorder keeps this order; xdist's own orders
+# work units by their number of tests, which put the one-test files of minutes last.
 LONG_FILES = ('test_training_recipe.py', 'test_faults.py', 'test_conv_tokenizer.py',
               'test_beam_parallel.py', 'test_review_loop.py', 'test_self_training.py',
               'test_vivit.py', 'test_videomae_pretrain.py', 'test_multiclass_e2e.py',

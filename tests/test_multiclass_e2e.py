@@ -116,7 +116,7 @@ def test_watch_scores_the_named_positive_probability_not_p1(three_class_run):
   _, summary, _ = three_class_run
   frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
   scorer = watch.Scorer(summary.pushed_model, (8, 32, 32))
-  score = scorer(watch.Window(frames, 0.0, 1.0, 0.0, 0.0, frames[-1]))
+  score = scorer(watch.Window(frames, 0.0, 1.0, 0.0, 0.0, lambda: frames[-1]))
   clip = predict.clip_config_of(summary.pushed_model)
   example = tf.train.Example()
   example.features.feature['frames'].bytes_list.value.extend(

@@ -86,6 +86,7 @@ def test_a_batch_of_any_size_is_scored_in_fixed_chunks_as_each_clip_alone(export
   clips = model_scorer.jpeg_pixels([model_scorer.record_views(r, scorer.clip)[0]
                                     for r in records[:7]], scorer.clip)  # [7, T, H, W, 3]
   alone = np.concatenate([scorer.score_pixels(c[None]) for c in clips])
+  assert np.ptp(alone) > 1e-3  # distinct scores: a chunk scored in the wrong place would show
   np.testing.assert_allclose(scorer.score_pixels(clips), alone, atol=1e-6)
   np.testing.assert_allclose(scorer.score_pixels(clips[:3]), alone[:3], atol=1e-6)
   assert sorted(scorer._interpreters) == [1, 2, 4]  # pylint: disable=protected-access

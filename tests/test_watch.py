@@ -23,7 +23,7 @@ from vivit_tfx.inference import predict, watch
 def _windows(scores, stride=1.0, span=2.0):
   blank = np.zeros((1, 1, 3), np.uint8)
   return [watch.Window(blank[None], i * stride, i * stride + span, 0.0, 1000.0 + i * stride,
-                       blank, score=s) for i, s in enumerate(scores)]
+                       lambda: blank, score=s) for i, s in enumerate(scores)]
 
 
 def _events(scores, **changes):

@@ -134,7 +134,7 @@ def test_one_batched_call_scores_as_each_camera_alone(tiny_model):
   scorer = watch.Scorer(tiny_model, (4, 16, 16))
   rng = np.random.default_rng(0)
   windows = [watch.Window(rng.integers(0, 256, (4, 16, 16, 3), np.uint8), 0.0, 0.5, 0.0, 0.0,
-                          np.zeros((16, 16, 3), np.uint8)) for _ in range(5)]
+                          lambda: np.zeros((16, 16, 3), np.uint8)) for _ in range(5)]
   batched = scorer.score(windows)
   alone = [scorer(w) for w in windows]
   np.testing.assert_allclose(batched, alone, atol=1e-6)

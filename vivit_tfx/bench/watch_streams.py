@@ -192,7 +192,7 @@ def run(streams: List[int], model_dir: str, video: str, stride_s: float,
         say: Callable[[str], None] = print) -> Tuple[List[Row], Dict[int, Row]]:
   """The table's rows, largest N last; `say` gets each row's line as it is measured."""
   num_frames, size, _, _ = watch.sampling_rule(model_dir)
-  scorer = watch.Scorer(model_dir, (num_frames,) + size)
+  scorer = watch.Scorer(model_dir, (num_frames,) + size, max_batch=max(streams))
   rows, floors = [], {}
   with tempfile.TemporaryDirectory() as tmp:
     for n in streams:

@@ -422,13 +422,15 @@ class FrameStream:
   def snapshot(self) -> Callable[[], Optional[np.ndarray]]:
     """The grabbed frame, whole: a call converts it to BGR uint8 [h, w, 3] (None if it cannot
     be), so a frame is converted only when something shows it (an event's JPEG)."""
-    frame = self._frame
+    frame, converted = self._frame, []
 
     def bgr() -> Optional[np.ndarray]:
-      try:
-        return frame.to_ndarray(format='bgr24')
-      except (av.FFmpegError, ValueError):
-        return None
+      if not converted:  # once: an event's start and end records show the same peak
+        try:
+          converted.append(frame.to_ndarray(format='bgr24'))
+        except (av.FFmpegError, ValueError):
+          converted.append(None)
+      return converted[0]
 
     return bgr
 

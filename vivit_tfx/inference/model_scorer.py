@@ -77,6 +77,9 @@ def jpeg_pixels(clips: Sequence[Sequence[bytes]], clip: ModelClipConfig) -> np.n
   size than the clip config's is conformed as serving_default conforms it
   (`export.conform_frames`: resized and cropped, then JPEG again). One graph call for all."""
   size = tuple(clip.frame_size)
+  lengths = sorted({len(frames) for frames in clips})
+  if lengths and lengths != [clip.num_frames]:
+    raise ValueError(f'every clip must have {clip.num_frames} frames, got {lengths}')
   flat = [f for frames in clips for f in frames]
   if not flat:
     return np.empty((len(clips), clip.num_frames, *size, 3), np.uint8)
@@ -124,7 +127,9 @@ class TFLiteScorer(ClipScorer):
   """A `.tflite` model (`vivit-tfx export`) on `tf.lite.Interpreter`; thread-safe (one call at
   a time). A batch is scored in chunks of powers of two up to `MAX_CHUNK` (21 clips: 16 + 4 +
   1), one interpreter allocated once per chunk size: a batch size that changes from call to
-  call (`watch`'s, one window per camera waiting) never resizes and reallocates tensors."""
+  call (`watch`'s, one window per camera waiting) never resizes and reallocates tensors. Each
+  interpreter holds its own arena and packed weights: at most five (1, 2, 4, 8, 16), a few
+  times a tiny model's memory."""
 
   MAX_CHUNK = 16
 

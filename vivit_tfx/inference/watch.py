@@ -555,10 +555,16 @@ class Scorer:
   serving sees a clip); P(positive class) of each window."""
 
   def __init__(self, model_dir: str, clip_shape: Tuple[int, int, int],
-               clips: Optional[model_scorer.ClipScorer] = None):
+               clips: Optional[model_scorer.ClipScorer] = None, max_batch: int = 1):
     self._clips = clips or model_scorer.load_scorer(model_dir)
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
-    self(Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0]))  # warm up before the first real window
+    window = Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0])
+    # Warm up before the first real window, at every batch size a TFLite model is run at for
+    # up to `max_batch` cameras (its chunks), so no camera waits for an interpreter to be made.
+    for size in sorted({1, *model_scorer.TFLiteScorer.chunks(max_batch),
+                        *(1 << b for b in range(min(max_batch, 16).bit_length()))}):
+      if size <= max_batch:
+        self.score([window] * size)
 
   def score(self, windows: List[Window]) -> List[float]:
     rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
@@ -718,7 +724,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
   num_frames, size, fps, note = sampling_rule(config.model_dir)
   if note:
     log(f'watch: {note}')
-  scorer = scorer or Scorer(config.model_dir, (num_frames,) + size)
+  scorer = scorer or Scorer(config.model_dir, (num_frames,) + size, max_batch=len(cameras))
   started = time.monotonic()
   stop_at = started + config.max_seconds if config.max_seconds else float('inf')
   cond, stop = threading.Condition(), threading.Event()
