@@ -559,12 +559,11 @@ class Scorer:
     self._clips = clips or model_scorer.load_scorer(model_dir)
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
     window = Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0])
-    # Warm up before the first real window, at every batch size a TFLite model is run at for
-    # up to `max_batch` cameras (its chunks), so no camera waits for an interpreter to be made.
-    for size in sorted({1, *model_scorer.TFLiteScorer.chunks(max_batch),
-                        *(1 << b for b in range(min(max_batch, 16).bit_length()))}):
-      if size <= max_batch:
-        self.score([window] * size)
+    # Warm up before the first real window, at every chunk size a `.tflite` model runs batches
+    # of up to `max_batch` windows in (powers of two), so no camera waits for an interpreter.
+    top = min(max(1, max_batch), model_scorer.TFLiteScorer.MAX_CHUNK)
+    for size in (1 << b for b in range(top.bit_length())):
+      self.score([window] * size)
 
   def score(self, windows: List[Window]) -> List[float]:
     rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
