@@ -28,35 +28,20 @@ from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
 
 # The session fixtures that run the whole pipeline (minutes each on CI's 2 cores).
 PIPELINE_RUNS = ('first_run', 'trained_run')
-# Files of half a minute or more (pytest --durations, 2 cores shared), longest first: they go
-# to the workers right after the pipeline runs, so that no long file is left to start last on
-# one worker while the other has finished (roughly: a worker takes its next unit when it has
-# two tests left). pytest.ini's --no-loadscope-reorder keeps this order; xdist's own orders
-# work units by their number of tests, which put the one-test files of minutes last.
-LONG_FILES = ('test_training_recipe.py', 'test_faults.py', 'test_conv_tokenizer.py',
-              'test_beam_parallel.py', 'test_review_loop.py', 'test_self_training.py',
-              'test_vivit.py', 'test_videomae_pretrain.py', 'test_multiclass_e2e.py',
-              'test_synthetic.py', 'test_learnability.py', 'test_model_bench.py',
-              'test_pipeline_bench.py', 'test_multi_worker.py', 'test_fingerprint.py')
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
 def pytest_collection_modifyitems(config, items):
   """Work units for pytest-xdist (`--dist loadgroup`): every test file that needs a pipeline
   run (`PIPELINE_RUNS`) in one group, so one worker makes each run once, scheduled first (the
-  longest unit); every other file a unit of its own, so its module fixtures are made once;
-  the long files next (`LONG_FILES`)."""
+  longest unit); every other file a unit of its own, so its module fixtures are made once."""
   del config
   file_of = lambda item: item.nodeid.split('::')[0]
   shared = {file_of(i) for i in items if set(PIPELINE_RUNS) & set(i.fixturenames)}
   for item in items:
     group = 'pipeline-runs' if file_of(item) in shared else file_of(item)
     item.add_marker(pytest.mark.xdist_group(group))
-  def rank(item):  # the pipeline runs, then the long files longest first, then file order
-    name = os.path.basename(file_of(item))
-    return (file_of(item) not in shared,
-            LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES))
-  items.sort(key=rank)  # stable
+  items.sort(key=lambda item: file_of(item) not in shared)  # stable: file order kept
 
 # Tiny everything: CPU-only CI on 2 cores.
 TINY_CLIP = ingest.ClipConfig(num_frames=8, frame_size=(32, 32))
