@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from vivit_tfx.data import clip_example, sampling
 from vivit_tfx.data.clip_config import TFLITE_SUFFIX, ModelClipConfig, clip_config_of
-from vivit_tfx.data.frames import resize_and_crop
 from vivit_tfx.inference import predict
 
 CLIPS_INPUT = 'clips'  # the TFLite model's input: uint8 [B, T, H, W, 3]
@@ -50,6 +49,10 @@ class ClipScorer:
   def score_jpegs(self, clips: Sequence[Sequence[bytes]]) -> np.ndarray:
     """[B][T] JPEG frames (one clip each) → probabilities [B, P]."""
     raise NotImplementedError
+
+  def prepare(self, max_batch: int) -> None:
+    """Makes ready what batches of up to `max_batch` clips need (nothing by default)."""
+    del max_batch
 
   def score_records(self, records: Sequence[Sequence[bytes]]) -> np.ndarray:
     """[B][N] JPEG frame slots of clip records ('' = empty) → probabilities [B, P]: the mean
@@ -89,22 +92,17 @@ def jpeg_pixels(clips: Sequence[Sequence[bytes]], clip: ModelClipConfig) -> np.n
 
 @functools.lru_cache(maxsize=8)
 def _frame_decoder(size: Tuple[int, int], quality: int):
-  """A compiled graph: JPEG frames [N] → uint8 [N, *size, 3], each decoded as the serving
-  graph decodes it and conformed when it is of another size."""
+  """A compiled graph: JPEG frames [N] → uint8 [N, *size, 3], conformed by serving's own
+  `export.conform_frames`, then decoded as the serving graph decodes them."""
+  # local: the exporter loads Keras and TFT, which only a TFLite model's scoring needs here
+  from vivit_tfx.models.trainer import export  # pylint: disable=g-import-not-at-top
 
-  def conform(frame):  # uint8 [h, w, 3] → JPEG at the clip's quality, decoded: [*size, 3]
-    resized = tf.cast(resize_and_crop(frame, size), tf.uint8)
-    return tf.io.decode_jpeg(tf.io.encode_jpeg(resized, quality=quality), channels=3)
-
-  def one(jpeg):
-    frame = tf.io.decode_jpeg(jpeg, channels=3)
-    shape = tf.shape(frame)
-    fits = tf.logical_and(tf.equal(shape[0], size[0]), tf.equal(shape[1], size[1]))
-    out = tf.cond(fits, lambda: frame, lambda: conform(frame))
-    return tf.ensure_shape(out, (*size, 3))
+  def decode(jpeg):  # [] string → uint8 [*size, 3]
+    return tf.ensure_shape(tf.io.decode_jpeg(jpeg, channels=3), (*size, 3))
 
   return tf.function(lambda jpegs: tf.map_fn(
-      one, jpegs, fn_output_signature=tf.TensorSpec((*size, 3), tf.uint8)),
+      decode, export.conform_frames(jpegs, size, quality),
+      fn_output_signature=tf.TensorSpec((*size, 3), tf.uint8)),
                      input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
 
@@ -166,6 +164,14 @@ class TFLiteScorer(ClipScorer):
       interpreter.allocate_tensors()
       self._interpreters[batch] = interpreter
     return self._interpreters[batch]
+
+  def prepare(self, max_batch: int) -> None:
+    """Allocates the interpreter of every chunk size a batch of up to `max_batch` clips is
+    split into, so that no caller waits for one mid-stream."""
+    top = min(max(1, max_batch), self.MAX_CHUNK)
+    with self._lock:
+      for b in range(top.bit_length()):
+        self._interpreter(1 << b)
 
   @classmethod
   def chunks(cls, n: int) -> List[int]:

@@ -558,12 +558,8 @@ class Scorer:
                clips: Optional[model_scorer.ClipScorer] = None, max_batch: int = 1):
     self._clips = clips or model_scorer.load_scorer(model_dir)
     blank = np.zeros(clip_shape + (3,), np.uint8)  # [T, H, W, 3]
-    window = Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0])
-    # Warm up before the first real window, at every chunk size a `.tflite` model runs batches
-    # of up to `max_batch` windows in (powers of two), so no camera waits for an interpreter.
-    top = min(max(1, max_batch), model_scorer.TFLiteScorer.MAX_CHUNK)
-    for size in (1 << b for b in range(top.bit_length())):
-      self.score([window] * size)
+    self._clips.prepare(max_batch)  # one batch of every camera: no wait for it mid-stream
+    self(Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0]))  # warm up: the first window
 
   def score(self, windows: List[Window]) -> List[float]:
     rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
