@@ -288,8 +288,8 @@ def bench_video_example_gen(videos_root: str, work: str, workers=(1, 2)) -> Dict
     examples.uri = os.path.join(work, name)
     exec_properties = executor.standalone_exec_properties(
         root, _one_clip_config(), split_names=('train', 'eval'))
-    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=[
-        '--direct_running_mode=multi_processing', f'--direct_num_workers={n}'])
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_options.for_tfx(
+        ['--direct_running_mode=multi_processing', f'--direct_num_workers={n}']))
     start = time.perf_counter()
     executor.Executor(context).Do({}, {'examples': [examples]}, exec_properties)
     seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ from vivit_tfx.data import ingest_output, layouts
 from vivit_tfx.data.clip_config import TFLITE_QUANTIZATIONS, ClipConfig, ModelClipConfig
 from vivit_tfx.models.checkpoints import hub_presets
 from vivit_tfx.models.network.vivit_config import preset as vivit_preset
+from vivit_tfx.pipeline import beam_options
 
 PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.trainer.preprocessing.preprocessing_fn'
@@ -224,7 +225,8 @@ class PipelineConfig:
 
   @property
   def beam_pipeline_args(self) -> List[str]:
-    return self.beam_args.split() if self.beam_args else []
+    """`beam_args` as TFX's Beam components get them (`beam_options.for_tfx`)."""
+    return beam_options.for_tfx(self.beam_args.split())
 
   def vivit_config(self):
     """The ViViTConfig handed to the Trainer: the preset, then --vivit-overrides, then the

@@ -13,6 +13,7 @@ import shlex
 from typing import List
 
 from vivit_tfx.kubeflow.options import BEAM_PRESETS
+from vivit_tfx.pipeline import beam_options
 
 
 @dataclasses.dataclass
@@ -53,17 +54,11 @@ def check(config: ScanConfig) -> None:
     raise ValueError('; '.join(problems))
 
 
-def _has(args: List[str], name: str) -> bool:
-  return any(a == name or a.startswith(name + '=') for a in args)
-
-
 def beam_arguments(config: ScanConfig) -> List[str]:
   """The Beam options of a scan: `beam_args` as given; on the DirectRunner (no --runner, or
   --runner=DirectRunner) `workers` worker processes unless the args name their own."""
   args = list(config.beam_args)
-  direct = not _has(args, '--runner') or any(
-      a in ('--runner=DirectRunner', '--runner=direct') for a in args)
-  if direct and not _has(args, '--direct_num_workers'):
+  if beam_options.is_direct(args) and not beam_options.has(args, '--direct_num_workers'):
     workers = config.workers or os.cpu_count() or 1
     if workers > 1:
       args += ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']

@@ -110,13 +110,17 @@ def serving_signatures(model: keras.Model, tf_transform_output: tft.TFTransformO
     per_view = _probabilities(model(clips, training=False), n_classes)  # [B*K, P]
     return tf.reduce_mean(tf.reshape(per_view, [-1, views_k, num_outputs]), axis=1)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  # No AutoGraph (no tensor-dependent Python control flow here): converting the model's and the
+  # Transform layer's call trees took seconds per export.
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')],
+               autograph=False)
   def serve(examples):
     empty = tf.zeros([0, num_outputs], tf.float32)
     out = tf.cond(tf.size(examples) > 0, lambda: probabilities(examples), lambda: empty)
     return {SERVING_OUTPUT: tf.ensure_shape(out, [None, num_outputs])}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')],
+               autograph=False)
   def transform_features(examples):
     return model.tft_layer(tf.io.parse_example(examples, raw_spec))
 

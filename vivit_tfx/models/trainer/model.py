@@ -58,6 +58,11 @@ def data_class_names(summary_path: str, n_classes: int) -> List[str]:
     raise ValueError(f'{summary_path}: the data has {len(names)} classes ({", ".join(names)}); '
                      f'the pipeline was compiled for {n_classes}: compile it again for this data')
   return names
+
+
+# Not converted by AutoGraph when a tf.data map calls it: it has no tensor-dependent Python
+# control flow, and converting the Transform layer's Keras call tree took seconds per Trainer.
+@tf.autograph.experimental.do_not_convert
 def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
                     training_mode: bool) -> tf.Tensor:
   """JPEG frame slots [B, N] → normalised clips [B, T, H, W, 3]: training, a random clip of
