@@ -20,7 +20,10 @@ from vivit_tfx.bench import tflite_bench
 from vivit_tfx.data import synthetic
 from vivit_tfx.inference import model_scorer, predict, timeline, tflite_export
 
-FLOAT32_TOLERANCE = 5e-5
+# float32 TFLite (XNNPACK) and TensorFlow (oneDNN) kernels round differently: logits within about
+# 5e-4, which moves a probability by up to 1.2e-4 where the sigmoid is steepest (0.5). A wrong
+# frame, view or class moves it by far more (the model's scores spread over > 0.5).
+FLOAT32_TOLERANCE = 2e-4
 FLOAT16_TOLERANCE = 5e-4
 
 
