@@ -164,15 +164,19 @@ def test_serving_checks_its_input(first_run):
 
 def test_client_frames_of_another_size_score_as_ingested(trained_run):
   """A video through ingest and through a client that encodes its own frames at another size
-  (the source's, JPEG quality 95) gets the same score, closer than the same frames stretched
-  to the model's size (what serving would do with a plain resize). Compared as logits: the
-  learned model's probabilities saturate near 0 and 1, where a stretch moves them by < 1e-3."""
+  (the source's, JPEG quality 95) gets the same score; serving conforms those frames to
+  ingest's pixels, far closer than the same frames stretched to the model's size (what a plain
+  resize would give). Scores compared as logits: the learned model's probabilities saturate
+  near 0 and 1. (How much a stretch moves the score depends on the trained model: one run's
+  moved a logit by 0.015 only, so the stretch is compared in pixels.)"""
   from vivit_tfx.data import clip_example, video_reader  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.trainer.export import conform_frames  # pylint: disable=g-import-not-at-top
   config, _ = trained_run
   model_dir = _pushed(config)
   serve = tf.saved_model.load(model_dir).signatures['serving_default']
   clip = predict.clip_config_of(model_dir)
-  records = []
+  records, pixels_off = [], []  # per video: (client conformed, stretched) vs ingest, mean |Δ|
+  decoded = lambda jpegs: np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]).astype(float)
   for video in ('Violence/V_0001.mp4', 'NonViolence/NV_0000.mp4'):  # 4:3 and 16:9 sources
     path = os.path.join(config.videos_dir, video)
     info = video_reader.probe(path)
@@ -186,10 +190,19 @@ def test_client_frames_of_another_size_score_as_ingested(trained_run):
                                       info, 0, 'stretch', path)
     records += [predict.serialized_clip(path, clip), client.SerializeToString(),
                 stretch.SerializeToString()]
+    ingested = clip_example.decode_frames(tf.train.Example.FromString(records[-3])).astype(float)
+    conformed = decoded(conform_frames(
+        tf.constant([clip_example.encode_jpeg(f, 95) for f in own.frames]), clip.frame_size,
+        clip.jpeg_quality).numpy())
+    n = len(conformed)
+    pixels_off.append([np.abs(x[:n] - ingested[:n]).mean() for x in (conformed,
+                                                                      np.stack(stretched))])
   p = serve(examples=tf.constant(records))['probabilities'].numpy().reshape(2, 3)  # [video, way]
   logits = np.log(p / (1 - p))
-  client_moved, stretch_moved = (np.abs(logits[:, i] - logits[:, 0]) for i in (1, 2))
   # Two JPEG encodings move a logit of about ±6 by up to 0.034 (CI, oneDNN kernels).
   np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.05)
-  assert (client_moved < stretch_moved).all(), (client_moved, stretch_moved)
+  # Mean |Δ| in grey levels: the client's two JPEG encodings leave 2.7 (both videos); the
+  # stretch 6.5 (4:3 source) and 14.8 (16:9). Image operations only: no trained model in these.
+  for client_off, stretch_off in pixels_off:
+    assert client_off < 3.5 and stretch_off > 2 * client_off, pixels_off
   assert p[0, 0] - p[1, 0] > 0.5, p  # the scores tell the two videos apart
