@@ -199,8 +199,10 @@ def test_client_frames_of_another_size_score_as_ingested(trained_run):
                                                                       np.stack(stretched))])
   p = serve(examples=tf.constant(records))['probabilities'].numpy().reshape(2, 3)  # [video, way]
   logits = np.log(p / (1 - p))
-  # Two JPEG encodings move a logit of about ±6 by up to 0.034 (CI, oneDNN kernels).
-  np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.05)
+  # Two JPEG encodings move a logit of about ±6 by up to 0.034 (CI, oneDNN kernels), 0.059 with
+  # another run's model (training is not bit-reproducible): 2 % of the logit, plus 0.05. A wrong
+  # frame, view or class moves it by more than 1; the conform itself is checked in pixels.
+  np.testing.assert_allclose(logits[:, 0], logits[:, 1], atol=0.05, rtol=0.02)
   # Mean |Δ| in grey levels: the client's two JPEG encodings leave 2.7 (both videos); the
   # stretch 6.5 (4:3 source) and 14.8 (16:9). Image operations only: no trained model in these.
   for client_off, stretch_off in pixels_off:
