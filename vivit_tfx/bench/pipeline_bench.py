@@ -26,6 +26,7 @@ from vivit_tfx.inference import predict
 from vivit_tfx.models.checkpoints.initialise import initialised_vivit
 from vivit_tfx.models.network.vivit_config import preset
 from vivit_tfx.models.trainer import augment, preprocessing, training
+from vivit_tfx.pipeline import beam_options
 
 import cv2  # pylint: disable=g-bad-import-order  # after video_reader sets OpenCV's log level
 
