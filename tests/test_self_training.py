@@ -1,4 +1,5 @@
-"""Self-training on unlabelled footage (models/trainer/self_training.py): which videos get a
+"""Self-training with pseudo-labels on unlabelled footage (models/trainer/self_training.py,
+method 'pseudo_labels'; FixMatch, the default, is tests/test_fixmatch.py): which videos get a
 pseudo-label, and the Trainer's run_fn with a teacher phase, pseudo-labels and a student phase
 on two mirrored replicas, resumed after a kill with the same pseudo-labels."""
 import json
@@ -39,8 +40,10 @@ def test_choose_keeps_the_confident_most_confident_first_capped_per_class():
 
 
 @pytest.mark.parametrize('settings, message', [
-    ({'threshold': 0.3}, 'threshold'), ({'teacher_fraction': 1}, 'teacher_fraction'),
-    ({'pseudo_share': 0}, 'pseudo_share'), ({'student_noise': 1.5}, 'student_noise'),
+    ({'threshold': 0.3}, 'threshold'),
+    ({'method': 'pseudo_labels', 'teacher_fraction': 1}, 'teacher_fraction must be within'),
+    ({'method': 'pseudo_labels', 'pseudo_share': 0}, 'pseudo_share must be within'),
+    ({'method': 'pseudo_labels', 'student_noise': 1.5}, 'student_noise must be within'),
     ({'ratio': 2}, 'unknown self-training')])
 def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
   with pytest.raises(configs.ConfigError, match=message):
@@ -71,8 +74,9 @@ def test_teacher_and_student_each_get_a_learning_rate_cycle():
   teacher half-trained and sure of 1 of 800 unlabelled videos on the hard benchmark."""
   from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
-  cycles = SelfTrainingConfig(teacher_fraction=0.5).cycles(1000)
+  cycles = SelfTrainingConfig(method='pseudo_labels', teacher_fraction=0.5).cycles(1000)
   assert cycles == (500, 500)
+  assert SelfTrainingConfig().cycles(1000) == ()  # FixMatch: one cycle
   rate = training.learning_rate_schedule(ViViTConfig(learning_rate=1e-3, warmup_steps=100),
                                          1000, cycles)
   at = lambda step: float(rate(tf.constant(step)))
@@ -85,7 +89,8 @@ def test_the_default_budget_gives_the_teacher_what_the_labels_alone_get(tmp_path
   """--train-steps 0: the teacher gets the labelled data's steps, the student its share on
   top; an explicit --train-steps is the whole run's."""
   plain = configs.PipelineConfig(output_root=str(tmp_path))
-  unlabeled = plain.replace(unlabeled_videos=str(tmp_path))
+  unlabeled = plain.replace(unlabeled_videos=str(tmp_path),
+                            self_training_overrides='{"method": "pseudo_labels"}')
   assert plain.train_steps_for(200) == configs.auto_train_steps(200) == 1600
   assert unlabeled.train_steps_for(200) == 3200
   assert unlabeled.replace(pretrain=True).train_steps_for(200) == 1600  # VideoMAE, no student
@@ -99,7 +104,8 @@ def _run(tmp_path, kill: str):
     for record in export.synthetic_examples(4, (16, 16), count=6):
       writer.write(record)
   custom = {'vivit': CONV, 'train_steps': 6, 'distribution': 'mirrored',
-            'self_training': {'threshold': 0.5, 'teacher_fraction': 0.5},
+            'self_training': {'method': 'pseudo_labels', 'threshold': 0.5,
+                              'teacher_fraction': 0.5},
             'unlabeled': {'pattern': str(unlabeled / '*.tfrecord'), 'videos': 6,
                           'labelled_videos': 8}}
   return subprocess.run(

@@ -142,13 +142,14 @@ class PipelineConfig:
   pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
                            '(true/false)')
   unlabeled_videos: str = _option('', 'unlabelled footage, any layout, labels ignored: '
-                                  'self-training (pseudo-labels) in the Trainer, or with '
+                                  'FixMatch (or pseudo-labels) in the Trainer, or with '
                                   '--pretrain VideoMAE pre-training footage')
   unlabeled_clips_dir: str = _option('', "where --unlabeled-videos is ingested; '': "
                                      '<output-root>/unlabeled_clips')
   self_training_overrides: str = _option('{}', 'JSON object of SelfTrainingConfig fields '
-                                         '(teacher_fraction, threshold, max_ratio, '
-                                         'pseudo_share; models/trainer/self_training.py)')
+                                         '(method fixmatch | pseudo_labels, threshold, '
+                                         'unlabeled_ratio, …; models/trainer/'
+                                         'self_training.py)')
   pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
                                     'decoder_*, …)')
@@ -303,9 +304,9 @@ class PipelineConfig:
       raise ValueError(str(e)) from None
 
   def train_steps_for(self, train_videos: int) -> int:
-    """--train-steps, or when 0 `auto_train_steps(train_videos)`; with self-training
-    (--unlabeled-videos without --pretrain) the teacher gets those and the student its share
-    on top."""
+    """--train-steps, or when 0 `auto_train_steps(train_videos)`; with pseudo-labels
+    (--unlabeled-videos without --pretrain, method 'pseudo_labels') the teacher gets those and
+    the student its share on top; FixMatch gets those."""
     if self.train_steps:
       return self.train_steps
     steps = auto_train_steps(train_videos)
@@ -426,9 +427,11 @@ class PipelineConfig:
       return f'{steps}, after {self.pretrain_steps} VideoMAE pre-training steps on ' \
              f'{self.unlabeled_videos} and the train split'
     if self.unlabeled_videos:
-      return f'{steps}; self-training on {self.unlabeled_videos} ' \
-             f'({self.self_training_config()}: the teacher the share teacher_fraction with ' \
-             'its own learning-rate cycle, then the student the rest with another)'
+      plan = self.self_training_config()
+      how = ('every step also on unlabelled clips' if plan.fixmatch else
+             'the teacher the share teacher_fraction with its own learning-rate cycle, then '
+             'the student the rest with another')
+      return f'{steps}; {plan} on {self.unlabeled_videos}: {how}'
     return steps + (f', after {self.pretrain_steps} VideoMAE pre-training steps'
                     if self.pretrain else '')
 

@@ -58,7 +58,8 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> run_summary.Ru
     if not config.train_steps and progress:
       print(f'[run] training: {train_steps(config)} steps (--train-steps 0: '
             f'{configs.STEPS_PER_TRAIN_VIDEO} per training video' +
-            (', the teacher\'s, and the student\'s on top' if config.self_training() else '') +
+            (', the teacher\'s, and the student\'s on top' if config.self_training()
+             and not config.self_training_config().fixmatch else '') +
             ')', flush=True)
     run_id = run_pipeline(config)
     summary = run_summary.summarize(config, run_id, time.time() - start)

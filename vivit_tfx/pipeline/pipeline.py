@@ -327,7 +327,7 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=train_steps(config)),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
-                     # --unlabeled-videos without --pretrain: self-training (pseudo-labels)
+                     # --unlabeled-videos without --pretrain: FixMatch or pseudo-labels
                      **({'unlabeled': unlabeled_input(config),
                          'self_training': config.self_training_config().to_dict()}
                         if config.self_training() else {}),

@@ -42,3 +42,9 @@ def photometric_noise(clips: tf.Tensor, strength: float) -> tf.Tensor:
   mean = tf.reduce_mean(clips, axis=[1, 2, 3, 4], keepdims=True)
   noisy = (clips - mean) * scale + mean + shift
   return noisy + tf.random.normal(tf.shape(clips), stddev=strength / 2, dtype=clips.dtype)
+
+
+def strong(clips: tf.Tensor, min_scale: float = 0.5, noise: float = 0.5) -> tf.Tensor:
+  """FixMatch's strong view of normalised clips [B, T, H, W, C] → same: a crop down to
+  `min_scale` of the side, a flip, then `photometric_noise(noise)`; timing is kept."""
+  return photometric_noise(random_flip(random_resized_crop(clips, min_scale)), noise)

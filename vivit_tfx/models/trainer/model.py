@@ -13,7 +13,8 @@ from tfx_bsl.public import tfxio
 
 from vivit_tfx.data import features, ingest
 from vivit_tfx.data.clip_config import ModelClipConfig
-from vivit_tfx.models.trainer import augment, clip_views, export, self_training, training
+from vivit_tfx.models.trainer import (augment, clip_views, export, fixmatch, self_training,
+                                      training)
 from vivit_tfx.models.trainer.job import TrainerJob
 from vivit_tfx.models.checkpoints.initialise import initialised_vivit
 from vivit_tfx.models.network.vivit_config import ViViTConfig
@@ -68,9 +69,31 @@ def frames_to_clips(frames: tf.Tensor, tft_layer, num_frames: int,
   """JPEG frame slots [B, N] → normalised clips [B, T, H, W, 3]: training, a random clip of
   each video, augmented; otherwise the central clip (the Transform graph's)."""
   if training_mode:
-    frames = clip_views.random_clip_records(frames, num_frames)
-  clips = tft_layer({features.FRAMES: frames})[features.CLIP_XF]  # [B, T, H, W, 3]
-  return augment.augment(clips) if training_mode else clips
+    return augment.augment(random_clips(frames, tft_layer, num_frames))
+  return tft_layer({features.FRAMES: frames})[features.CLIP_XF]  # [B, T, H, W, 3]
+
+
+@tf.autograph.experimental.do_not_convert
+def random_clips(frames: tf.Tensor, tft_layer, num_frames: int) -> tf.Tensor:
+  """JPEG frame slots [B, N] → a random clip of each video, normalised, not augmented
+  [B, T, H, W, 3]."""
+  frames = clip_views.random_clip_records(frames, num_frames)
+  return tft_layer({features.FRAMES: frames})[features.CLIP_XF]
+
+
+def unlabeled_input_fn(pattern: str, tf_transform_output: tft.TFTransformOutput,
+                       batch_size: int, num_frames: int, views=augment.augment
+                       ) -> tf.data.Dataset:
+  """Ingested clip records matching `pattern` (labels ignored) → batches of `views(clips)`,
+  forever: `clips` a random clip of each video [B, T, H, W, 3] (`random_clips`), `views` the
+  training augmentation by default (VideoMAE's footage), FixMatch's weak and strong pair."""
+  spec = {features.FRAMES: tf_transform_output.raw_feature_spec()[features.FRAMES]}
+  tft_layer = tf_transform_output.transform_features_layer()
+  files = tf.data.Dataset.list_files(pattern, shuffle=True).repeat()
+  return (tf.data.TFRecordDataset(files).shuffle(256).batch(batch_size, drop_remainder=True)
+          .map(lambda r: views(random_clips(tf.io.parse_example(r, spec)[features.FRAMES],
+                                            tft_layer, num_frames)),
+               num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
 def self_train(model, fit, labelled: tf.data.Dataset, unlabeled: dict, directory: str,
@@ -127,7 +150,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   unlabeled = custom.get('unlabeled') or {}
   plan = (self_training.SelfTrainingConfig.from_dict(custom['self_training'])
           if custom.get('self_training') and unlabeled.get('pattern') else None)
-  # Self-training: the teacher's and the student's phases each get a warm-up and cosine decay.
+  # Pseudo-labels: the teacher's and the student's phases each get a warm-up and cosine decay.
   cycles = plan.cycles(job.total_steps) if plan else ()
   with job.strategy.scope():
     # From config.init_checkpoint when one is given; a Hugging Face head is kept when its
@@ -135,11 +158,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = initialised_vivit(config, classes=list(clip.class_names))
     if fn_args.base_model:  # the pre-training Trainer's encoder (pipeline --pretrain)
       model.init_source = videomae_pretrain.load_encoder(model, fn_args.base_model)
-    training.compile_model(model, config, total_steps=job.total_steps, cycles=cycles)
+    training.compile_model(model, config, total_steps=job.total_steps, cycles=cycles,
+                           objective=fixmatch.objective(plan) if plan and plan.fixmatch
+                           else None)
   checkpoint = job.resumable(model, train, config.checkpoint_steps)
   logs = job.logs()
   fit = lambda data, steps: job.fit(model, data, evaluation, checkpoint, steps, logs)
-  if plan:
+  if plan and plan.fixmatch:
+    print(f'Trainer: FixMatch on {unlabeled["videos"]} unlabelled videos: '
+          f'{plan.unlabeled_ratio * batch_size * k} unlabelled clips per step, pseudo-labels '
+          f'at probability ≥ {plan.threshold}', flush=True)
+    training.build_loss_and_metrics(model, train)
+    train = fixmatch.batches(train, unlabeled_input_fn(
+        unlabeled['pattern'], job.transform, plan.unlabeled_ratio * batch_size * k,
+        config.num_frames, fixmatch.views(plan)))
+  elif plan:
     train = self_train(model, fit, train, unlabeled, checkpoint.directory, cycles[0],
                        job.transform, config, clip, plan, batch_size * k,
                        fn_args.model_run_dir if job.chief else '')

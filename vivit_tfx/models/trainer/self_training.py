@@ -1,8 +1,11 @@
-"""Learning from unlabelled footage by self-training (pseudo-labels) in the Trainer.
+"""Learning from unlabelled footage in the Trainer: the settings of both methods
+(`SelfTrainingConfig`), and the 'pseudo_labels' method. The default, 'fixmatch', is
+`models/trainer/fixmatch.py`.
 
-Noisy Student (Xie et al., CVPR 2020) with FixMatch's confidence threshold (Sohn et al.,
-NeurIPS 2020), in one model and one run, each phase with its own learning-rate cycle (warm-up
-and cosine decay to 0: the teacher that labels has converged, the student learns afresh):
+'pseudo_labels': Noisy Student (Xie et al., CVPR 2020) with FixMatch's confidence threshold
+(Sohn et al., NeurIPS 2020), in one model and one run, each phase with its own learning-rate
+cycle (warm-up and cosine decay to 0: the teacher that labels has converged, the student
+learns afresh):
   1. teacher: the model trains on the labelled train split for `teacher_fraction` of the steps
      (by default the steps the labels alone would get; the student's come on top);
   2. labelling: it scores every unlabelled video as serving does (the K evaluation views'
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -34,27 +37,54 @@ PSEUDO_RECORDS = 'pseudo_labels.tfrecord'
 PSEUDO_SUMMARY = 'pseudo_labels.json'
 
 
+METHODS = ('fixmatch', 'pseudo_labels')
+# The settings only one method reads.
+_FIXMATCH_ONLY = ('unlabeled_ratio', 'unlabeled_weight', 'strong_crop', 'strong_noise')
+_PSEUDO_LABELS_ONLY = ('teacher_fraction', 'max_ratio', 'pseudo_share', 'student_noise')
+
+
 @dataclasses.dataclass
 class SelfTrainingConfig:
-  """How the unlabelled footage is used (PipelineConfig's --self-training-overrides)."""
+  """How the unlabelled footage is used (PipelineConfig's --self-training-overrides):
+  'fixmatch' (`models/trainer/fixmatch.py`, the default) or 'pseudo_labels' (this module)."""
+  method: str = 'fixmatch'
+  threshold: Optional[float] = None  # a video/clip counts when its top class probability
+                                     # reaches this; None: 0.95 (fixmatch), 0.9 (pseudo_labels)
+  # fixmatch
+  unlabeled_ratio: int = 1         # unlabelled clips per labelled clip in every step (mu)
+  unlabeled_weight: float = 1.0    # weight of the unlabelled term in the loss (lambda)
+  strong_crop: float = 0.5         # the strong view's smallest crop (share of the side)
+  strong_noise: float = 0.5        # the strong view's photometric noise (augment.strong)
+  # pseudo_labels
   teacher_fraction: float = 0.5  # share of the training steps on the labels alone
-  threshold: float = 0.9         # keep a video whose top class probability reaches this
   max_ratio: float = 3.0         # at most this many pseudo-labelled videos per labelled one
   pseudo_share: float = 0.5      # probability that a batch comes from pseudo-labelled clips
   student_noise: float = 0.0     # the student's photometric noise (augment.photometric_noise)
 
   def __post_init__(self):
-    if not 0 <= self.student_noise < 1:
-      raise ValueError(f'self-training student_noise must be within [0, 1), got '
-                       f'{self.student_noise}')
+    if self.method not in METHODS:
+      raise ValueError(f'self-training method must be one of {METHODS}, got {self.method!r}')
+    if self.threshold is None:
+      self.threshold = 0.95 if self.method == 'fixmatch' else 0.9
+    if not 0.5 <= self.threshold < 1:
+      raise ValueError(f'self-training threshold must be within [0.5, 1), got {self.threshold}')
+    for name in ('student_noise', 'strong_noise'):
+      if not 0 <= getattr(self, name) < 1:
+        raise ValueError(f'self-training {name} must be within [0, 1), got '
+                         f'{getattr(self, name)}')
     for name in ('teacher_fraction', 'pseudo_share'):
       if not 0 < getattr(self, name) < 1:
         raise ValueError(f'self-training {name} must be within (0, 1), got '
                          f'{getattr(self, name)}')
-    if not 0.5 <= self.threshold < 1:
-      raise ValueError(f'self-training threshold must be within [0.5, 1), got {self.threshold}')
-    if self.max_ratio <= 0:
-      raise ValueError(f'self-training max_ratio must be positive, got {self.max_ratio}')
+    if not 0 < self.strong_crop <= 1:
+      raise ValueError(f'self-training strong_crop must be within (0, 1], got '
+                       f'{self.strong_crop}')
+    if int(self.unlabeled_ratio) != self.unlabeled_ratio or self.unlabeled_ratio < 1:
+      raise ValueError(f'self-training unlabeled_ratio must be a whole number ≥ 1, got '
+                       f'{self.unlabeled_ratio}')
+    for name in ('max_ratio', 'unlabeled_weight'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'self-training {name} must be positive, got {getattr(self, name)}')
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> 'SelfTrainingConfig':
@@ -62,23 +92,46 @@ class SelfTrainingConfig:
     unknown = sorted(set(d) - known)
     if unknown:
       raise ValueError(f'unknown self-training settings {unknown}; known: {sorted(known)}')
+    method = d.get('method', cls.method)
+    other = _PSEUDO_LABELS_ONLY if method == 'fixmatch' else _FIXMATCH_ONLY
+    misplaced = sorted(set(d) & set(other))
+    if misplaced:
+      raise ValueError(f'self-training settings {misplaced} do not apply to method '
+                       f'{method!r}')
     return cls(**d)
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def __str__(self) -> str:
+    """The settings the method reads, e.g. `fixmatch (threshold 0.95, unlabeled_ratio 1, …)`."""
+    skip = _PSEUDO_LABELS_ONLY if self.method == 'fixmatch' else _FIXMATCH_ONLY
+    return f'{self.method} (' + ', '.join(
+        f'{f.name} {getattr(self, f.name)}' for f in dataclasses.fields(self)
+        if f.name not in skip + ('method',)) + ')'
+
+  @property
+  def fixmatch(self) -> bool:
+    return self.method == 'fixmatch'
+
   def teacher_steps(self, total_steps: int) -> int:
     return min(total_steps - 1, max(1, round(total_steps * self.teacher_fraction)))
 
-  def cycles(self, total_steps: int) -> Tuple[int, int]:
-    """(teacher, student) steps of a run of `total_steps`: each phase its own learning-rate
-    cycle, so the teacher that labels is a converged model and the student learns afresh."""
+  def cycles(self, total_steps: int) -> Tuple[int, ...]:
+    """The learning-rate cycles of a run of `total_steps`: pseudo-labels, (teacher, student)
+    steps, each phase its own cycle, so the teacher that labels is a converged model and the
+    student learns afresh; FixMatch, () (one cycle)."""
+    if self.fixmatch:
+      return ()
     teacher = self.teacher_steps(total_steps)
     return teacher, total_steps - teacher
 
   def total_steps(self, labelled_steps: int) -> int:
-    """The run's steps when the labels alone would get `labelled_steps`: the teacher gets
-    those, the student its share on top."""
+    """The run's steps when the labels alone would get `labelled_steps`: FixMatch, the same
+    steps (each also learns from unlabelled clips); pseudo-labels, the teacher gets those and
+    the student its share on top."""
+    if self.fixmatch:
+      return labelled_steps
     return max(2, round(labelled_steps / self.teacher_fraction))
 
 

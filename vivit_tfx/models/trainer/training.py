@@ -221,40 +221,76 @@ def loss_tracker(model: keras.Model) -> keras.metrics.Metric:
   return tracker
 
 
-def accumulating_train_step(model: keras.Model, k: int):
-  """A train step for batches of k micro-batches ([k x B, ...] per replica): the gradients of
-  the k micro-batches, each computed on its own (activations of B clips in memory at a time),
-  are averaged and applied once, so one step equals one step on the k x B batch. The loop is a
-  `tf.while_loop` (one traced body, also under XLA) and the update happens outside it, where
-  tf.distribute may synchronise."""
+class Supervised:
+  """The labelled clips' loss, the compiled one: `objective(model, x, y)` → (loss, y_pred
+  [B, outputs], {metric name: a scalar to average}); FixMatch's (`fixmatch.FixMatch`) adds
+  a term from unlabelled clips. `metric_names`: the extra scalars, reported per epoch."""
+
+  metric_names: Tuple[str, ...] = ()
+
+  def labelled(self, x):
+    """The labelled clips of a batch's x."""
+    return x
+
+  def __call__(self, model: keras.Model, x, y):
+    y_pred = model(x, training=True)  # [B, outputs]
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), y_pred, {}
+
+
+def accumulating_train_step(model: keras.Model, k: int, objective: Supervised = Supervised(),
+                            trackers: Optional[Dict[str, keras.metrics.Metric]] = None):
+  """A train step for batches of k micro-batches ([k x B, ...] per replica, every tensor of a
+  nested x): the gradients of `objective` on the k micro-batches, each computed on its own
+  (activations of B clips in memory at a time), are averaged and applied once, so one step
+  equals one step on the k x B batch. The loop is a `tf.while_loop` (one traced body, also
+  under XLA) and the update happens outside it, where tf.distribute may synchronise.
+  `trackers`: a mean metric for each of the objective's `metric_names`."""
+  names = objective.metric_names
 
   def train_step(data):
-    x, y = data[0], data[1]  # [k x B, T, H, W, C], [k x B, 1]
-    micro_x = tf.reshape(x, tf.concat([[k, -1], tf.shape(x)[1:]], 0))  # [k, B, T, H, W, C]
-    micro_y = tf.reshape(y, tf.concat([[k, -1], tf.shape(y)[1:]], 0))  # [k, B, 1]
+    x, y = data[0], data[1]  # [k x B, T, H, W, C] (or a dict of such), [k x B, 1]
+    split = lambda t: tf.reshape(t, tf.concat([[k, -1], tf.shape(t)[1:]], 0))  # [k, B, ...]
+    micro_x, micro_y = tf.nest.map_structure(split, x), split(y)
     weights = model.trainable_weights
 
-    def body(i, grads, losses, preds):
+    def body(i, grads, losses, extras, preds):
       with tf.GradientTape() as tape:
-        y_pred = model(micro_x[i], training=True)  # [B, outputs]
-        loss = model.compute_loss(x=micro_x[i], y=micro_y[i], y_pred=y_pred, training=True)
+        loss, y_pred, more = objective(model, tf.nest.map_structure(lambda t: t[i], micro_x),
+                                       micro_y[i])
         scaled = model.optimizer.scale_loss(loss)
       step = tape.gradient(scaled, weights)
       return (i + 1, [g + tf.cast(s, g.dtype) for g, s in zip(grads, step)],
-              losses + tf.cast(loss, tf.float32), preds.write(i, tf.cast(y_pred, tf.float32)))
+              losses + tf.cast(loss, tf.float32),
+              {n: extras[n] + tf.cast(more[n], tf.float32) for n in names},
+              preds.write(i, tf.cast(y_pred, tf.float32)))
 
     zeros = [tf.zeros(w.shape, w.dtype) for w in weights]
     preds = tf.TensorArray(tf.float32, size=k)
-    start = (tf.constant(0), zeros, tf.constant(0.0), preds)
+    start = (tf.constant(0), zeros, tf.constant(0.0), {n: tf.constant(0.0) for n in names},
+             preds)
     # One micro-batch: no loop, so layers that synchronise replicas (batch statistics) may.
-    _, grads, losses, preds = body(*start) if k == 1 else tf.while_loop(
+    _, grads, losses, extras, preds = body(*start) if k == 1 else tf.while_loop(
         lambda i, *_: i < k, body, start)
     apply_replica_mean(model.optimizer, [g / k for g in grads], weights)
     y_pred = preds.concat()  # [k x B, outputs]
-    loss_tracker(model).update_state(losses / k, sample_weight=tf.shape(x)[0])
-    return model.compute_metrics(x, y, y_pred, sample_weight=None)
+    labelled = objective.labelled(x)
+    loss_tracker(model).update_state(losses / k, sample_weight=tf.shape(labelled)[0])
+    logs = model.compute_metrics(labelled, y, y_pred, sample_weight=None)
+    for n in names:
+      trackers[n].update_state(extras[n] / k)
+      logs[n] = trackers[n].result()
+    return logs
 
   return train_step
+
+
+def build_loss_and_metrics(model: keras.Model, labelled: tf.data.Dataset) -> None:
+  """Builds the compiled model's loss and metrics from the element spec of `labelled`
+  ((clips, labels) batches), in the model's strategy scope. Keras 3.6's fit builds them from
+  its own first batch, calling the model on that batch's x, which fails for an x that is not
+  the model's input (FixMatch's dict of labelled and unlabelled clips)."""
+  with model.distribute_strategy.scope():
+    model._symbolic_build(data_batch=labelled.element_spec)  # pylint: disable=protected-access
 
 
 class _SparseCategoricalSmoothed(keras.losses.Loss):
@@ -288,9 +324,12 @@ def metrics(config: ViViTConfig) -> list:
 
 
 def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int,
-                  cycles: Sequence[int] = ()) -> None:
+                  cycles: Sequence[int] = (), objective: Optional[Supervised] = None) -> None:
   """`jit_compile` is passed as a bool: Keras's 'auto' turns XLA off under any tf.distribute
-  strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too."""
+  strategy, an explicit True compiles each replica's step under Mirrored/TPU strategies too.
+  `objective`: another training loss than the compiled one (FixMatch's), through
+  `accumulating_train_step`; its extra metrics are logged and reset every epoch as the
+  model's."""
   model.compile(optimizer=optimizer(config, model, total_steps, cycles), loss=loss(config),
                 metrics=metrics(config), jit_compile=bool(config.jit_compile))
   replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -299,7 +338,15 @@ def compile_model(model: keras.Model, config: ViViTConfig, total_steps: int,
     raise ValueError("conv_norm 'batch' synchronises batch statistics over the replicas, which "
                      'the accumulation loop cannot: use conv_norm \'group\' or '
                      'accumulation_steps 1 on several replicas')
-  if config.accumulation_steps > 1 or replicas > 1:
+  if objective is not None:
+    # Created in the model's strategy scope; reset with the model's own metrics (every epoch).
+    # Not attributes of the model: a built Keras model takes no new state.
+    trackers = {n: keras.metrics.Mean(name=n) for n in objective.metric_names}
+    reset = model.reset_metrics
+    model.reset_metrics = lambda: [reset()] + [t.reset_state() for t in trackers.values()]
+    model.train_step = accumulating_train_step(model, config.accumulation_steps, objective,
+                                               trackers)
+  elif config.accumulation_steps > 1 or replicas > 1:
     model.train_step = accumulating_train_step(model, config.accumulation_steps)
 
 

@@ -19,18 +19,6 @@ from vivit_tfx.models.videomae import videomae_pretrain
 _RECONSTRUCTED_CLIPS = 3
 
 
-def unlabeled_clips(pattern: str, tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                    num_frames: int) -> tf.data.Dataset:
-  """Ingested clip records matching `pattern` → batches of random, augmented clips, forever."""
-  spec = {features.FRAMES: tf_transform_output.raw_feature_spec()[features.FRAMES]}
-  tft_layer = tf_transform_output.transform_features_layer()
-  files = tf.data.Dataset.list_files(pattern, shuffle=True).repeat()
-  return (tf.data.TFRecordDataset(files).shuffle(256).batch(batch_size, drop_remainder=True)
-          .map(lambda r: model.frames_to_clips(tf.io.parse_example(r, spec)[features.FRAMES],
-                                               tft_layer, num_frames, True),
-               num_parallel_calls=tf.data.AUTOTUNE))
-
-
 class LossHistory(keras.callbacks.Callback):
   """The loss of every training step (not Keras' running mean), at the run's step number:
   after a resume the first one is the step after the checkpoint's (`checkpoint`, a
@@ -68,7 +56,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                          num_frames=vivit.num_frames).map(clips_only)
   unlabeled = job.custom.get('unlabeled') or {}
   if unlabeled.get('pattern'):
-    extra = unlabeled_clips(unlabeled['pattern'], job.transform, batch_size, vivit.num_frames)
+    extra = model.unlabeled_input_fn(unlabeled['pattern'], job.transform, batch_size,
+                                     vivit.num_frames)
     weights = [float(unlabeled.get('labelled_videos') or 1), float(unlabeled['videos'])]
     train = tf.data.Dataset.sample_from_datasets([train, extra], weights=weights, seed=0)
     logging.info('Pre-training on the train split and %s (%d videos)', unlabeled['pattern'],
