@@ -6,11 +6,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
 
-from vivit_tfx.data import features
 from vivit_tfx.models.network.vivit_config import ViViTConfig
 from vivit_tfx.models.trainer import model, training
 from vivit_tfx.models.trainer.job import TrainerJob
