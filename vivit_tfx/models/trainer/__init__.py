@@ -1,3 +1,3 @@
 """The Trainer: its run_fn, the training recipe and loop, tf.distribute, augmentation,
-self-training on unlabelled footage, the graph-side clip views, Transform's preprocessing_fn
-and the SavedModel export."""
+FixMatch and pseudo-labels on unlabelled footage, the graph-side clip views, Transform's
+preprocessing_fn and the SavedModel export."""
