@@ -78,10 +78,12 @@ def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
   return configs.PipelineConfig(**{**settings, **changes})
 
 
-def one_step_from_the_same_start(config, devices, x, y):
+def one_step_from_the_same_start(config, devices, x, y, objective=None):
   """One `fit` step of a ViViT on `devices` (a MirroredStrategy, reduced on one device: no
   collective instance keys to clash with the in-process pipeline run's strategy over the same
-  two devices) from seeded non-trivial weights (the head starts at zero): the model."""
+  two devices) from seeded non-trivial weights (the head starts at zero): the model (its
+  `history` the step's logs). `objective`: a `training.Supervised` to train with (x may then
+  hold more than the labelled clips, as FixMatch's dict does)."""
   import keras  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.checkpoints.initialise import initialised_vivit  # pylint: disable=g-import-not-at-top
@@ -92,8 +94,13 @@ def one_step_from_the_same_start(config, devices, x, y):
     model = initialised_vivit(config)
     for v in model.trainable_variables:
       v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-    training.compile_model(model, config, total_steps=100_000)
-  model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    training.compile_model(model, config, total_steps=100_000, objective=objective)
+  if objective is None:
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+  else:
+    training.build_loss_and_metrics(
+        model, tf.data.Dataset.from_tensors((objective.labelled(x), y)))
+    model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
   return model
 
 

@@ -6,16 +6,15 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from vivit_tfx.models.checkpoints.initialise import initialised_vivit
 from vivit_tfx.models.network.vivit_config import ViViTConfig
 from vivit_tfx.models.trainer import export, fixmatch, training
 from vivit_tfx.models.trainer.self_training import SelfTrainingConfig
 from vivit_tfx.pipeline import configs
+from tests.conftest import one_step_from_the_same_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONV = {'num_frames': 4, 'image_size': [16, 16], 'tokenizer': 'conv', 'conv_widths': [4, 8],
@@ -38,29 +37,21 @@ def test_consistency_counts_only_the_sure_clips():
 
 
 def _one_step(objective, devices, k=1):
-  """One FixMatch step of a tiny conv-tokenizer ViViT from seeded weights on `devices`:
-  (the trained weights, the step's logs)."""
+  """One step with `objective` of a tiny conv-tokenizer ViViT from seeded weights on
+  `devices`: (the trained weights, the step's logs)."""
   rng = np.random.default_rng(4)
   x = {fixmatch.CLIPS: rng.random((8, 4, 16, 16, 3), np.float32),
        fixmatch.WEAK: rng.random((16, 4, 16, 16, 3), np.float32),
        fixmatch.STRONG: rng.random((16, 4, 16, 16, 3), np.float32)}
+  if not isinstance(objective, fixmatch.FixMatch):  # the labelled clips alone
+    x = x[fixmatch.CLIPS]
   y = np.array([0, 1] * 4, np.float32)[:, None]
   config = ViViTConfig.from_dict(CONV).replace(accumulation_steps=k, learning_rate=0.1,
                                                weight_decay=0.0, warmup_steps=0)
-  keras.utils.set_random_seed(1)
-  strategy = tf.distribute.MirroredStrategy(
-      devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-  with strategy.scope():
-    model = initialised_vivit(config)
-    for v in model.trainable_variables:
-      v.assign(np.random.default_rng(7).normal(0, 0.2, v.shape).astype(np.float32))
-    training.compile_model(model, config, total_steps=100_000, objective=objective)
-  training.build_loss_and_metrics(model, tf.data.Dataset.from_tensors((x[fixmatch.CLIPS], y)))
-  if not isinstance(objective, fixmatch.FixMatch):  # the labelled clips alone
-    x = x[fixmatch.CLIPS]
-  history = model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
+  model = one_step_from_the_same_start(config, devices, x, y, objective)
   assert int(model.optimizer.iterations.numpy()) == 1
-  return [v.numpy() for v in model.variables], {n: v[-1] for n, v in history.history.items()}
+  return ([v.numpy() for v in model.variables],
+          {n: v[-1] for n, v in model.history.history.items()})
 
 
 @pytest.mark.parametrize('k', [1, 2])
