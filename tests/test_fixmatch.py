@@ -102,6 +102,9 @@ def test_fixmatch_is_the_default_and_keeps_the_labelled_budget(tmp_path):
   pseudo = footage.replace(self_training_overrides='{"method": "pseudo_labels"}')
   assert pseudo.self_training_config().threshold == 0.9
   assert pseudo.train_steps_for(200) == 3200
+  for config in (footage, pseudo):  # what the Trainer gets back from its custom_config
+    plan = config.self_training_config()
+    assert SelfTrainingConfig.from_dict(plan.to_dict()) == plan
 
 
 @pytest.mark.parametrize('settings, message', [

@@ -101,14 +101,14 @@ class SelfTrainingConfig:
     return cls(**d)
 
   def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
+    """The method and the settings it reads (what `from_dict` takes back)."""
+    skip = _PSEUDO_LABELS_ONLY if self.fixmatch else _FIXMATCH_ONLY
+    return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
   def __str__(self) -> str:
     """The settings the method reads, e.g. `fixmatch (threshold 0.95, unlabeled_ratio 1, …)`."""
-    skip = _PSEUDO_LABELS_ONLY if self.method == 'fixmatch' else _FIXMATCH_ONLY
     return f'{self.method} (' + ', '.join(
-        f'{f.name} {getattr(self, f.name)}' for f in dataclasses.fields(self)
-        if f.name not in skip + ('method',)) + ')'
+        f'{k} {v}' for k, v in self.to_dict().items() if k != 'method') + ')'
 
   @property
   def fixmatch(self) -> bool:
