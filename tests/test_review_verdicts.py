@@ -13,7 +13,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 
 from cryptography import x509  # google-auth's dependency, so TensorFlow's
 from cryptography.hazmat.primitives import hashes, serialization

@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vivit_tfx.data import clip_example, layouts, remote_files, sampling, video_reader
+from vivit_tfx.data import clip_example, layouts, remote_files, video_reader
 from vivit_tfx.data.clip_config import ClipConfig
 
 SPLITS = layouts.SPLITS
