@@ -6,11 +6,11 @@
 # TFMA and serving score). Default draws 104-106 (101-103 chose the model). Prints one
 # JSON line per (seed, variant, split). Reruns reuse the videos and clips already written.
 #   scripts/hard_benchmark.sh OUT [SEEDS] [VARIANTS]
-#   variants: hybrid (the default command), hybrid+unlabeled (--unlabeled-videos: FixMatch,
-#             the same steps as hybrid), vivit-tiny (--preset vivit-tiny, the linear tokenizer),
-#             hybrid+pseudo (--unlabeled-videos with method pseudo_labels: 3,200 steps),
-#             hybrid-long (labels alone for as many steps as hybrid+pseudo runs: 3,200),
-#             hybrid+pseudo+noise (pseudo-labels with the student's photometric noise 0.3)
+#   variants: hybrid (the default command), hybrid+unlabeled (--unlabeled-videos: pseudo-labels,
+#             3,200 steps), vivit-tiny (--preset vivit-tiny, the linear tokenizer),
+#             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200),
+#             hybrid+unlabeled+noise (pseudo-labels with the student's photometric noise 0.3),
+#             hybrid+fixmatch (--unlabeled-videos with method fixmatch: hybrid's steps)
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
@@ -29,18 +29,17 @@ for seed in $seeds; do
   for variant in $variants; do
     case $variant in
       hybrid) extra=() ;;
-      hybrid+unlabeled|hybrid+pseudo|hybrid+pseudo+noise)
+      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
                --unlabeled-clips-dir "$d/unlabeled_clips")
         case $variant in
-          hybrid+pseudo) extra+=(--self-training-overrides '{"method": "pseudo_labels"}') ;;
-          hybrid+pseudo+noise) extra+=(--self-training-overrides
-              '{"method": "pseudo_labels", "student_noise": 0.3}') ;;
+          hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
+          hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
         esac ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
-      hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the pseudo-label run's steps
+      hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     root=$d/$variant

@@ -77,7 +77,8 @@ def test_unsure_clips_leave_the_labelled_step_unchanged_and_sure_ones_move_it():
 
 def test_unlabelled_batches_hold_a_weak_and_a_strong_view_of_the_same_clips():
   clips = tf.random.normal([6, 4, 8, 8, 3], seed=2)
-  weak, strong = fixmatch.views(SelfTrainingConfig(strong_crop=1.0, strong_noise=0.3))(clips)
+  weak, strong = fixmatch.views(SelfTrainingConfig('fixmatch', strong_crop=1.0,
+                                                        strong_noise=0.3))(clips)
   assert weak.shape == strong.shape == clips.shape
   # No crop at 1.0: the strong view is the (maybe flipped) clip plus photometric noise.
   flipped = tf.reverse(clips, axis=[3])
@@ -91,26 +92,27 @@ def test_unlabelled_batches_hold_a_weak_and_a_strong_view_of_the_same_clips():
   assert y.shape == (2, 1)
 
 
-def test_fixmatch_is_the_default_and_keeps_the_labelled_budget(tmp_path):
+def test_fixmatch_keeps_the_labelled_budget_and_pseudo_labels_stay_the_default(tmp_path):
   plain = configs.PipelineConfig(output_root=str(tmp_path))
-  footage = plain.replace(unlabeled_videos=str(tmp_path))
-  assert footage.self_training_config().method == 'fixmatch'
+  pseudo = plain.replace(unlabeled_videos=str(tmp_path))
+  assert pseudo.self_training_config().method == 'pseudo_labels'
+  assert pseudo.self_training_config().threshold == 0.9
+  assert pseudo.train_steps_for(200) == 3200
+  footage = pseudo.replace(self_training_overrides='{"method": "fixmatch"}')
   assert footage.self_training_config().threshold == 0.95
   assert footage.train_steps_for(200) == plain.train_steps_for(200) == 1600
   assert 'fixmatch (threshold 0.95, unlabeled_ratio 1' in footage.training_summary()
   assert 'teacher_fraction' not in footage.training_summary()
-  pseudo = footage.replace(self_training_overrides='{"method": "pseudo_labels"}')
-  assert pseudo.self_training_config().threshold == 0.9
-  assert pseudo.train_steps_for(200) == 3200
   for config in (footage, pseudo):  # what the Trainer gets back from its custom_config
     plan = config.self_training_config()
     assert SelfTrainingConfig.from_dict(plan.to_dict()) == plan
 
 
 @pytest.mark.parametrize('settings, message', [
-    ({'teacher_fraction': 0.3}, "do not apply to method 'fixmatch'"),
-    ({'method': 'pseudo_labels', 'strong_noise': 0.2}, "do not apply to method 'pseudo_"),
-    ({'unlabeled_ratio': 1.5}, 'unlabeled_ratio'), ({'strong_crop': 0}, 'strong_crop'),
+    ({'method': 'fixmatch', 'teacher_fraction': 0.3}, "do not apply to method 'fixmatch'"),
+    ({'strong_noise': 0.2}, "do not apply to method 'pseudo_labels'"),
+    ({'method': 'fixmatch', 'unlabeled_ratio': 1.5}, 'unlabeled_ratio'),
+    ({'method': 'fixmatch', 'strong_crop': 0}, 'strong_crop'),
     ({'method': 'mixmatch'}, 'method')])
 def test_bad_fixmatch_settings_are_refused_before_any_data(tmp_path, settings, message):
   with pytest.raises(configs.ConfigError, match=message):
@@ -123,7 +125,7 @@ def test_run_fn_trains_with_fixmatch_on_two_replicas(tmp_path):
     for record in export.synthetic_examples(4, (16, 16), count=6):
       writer.write(record)
   custom = {'vivit': CONV, 'train_steps': 4, 'distribution': 'mirrored',
-            'self_training': {'threshold': 0.5, 'unlabeled_ratio': 2},
+            'self_training': {'method': 'fixmatch', 'threshold': 0.5, 'unlabeled_ratio': 2},
             'unlabeled': {'pattern': str(tmp_path / '*.tfrecord'), 'videos': 6,
                           'labelled_videos': 8}}
   run = subprocess.run(

@@ -1,5 +1,5 @@
 """Self-training with pseudo-labels on unlabelled footage (models/trainer/self_training.py,
-method 'pseudo_labels'; FixMatch, the default, is tests/test_fixmatch.py): which videos get a
+method 'pseudo_labels', the default; FixMatch is tests/test_fixmatch.py): which videos get a
 pseudo-label, and the Trainer's run_fn with a teacher phase, pseudo-labels and a student phase
 on two mirrored replicas, resumed after a kill with the same pseudo-labels."""
 import json
@@ -76,7 +76,7 @@ def test_teacher_and_student_each_get_a_learning_rate_cycle():
   from vivit_tfx.models.network.vivit_config import ViViTConfig  # pylint: disable=g-import-not-at-top
   cycles = SelfTrainingConfig(method='pseudo_labels', teacher_fraction=0.5).cycles(1000)
   assert cycles == (500, 500)
-  assert SelfTrainingConfig().cycles(1000) == ()  # FixMatch: one cycle
+  assert SelfTrainingConfig(method='fixmatch').cycles(1000) == ()  # one cycle
   rate = training.learning_rate_schedule(ViViTConfig(learning_rate=1e-3, warmup_steps=100),
                                          1000, cycles)
   at = lambda step: float(rate(tf.constant(step)))

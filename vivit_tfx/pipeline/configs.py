@@ -142,13 +142,13 @@ class PipelineConfig:
   pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
                            '(true/false)')
   unlabeled_videos: str = _option('', 'unlabelled footage, any layout, labels ignored: '
-                                  'FixMatch (or pseudo-labels) in the Trainer, or with '
+                                  'pseudo-labels (or FixMatch) in the Trainer, or with '
                                   '--pretrain VideoMAE pre-training footage')
   unlabeled_clips_dir: str = _option('', "where --unlabeled-videos is ingested; '': "
                                      '<output-root>/unlabeled_clips')
   self_training_overrides: str = _option('{}', 'JSON object of SelfTrainingConfig fields '
-                                         '(method fixmatch | pseudo_labels, threshold, '
-                                         'unlabeled_ratio, …; models/trainer/'
+                                         '(method pseudo_labels | fixmatch, threshold, '
+                                         'teacher_fraction, …; models/trainer/'
                                          'self_training.py)')
   pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '

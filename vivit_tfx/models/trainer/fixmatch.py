@@ -1,4 +1,6 @@
-"""FixMatch (Sohn et al., NeurIPS 2020) in the Trainer: the default use of --unlabeled-videos.
+"""FixMatch (Sohn et al., NeurIPS 2020) in the Trainer: --unlabeled-videos with
+--self-training-overrides '{"method": "fixmatch"}' (the default is pseudo-labels,
+`self_training.py`, which measured better on the hard benchmark: README).
 
 Every training step takes, beside the labelled batch, `unlabeled_ratio` unlabelled clips per
 labelled one (a random clip of a random unlabelled video), each in two views:
