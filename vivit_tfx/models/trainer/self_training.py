@@ -43,6 +43,11 @@ _FIXMATCH_ONLY = ('unlabeled_ratio', 'unlabeled_weight', 'strong_crop', 'strong_
 _PSEUDO_LABELS_ONLY = ('teacher_fraction', 'max_ratio', 'pseudo_share', 'student_noise')
 
 
+def _not_read_by(method: str) -> Tuple[str, ...]:
+  """The settings of the other method."""
+  return _PSEUDO_LABELS_ONLY if method == 'fixmatch' else _FIXMATCH_ONLY
+
+
 @dataclasses.dataclass
 class SelfTrainingConfig:
   """How the unlabelled footage is used (PipelineConfig's --self-training-overrides):
@@ -66,7 +71,7 @@ class SelfTrainingConfig:
     if self.method not in METHODS:
       raise ValueError(f'self-training method must be one of {METHODS}, got {self.method!r}')
     if self.threshold is None:
-      self.threshold = 0.95 if self.method == 'fixmatch' else 0.9
+      self.threshold = 0.95 if self.fixmatch else 0.9
     if not 0.5 <= self.threshold < 1:
       raise ValueError(f'self-training threshold must be within [0.5, 1), got {self.threshold}')
     for name in ('student_noise', 'strong_noise'):
@@ -94,8 +99,7 @@ class SelfTrainingConfig:
     if unknown:
       raise ValueError(f'unknown self-training settings {unknown}; known: {sorted(known)}')
     method = d.get('method', cls.method)
-    other = _PSEUDO_LABELS_ONLY if method == 'fixmatch' else _FIXMATCH_ONLY
-    misplaced = sorted(set(d) & set(other))
+    misplaced = sorted(set(d) & set(_not_read_by(method)))
     if misplaced:
       raise ValueError(f'self-training settings {misplaced} do not apply to method '
                        f'{method!r}')
@@ -103,7 +107,7 @@ class SelfTrainingConfig:
 
   def to_dict(self) -> Dict[str, Any]:
     """The method and the settings it reads (what `from_dict` takes back)."""
-    skip = _PSEUDO_LABELS_ONLY if self.fixmatch else _FIXMATCH_ONLY
+    skip = _not_read_by(self.method)
     return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
   def __str__(self) -> str:
