@@ -73,6 +73,12 @@ def decode_floor(videos: List[str], model_dir: str, stride_s: float) -> None:
       pass
 
 
+def _ratio(a: float, b: float, form: str = '.0f') -> str:
+  """a / b, or '—' where either is under NOISE_S seconds: lost in the start-up's own
+  variation."""
+  return '—' if min(a, b) <= NOISE_S else f'{a / b:{form}}'
+
+
 def _window_scores(folder: str) -> dict:
   return {name.split('.')[0]: [w['score'] for w in json.load(open(os.path.join(folder, name)))[
       'windows']] for name in os.listdir(folder) if name.endswith('.segments.json')}
@@ -148,14 +154,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         f'command and its worker processes; each figure the least of {max(1, args.repeats)} '
         'round(s)')
   print('| command | cores | wall s | CPU s | start-up wall s | start-up CPU s | footage h / '
-        'wall h | footage h / CPU h, start-up off | CPU, start-up off, / decode floor\'s |')
-  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+        'wall h | footage h / wall h, start-up off | footage h / CPU h, start-up off | CPU, '
+        'start-up off, / decode floor\'s |')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
   for name, n, (wall, cpu), (start_wall, start_cpu) in rows:
-    net = cpu - start_cpu  # below NOISE_S: lost in the start-up's own variation
-    rate = f'{footage_s / net:.0f}' if net > NOISE_S else '—'
-    ratio = f'{net / floor_cpu:.2f}' if net > NOISE_S and floor_cpu > NOISE_S else '—'
     print(f'| {name} | {n} | {wall:.1f} | {cpu:.1f} | {start_wall:.1f} | {start_cpu:.1f} | '
-          f'{footage_s / wall:.1f} | {rate} | {ratio} |')
+          f'{footage_s / wall:.1f} | {_ratio(footage_s, wall - start_wall)} | '
+          f'{_ratio(footage_s, cpu - start_cpu)} | '
+          f'{_ratio(cpu - start_cpu, floor_cpu, ".2f")} |')
+  scans = {n: (wall, wall - start_wall) for name, n, (wall, _), (start_wall, _) in rows
+           if name.startswith('scan')}
+  for n in sorted(scans)[1:]:
+    one, many = scans[min(scans)], scans[n]
+    print(f'scan, {n} workers against {min(scans)}: {one[0] / many[0]:.2f}x faster in wall time, '
+          f'{_ratio(one[1], many[1], ".2f")}x start-up off (the rate on a long archive)')
   print(f'scan window scores vs predict --timeline: '
         f'{"same windows" if same else "DIFFERENT windows"}, max |difference| '
         f'{max(gaps, default=0):.1e}')
