@@ -75,7 +75,7 @@ def tiny_config(clips_dir, root, **changes) -> configs.PipelineConfig:
                                   'num_layers': 2, 'mlp_dim': 64}),
       train_steps=6, steps_per_epoch=3, eval_steps=1, batch_size=8, accuracy_threshold=0.0,
       min_test_examples_per_class=1, min_test_fraction_per_class=0.0)
-  return configs.PipelineConfig(**{**settings, **changes})
+  return configs.PipelineConfig(**{**settings, **changes}).resolve()
 
 
 def one_step_from_the_same_start(config, devices, x, y, objective=None):

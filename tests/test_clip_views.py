@@ -105,7 +105,7 @@ def test_the_rate_rule_is_the_default_everywhere():
   whole-video rule, sample_fps 0, only when asked for, or for models that name no rate)."""
   from vivit_tfx import cli  # pylint: disable=g-import-not-at-top
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
-  run = configs.PipelineConfig()
+  run = configs.PipelineConfig().resolve()
   assert run.clip_config() == ingest.ClipConfig()
   assert (run.sample_fps, run.num_views, ingest.ClipConfig().stored_frames) == (8.0, 4, 80)
   args = cli.build_parser().parse_args(['ingest'])

@@ -59,7 +59,7 @@ CPU = json.dumps({'precision': 'float32', 'jit_compile': False, 'batch_size': 2,
 
 def test_hub_preset_takes_clip_and_recipe_and_needs_its_directory(tmp_path):
   config = configs.PipelineConfig(preset='videomae-b-k400', output_root=str(tmp_path),
-                                  init_checkpoint=os.path.join(FIXTURES, 'videomae'))
+                                  init_checkpoint=os.path.join(FIXTURES, 'videomae')).resolve()
   model = config.vivit_config()
   # The architecture and clip from config.json (the tiny fixture: 4 frames, 32 px) ...
   assert (model.num_frames, model.image_size, model.hidden_size) == (4, (32, 32), 32)
@@ -90,7 +90,7 @@ def test_hub_preset_takes_clip_and_recipe_and_needs_its_directory(tmp_path):
   processor = tmp_path / 'preprocessor_config.json'
   processor.write_text(json.dumps({'image_processor_type': 'VivitImageProcessor',
                                    'size': {'shortest_edge': 256}}))
-  wide = configs.PipelineConfig(preset='vivit-b-16x2', pixels=str(processor))
+  wide = configs.PipelineConfig(preset='vivit-b-16x2', pixels=str(processor)).resolve()
   assert wide.frame_size == (256, 256) and wide.pixel_preprocessing().crop_size == (224, 224)
 
 

@@ -312,12 +312,12 @@ def test_model4_heads_attend_within_a_frame_or_a_position():
 
 
 def test_preset_recipe_applies_unless_a_flag_overrides_it():
-  config = configs.PipelineConfig(preset='vivit-b-16x2')
+  config = configs.PipelineConfig(preset='vivit-b-16x2').resolve()
   model = config.vivit_config()
   assert (config.num_frames, config.image_size, config.frame_size) == (32, (224, 224), (224, 224))
   assert (model.batch_size, model.learning_rate, model.precision) == (8, 1e-4, 'mixed_bfloat16')
   assert model.jit_compile and model.accumulation_steps == 8 and model.clipnorm == 1.0
-  flagged = configs.PipelineConfig(preset='vivit-b-16x2', num_frames=16, batch_size=4)
+  flagged = configs.PipelineConfig(preset='vivit-b-16x2', num_frames=16, batch_size=4).resolve()
   assert (flagged.num_frames, flagged.batch_size, flagged.image_size) == (16, 4, (224, 224))
   assert flagged.vivit_config().learning_rate == 1e-4
   tiny = flagged.replace(preset='vivit-tiny')  # the flags stay, the rest follows the preset
@@ -354,3 +354,24 @@ def test_bench_train_runs_the_preset_recipe_and_names_its_strategy(capsys):
   assert float(row[10]) > 0
   assert row[7] == 'DefaultDistributionStrategy x1'
   assert row[8] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation
+
+
+def test_a_pipeline_config_is_plain_data_until_resolved(monkeypatch):
+  """Building a PipelineConfig reads no preset and no checkpoint; `resolve()` does, once."""
+  reads = []
+
+  def preset(name, **overrides):
+    reads.append(name)
+    return real(name, **overrides)
+
+  real = configs.vivit_preset
+  monkeypatch.setattr(configs, 'vivit_preset', preset)
+  given = configs.PipelineConfig(preset='vivit-b-16x2', num_frames=16)
+  assert reads == [] and not given.resolved
+  assert (given.num_frames, given.image_size, given.frame_size) == (16, None, None)
+  resolved = given.resolve()
+  assert reads and resolved.resolved and resolved.resolve() is resolved
+  assert (resolved.num_frames, resolved.image_size, resolved.frame_size) == (16, (224, 224),
+                                                                            (224, 224))
+  assert given.num_frames == 16 and given.image_size is None  # the given config is unchanged
+  assert given.clip_config() == resolved.clip_config()  # derived values resolve for themselves

@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None,
 
 
 def from_args(args: argparse.Namespace) -> configs.PipelineConfig:
-  """The PipelineConfig of parsed options (the fields `add_arguments` added)."""
+  """The PipelineConfig of parsed options (the fields `add_arguments` added), resolved: the
+  preset's and checkpoints' settings read once, here."""
   names = {f.name for f in dataclasses.fields(configs.PipelineConfig)}
-  return configs.PipelineConfig(**{k: v for k, v in vars(args).items() if k in names})
+  return configs.PipelineConfig(**{k: v for k, v in vars(args).items() if k in names}).resolve()

@@ -42,7 +42,8 @@ def _cmd_ingest(args) -> int:
   if errors:
     raise UserError('\n'.join(errors))
   # the options `run` shares: the clips and the dataset as the pipeline's own builders make them
-  config = configs.PipelineConfig(**{n: getattr(args, n) for n in config_options.INGEST_OPTIONS})
+  config = configs.PipelineConfig(**{n: getattr(args, n) for n in config_options.INGEST_OPTIONS}
+                                  ).resolve()
   try:
     summary = ingest_output.ingest_into(
         args.input, args.output, overwrite=args.overwrite, workers=args.workers,

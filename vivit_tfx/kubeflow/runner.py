@@ -75,6 +75,7 @@ def _append_platform_spec(path: str, tasks, node_selector: Dict[str, str]) -> No
 
 def kubeflow_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   """The pipeline config as seen from inside the image (schema path, no local abspaths)."""
+  config = config.resolve()
   image_schema = schemas.load()
   slots, curated = config.clip_config().stored_frames, schemas.frame_slots(image_schema)
   if not config.schema_file and slots != curated:

@@ -185,18 +185,43 @@ class PipelineConfig:
   if_busy: str = _option('stop', 'another run holds --output-root: stop | wait for it')
 
   def __post_init__(self):
-    # The values given (not None), kept so that replace(preset=…) re-resolves the others.
-    self._given = {n: getattr(self, n) for n in MODEL_FIELDS + CLIP_FIELDS
-                   if getattr(self, n) is not None}
-    self.sample_fps = self._given.get('sample_fps', hub_presets.sample_fps(self.preset))
+    # Plain data: the values given, None meaning "the preset's". Nothing is read here;
+    # `resolve()` decides the rest.
+    self._decided: Optional[Dict[str, Any]] = None  # once resolved: the settings given
+
+  @property
+  def resolved(self) -> bool:
+    """Whether every model and clip setting holds its effective value (`resolve`)."""
+    return self._decided is not None
+
+  @property
+  def _given(self) -> Dict[str, Any]:
+    """The model and clip settings given (flag or constructor), not the preset's."""
+    if self._decided is not None:
+      return self._decided
+    return {n: getattr(self, n) for n in MODEL_FIELDS + CLIP_FIELDS
+            if getattr(self, n) is not None}
+
+  def resolve(self) -> 'PipelineConfig':
+    """A copy with every model and clip setting decided: the value given, else the preset's,
+    else a pre-training or --init-checkpoint checkpoint's. The one step that reads presets
+    and checkpoints; the CLI calls it once, and each method that needs the effective values
+    calls it on a configuration built without it. A setting the model refuses stays as
+    given, for `validate` to report."""
+    if self.resolved:
+      return self
+    out = dataclasses.replace(self)
+    out._decided = given = self._given  # kept, so that replace(preset=…) decides afresh
+    out.sample_fps = given.get('sample_fps', hub_presets.sample_fps(self.preset))
     try:
-      model = self.vivit_config()
+      model = out.vivit_config()
     except (ValueError, TypeError):  # reported, with every other problem, by validate()
-      self.frame_size = self._given.get('frame_size', self.image_size)
-      return
+      out.frame_size = given.get('frame_size', out.image_size)
+      return out
     for name in MODEL_FIELDS:
-      setattr(self, name, getattr(model, name))
-    self.frame_size = tuple(self._given.get('frame_size', self._stored_frame_size()))
+      setattr(out, name, getattr(model, name))
+    out.frame_size = tuple(given.get('frame_size', out._stored_frame_size()))
+    return out
 
   def _stored_frame_size(self) -> Tuple[int, int]:
     """The frame size ingestion stores: the model's, or the shortest edge a checkpoint's
@@ -269,13 +294,13 @@ class PipelineConfig:
 
   def ingest_command(self, videos_dir: str) -> str:
     """The `vivit-tfx ingest` command that makes the clips this run wants from `videos_dir`."""
-    h, w = self.frame_size
-    options = [f'--num-frames {self.num_frames}', f'--frame-size {h}x{w}']
-    defaults = PipelineConfig()
+    config, defaults = self.resolve(), PipelineConfig().resolve()
+    h, w = config.frame_size
+    options = [f'--num-frames {config.num_frames}', f'--frame-size {h}x{w}']
     for name in ('layout', 'classes', 'positive_class', 'group_regex', 'sample_fps',
                  'max_duration_s'):
-      if getattr(self, name) != getattr(defaults, name):
-        options.append(f'--{flag_name(name)} {getattr(self, name)}')
+      if getattr(config, name) != getattr(defaults, name):
+        options.append(f'--{flag_name(name)} {getattr(config, name)}')
     return (f'vivit-tfx ingest --input {videos_dir} --output {self.clips_dir} '
             + ' '.join(options) + ' --overwrite')
 
@@ -322,12 +347,16 @@ class PipelineConfig:
     from vivit_tfx.models.checkpoints import pixel_preprocessing  # pylint: disable=g-import-not-at-top
     pixels = pixel_preprocessing.choose(self.pixels, absolute(self.init_checkpoint) if (
         self.init_checkpoint) else '')
-    return pixels.for_image_size(self.image_size) if self.image_size else pixels
+    image_size = self.resolve().image_size
+    return pixels.for_image_size(image_size) if image_size else pixels
 
   def validate(self) -> None:
     """Raises ConfigError listing every invalid setting, one line each, before data is
     touched: the shared option checks (`option_errors`), then the model's own checks on the
     settings that passed them (frames and image size against the tubelet, …)."""
+    self.resolve()._validate()
+
+  def _validate(self) -> None:
     values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     errors = option_errors(values)
     bad = {n for n in MODEL_FIELDS + CLIP_FIELDS if any(e.startswith(f'--{flag_name(n)} ')
@@ -376,8 +405,9 @@ class PipelineConfig:
 
   def clip_config(self):
     """The ingestion ClipConfig (T, frame size, sampling rule) of this pipeline."""
-    return ClipConfig(num_frames=self.num_frames, frame_size=tuple(self.frame_size),
-                      sample_fps=self.sample_fps, max_duration_s=self.max_duration_s)
+    config = self.resolve()
+    return ClipConfig(num_frames=config.num_frames, frame_size=tuple(config.frame_size),
+                      sample_fps=config.sample_fps, max_duration_s=config.max_duration_s)
 
   def model_clip_config(self, classes: Sequence[str], pixels: Dict[str, Any]
                         ) -> ModelClipConfig:
@@ -436,8 +466,11 @@ class PipelineConfig:
                     if self.pretrain else '')
 
   def replace(self, **changes) -> 'PipelineConfig':
+    """A copy with `changes`; the model and clip settings not given are the preset's again
+    (replace(preset=…) decides them afresh), resolved if this configuration was."""
     given = {n: self._given.get(n) for n in MODEL_FIELDS + CLIP_FIELDS}
-    return dataclasses.replace(self, **{**given, **changes})
+    out = dataclasses.replace(self, **{**given, **changes})
+    return out.resolve() if self.resolved else out
 
 
 def json_object(text: str, flag: str) -> Dict[str, Any]:

@@ -51,6 +51,7 @@ def run(config: configs.PipelineConfig, progress: bool = True) -> run_summary.Ru
   """The main job: validates the whole configuration before any data is touched, takes the
   output root's lock, prepares the data, runs the pipeline and summarises this run."""
   start = time.time()
+  config = config.resolve()
   config.validate()
   with run_guard.RunLock(config.output_root, wait=config.if_busy == 'wait'):
     prepare.prepare_data(config, progress)

@@ -262,6 +262,7 @@ def create_pipeline(config: configs.PipelineConfig,
   leaves the Resolver out (open-source KFP cannot run Resolver tasks): the Evaluator then
   applies only the absolute accuracy threshold.
   """
+  config = config.resolve()
   classes = dataset_classes(config)
   vivit = config.vivit_config().replace(n_classes=len(classes))
   pixels = config.pixel_preprocessing().to_dict()  # the checkpoint's or the dataset's
