@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,22 @@ def decode_floor(videos: List[str], model_dir: str, stride_s: float) -> None:
       pass
 
 
+def untrained_model(name: str, carrying: str, folder: str) -> str:
+  """An untrained model of preset `name` exported to `folder` (`watch_streams`), with the
+  training statistics of the model `carrying` when given, so that its scan does the same
+  drift work."""
+  # local: TensorFlow and Keras
+  from vivit_tfx.bench import watch_streams  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.data import drift_stats  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.network.vivit_config import preset  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.models.checkpoints import hub_presets  # pylint: disable=g-import-not-at-top
+  watch_streams.export_untrained(preset(name), folder, hub_presets.sample_fps(name))
+  if carrying:
+    shutil.copyfile(os.path.join(carrying, drift_stats.REFERENCE_FILE),
+                    os.path.join(folder, drift_stats.REFERENCE_FILE))
+  return folder
+
+
 def _ratio(a: float, b: float, form: str = '.0f') -> str:
   """a / b, or '—' where either is under NOISE_S seconds: lost in the start-up's own
   variation."""
@@ -88,6 +105,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='vivit-tfx bench scan', description=__doc__)
   parser.add_argument('--model-dir', default='',
                       help='a SavedModel (default: newest under output/serving/vivit_violence)')
+  parser.add_argument('--untrained', default='', metavar='PRESET',
+                      help='an untrained model of this preset (speed only), carrying '
+                      "--model-dir's training statistics when given (the same drift work)")
   parser.add_argument('--videos', type=int, default=3, help='synthetic videos to scan')
   parser.add_argument('--seconds', type=float, default=20.0, help='length of each video')
   parser.add_argument('--size', default='320x240', help='WxH of the videos')
@@ -107,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   segments = max(1, int(round(args.seconds / 5)))
   cli = [sys.executable, '-m', 'vivit_tfx.cli']
   with tempfile.TemporaryDirectory() as tmp:
+    if args.untrained:
+      model_dir = untrained_model(args.untrained, args.model_dir, os.path.join(tmp, 'model'))
     videos = []
     for i in range(args.videos):
       videos.append(os.path.join(tmp, 'footage', f'camera{i}.mp4'))
@@ -147,9 +169,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     same = all(len(_window_scores(o)[s]) == len(expected[s]) for o in outs for s in expected)
   floor_cpu = rows[0][2][1] - rows[0][3][1]
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  shown = (f'untrained {args.untrained} (the training statistics of {args.model_dir or "none"})'
+           if args.untrained else model_dir)
   print(f'bench scan: {args.videos} synthetic videos of {segments * 5:g} s, {width}x{height} at '
         f'{args.fps:g} fps ({footage_s / 3600:.4f} h), stride {args.stride_s:g} s, model '
-        f'{model_dir}; {cores} core(s) available. Each command in a fresh process pinned to '
+        f'{shown}; {cores} core(s) available. Each command in a fresh process pinned to '
         '"cores"; start-up: the same command on one 1 s video; CPU: user + system seconds of the '
         f'command and its worker processes; each figure the least of {max(1, args.repeats)} '
         'round(s)')
