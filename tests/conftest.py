@@ -195,7 +195,7 @@ def trained_run(tmp_path_factory):
   config = configs.PipelineConfig(
       output_root=str(root / 'output'), videos_dir=str(root / 'videos'),
       clips_dir=str(root / 'clips'), synthetic_clips=120, train_steps=250, steps_per_epoch=50,
-      eval_steps=2)
+      eval_steps=2).resolve()
   summary = local_runner.run(config, progress=False)
   assert summary.blessed and summary.test_metrics['binary_accuracy'] >= 0.9, summary
   scores, labels = split_scores(config.clips_dir, summary.pushed_model)
