@@ -256,6 +256,33 @@ def test_watch_prints_drift_at_most_once_per_interval(carrying_model, tmp_path):
   assert summary['drift']['drifted']['top_minus_bottom'] == checks  # every check says it
 
 
+def test_drift_features_are_of_the_pixels_the_model_sees():
+  """The training statistics are of stored JPEG clips; a camera's features are taken after the
+  same round trip (before, raw frames: a lower motion energy, read as drift)."""
+  from vivit_tfx.data import clip_example, drift_stats  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.inference import watch_drift  # pylint: disable=g-import-not-at-top
+
+  class Check:
+    submitted = []
+
+    def submit(self, camera, rows, start_s, end_s, wall):
+      self.submitted.append(rows)
+
+  rng = np.random.default_rng(0)
+  scene = cv2.GaussianBlur(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (5, 5), 0)
+  frames = np.stack([np.roll(scene, k, axis=1) for k in range(4)])  # [T, H, W, 3]
+  camera = watch_drift.CameraDrift('', Check(), windows=2, interval_s=1.0, jpeg_quality=90)
+  camera.add(frames, 0.25, 0.0, 1.0, 0.0)
+  camera.add(frames, 0.75, 1.0, 2.0, 0.0)
+  rows = Check.submitted[-1]
+  served = drift_stats.clip_features(clip_example.decode_jpegs(
+      [clip_example.encode_jpeg(f, 90) for f in frames]))
+  assert rows[0]['motion_energy'] == pytest.approx(served['motion_energy'])
+  assert rows[0]['motion_energy'] != pytest.approx(
+      drift_stats.clip_features(frames)['motion_energy'])
+  assert [r['score'] for r in rows] == [0.25, 0.75]
+
+
 def test_watch_says_when_the_model_carries_no_training_statistics(tmp_path):
   model = tmp_path / 'model'
   os.makedirs(model / 'assets.extra')

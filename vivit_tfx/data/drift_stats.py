@@ -37,6 +37,15 @@ def clip_features(frames: np.ndarray) -> Dict[str, float]:
           'top_minus_bottom': float(luma[:, :half].mean() - luma[:, half:].mean())}
 
 
+def served_features(frames: np.ndarray, jpeg_quality: int) -> Dict[str, float]:
+  """`clip_features` of frames [T, H, W, 3] as the model sees them: through the JPEG round
+  trip at its ingestion quality, as the training split's statistics are (`records_features`
+  reads stored JPEG clips). The round trip's noise differs from frame to frame and raises the
+  motion energy enough to read as drift."""
+  return clip_features(clip_example.decode_jpegs(
+      [clip_example.encode_jpeg(f, jpeg_quality) for f in frames]))
+
+
 def records_features(files: Sequence[str], score: Callable[[List[List[bytes]]], np.ndarray],
                      clip, max_clips: int) -> Dict[str, List[float]]:
   """FEATURES of up to `max_clips` clips of these clip-record files (GZIP when named .gz):

@@ -561,6 +561,11 @@ class Scorer:
     self._clips.prepare(max_batch)  # one batch of every camera: no wait for it mid-stream
     self(Window(blank, 0.0, 0.0, 0.0, 0.0, lambda: blank[0]))  # warm up: the first window
 
+  @property
+  def clip(self):
+    """The model's clip config (`ModelClipConfig`)."""
+    return self._clips.clip
+
   def score(self, windows: List[Window]) -> List[float]:
     rows = self._clips(np.stack([w.frames for w in windows]))  # [B, T, H, W, 3] → [B, P]
     return [self._clips.clip.positive_score(p) for p in rows]
@@ -735,7 +740,7 @@ def watch(config: WatchConfig, stdout=None, log: Callable[[str], None] = None,
   if checker:
     for c in captures:
       c.drift = watch_drift.CameraDrift(c.name, checker, config.drift_windows,
-                                        config.drift_interval_s)
+                                        config.drift_interval_s, scorer.clip.jpeg_quality)
   loop = BatchLoop(scorer, captures, stop)
   threads = [threading.Thread(target=c.run, daemon=True, name=f'capture {c.name}')
              for c in captures]

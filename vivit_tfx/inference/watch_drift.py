@@ -96,15 +96,18 @@ class CameraDrift:
   """One camera's sliding window of scored windows' features, handed to `check` when full
   and then every `interval_s` of stream time."""
 
-  def __init__(self, camera: str, check: DriftCheck, windows: int, interval_s: float):
+  def __init__(self, camera: str, check: DriftCheck, windows: int, interval_s: float,
+               jpeg_quality: int):
     self.camera, self.check, self.interval_s = camera, check, interval_s
+    self.jpeg_quality = jpeg_quality  # the model's: its features are of the pixels it sees
     self._rows: collections.deque = collections.deque(maxlen=max(2, windows))
     self._starts: collections.deque = collections.deque(maxlen=max(2, windows))
     self._due: Optional[float] = None  # stream time of the next check
 
   def add(self, frames, score: float, start_s: float, end_s: float, wall: float) -> None:
     """A scored window: frames uint8 [T, H, W, 3], its score and times."""
-    self._rows.append({**drift_stats.clip_features(frames), 'score': float(score)})
+    self._rows.append({**drift_stats.served_features(frames, self.jpeg_quality),
+                       'score': float(score)})
     self._starts.append(start_s)
     if len(self._rows) < self._rows.maxlen or (self._due is not None and end_s < self._due):
       return
