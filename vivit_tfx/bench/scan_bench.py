@@ -122,7 +122,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     decode_floor(args.decode_only, args.model_dir, args.stride_s)
     return 0
   from vivit_tfx.inference import predict  # pylint: disable=g-import-not-at-top
-  model_dir = args.model_dir or predict.newest_version('output/serving', 'vivit_violence')
+  model_dir = args.model_dir
+  if not (model_dir or args.untrained):  # an untrained model needs no pushed one
+    model_dir = predict.newest_version('output/serving', 'vivit_violence')
   width, height = (int(x) for x in args.size.split('x'))
   segments = max(1, int(round(args.seconds / 5)))
   cli = [sys.executable, '-m', 'vivit_tfx.cli']

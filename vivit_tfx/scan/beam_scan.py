@@ -70,8 +70,8 @@ class ServingModelHandler(inference.ModelHandler):
     return [inference.PredictionResult(x, p) for x, p in zip(batch, probs)]
 
   def batch_elements_kwargs(self):
-    # Full batches: a small model costs 2x per clip at batch 1 than at 16 (`vivit-tiny`'s
-    # serving_default, one core), and BatchElements would start at 1 and grow.
+    # Full batches: a small model costs about twice as much per clip at batch 1 as at 16
+    # (`vivit-tiny`'s serving_default, one core), and BatchElements would start at 1.
     return {'min_batch_size': self._batch_size, 'max_batch_size': self._batch_size}
 
   def get_metrics_namespace(self) -> str:
