@@ -44,7 +44,7 @@ def test_encoder_sees_only_the_visible_tubelets_and_the_loss_trains():
   assert model.n_hidden == 2 * 12
   clips = np.random.default_rng(0).normal(size=(2, 4, 32, 32, 3)).astype('float32')
   mask = model.random_mask(2)
-  visible = model.encode_visible(clips, vp.split_order(mask))
+  visible = model.encode_visible(clips, mask)
   assert tuple(visible.shape) == (2, 8, 32)  # 32 tokens, 24 hidden
   loss, logits = model.loss_on(clips, mask)
   assert tuple(logits.shape) == (2, 24, 2 * 8 * 8 * 3) and np.isfinite(float(loss))
@@ -116,7 +116,8 @@ def test_pretraining_continues_from_an_earlier_pretraining_model(tmp_path):
 def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
   from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
   linear = dict(pretrain=True, preset='vivit-tiny')
-  cases = {'convolutional one sees across them': dict(pretrain=True),  # the default hybrid
+  cases = {"needs conv_norm 'group'": dict(pretrain=True,
+                                           vivit_overrides='{"conv_norm": "batch"}'),
            'self-training threshold': dict(unlabeled_videos=str(tmp_path),
                                            self_training_overrides='{"threshold": 2}'),
            'CLS token': dict(linear, vivit_overrides='{"classifier": "token"}'),
@@ -125,6 +126,11 @@ def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
   for message, settings in cases.items():
     with pytest.raises(configs.ConfigError, match=message):
       configs.PipelineConfig(output_root=str(tmp_path), **settings).validate()
+  hybrid = configs.PipelineConfig(output_root=str(tmp_path), pretrain=True).resolve()
+  hybrid.validate()  # the default hybrid pre-trains through masked convolutions
+  assert hybrid.pretrain_config().mask_ratio == configs.CONV_MASK_RATIO
+  linear = configs.PipelineConfig(output_root=str(tmp_path), **linear).resolve()
+  assert linear.pretrain_config().mask_ratio == 0.9  # VideoMAE's
 
 
 def test_unlabeled_clips_never_land_on_the_labelled_clips(tmp_path):
@@ -159,19 +165,27 @@ def test_each_replica_draws_its_own_masks():
   assert not np.array_equal(first, again[0])  # and new masks at every step
 
 
-@pytest.mark.parametrize('clipnorm', [0.05, 0.0])
-def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device(clipnorm):
+HYBRID = ViViTConfig(tokenizer='conv', num_frames=8, image_size=(32, 32),
+                     conv_widths=(8, 8, 16), hidden_size=32, num_layers=1, num_heads=2,
+                     mlp_dim=32)
+
+
+@pytest.mark.parametrize('clipnorm,architecture', [(0.05, TINY), (0.0, TINY), (0.05, HYBRID)])
+def test_one_pretraining_step_on_two_replicas_equals_one_step_on_one_device(clipnorm,
+                                                                            architecture):
   """The pre-training step shares the fine-tuning step's update: on two mirrored replicas the
   mean gradient, clipped once (Keras 3.6's own apply sums the replicas' gradients, each
-  clipped on its own). The mask is fixed, so both runs hide the same tubelets. Unclipped,
-  Adam's first moment shows the gradient's scale (a sum would be 2x)."""
+  clipped on its own). The mask is fixed, so both runs hide the same tubelets; the hybrid
+  pre-trains through its masked convolutions. Unclipped, Adam's first moment shows the
+  gradient's scale (a sum would be 2x)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
-  clips = np.random.default_rng(5).normal(size=(8, 4, 32, 32, 3)).astype('float32')
+  clips = np.random.default_rng(5).normal(
+      size=(8, architecture.num_frames, 32, 32, 3)).astype('float32')
   weights, moments = [], []
   for devices in (['/cpu:0'], ['/cpu:0', '/cpu:1']):
     keras.utils.set_random_seed(1)
-    recipe = TINY.replace(clipnorm=clipnorm, learning_rate=0.1, weight_decay=0.0,
+    recipe = architecture.replace(clipnorm=clipnorm, learning_rate=0.1, weight_decay=0.0,
                           warmup_steps=0)
     strategy = tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())

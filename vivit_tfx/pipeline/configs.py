@@ -23,6 +23,9 @@ PIPELINE_NAME = 'vivit-violence'
 PREPROCESSING_FN = 'vivit_tfx.models.trainer.preprocessing.preprocessing_fn'
 RUN_FN = 'vivit_tfx.models.trainer.model.run_fn'
 PRETRAIN_RUN_FN = 'vivit_tfx.models.videomae.pretrain_model.run_fn'
+# Masked pre-training through the conv tokenizer hides 3 of 4 spatial cells (ConvMAE's and
+# SparK's share, not VideoMAE's 0.9: a hybrid's 4 x 4 grid would keep 2 visible cells).
+CONV_MASK_RATIO = 0.75
 INPUT_MODES = ('tfrecords', 'videos')
 IF_BUSY = ('stop', 'wait')
 DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
@@ -312,11 +315,15 @@ class PipelineConfig:
 
   def pretrain_config(self):
     """The PretrainConfig of the pre-training Trainer (defaults + --pretrain-overrides; a
-    checkpoint there brings its decoder's settings)."""
+    checkpoint there brings its decoder's settings; through a conv tokenizer the mask ratio is
+    CONV_MASK_RATIO unless given)."""
     # local: the pre-training model loads TensorFlow; options are checked without it.
     from vivit_tfx.models.videomae.videomae_pretrain import PretrainConfig, with_checkpoint_decoder  # pylint: disable=g-import-not-at-top
-    return PretrainConfig.from_dict(with_checkpoint_decoder(
-        json_object(self.pretrain_overrides, '--pretrain-overrides')))
+    overrides = with_checkpoint_decoder(
+        json_object(self.pretrain_overrides, '--pretrain-overrides'))
+    if 'mask_ratio' not in overrides and self.vivit_config().tokenizer == 'conv':
+      overrides = {**overrides, 'mask_ratio': CONV_MASK_RATIO}
+    return PretrainConfig.from_dict(overrides)
 
   def self_training_config(self):
     """The SelfTrainingConfig of the Trainer (defaults + --self-training-overrides)."""
@@ -390,10 +397,10 @@ class PipelineConfig:
       try:
         self.pretrain_config()
         model = self.vivit_config()
-        if model.tokenizer == 'conv':
-          raise ValueError('VideoMAE masks tubelets after the tokenizer, and the convolutional '
-                           'one sees across them: drop --pretrain (--unlabeled-videos then '
-                           'self-trains) or choose a linear preset (--preset vivit-tiny)')
+        if model.tokenizer == 'conv' and model.conv_norm != 'group':
+          raise ValueError("masked pre-training through the conv tokenizer needs conv_norm "
+                           f"'group' (statistics of each clip's visible cells), got "
+                           f'{model.conv_norm!r}')
         if model.variant != 'spatiotemporal' or model.classifier == 'token':
           raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a '
                            f"CLS token (variant 'spatiotemporal', classifier 'gap' or "
@@ -454,7 +461,7 @@ class PipelineConfig:
              f'{STEPS_PER_TRAIN_VIDEO} steps per training video, within {AUTO_STEPS[0]}-'
              f'{AUTO_STEPS[1]} (--train-steps 0; the number once the data is ingested)')
     if self.unlabeled_videos and self.pretrain:
-      return f'{steps}, after {self.pretrain_steps} VideoMAE pre-training steps on ' \
+      return f'{steps}, after {self.pretrain_steps} masked-autoencoder pre-training steps on ' \
              f'{self.unlabeled_videos} and the train split'
     if self.unlabeled_videos:
       plan = self.self_training_config()
@@ -462,7 +469,7 @@ class PipelineConfig:
              'the teacher the share teacher_fraction with its own learning-rate cycle, then '
              'the student the rest with another')
       return f'{steps}; {plan} on {self.unlabeled_videos}: {how}'
-    return steps + (f', after {self.pretrain_steps} VideoMAE pre-training steps'
+    return steps + (f', after {self.pretrain_steps} masked-autoencoder pre-training steps'
                     if self.pretrain else '')
 
   def replace(self, **changes) -> 'PipelineConfig':

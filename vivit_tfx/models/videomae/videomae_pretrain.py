@@ -7,6 +7,11 @@ tubelets; the loss is their mean squared error, each tubelet's pixels normalised
 first (`norm_pix_loss`) or not. Patch vectors follow transformers' `VideoMAEForPreTraining`
 order: [t, h, w, C] within a tubelet, tubelets time-major.
 
+Through the convolutional tokenizer (the hybrids) the masking reaches the stem
+(`masked_conv`: hidden tubelets empty at every layer, as SparK's sparse convolutions), and the
+target is what the stem reads: with `conv_input` 'rgb+diff' the pixels and the frame
+differences of each hidden tubelet.
+
 Shapes: clips [B, T, H, W, C]; tokens [B, N, D], N = n_t * n_s; mask [B, N] bool (True = hidden).
 """
 from __future__ import annotations
@@ -26,9 +31,11 @@ from keras import layers, ops
 
 from vivit_tfx.models.checkpoints import hf_checkpoint, vit_checkpoint
 from vivit_tfx.models.checkpoints.initialise import initialised_vivit
-from vivit_tfx.models.network.vivit import EncoderBlock, ViViT, replica_uniform, sinusoid_table
+from vivit_tfx.models.network.vivit import (ConvTokenizer, EncoderBlock, ViViT, replica_uniform,
+                                            sinusoid_table)
 from vivit_tfx.models.network.vivit_config import ViViTConfig
 from vivit_tfx.models.trainer import training
+from vivit_tfx.models.videomae import masked_conv
 
 @dataclasses.dataclass
 class PretrainConfig:
@@ -104,12 +111,18 @@ def patchify(clips, tubelet_size) -> tf.Tensor:
   return ops.reshape(x, (-1, (frames // t) * (height // h) * (width // w), t * h * w, c))
 
 
-def targets(clips, config: PretrainConfig, tubelet_size) -> tf.Tensor:
-  """Every tubelet's pixel vector [B, N, t*h*w*C]: un-normalised with (pixel_mean, pixel_std),
-  then (norm_pix_loss) standardised per tubelet and channel (unbiased variance, + 1e-6)."""
+def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = False
+            ) -> tf.Tensor:
+  """Every tubelet's pixel vector [B, N, t*h*w*C']: un-normalised with (pixel_mean, pixel_std),
+  with `differences` each frame's difference from the previous one as C more channels
+  (C' = 2C, `ConvTokenizer.with_differences`), then (norm_pix_loss) standardised per tubelet
+  and channel (unbiased variance, + 1e-6)."""
   mean = ops.convert_to_tensor(np.array(config.pixel_mean, 'float32'))
   std = ops.convert_to_tensor(np.array(config.pixel_std, 'float32'))
-  patches = patchify(ops.cast(clips, 'float32') * std + mean, tubelet_size)  # [B, N, P, C]
+  pixels = ops.cast(clips, 'float32') * std + mean
+  if differences:
+    pixels = ConvTokenizer.with_differences(pixels)
+  patches = patchify(pixels, tubelet_size)  # [B, N, P, C']
   if config.norm_pix_loss:
     p = patches.shape[2]
     centred = patches - ops.mean(patches, axis=2, keepdims=True)
@@ -121,7 +134,8 @@ def targets(clips, config: PretrainConfig, tubelet_size) -> tf.Tensor:
 @keras.saving.register_keras_serializable('vivit')
 class VideoMAEPretrainer(keras.Model):
   """Encoder (the wrapped ViViT's tokenizer, positions, blocks, final norm) on the visible
-  tubelets + decoder → predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C].
+  tubelets + decoder → predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C'] (C' = C,
+  or 2C: a conv tokenizer's pixels and frame differences).
 
   `train_step` draws a tube mask per clip and minimises `loss`; fit on clips (no labels).
   """
@@ -133,6 +147,12 @@ class VideoMAEPretrainer(keras.Model):
       raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a CLS '
                        f"token (variant='spatiotemporal', classifier='gap'); got variant="
                        f'{c.variant!r}, classifier={c.classifier!r}')
+    self.conv = c.tokenizer == 'conv'
+    if self.conv and c.conv_norm != 'group':
+      raise ValueError("masked pre-training through the conv tokenizer needs conv_norm 'group' "
+                       f'(statistics of the visible cells of each clip), got {c.conv_norm!r}')
+    # What the decoder predicts per hidden tubelet: the pixels, or all the conv stem reads.
+    self.differences = self.conv and c.conv_input == 'rgb+diff'
     self.vivit, self.config = vivit, config
     self.token_grid = c.token_grid
     t, h, w = c.tubelet_size
@@ -148,7 +168,8 @@ class VideoMAEPretrainer(keras.Model):
                      qkv_bias=c.qkv_bias, name=f'decoder_block_{i}')
         for i in range(config.decoder_num_layers)]
     self.decoder_norm = layers.LayerNormalization(epsilon=1e-5, name='decoder_norm')
-    self.decoder_head = layers.Dense(t * h * w * c.channels, name='decoder_head')
+    self.decoder_head = layers.Dense(t * h * w * c.channels * (2 if self.differences else 1),
+                                     name='decoder_head')
     self.decoder_positions = ops.convert_to_tensor(sinusoid_table(c.num_tokens, d)[None])
     self.mask_seed = keras.random.SeedGenerator(seed)
     self.loss_tracker = keras.metrics.Mean(name='loss')
@@ -174,10 +195,20 @@ class VideoMAEPretrainer(keras.Model):
   def random_mask(self, batch: int) -> tf.Tensor:
     return tube_mask(batch, self.token_grid, self.config.mask_ratio, self.mask_seed)
 
-  def encode_visible(self, clips, order, training=None):
-    """[B, T, H, W, C], order [B, N] → encoder output of the visible tubelets [B, N_v, D]."""
+  def tokens(self, clips, mask) -> tf.Tensor:
+    """[B, T, H, W, C], mask [B, N] → tokens [B, N, D]; through a conv tokenizer the visible
+    ones see no hidden pixel (`masked_conv`), the hidden ones are empty."""
+    tokenizer = self.vivit.tokenizer
+    if not self.conv:
+      return tokenizer(clips)
+    visible = ops.reshape(1.0 - ops.cast(mask, 'float32'), (-1, *self.token_grid))
+    return tokenizer.tokens(masked_conv.masked_features(tokenizer, clips, visible))
+
+  def encode_visible(self, clips, mask, training=None):
+    """[B, T, H, W, C], mask [B, N] → encoder output of the visible tubelets [B, N_v, D]."""
     encoder = self.vivit.encoder
-    x = encoder.position(self.vivit.tokenizer(clips))  # [B, N, D]
+    order = split_order(mask)
+    x = encoder.position(self.tokens(clips, mask))  # [B, N, D]
     n_visible = self.vivit.config.num_tokens - self.n_hidden
     x = ops.take_along_axis(x, order[:, :n_visible, None], axis=1)  # [B, N_v, D]
     x = encoder.drop(x, training=training)
@@ -191,7 +222,7 @@ class VideoMAEPretrainer(keras.Model):
     if mask is None:
       mask = self.random_mask(ops.shape(clips)[0])
     order = split_order(mask)
-    x = self.encoder_to_decoder(self.encode_visible(clips, order, training))  # [B, N_v, d]
+    x = self.encoder_to_decoder(self.encode_visible(clips, mask, training))  # [B, N_v, d]
     positions = ops.take_along_axis(
         ops.broadcast_to(self.decoder_positions, (ops.shape(clips)[0],) +
                          tuple(self.decoder_positions.shape[1:])),
@@ -207,8 +238,9 @@ class VideoMAEPretrainer(keras.Model):
     """Mean squared error on the hidden tubelets' (normalised) pixels; also the logits."""
     logits = self(clips, mask=mask, training=training)
     order = split_order(mask)[:, -self.n_hidden:]
-    labels = ops.take_along_axis(targets(clips, self.config, self.vivit.config.tubelet_size),
-                                 order[:, :, None], axis=1)
+    labels = ops.take_along_axis(
+        targets(clips, self.config, self.vivit.config.tubelet_size, self.differences),
+        order[:, :, None], axis=1)
     return ops.mean(ops.square(ops.cast(logits, 'float32') - labels)), logits
 
   def train_step(self, data):
@@ -236,14 +268,15 @@ class VideoMAEPretrainer(keras.Model):
   def reconstruct(self, clips, mask) -> Dict[str, np.ndarray]:
     """For inspection: masked input, reconstruction and original, each [B, T, H, W, C], in the
     clips' (normalised) units; reconstructed tubelets are de-standardised with the original's
-    per-tubelet statistics when norm_pix_loss."""
+    per-tubelet statistics when norm_pix_loss (the pixels of a pixels-and-differences
+    prediction)."""
     t, h, w = self.vivit.config.tubelet_size
     b, frames, height, width, c = clips.shape
     logits = ops.convert_to_numpy(self(clips, mask=mask))
     patches = ops.convert_to_numpy(patchify(clips, (t, h, w)))  # [B, N, P, C]
     mask = ops.convert_to_numpy(mask)
     predicted = patches.copy()
-    hidden = logits.reshape(b, -1, t * h * w, c)
+    hidden = logits.reshape(b, -1, t * h * w, logits.shape[-1] // (t * h * w))[..., :c]
     if self.config.norm_pix_loss:
       mean = patches.mean(axis=2, keepdims=True)
       std = patches.std(axis=2, ddof=1, keepdims=True) + 1e-6
