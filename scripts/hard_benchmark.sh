@@ -10,7 +10,11 @@
 #             3,200 steps), vivit-tiny (--preset vivit-tiny, the linear tokenizer),
 #             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200),
 #             hybrid+unlabeled+noise (pseudo-labels with the student's photometric noise 0.3),
-#             hybrid+fixmatch (--unlabeled-videos with method fixmatch: hybrid's steps)
+#             hybrid+fixmatch (--unlabeled-videos with method fixmatch: hybrid's steps),
+#             hybrid+pretrain (--pretrain --unlabeled-videos: masked pre-training through the
+#             conv stem, PRETRAIN_STEPS (800) steps, then hybrid's fine-tuning),
+#             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
+#             footage)
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
@@ -29,7 +33,7 @@ for seed in $seeds; do
   for variant in $variants; do
     case $variant in
       hybrid) extra=() ;;
-      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch)
+      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
@@ -37,7 +41,9 @@ for seed in $seeds; do
         case $variant in
           hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
           hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
+          hybrid+pretrain) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-800}") ;;
         esac ;;
+      hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-800}") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;

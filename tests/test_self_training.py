@@ -95,6 +95,12 @@ def test_the_default_budget_gives_the_teacher_what_the_labels_alone_get(tmp_path
   assert unlabeled.train_steps_for(200) == 3200
   assert unlabeled.replace(pretrain=True).train_steps_for(200) == 1600  # VideoMAE, no student
   assert unlabeled.replace(train_steps=700).train_steps_for(200) == 700
+  # Pre-training: as many steps as the fine-tuning by default, or its own number.
+  pretrain = unlabeled.replace(pretrain=True)
+  assert pretrain.pretrain_steps_for(200) == 1600
+  assert pretrain.replace(train_steps=700).pretrain_steps_for(200) == 700
+  assert pretrain.replace(pretrain_steps=300).pretrain_steps_for(200) == 300
+  assert 'as many masked-autoencoder pre-training steps' in pretrain.training_summary()
 
 
 def _run(tmp_path, kill: str):

@@ -153,7 +153,8 @@ class PipelineConfig:
                                          '(method pseudo_labels | fixmatch, threshold, '
                                          'teacher_fraction, …; models/trainer/'
                                          'self_training.py)')
-  pretrain_steps: int = _option(300, 'pre-training optimizer updates (> 0)')
+  pretrain_steps: int = _option(0, "pre-training optimizer updates; 0: the fine-tuning's "
+                                'number (--train-steps, or the one from the data set)')
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
                                     'decoder_*, …)')
   tpu_address: str = _option('', "TPU to train on (--distribution tpu or auto); '': none")
@@ -344,6 +345,10 @@ class PipelineConfig:
     steps = auto_train_steps(train_videos)
     return self.self_training_config().total_steps(steps) if self.self_training() else steps
 
+  def pretrain_steps_for(self, train_videos: int) -> int:
+    """--pretrain-steps, or when 0 as many as the fine-tuning Trainer's (`train_steps_for`)."""
+    return self.pretrain_steps or self.train_steps_for(train_videos)
+
   def self_training(self) -> bool:
     """Whether the Trainer self-trains on the unlabelled footage."""
     return bool(self.unlabeled_videos) and not self.pretrain
@@ -460,17 +465,17 @@ class PipelineConfig:
     steps = (f'{self.train_steps} steps (--train-steps)' if self.train_steps else
              f'{STEPS_PER_TRAIN_VIDEO} steps per training video, within {AUTO_STEPS[0]}-'
              f'{AUTO_STEPS[1]} (--train-steps 0; the number once the data is ingested)')
+    before = (f'{self.pretrain_steps} masked-autoencoder pre-training steps' if
+              self.pretrain_steps else 'as many masked-autoencoder pre-training steps')
     if self.unlabeled_videos and self.pretrain:
-      return f'{steps}, after {self.pretrain_steps} masked-autoencoder pre-training steps on ' \
-             f'{self.unlabeled_videos} and the train split'
+      return f'{steps}, after {before} on {self.unlabeled_videos} and the train split'
     if self.unlabeled_videos:
       plan = self.self_training_config()
       how = ('every step also on unlabelled clips' if plan.fixmatch else
              'the teacher the share teacher_fraction with its own learning-rate cycle, then '
              'the student the rest with another')
       return f'{steps}; {plan} on {self.unlabeled_videos}: {how}'
-    return steps + (f', after {self.pretrain_steps} masked-autoencoder pre-training steps'
-                    if self.pretrain else '')
+    return steps + (f', after {before} on the train split' if self.pretrain else '')
 
   def replace(self, **changes) -> 'PipelineConfig':
     """A copy with `changes`; the model and clip settings not given are the preset's again
@@ -505,11 +510,11 @@ def split_names(text: str) -> Tuple[str, ...]:
 _RULES = {
     **{n: (lambda v: v > 0, 'must be positive') for n in (
         'num_frames', 'batch_size', 'eval_steps', 'steps_per_epoch',
-        'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate',
-        'pretrain_steps')},
+        'synthetic_clips', 'num_views', 'clips_per_shard', 'max_duration_s', 'learning_rate')},
     **{n: (lambda v: min(v) > 0, 'must be positive') for n in ('frame_size', 'image_size')},
     **{n: (lambda v: v >= 0, 'must be ≥ 0') for n in (
-        'sample_fps', 'workers', 'min_test_examples_per_class', 'train_steps')},
+        'sample_fps', 'workers', 'min_test_examples_per_class', 'train_steps',
+        'pretrain_steps')},
     **{n: (lambda v: 0 <= v <= 1, 'must be within [0, 1]') for n in (
         'accuracy_threshold', 'max_accuracy_drop', 'min_test_fraction_per_class',
         'min_slice_accuracy', 'min_reviewed_gain')},

@@ -199,6 +199,11 @@ def train_steps(config: configs.PipelineConfig) -> int:
   return config.train_steps_for(videos)
 
 
+def pretrain_steps(config: configs.PipelineConfig) -> int:
+  """The pre-training Trainer's updates: --pretrain-steps, or when 0 the Trainer's."""
+  return config.pretrain_steps_for(_ingest_summary(config).videos('train'))
+
+
 def _example_gen(config: configs.PipelineConfig, code: str = ''):
   if config.input_mode == 'videos':
     # Raw videos read on Beam, split after decoding exactly as `vivit-tfx ingest` splits.
@@ -302,14 +307,15 @@ def create_pipeline(config: configs.PipelineConfig,
                      'pixels': pixels, 'code': code['Transform']},
   ).with_id('Transform')
 
-  # VideoMAE pre-training of the encoder on the train split (labels ignored) plus any
-  # unlabelled footage; its model is the fine-tuning Trainer's base_model.
+  # Masked-autoencoder pre-training of the encoder (VideoMAE; through a conv stem, masked
+  # convolutions) on the train split (labels ignored) plus any unlabelled footage; its model is
+  # the fine-tuning Trainer's base_model.
   pretrainer = tfx.components.Trainer(
       run_fn=configs.PRETRAIN_RUN_FN,
       examples=example_gen.outputs['examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema,
-      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=config.pretrain_steps),
+      train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=pretrain_steps(config)),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'pretrain': config.pretrain_config().to_dict(),
                      'unlabeled': unlabeled_input(config),
