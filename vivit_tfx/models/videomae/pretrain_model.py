@@ -1,6 +1,7 @@
-"""The pre-training Trainer's `run_fn`: VideoMAE pre-training of the ViViT encoder on the train
-split's clips (labels ignored) plus the ingested unlabelled footage; writes the directory the
-fine-tuning Trainer starts from (its `base_model`)."""
+"""The pre-training Trainer's `run_fn`: VideoMAE pre-training of the ViViT encoder (through a
+conv tokenizer, with masked convolutions) on the train split's clips (labels ignored) plus the
+ingested unlabelled footage; writes the directory the fine-tuning Trainer starts from (its
+`base_model`)."""
 from __future__ import annotations
 
 import keras
@@ -46,8 +47,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   job = TrainerJob(fn_args, 'PretrainTrainer')
   config = videomae_pretrain.PretrainConfig.from_dict(job.custom['pretrain'])
   batch_size = config.batch_size * job.replicas
-  print(f'PretrainTrainer: VideoMAE on {job.where()}: {batch_size} clips per step, mask ratio '
-        f'{config.mask_ratio}, precision {vivit.precision}, XLA {vivit.jit_compile}', flush=True)
+  how = ' (masked convolutions in the conv stem)' if vivit.tokenizer == 'conv' else ''
+  print(f'PretrainTrainer: VideoMAE{how} on {job.where()}: {batch_size} clips per step, mask '
+        f'ratio {config.mask_ratio}, precision {vivit.precision}, XLA {vivit.jit_compile}',
+        flush=True)
   clips_only = lambda clips, _: clips
   train = model.input_fn(fn_args.train_files, fn_args.data_accessor, job.transform,
                          batch_size, vivit.n_classes, training_mode=True,
