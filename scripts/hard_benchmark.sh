@@ -14,7 +14,8 @@
 #             hybrid+pretrain (--pretrain --unlabeled-videos: masked pre-training through the
 #             conv stem, PRETRAIN_STEPS (800) steps, then hybrid's fine-tuning),
 #             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
-#             footage)
+#             footage),
+#             hybrid-rerun (the default command again, in its own folder: run-to-run noise)
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
@@ -32,7 +33,7 @@ for seed in $seeds; do
       --train "$train_share" --eval "$eval_share" --test "$test_share" > /dev/null
   for variant in $variants; do
     case $variant in
-      hybrid) extra=() ;;
+      hybrid|hybrid-rerun) extra=() ;;
       hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
