@@ -12,7 +12,8 @@
 #             hybrid+unlabeled+noise (pseudo-labels with the student's photometric noise 0.3),
 #             hybrid+fixmatch (--unlabeled-videos with method fixmatch: hybrid's steps),
 #             hybrid+pretrain (--pretrain --unlabeled-videos: masked pre-training through the
-#             conv stem, PRETRAIN_STEPS (800) steps, then hybrid's fine-tuning),
+#             conv stem for as many steps as the fine-tuning (--pretrain-steps 0, or
+#             PRETRAIN_STEPS), then hybrid's fine-tuning),
 #             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
 #             footage),
 #             hybrid-rerun (the default command again, in its own folder: run-to-run noise)
@@ -42,9 +43,9 @@ for seed in $seeds; do
         case $variant in
           hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
           hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
-          hybrid+pretrain) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-800}") ;;
+          hybrid+pretrain) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
         esac ;;
-      hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-800}") ;;
+      hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
