@@ -14,6 +14,8 @@
 #             hybrid+pretrain (--pretrain --unlabeled-videos: masked pre-training through the
 #             conv stem for as many steps as the fine-tuning (--pretrain-steps 0, or
 #             PRETRAIN_STEPS), then hybrid's fine-tuning),
+#             hybrid+pretrain-motion (hybrid+pretrain with the motion objective: the later
+#             half hidden, motion maps the target),
 #             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
 #             footage),
 #             hybrid-rerun (the default command again, in its own folder: run-to-run noise)
@@ -35,7 +37,7 @@ for seed in $seeds; do
   for variant in $variants; do
     case $variant in
       hybrid|hybrid-rerun) extra=() ;;
-      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain)
+      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain|hybrid+pretrain-motion)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
@@ -44,6 +46,8 @@ for seed in $seeds; do
           hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
           hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
           hybrid+pretrain) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
+          hybrid+pretrain-motion) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}"
+              --pretrain-overrides '{"mask": "future", "target": "motion"}') ;;
         esac ;;
       hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;

@@ -87,3 +87,30 @@ def test_a_pretrained_hybrid_encoder_starts_fine_tuning(tmp_path):
 def test_batch_norm_stems_are_refused():
   with pytest.raises(ValueError, match="needs conv_norm 'group'"):
     vp.build_pretrainer(HYBRID.replace(conv_norm='batch'), vp.PretrainConfig())
+
+
+def test_the_motion_objective_predicts_where_things_move_next():
+  """mask 'future', target 'motion': the later temporal half hidden, its motion maps the
+  target; a disc moving right on a still background moves only where it goes."""
+  config = vp.PretrainConfig(mask='future', target='motion')
+  model = vp.build_pretrainer(HYBRID, config)
+  mask = np.asarray(model.random_mask(2))
+  n_s = 2 * 2
+  assert model.n_hidden == n_s and not mask[:, :n_s].any() and mask[:, n_s:].all()
+  clips = np.zeros((1, 8, 32, 32, 3), 'float32')
+  for f in range(8):  # a 4 x 4 square, one pixel right per frame, in the top-left cell
+    clips[0, f, 4:8, 2 + f:6 + f] = 1.0
+  motion = np.asarray(vp.motion_map(clips, config))  # [1, 8, 8, 8, 1]
+  assert motion.shape == (1, 8, 8, 8, 1) and not motion[0, 0].any()
+  assert motion[0, 1:, 1].sum() > 0 and not motion[0, :, 2:].any()  # only in its rows
+  target = np.asarray(vp.targets(clips, config, HYBRID.tubelet_size))  # [1, N, 4 * 4 * 4]
+  assert target.shape == (1, 8, 64) and target[0, 0].any() and not target[0, 3].any()
+  loss, logits = model.loss_on(np.repeat(clips, 2, axis=0), model.random_mask(2))
+  assert tuple(logits.shape) == (2, n_s, 64) and np.isfinite(float(loss))
+  shown = model.reconstruct(np.repeat(clips, 2, axis=0), model.random_mask(2))
+  assert shown['original'].shape == (2, 8, 8, 8, 3)
+
+
+def test_a_pretrain_setting_outside_its_choices_is_one_line():
+  with pytest.raises(ValueError, match="mask must be one of tube, future, got 'random'"):
+    vp.PretrainConfig(mask='random')

@@ -12,6 +12,11 @@ Through the convolutional tokenizer (the hybrids) the masking reaches the stem
 target is what the stem reads: with `conv_input` 'rgb+diff' the pixels and the frame
 differences of each hidden tubelet.
 
+Two settings make it a motion objective instead (`mask` 'future', `target` 'motion'): the later
+half of the temporal slices hidden, and the target each hidden tubelet's motion map (the
+absolute frame difference averaged over channels and MOTION_POOL x MOTION_POOL pixels): the
+encoder sees how things moved and predicts where they move next.
+
 Shapes: clips [B, T, H, W, C]; tokens [B, N, D], N = n_t * n_s; mask [B, N] bool (True = hidden).
 """
 from __future__ import annotations
@@ -37,10 +42,19 @@ from vivit_tfx.models.network.vivit_config import ViViTConfig
 from vivit_tfx.models.trainer import training
 from vivit_tfx.models.videomae import masked_conv
 
+MASKS = ('tube', 'future')
+TARGETS = ('pixels', 'motion')
+MOTION_POOL = 4  # pixels per side of a motion map's cell
+
+
 @dataclasses.dataclass
 class PretrainConfig:
   """The masked autoencoder's own settings (the encoder is the fine-tuning ViViTConfig's)."""
-  mask_ratio: float = 0.9
+  mask_ratio: float = 0.9       # 'tube': the share of spatial positions hidden
+  mask: str = 'tube'            # 'tube' (VideoMAE: the same positions on every temporal slice)
+                                # or 'future' (every position of the later half of the slices)
+  target: str = 'pixels'        # 'pixels' (a conv stem's: its input, pixels and differences)
+                                # or 'motion' (each tubelet's motion map, `motion_map`)
   decoder_hidden_size: int = 32
   decoder_num_layers: int = 2
   decoder_num_heads: int = 2
@@ -61,6 +75,10 @@ class PretrainConfig:
     self.pixel_mean, self.pixel_std = tuple(self.pixel_mean), tuple(self.pixel_std)
     if not 0.0 < self.mask_ratio < 1.0:
       raise ValueError(f'mask_ratio must be within (0, 1), got {self.mask_ratio}')
+    for name, allowed in (('mask', MASKS), ('target', TARGETS)):
+      if getattr(self, name) not in allowed:
+        raise ValueError(f'{name} must be one of {", ".join(allowed)}, got '
+                         f'{getattr(self, name)!r}')
     if self.decoder_hidden_size % self.decoder_num_heads:
       raise ValueError(f'decoder_hidden_size {self.decoder_hidden_size} is not divisible by '
                        f'decoder_num_heads {self.decoder_num_heads}')
@@ -94,6 +112,14 @@ def tube_mask(batch: int, token_grid: Tuple[int, int, int], ratio: float,
   return ops.reshape(ops.tile(spatial[:, None, :], (1, n_t, 1)), (batch, n_t * n_s))
 
 
+def future_mask(batch: int, token_grid: Tuple[int, int, int]) -> tf.Tensor:
+  """[B, N] bool: every position of the later n_t // 2 temporal slices hidden."""
+  n_t, n_h, n_w = token_grid
+  hidden = np.arange(n_t) >= n_t - n_t // 2  # [n_t]
+  mask = np.repeat(hidden, n_h * n_w)[None]  # [1, N], time-major
+  return ops.tile(ops.convert_to_tensor(mask), (batch, 1))
+
+
 def split_order(mask) -> tf.Tensor:
   """Token indices [B, N]: the visible ones in order, then the hidden ones in order (the
   order of transformers' `x[~mask]` and `x[mask]`)."""
@@ -111,12 +137,31 @@ def patchify(clips, tubelet_size) -> tf.Tensor:
   return ops.reshape(x, (-1, (frames // t) * (height // h) * (width // w), t * h * w, c))
 
 
+def motion_map(clips, config: PretrainConfig) -> tf.Tensor:
+  """[B, T, H, W, C] → [B, T, H/p, W/p, 1] (p = MOTION_POOL): each frame's absolute difference
+  from the previous one (zero for the first), averaged over channels and p x p pixels, in the
+  units of clips * pixel_std + pixel_mean."""
+  std = ops.convert_to_tensor(np.array(config.pixel_std, 'float32'))
+  pixels = ops.cast(clips, 'float32') * std
+  steps = ops.mean(ops.abs(pixels[:, 1:] - pixels[:, :-1]), axis=-1)  # [B, T-1, H, W]
+  steps = ops.concatenate([ops.zeros_like(steps[:, :1]), steps], axis=1)
+  _, t, h, w = steps.shape
+  p = MOTION_POOL
+  cells = ops.reshape(steps, (-1, t, h // p, p, w // p, p))
+  return ops.mean(cells, axis=(3, 5))[..., None]
+
+
 def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = False
             ) -> tf.Tensor:
   """Every tubelet's pixel vector [B, N, t*h*w*C']: un-normalised with (pixel_mean, pixel_std),
   with `differences` each frame's difference from the previous one as C more channels
   (C' = 2C, `ConvTokenizer.with_differences`), then (norm_pix_loss) standardised per tubelet
-  and channel (unbiased variance, + 1e-6)."""
+  and channel (unbiased variance, + 1e-6). With `target` 'motion': every tubelet's motion map
+  [B, N, t*(h/p)*(w/p)], not standardised."""
+  if config.target == 'motion':
+    t, h, w = tubelet_size
+    cells = patchify(motion_map(clips, config), (t, h // MOTION_POOL, w // MOTION_POOL))
+    return ops.reshape(cells, (-1, cells.shape[1], cells.shape[2]))
   mean = ops.convert_to_tensor(np.array(config.pixel_mean, 'float32'))
   std = ops.convert_to_tensor(np.array(config.pixel_std, 'float32'))
   pixels = ops.cast(clips, 'float32') * std + mean
@@ -153,6 +198,11 @@ class VideoMAEPretrainer(keras.Model):
                        f'(statistics of the visible cells of each clip), got {c.conv_norm!r}')
     # What the decoder predicts per hidden tubelet: the pixels, or all the conv stem reads.
     self.differences = self.conv and c.conv_input == 'rgb+diff'
+    if config.target == 'motion' and any(v % MOTION_POOL for v in c.tubelet_size[1:]):
+      raise ValueError(f'a motion target needs tubelets of a multiple of {MOTION_POOL} pixels '
+                       f'a side, got {c.tubelet_size}')
+    if config.mask == 'future' and c.token_grid[0] < 2:
+      raise ValueError(f'a future mask needs 2 or more temporal slices, got {c.token_grid[0]}')
     self.vivit, self.config = vivit, config
     self.token_grid = c.token_grid
     t, h, w = c.tubelet_size
@@ -168,8 +218,9 @@ class VideoMAEPretrainer(keras.Model):
                      qkv_bias=c.qkv_bias, name=f'decoder_block_{i}')
         for i in range(config.decoder_num_layers)]
     self.decoder_norm = layers.LayerNormalization(epsilon=1e-5, name='decoder_norm')
-    self.decoder_head = layers.Dense(t * h * w * c.channels * (2 if self.differences else 1),
-                                     name='decoder_head')
+    self.decoder_head = layers.Dense(
+        t * (h // MOTION_POOL) * (w // MOTION_POOL) if config.target == 'motion' else
+        t * h * w * c.channels * (2 if self.differences else 1), name='decoder_head')
     self.decoder_positions = ops.convert_to_tensor(sinusoid_table(c.num_tokens, d)[None])
     self.mask_seed = keras.random.SeedGenerator(seed)
     self.loss_tracker = keras.metrics.Mean(name='loss')
@@ -190,9 +241,13 @@ class VideoMAEPretrainer(keras.Model):
   @property
   def n_hidden(self) -> int:
     n_t, n_h, n_w = self.token_grid
+    if self.config.mask == 'future':
+      return n_t // 2 * n_h * n_w
     return n_t * masked_per_slice(n_h * n_w, self.config.mask_ratio)
 
   def random_mask(self, batch: int) -> tf.Tensor:
+    if self.config.mask == 'future':
+      return future_mask(batch, self.token_grid)
     return tube_mask(batch, self.token_grid, self.config.mask_ratio, self.mask_seed)
 
   def tokens(self, clips, mask) -> tf.Tensor:
@@ -269,15 +324,20 @@ class VideoMAEPretrainer(keras.Model):
     """For inspection: masked input, reconstruction and original, each [B, T, H, W, C], in the
     clips' (normalised) units; reconstructed tubelets are de-standardised with the original's
     per-tubelet statistics when norm_pix_loss (the pixels of a pixels-and-differences
-    prediction)."""
+    prediction). With a motion target, the motion maps [B, T, H/p, W/p, 3] (grey) instead."""
     t, h, w = self.vivit.config.tubelet_size
-    b, frames, height, width, c = clips.shape
     logits = ops.convert_to_numpy(self(clips, mask=mask))
+    normalised = self.config.norm_pix_loss
+    if self.config.target == 'motion':
+      clips = np.repeat(ops.convert_to_numpy(motion_map(clips, self.config)), 3, axis=-1)
+      h, w, normalised = h // MOTION_POOL, w // MOTION_POOL, False
+    b, frames, height, width, c = clips.shape
     patches = ops.convert_to_numpy(patchify(clips, (t, h, w)))  # [B, N, P, C]
     mask = ops.convert_to_numpy(mask)
     predicted = patches.copy()
     hidden = logits.reshape(b, -1, t * h * w, logits.shape[-1] // (t * h * w))[..., :c]
-    if self.config.norm_pix_loss:
+    hidden = np.broadcast_to(hidden, hidden.shape[:-1] + (c,))  # a motion map: grey
+    if normalised:
       mean = patches.mean(axis=2, keepdims=True)
       std = patches.std(axis=2, ddof=1, keepdims=True) + 1e-6
       hidden = hidden * std[mask].reshape(b, -1, 1, c) + mean[mask].reshape(b, -1, 1, c)
