@@ -18,7 +18,8 @@
 #             half hidden, motion maps the target),
 #             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
 #             footage),
-#             hybrid-rerun (the default command again, in its own folder: run-to-run noise)
+#             hybrid-rerun, hybrid+pretrain-rerun (the same command again, in its own folder:
+#             run-to-run noise)
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
@@ -37,7 +38,8 @@ for seed in $seeds; do
   for variant in $variants; do
     case $variant in
       hybrid|hybrid-rerun) extra=() ;;
-      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain|hybrid+pretrain-motion)
+      hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain|hybrid+pretrain-rerun|\
+      hybrid+pretrain-motion)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
@@ -45,7 +47,8 @@ for seed in $seeds; do
         case $variant in
           hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
           hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
-          hybrid+pretrain) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
+          hybrid+pretrain|hybrid+pretrain-rerun)
+            extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
           hybrid+pretrain-motion) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}"
               --pretrain-overrides '{"mask": "future", "target": "motion"}') ;;
         esac ;;
