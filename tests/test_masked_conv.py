@@ -109,6 +109,12 @@ def test_the_motion_objective_predicts_where_things_move_next():
   assert tuple(logits.shape) == (2, n_s, 64) and np.isfinite(float(loss))
   shown = model.reconstruct(np.repeat(clips, 2, axis=0), model.random_mask(2))
   assert shown['original'].shape == (2, 8, 8, 8, 3)
+  # A traced step, the batch size unknown (fit on a dataset): the mask keeps N static.
+  from vivit_tfx.models.trainer import training  # pylint: disable=g-import-not-at-top
+  model.compile(optimizer=training.optimizer(HYBRID, model, 10))
+  data = tf.data.Dataset.from_tensor_slices(np.repeat(clips, 4, axis=0)).batch(2)
+  history = model.fit(data, epochs=1, verbose=0).history
+  assert np.isfinite(history['loss'][-1])
 
 
 def test_a_pretrain_setting_outside_its_choices_is_one_line():

@@ -117,7 +117,8 @@ def future_mask(batch: int, token_grid: Tuple[int, int, int]) -> tf.Tensor:
   n_t, n_h, n_w = token_grid
   hidden = np.arange(n_t) >= n_t - n_t // 2  # [n_t]
   mask = np.repeat(hidden, n_h * n_w)[None]  # [1, N], time-major
-  return ops.tile(ops.convert_to_tensor(mask), (batch, 1))
+  # reshape: a tile by a traced batch size loses N, which the decoder's split needs static
+  return ops.reshape(ops.tile(ops.convert_to_tensor(mask), (batch, 1)), (-1, mask.shape[1]))
 
 
 def split_order(mask) -> tf.Tensor:
