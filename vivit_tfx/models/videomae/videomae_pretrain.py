@@ -183,7 +183,8 @@ class VideoMAEPretrainer(keras.Model):
   tubelets + decoder → predicted pixels of the hidden tubelets [B, n_hidden, t*h*w*C'] (C' = C,
   or 2C: a conv tokenizer's pixels and frame differences).
 
-  `train_step` draws a tube mask per clip and minimises `loss`; fit on clips (no labels).
+  `train_step` draws a mask per clip (`random_mask`) and minimises `loss`; fit on clips (no
+  labels).
   """
 
   def __init__(self, vivit: ViViT, config: PretrainConfig, seed: int = 0, **kwargs):
