@@ -55,10 +55,7 @@ def masked_group_norm(norm: keras.layers.GroupNormalization, x, cells) -> tf.Ten
 def masked_features(tokenizer, clips, visible) -> tf.Tensor:
   """A ConvTokenizer's features (`ConvTokenizer.features`) with the hidden tubelets empty at
   every layer: [B, T, H, W, C], visible [B, n_t, n_h, n_w] → [B, n_t, n_h, n_w, C_last], zero
-  on the hidden cells."""
-  if tokenizer.norm != 'group':
-    raise ValueError("masked pre-training through the conv tokenizer needs conv_norm 'group' "
-                     f"(per clip, so visible-only statistics), got {tokenizer.norm!r}")
+  on the hidden cells. A group-norm stem (`VideoMAEPretrainer` refuses the others)."""
   if tokenizer.inputs == 'rgb+diff':
     clips = tokenizer.with_differences(clips)  # before masking: a frame's own difference
   x = clips * ops.cast(cells_at(visible, clips.shape), clips.dtype)
