@@ -11,15 +11,22 @@
 #             hybrid-long (labels alone for as many steps as hybrid+unlabeled runs: 3,200),
 #             hybrid+unlabeled+noise (pseudo-labels with the student's photometric noise 0.3),
 #             hybrid+fixmatch (--unlabeled-videos with method fixmatch: hybrid's steps),
-#             hybrid+pretrain (--pretrain --unlabeled-videos: masked pre-training through the
-#             conv stem for as many steps as the fine-tuning (--pretrain-steps 0, or
-#             PRETRAIN_STEPS), then hybrid's fine-tuning),
+#             hybrid+pretrain (--pretrain --unlabeled-videos --unlabeled-use pretraining:
+#             masked pre-training through the conv stem on the train split and the footage for
+#             as many steps as the fine-tuning (--pretrain-steps 0, or PRETRAIN_STEPS), then
+#             hybrid's fine-tuning),
+#             hybrid+pretrain+unlabeled (--pretrain --unlabeled-videos: the masked pre-training
+#             on the train split alone, then pseudo-labels on the footage: teacher + student),
+#             hybrid+pretrain-long (its control without the footage: the same pre-training,
+#             then LONG_STEPS fine-tuning steps on the labels; give PRETRAIN_STEPS to both),
 #             hybrid+pretrain-motion (hybrid+pretrain with the motion objective: the later
 #             half hidden, motion maps the target),
 #             hybrid+pretrain-train-split (the same pre-training on the train split alone: no
 #             footage),
 #             hybrid-rerun, hybrid+pretrain-rerun (the same command again, in its own folder:
 #             run-to-run noise)
+# PRETRAIN_OVERRIDES (a JSON object) goes to every --pretrain variant's --pretrain-overrides;
+# TAG is appended to each run's folder and printed (runs of one variant with other settings).
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
 set -euo pipefail
@@ -39,7 +46,7 @@ for seed in $seeds; do
     case $variant in
       hybrid|hybrid-rerun) extra=() ;;
       hybrid+unlabeled|hybrid+unlabeled+noise|hybrid+fixmatch|hybrid+pretrain|hybrid+pretrain-rerun|\
-      hybrid+pretrain-motion)
+      hybrid+pretrain-motion|hybrid+pretrain+unlabeled)
         [ -d "$d/unlabeled" ] || "$tool" make-synthetic --difficulty hard --num-clips 800 \
             --seed $((seed + 1000)) --output "$d/unlabeled" > /dev/null
         extra=(--unlabeled-videos "$d/unlabeled"
@@ -48,16 +55,23 @@ for seed in $seeds; do
           hybrid+unlabeled+noise) extra+=(--self-training-overrides '{"student_noise": 0.3}') ;;
           hybrid+fixmatch) extra+=(--self-training-overrides '{"method": "fixmatch"}') ;;
           hybrid+pretrain|hybrid+pretrain-rerun)
-            extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
+            extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}" --unlabeled-use pretraining) ;;
           hybrid+pretrain-motion) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}"
+              --unlabeled-use pretraining
               --pretrain-overrides '{"mask": "future", "target": "motion"}') ;;
+          hybrid+pretrain+unlabeled) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
         esac ;;
       hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
+      hybrid+pretrain-long) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}"
+          --train-steps "${LONG_STEPS:-3200}") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
-    root=$d/$variant
+    if [ -n "${PRETRAIN_OVERRIDES:-}" ] && [[ " ${extra[*]} " == *" --pretrain "* ]]; then
+      extra+=(--pretrain-overrides "$PRETRAIN_OVERRIDES")
+    fi
+    root=$d/$variant${TAG:-}
     start=$(date +%s)
     "$tool" run --videos-dir "$d/videos" --clips-dir "$d/clips" --output-root "$root" \
         --accuracy-threshold 0 "${extra[@]}" > "$root.log" 2>&1
@@ -66,7 +80,7 @@ for seed in $seeds; do
     for split in eval test; do
       row=$("$tool" bench views --model-dir "$model" --clips-dir "$d/clips" --split $split |
             tail -1)
-      echo "{\"seed\": $seed, \"variant\": \"$variant\", \"split\": \"$split\", \"run_s\": $seconds, \"views\": $row}"
+      echo "{\"seed\": $seed, \"variant\": \"$variant${TAG:-}\", \"split\": \"$split\", \"run_s\": $seconds, \"views\": $row}"
     done
   done
 done

@@ -168,7 +168,7 @@ def first_run(clips_dir, video_root, tmp_path_factory):
                            'mlp_dim': 64, 'accumulation_steps': 2, 'weight_decay': 0.05,
                            'clipnorm': 1.0}),
                        unlabeled_videos=unlabeled_footage(video_root, root / 'footage'),
-                       **TINY_PRETRAIN)
+                       unlabeled_use='pretraining', **TINY_PRETRAIN)
   prepare.prepare_unlabeled(config, progress=False)
   console = io.StringIO()
   with contextlib.redirect_stdout(console):

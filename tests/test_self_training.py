@@ -93,14 +93,47 @@ def test_the_default_budget_gives_the_teacher_what_the_labels_alone_get(tmp_path
                             self_training_overrides='{"method": "pseudo_labels"}')
   assert plain.train_steps_for(200) == configs.auto_train_steps(200) == 1600
   assert unlabeled.train_steps_for(200) == 3200
-  assert unlabeled.replace(pretrain=True).train_steps_for(200) == 1600  # VideoMAE, no student
   assert unlabeled.replace(train_steps=700).train_steps_for(200) == 700
-  # Pre-training: as many steps as the fine-tuning by default, or its own number.
+  # Pre-training, then pseudo-labels (the default use of the footage): the teacher's steps
+  # again for the pre-training, teacher and student after it.
   pretrain = unlabeled.replace(pretrain=True)
-  assert pretrain.pretrain_steps_for(200) == 1600
+  assert pretrain.self_training() and not pretrain.pretrain_footage()
+  assert pretrain.train_steps_for(200) == 3200 and pretrain.pretrain_steps_for(200) == 1600
   assert pretrain.replace(train_steps=700).pretrain_steps_for(200) == 700
   assert pretrain.replace(pretrain_steps=300).pretrain_steps_for(200) == 300
-  assert 'as many masked-autoencoder pre-training steps' in pretrain.training_summary()
+  summary = pretrain.training_summary()
+  assert ('as many masked-autoencoder pre-training steps on the train split; pseudo_labels'
+          in summary), summary
+  # The footage in the pre-training instead: no student.
+  footage = pretrain.replace(unlabeled_use='pretraining')
+  assert footage.pretrain_footage() and not footage.self_training()
+  assert footage.train_steps_for(200) == footage.pretrain_steps_for(200) == 1600
+  assert f'on {tmp_path} and the train split' in footage.training_summary()
+
+
+def test_the_footage_goes_where_unlabeled_use_says(clips_dir, tmp_path):
+  """--pretrain --unlabeled-videos: by default the PretrainTrainer reads the train split alone
+  and the Trainer self-trains on the footage; --unlabeled-use pretraining gives the footage to
+  the PretrainTrainer and none to the Trainer; without --pretrain it is refused."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from vivit_tfx.pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  # The labelled clips stand in for ingested footage: the wiring reads its summary alone.
+  config = tiny_config(clips_dir, tmp_path, pretrain=True, unlabeled_videos=str(tmp_path),
+                       unlabeled_clips_dir=clips_dir)
+
+  def custom(config, component):
+    nodes = {c.id: c for c in pipeline.create_pipeline(config).components}
+    return json.loads(nodes[component].exec_properties['custom_config'])
+
+  pattern = os.path.join(clips_dir, 'train', '*.tfrecord')
+  assert custom(config, 'PretrainTrainer')['unlabeled'] == {}
+  trainer = custom(config, 'Trainer')
+  assert trainer['unlabeled']['pattern'] == pattern and 'self_training' in trainer
+  footage = config.replace(unlabeled_use='pretraining')
+  assert custom(footage, 'PretrainTrainer')['unlabeled']['pattern'] == pattern
+  assert 'unlabeled' not in custom(footage, 'Trainer')
+  with pytest.raises(configs.ConfigError, match='--unlabeled-use pretraining needs --pretrain'):
+    footage.replace(pretrain=False).validate()
 
 
 def _run(tmp_path, kill: str):

@@ -28,6 +28,7 @@ PRETRAIN_RUN_FN = 'vivit_tfx.models.videomae.pretrain_model.run_fn'
 CONV_MASK_RATIO = 0.75
 INPUT_MODES = ('tfrecords', 'videos')
 IF_BUSY = ('stop', 'wait')
+UNLABELED_USES = ('self-training', 'pretraining')  # --unlabeled-use
 DEFAULT_VIDEOS_DIR = 'data/synthetic_videos'  # the only folder `run` may fill with synthetic data
 # --train-steps 0: this many updates per training video, within AUTO_STEPS (a data set of 400
 # videos, 280 of them for training, gets 2,240; the built-in 200, 1,120).
@@ -140,13 +141,17 @@ class PipelineConfig:
   distribution: str = _option('auto', 'tf.distribute strategy: auto | default | mirrored | '
                               'multi_worker | tpu')
   # Self-supervised VideoMAE pre-training (models/videomae/videomae_pretrain.py) of the encoder
-  # on the train split's videos plus --unlabeled-videos; its model starts the fine-tuning
-  # Trainer.
+  # on the train split's videos (plus --unlabeled-videos with --unlabeled-use pretraining); its
+  # model starts the fine-tuning Trainer.
   pretrain: bool = _option(False, 'VideoMAE pre-training of the encoder before fine-tuning '
                            '(true/false)')
   unlabeled_videos: str = _option('', 'unlabelled footage, any layout, labels ignored: '
-                                  'pseudo-labels (or FixMatch) in the Trainer, or with '
-                                  '--pretrain VideoMAE pre-training footage')
+                                  'pseudo-labels (or FixMatch) in the Trainer, after any '
+                                  '--pretrain (--unlabeled-use)')
+  unlabeled_use: str = _option('self-training', "what --unlabeled-videos trains: "
+                               "'self-training' (the Trainer's pseudo-labels or FixMatch, "
+                               "after any --pretrain) or 'pretraining' (--pretrain's footage "
+                               'beside the train split, nothing else)')
   unlabeled_clips_dir: str = _option('', "where --unlabeled-videos is ingested; '': "
                                      '<output-root>/unlabeled_clips')
   self_training_overrides: str = _option('{}', 'JSON object of SelfTrainingConfig fields '
@@ -346,12 +351,17 @@ class PipelineConfig:
     return self.self_training_config().total_steps(steps) if self.self_training() else steps
 
   def pretrain_steps_for(self, train_videos: int) -> int:
-    """--pretrain-steps, or when 0 as many as the fine-tuning Trainer's (`train_steps_for`)."""
-    return self.pretrain_steps or self.train_steps_for(train_videos)
+    """--pretrain-steps, or when 0 as many as the fine-tuning on the labels takes
+    (--train-steps, or `auto_train_steps`: a self-training teacher's, not its student's)."""
+    return self.pretrain_steps or self.train_steps or auto_train_steps(train_videos)
+
+  def pretrain_footage(self) -> bool:
+    """Whether --pretrain's pre-training also reads the unlabelled footage."""
+    return bool(self.unlabeled_videos) and self.pretrain and self.unlabeled_use == 'pretraining'
 
   def self_training(self) -> bool:
     """Whether the Trainer self-trains on the unlabelled footage."""
-    return bool(self.unlabeled_videos) and not self.pretrain
+    return bool(self.unlabeled_videos) and not self.pretrain_footage()
 
   def pixel_preprocessing(self):
     """The model's pixels (`--pixels`, `--init-checkpoint`) at the model's image size."""
@@ -383,7 +393,10 @@ class PipelineConfig:
           self.pixel_preprocessing()
       except ValueError as e:
         errors.append(f'--pixels {self.pixels}: {e}')
-    if self.unlabeled_videos and not self.pretrain and not any(
+    if self.unlabeled_use == 'pretraining' and self.unlabeled_videos and not self.pretrain:
+      errors.append('--unlabeled-use pretraining needs --pretrain (the footage would train '
+                    'nothing)')
+    if self.self_training() and not any(
         e.startswith('--self-training-overrides ') for e in errors):
       try:
         self.self_training_config()
@@ -467,15 +480,16 @@ class PipelineConfig:
              f'{AUTO_STEPS[1]} (--train-steps 0; the number once the data is ingested)')
     before = (f'{self.pretrain_steps} masked-autoencoder pre-training steps' if
               self.pretrain_steps else 'as many masked-autoencoder pre-training steps')
-    if self.unlabeled_videos and self.pretrain:
+    if self.pretrain_footage():
       return f'{steps}, after {before} on {self.unlabeled_videos} and the train split'
+    pretrained = f', after {before} on the train split' if self.pretrain else ''
     if self.unlabeled_videos:
       plan = self.self_training_config()
       how = ('every step also on unlabelled clips' if plan.fixmatch else
              'the teacher the share teacher_fraction with its own learning-rate cycle, then '
              'the student the rest with another')
-      return f'{steps}; {plan} on {self.unlabeled_videos}: {how}'
-    return steps + (f', after {before} on the train split' if self.pretrain else '')
+      return f'{steps}{pretrained}; {plan} on {self.unlabeled_videos}: {how}'
+    return steps + pretrained
 
   def replace(self, **changes) -> 'PipelineConfig':
     """A copy with `changes`; the model and clip settings not given are the preset's again
@@ -533,7 +547,7 @@ def _choices(name: str) -> Optional[Tuple[str, ...]]:
     return STRATEGIES
   if name == 'layout':
     return layouts.LAYOUTS
-  return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY}.get(name)
+  return {'input_mode': INPUT_MODES, 'if_busy': IF_BUSY, 'unlabeled_use': UNLABELED_USES}.get(name)
 
 
 def option_errors(values: Dict[str, Any]) -> List[str]:

@@ -308,8 +308,8 @@ def create_pipeline(config: configs.PipelineConfig,
   ).with_id('Transform')
 
   # Masked-autoencoder pre-training of the encoder (VideoMAE; through a conv stem, masked
-  # convolutions) on the train split (labels ignored) plus any unlabelled footage; its model is
-  # the fine-tuning Trainer's base_model.
+  # convolutions) on the train split (labels ignored), plus the unlabelled footage with
+  # --unlabeled-use pretraining; its model is the fine-tuning Trainer's base_model.
   pretrainer = tfx.components.Trainer(
       run_fn=configs.PRETRAIN_RUN_FN,
       examples=example_gen.outputs['examples'],
@@ -318,7 +318,7 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=pretrain_steps(config)),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'pretrain': config.pretrain_config().to_dict(),
-                     'unlabeled': unlabeled_input(config),
+                     'unlabeled': unlabeled_input(config) if config.pretrain_footage() else {},
                      'distribution': config.distribution, 'tpu_address': config.tpu_address,
                      'steps_per_epoch': config.steps_per_epoch,
                      'code': code['PretrainTrainer']},
@@ -334,7 +334,7 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=['train'], num_steps=train_steps(config)),
       eval_args=tfx.proto.EvalArgs(splits=['eval'], num_steps=config.eval_steps),
       custom_config={'vivit': vivit.to_dict(), 'distribution': config.distribution,
-                     # --unlabeled-videos without --pretrain: FixMatch or pseudo-labels
+                     # --unlabeled-videos (after any --pretrain): FixMatch or pseudo-labels
                      **({'unlabeled': unlabeled_input(config),
                          'self_training': config.self_training_config().to_dict()}
                         if config.self_training() else {}),
