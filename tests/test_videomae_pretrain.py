@@ -79,6 +79,31 @@ def test_loss_and_reconstruction_equal_transformers(classifier):
   np.testing.assert_allclose(float(loss), float(want['loss']), atol=1e-5)
 
 
+def test_norm_pix_floor_keeps_a_flat_tubelets_noise_small():
+  """Standardised per tubelet, a still background's noise (std 0.01) becomes a unit-variance
+  target, as loud as a moving edge's; with norm_pix_floor 0.1 it stays near 0.03, a textured
+  tubelet stays near unit, and the reconstruction inverts the same standardisation."""
+  rng = np.random.default_rng(0)
+  clips = rng.normal(size=(1, 2, 16, 8, 3)).astype('float32')  # two 2x8x8 tubelets
+  clips[:, :, :8] *= 0.01  # the first: flat (noise only)
+  plain = np.asarray(vp.targets(clips, vp.PretrainConfig(), (2, 8, 8)))  # [1, 2, 384]
+  floored = np.asarray(vp.targets(clips, vp.PretrainConfig(norm_pix_floor=0.1), (2, 8, 8)))
+  assert plain[0, 0].std() == pytest.approx(1.0, abs=0.01)
+  assert floored[0, 0].std() == pytest.approx(0.01 / np.sqrt(0.1), rel=0.1)
+  assert floored[0, 1].std() == pytest.approx(1 / np.sqrt(1.1), rel=0.1)
+  with pytest.raises(ValueError, match='norm_pix_floor'):
+    vp.PretrainConfig(norm_pix_floor=-0.1)
+  config = vp.PretrainConfig(mask_ratio=0.5, norm_pix_floor=0.1)
+  model = vp.build_pretrainer(dataclasses.replace(TINY, image_size=(16, 8), num_frames=2),
+                              config)
+  model.decoder_head = lambda x: ops_targets  # the exact targets as the prediction
+  mask = model.random_mask(1)
+  order = np.asarray(vp.split_order(mask))[:, -model.n_hidden:]
+  ops_targets = np.take_along_axis(floored, order[:, :, None], axis=1)
+  shown = model.reconstruct(clips, mask)
+  np.testing.assert_allclose(shown['reconstruction'], clips, atol=1e-4)
+
+
 def test_hub_pretraining_checkpoint_feeds_fine_tuning(tmp_path):
   """The checkpoint continues pre-training here, and its encoder starts a classifier."""
   model = _hf_pretrainer()

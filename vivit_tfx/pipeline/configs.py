@@ -343,7 +343,7 @@ class PipelineConfig:
 
   def train_steps_for(self, train_videos: int) -> int:
     """--train-steps, or when 0 `auto_train_steps(train_videos)`; with pseudo-labels
-    (--unlabeled-videos without --pretrain, method 'pseudo_labels') the teacher gets those and
+    (--unlabeled-videos for self-training, method 'pseudo_labels') the teacher gets those and
     the student its share on top; FixMatch gets those."""
     if self.train_steps:
       return self.train_steps

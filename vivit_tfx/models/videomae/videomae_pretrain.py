@@ -60,6 +60,10 @@ class PretrainConfig:
   decoder_num_heads: int = 2
   decoder_mlp_dim: int = 64
   norm_pix_loss: bool = True
+  # Added to each tubelet's variance before it divides (norm_pix_loss): 0 is transformers'
+  # VideoMAE; above 0 a flat tubelet (still background, its frame differences) keeps a small
+  # target instead of its noise scaled to unit variance (clips are standardised per channel).
+  norm_pix_floor: float = 0.0
   # Targets are built from clips * pixel_std + pixel_mean (transformers: ImageNet statistics);
   # the pipeline's clips are already normalised per channel, so identity by default.
   pixel_mean: Tuple[float, ...] = (0.0, 0.0, 0.0)
@@ -73,6 +77,8 @@ class PretrainConfig:
 
   def __post_init__(self):
     self.pixel_mean, self.pixel_std = tuple(self.pixel_mean), tuple(self.pixel_std)
+    if not 0.0 <= self.norm_pix_floor < float('inf'):
+      raise ValueError(f'norm_pix_floor must be ≥ 0, got {self.norm_pix_floor}')
     if not 0.0 < self.mask_ratio < 1.0:
       raise ValueError(f'mask_ratio must be within (0, 1), got {self.mask_ratio}')
     for name, allowed in (('mask', MASKS), ('target', TARGETS)):
@@ -157,7 +163,7 @@ def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = Fal
   """Every tubelet's pixel vector [B, N, t*h*w*C']: un-normalised with (pixel_mean, pixel_std),
   with `differences` each frame's difference from the previous one as C more channels
   (C' = 2C, `ConvTokenizer.with_differences`), then (norm_pix_loss) standardised per tubelet
-  and channel (unbiased variance, + 1e-6). With `target` 'motion': every tubelet's motion map
+  and channel (centred, divided by sqrt(unbiased variance + norm_pix_floor) + 1e-6). With `target` 'motion': every tubelet's motion map
   [B, N, t*(h/p)*(w/p)], not standardised."""
   if config.target == 'motion':
     t, h, w = tubelet_size
@@ -173,7 +179,7 @@ def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = Fal
     p = patches.shape[2]
     centred = patches - ops.mean(patches, axis=2, keepdims=True)
     var = ops.sum(ops.square(centred), axis=2, keepdims=True) / (p - 1)
-    patches = centred / (ops.sqrt(var) + 1e-6)
+    patches = centred / (ops.sqrt(var + config.norm_pix_floor) + 1e-6)
   return ops.reshape(patches, (-1, patches.shape[1], patches.shape[2] * patches.shape[3]))
 
 
@@ -341,7 +347,8 @@ class VideoMAEPretrainer(keras.Model):
     hidden = np.broadcast_to(hidden, hidden.shape[:-1] + (c,))  # a motion map: grey
     if normalised:
       mean = patches.mean(axis=2, keepdims=True)
-      std = patches.std(axis=2, ddof=1, keepdims=True) + 1e-6
+      std = np.sqrt(patches.var(axis=2, ddof=1, keepdims=True) +
+                    self.config.norm_pix_floor) + 1e-6
       hidden = hidden * std[mask].reshape(b, -1, 1, c) + mean[mask].reshape(b, -1, 1, c)
     predicted[mask] = hidden.reshape(-1, t * h * w, c)
     masked = patches.copy()
