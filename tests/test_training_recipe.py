@@ -356,6 +356,26 @@ def test_bench_train_runs_the_preset_recipe_and_names_its_strategy(capsys):
   assert row[8] == '8 (8)'  # 8 micro-batches of 1 clip: the preset's accumulation
 
 
+def test_bench_train_pretrains_at_the_pipelines_mask_ratio(monkeypatch):
+  """`bench train --objective pretrain` times the step the pipeline runs: through a conv
+  tokenizer 0.75 of the tubelets hidden (it timed 0.9 for every preset), else VideoMAE's 0.9;
+  --mask-ratio still decides."""
+  from vivit_tfx.bench import train_bench  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  def timed(config, steps, warmup, objective, mask_ratio):
+    seen.append((config.tokenizer, mask_ratio))
+    return {'clips_per_s': 1.0}
+
+  monkeypatch.setattr(train_bench, 'train_throughput', timed)
+  monkeypatch.setattr(train_bench, 'input_throughput', lambda config: 1.0)
+  run = lambda name, **kw: train_bench.run(name, 'spatiotemporal', None, None, 1, 'float32',
+                                           False, 1, 0, None, objective='pretrain', **kw)
+  rows = [run('vivit-hybrid-tiny'), run('vivit-tiny'), run('vivit-hybrid-tiny', mask_ratio=0.5)]
+  assert seen == [('conv', configs.CONV_MASK_RATIO), ('tubelet', 0.9), ('conv', 0.5)]
+  assert [r['mask_ratio'] for r in rows] == [0.75, 0.9, 0.5]
+
+
 def test_a_pipeline_config_is_plain_data_until_resolved(monkeypatch):
   """Building a PipelineConfig reads no preset and no checkpoint; `resolve()` does, once."""
   reads = []

@@ -29,7 +29,7 @@ from vivit_tfx.models.network.vivit_config import preset
 from vivit_tfx.models.trainer import augment, distribution, export, preprocessing, training
 from vivit_tfx.models.videomae import videomae_pretrain
 from vivit_tfx.models.videomae.videomae_pretrain import PretrainConfig
-from vivit_tfx.pipeline.configs import parse_size
+from vivit_tfx.pipeline.configs import CONV_MASK_RATIO, parse_size
 
 # Dense peak TFLOP/s by device name and compute precision (vendor datasheets; tensor cores
 # for bfloat16/float16, TF32 tensor cores for float32 matmuls).
@@ -149,7 +149,7 @@ def input_throughput(config, batches: int = 4) -> float:
 def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch_size: int,
         precision: str, jit_compile: bool, steps: int, warmup: int,
         peak_tflops: Optional[float], overrides: Optional[Dict] = None,
-        objective: str = 'finetune', mask_ratio: float = 0.9) -> Dict:
+        objective: str = 'finetune', mask_ratio: Optional[float] = None) -> Dict:
   changes = {**(overrides or {}), 'variant': variant, 'precision': precision,
              'jit_compile': jit_compile, 'batch_size': batch_size}  # the preset's accumulation
   if frames:
@@ -159,9 +159,12 @@ def run(preset_name: str, variant: str, frames: Optional[int], image_size, batch
   if objective == 'pretrain':
     changes['classifier'] = 'gap'  # VideoMAE's encoder has no CLS token
   config = preset(preset_name, **changes)
+  if mask_ratio is None:  # the pipeline's: lower through a conv stem (masked convolutions)
+    mask_ratio = CONV_MASK_RATIO if config.tokenizer == 'conv' else PretrainConfig.mask_ratio
   row = {'preset': preset_name, 'variant': variant, 'objective': objective,
          'frames': config.num_frames, 'image': config.image_size[0], 'precision': precision,
          'xla': jit_compile, 'device': device_name(),
+         'mask_ratio': mask_ratio if objective == 'pretrain' else None,
          **train_throughput(config, steps, warmup, objective, mask_ratio)}
   # FLOPs are counted for the classifier's step only (the analytic count has no decoder).
   row['train_tflops'] = (6 * analytic_gmacs(config) * row['clips_per_s'] / 1e3
@@ -218,7 +221,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       choices=['finetune', 'pretrain'],
                       help="'pretrain': VideoMAE's masked-autoencoder step (decoder with "
                       "VideoMAE-B's proportions), e.g. --objective finetune pretrain")
-  parser.add_argument('--mask-ratio', type=float, default=0.9)
+  parser.add_argument('--mask-ratio', type=float, default=None,
+                      help="pre-training's hidden share (default: the pipeline's, 0.75 "
+                      'through a conv tokenizer, else 0.9)')
   args = parser.parse_args(argv)
   rows = []
   for frames in args.frames:
