@@ -147,6 +147,10 @@ def test_pretrain_settings_are_checked_before_any_data_is_touched(tmp_path):
                                            self_training_overrides='{"threshold": 2}'),
            'CLS token': dict(linear, vivit_overrides='{"classifier": "token"}'),
            'mask_ratio': dict(linear, pretrain_overrides='{"mask_ratio": 1.5}'),
+           # The encoder's own checks (`check_encoder`), asked before any data too.
+           'a future mask needs 2 or more temporal slices': dict(
+               linear, pretrain_overrides='{"mask": "future"}',
+               vivit_overrides='{"tubelet_size": [8, 16, 16]}'),
            'not a JSON object': dict(linear, pretrain_overrides='[1]')}
   for message, settings in cases.items():
     with pytest.raises(configs.ConfigError, match=message):

@@ -413,16 +413,9 @@ class PipelineConfig:
                     '`vivit-tfx ingest` wrote from the exported reviews)')
     if not errors and self.pretrain:
       try:
-        self.pretrain_config()
-        model = self.vivit_config()
-        if model.tokenizer == 'conv' and model.conv_norm != 'group':
-          raise ValueError("masked pre-training through the conv tokenizer needs conv_norm "
-                           f"'group' (statistics of each clip's visible cells), got "
-                           f'{model.conv_norm!r}')
-        if model.variant != 'spatiotemporal' or model.classifier == 'token':
-          raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a '
-                           f"CLS token (variant 'spatiotemporal', classifier 'gap' or "
-                           f"'gap_fc_norm'), got {model.variant!r}, {model.classifier!r}")
+        # local: the pre-training model loads TensorFlow; options are checked without it.
+        from vivit_tfx.models.videomae.videomae_pretrain import check_encoder  # pylint: disable=g-import-not-at-top
+        check_encoder(self.vivit_config(), self.pretrain_config())
       except (ValueError, TypeError) as e:
         errors.append(f'pre-training configuration: {e}')
     if errors:

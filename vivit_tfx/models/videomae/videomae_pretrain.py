@@ -183,6 +183,23 @@ def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = Fal
   return ops.reshape(patches, (-1, patches.shape[1], patches.shape[2] * patches.shape[3]))
 
 
+def check_encoder(c: ViViTConfig, config: PretrainConfig) -> None:
+  """Raises ValueError where this encoder cannot pre-train with these settings (the pipeline
+  asks before any data is touched, the pretrainer again when built)."""
+  if c.variant != 'spatiotemporal' or c.classifier == 'token':
+    raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a CLS '
+                     f"token (variant 'spatiotemporal', classifier 'gap' or 'gap_fc_norm'), got "
+                     f'{c.variant!r}, {c.classifier!r}')
+  if c.tokenizer == 'conv' and c.conv_norm != 'group':
+    raise ValueError("masked pre-training through the conv tokenizer needs conv_norm 'group' "
+                     f"(statistics of each clip's visible cells), got {c.conv_norm!r}")
+  if config.target == 'motion' and any(v % MOTION_POOL for v in c.tubelet_size[1:]):
+    raise ValueError(f'a motion target needs tubelets of a multiple of {MOTION_POOL} pixels '
+                     f'a side, got {c.tubelet_size}')
+  if config.mask == 'future' and c.token_grid[0] < 2:
+    raise ValueError(f'a future mask needs 2 or more temporal slices, got {c.token_grid[0]}')
+
+
 @keras.saving.register_keras_serializable('vivit')
 class VideoMAEPretrainer(keras.Model):
   """Encoder (the wrapped ViViT's tokenizer, positions, blocks, final norm) on the visible
@@ -196,21 +213,10 @@ class VideoMAEPretrainer(keras.Model):
   def __init__(self, vivit: ViViT, config: PretrainConfig, seed: int = 0, **kwargs):
     super().__init__(**kwargs)
     c = vivit.config
-    if c.variant != 'spatiotemporal' or c.classifier == 'token':
-      raise ValueError('VideoMAE pre-training needs the joint space-time encoder without a CLS '
-                       f"token (variant='spatiotemporal', classifier='gap'); got variant="
-                       f'{c.variant!r}, classifier={c.classifier!r}')
+    check_encoder(c, config)
     self.conv = c.tokenizer == 'conv'
-    if self.conv and c.conv_norm != 'group':
-      raise ValueError("masked pre-training through the conv tokenizer needs conv_norm 'group' "
-                       f'(statistics of the visible cells of each clip), got {c.conv_norm!r}')
     # What the decoder predicts per hidden tubelet: the pixels, or all the conv stem reads.
     self.differences = self.conv and c.conv_input == 'rgb+diff'
-    if config.target == 'motion' and any(v % MOTION_POOL for v in c.tubelet_size[1:]):
-      raise ValueError(f'a motion target needs tubelets of a multiple of {MOTION_POOL} pixels '
-                       f'a side, got {c.tubelet_size}')
-    if config.mask == 'future' and c.token_grid[0] < 2:
-      raise ValueError(f'a future mask needs 2 or more temporal slices, got {c.token_grid[0]}')
     self.vivit, self.config = vivit, config
     self.token_grid = c.token_grid
     t, h, w = c.tubelet_size
