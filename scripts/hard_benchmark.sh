@@ -62,13 +62,18 @@ for seed in $seeds; do
           hybrid+pretrain+unlabeled) extra+=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
         esac ;;
       hybrid+pretrain-train-split) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}") ;;
-      hybrid+pretrain-long) extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:-0}"
-          --train-steps "${LONG_STEPS:-3200}") ;;
+      hybrid+pretrain-long)  # --train-steps would set its pre-training's steps too
+        extra=(--pretrain --pretrain-steps "${PRETRAIN_STEPS:?hybrid+pretrain-long needs PRETRAIN_STEPS}"
+               --train-steps "${LONG_STEPS:-3200}") ;;
       vivit-tiny) extra=(--preset vivit-tiny) ;;
       hybrid-long) extra=(--train-steps "${LONG_STEPS:-3200}") ;;  # labels alone, the self-training run's steps
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     if [ -n "${PRETRAIN_OVERRIDES:-}" ] && [[ " ${extra[*]} " == *" --pretrain "* ]]; then
+      if [[ " ${extra[*]} " == *" --pretrain-overrides "* ]]; then
+        echo "$variant sets its own --pretrain-overrides: run it without PRETRAIN_OVERRIDES" >&2
+        exit 2
+      fi
       extra+=(--pretrain-overrides "$PRETRAIN_OVERRIDES")
     fi
     root=$d/$variant${TAG:-}

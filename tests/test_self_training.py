@@ -99,7 +99,11 @@ def test_the_default_budget_gives_the_teacher_what_the_labels_alone_get(tmp_path
   pretrain = unlabeled.replace(pretrain=True)
   assert pretrain.self_training() and not pretrain.pretrain_footage()
   assert pretrain.train_steps_for(200) == 3200 and pretrain.pretrain_steps_for(200) == 1600
-  assert pretrain.replace(train_steps=700).pretrain_steps_for(200) == 700
+  # --train-steps is the whole run's: the pre-training gets its teacher's share (as the
+  # default does), FixMatch's run all of it.
+  assert pretrain.replace(train_steps=700).pretrain_steps_for(200) == 350
+  assert pretrain.replace(self_training_overrides='{"method": "fixmatch"}',
+                          train_steps=700).pretrain_steps_for(200) == 700
   assert pretrain.replace(pretrain_steps=300).pretrain_steps_for(200) == 300
   summary = pretrain.training_summary()
   assert ('as many masked-autoencoder pre-training steps on the train split; pseudo_labels'
@@ -134,6 +138,8 @@ def test_the_footage_goes_where_unlabeled_use_says(clips_dir, tmp_path):
   assert 'unlabeled' not in custom(footage, 'Trainer')
   with pytest.raises(configs.ConfigError, match='--unlabeled-use pretraining needs --pretrain'):
     footage.replace(pretrain=False).validate()
+  with pytest.raises(configs.ConfigError, match='do not apply with --unlabeled-use pretraining'):
+    footage.replace(self_training_overrides='{"threshold": 0.8}').validate()
 
 
 def _run(tmp_path, kill: str):

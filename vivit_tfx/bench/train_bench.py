@@ -181,10 +181,12 @@ def format_table(rows: List[Dict]) -> str:
            'batch (accumulation) | step (s) | train clips/s | achieved TFLOP/s | MFU | '
            'peak memory (GiB) | input clips/s | input headroom | device |', '|' + '---|' * 16]
   for r in rows:
+    step = r.get('objective', 'finetune') + (f" (mask {r['mask_ratio']:g})"
+                                             if r.get('mask_ratio') else '')
     mfu = f"{100 * r['mfu']:.1f} %" if r['mfu'] is not None else '–'
     tflops = f"{r['train_tflops']:.3f}" if r['train_tflops'] is not None else '–'
     lines.append(
-        f"| {r['preset']} | {r['variant']} | {r.get('objective', 'finetune')} | "
+        f"| {r['preset']} | {r['variant']} | {step} | "
         f"{r['frames']}x{r['image']} | {r['precision']} | "
         f"{'on' if r['xla'] else 'off'} | {r['strategy']} | {r['batch']} "
         f"({r['accumulation']}) | {r['step_s']:.3f} | "

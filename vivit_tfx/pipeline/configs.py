@@ -159,7 +159,8 @@ class PipelineConfig:
                                          'teacher_fraction, …; models/trainer/'
                                          'self_training.py)')
   pretrain_steps: int = _option(0, "pre-training optimizer updates; 0: the fine-tuning's "
-                                'number (--train-steps, or the one from the data set)')
+                                "on the labels (--train-steps, or the one from the data set; "
+                                "with pseudo-labels the teacher's share)")
   pretrain_overrides: str = _option('{}', 'JSON object of PretrainConfig fields (mask_ratio, '
                                     'decoder_*, …)')
   tpu_address: str = _option('', "TPU to train on (--distribution tpu or auto); '': none")
@@ -351,9 +352,14 @@ class PipelineConfig:
     return self.self_training_config().total_steps(steps) if self.self_training() else steps
 
   def pretrain_steps_for(self, train_videos: int) -> int:
-    """--pretrain-steps, or when 0 as many as the fine-tuning on the labels takes
-    (--train-steps, or `auto_train_steps`: a self-training teacher's, not its student's)."""
-    return self.pretrain_steps or self.train_steps or auto_train_steps(train_videos)
+    """--pretrain-steps, or when 0 as many as the fine-tuning on the labels takes: with
+    pseudo-labels the teacher's (of --train-steps, or `auto_train_steps`), not its student's;
+    otherwise the Trainer's (`train_steps_for`)."""
+    if self.pretrain_steps:
+      return self.pretrain_steps
+    total = self.train_steps_for(train_videos)
+    plan = self.self_training_config() if self.self_training() else None
+    return plan.teacher_steps(total) if plan and not plan.fixmatch else total
 
   def pretrain_footage(self) -> bool:
     """Whether --pretrain's pre-training also reads the unlabelled footage."""
@@ -396,6 +402,10 @@ class PipelineConfig:
     if self.unlabeled_use == 'pretraining' and self.unlabeled_videos and not self.pretrain:
       errors.append('--unlabeled-use pretraining needs --pretrain (the footage would train '
                     'nothing)')
+    if (self.pretrain_footage() and
+        json_object(self.self_training_overrides, '--self-training-overrides')):
+      errors.append('--self-training-overrides do not apply with --unlabeled-use pretraining '
+                    '(the footage goes to the pre-training, the Trainer does not self-train)')
     if self.self_training() and not any(
         e.startswith('--self-training-overrides ') for e in errors):
       try:

@@ -200,7 +200,8 @@ def train_steps(config: configs.PipelineConfig) -> int:
 
 
 def pretrain_steps(config: configs.PipelineConfig) -> int:
-  """The pre-training Trainer's updates: --pretrain-steps, or when 0 the Trainer's."""
+  """The pre-training Trainer's updates: --pretrain-steps, or when 0 the fine-tuning's on the
+  labels (`configs.PipelineConfig.pretrain_steps_for`)."""
   return config.pretrain_steps_for(_ingest_summary(config).videos('train'))
 
 

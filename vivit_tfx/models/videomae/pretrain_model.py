@@ -1,7 +1,7 @@
 """The pre-training Trainer's `run_fn`: VideoMAE pre-training of the ViViT encoder (through a
-conv tokenizer, with masked convolutions) on the train split's clips (labels ignored) plus the
-ingested unlabelled footage; writes the directory the fine-tuning Trainer starts from (its
-`base_model`)."""
+conv tokenizer, with masked convolutions) on the train split's clips (labels ignored), plus the
+ingested unlabelled footage with --unlabeled-use pretraining; writes the directory the
+fine-tuning Trainer starts from (its `base_model`)."""
 from __future__ import annotations
 
 import keras

@@ -163,7 +163,8 @@ def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = Fal
   """Every tubelet's pixel vector [B, N, t*h*w*C']: un-normalised with (pixel_mean, pixel_std),
   with `differences` each frame's difference from the previous one as C more channels
   (C' = 2C, `ConvTokenizer.with_differences`), then (norm_pix_loss) standardised per tubelet
-  and channel (centred, divided by sqrt(unbiased variance + norm_pix_floor) + 1e-6). With `target` 'motion': every tubelet's motion map
+  and channel (centred, divided by sqrt(unbiased variance + norm_pix_floor) + 1e-6).
+  With `target` 'motion': every tubelet's motion map
   [B, N, t*(h/p)*(w/p)], not standardised."""
   if config.target == 'motion':
     t, h, w = tubelet_size
