@@ -120,3 +120,19 @@ def test_the_motion_objective_predicts_where_things_move_next():
 def test_a_pretrain_setting_outside_its_choices_is_one_line():
   with pytest.raises(ValueError, match="mask must be one of tube, future, got 'random'"):
     vp.PretrainConfig(mask='random')
+
+
+def test_a_visible_cell_among_hidden_ones_gives_what_the_cell_alone_gives():
+  """SparK's sparse convolution: a visible cell whose neighbours are hidden gives the features
+  the same cell gives on its own (zero padding at its borders). So the stem's output on the
+  hidden cells (its bias: no hidden pixel, which is why the leak test cannot see it) is emptied
+  before the next convolution."""
+  tokenizer = build_vivit(HYBRID).tokenizer
+  tokenizer.stem.bias.assign(np.linspace(-1.0, 1.0, tokenizer.stem.bias.shape[0]))
+  clips = _clips(3, n=1)
+  visible = np.zeros((1,) + HYBRID.token_grid, 'float32')
+  visible[0, 0, 0, 0] = 1.0  # the first cell: frames 0-3, pixels 0-15 x 0-15
+  got = np.asarray(masked_conv.masked_features(tokenizer, clips, visible))[0, 0, 0, 0]
+  alone = np.asarray(tokenizer.features(clips[:, :4, :16, :16]))[0, 0, 0, 0]
+  assert np.abs(alone).max() > 0.1
+  np.testing.assert_allclose(got, alone, atol=1e-4)
