@@ -407,12 +407,15 @@ def _cli(*args, **kwargs):
                           start_new_session=True, **kwargs)
 
 
-def _lock_held(root: str) -> bool:
+def _lock_held_by(root: str, pid: int) -> bool:
+  """Whether process `pid` holds the output root's run lock (its pid in the lock file), read
+  without taking the lock: a probe that takes it makes a run starting at that moment find its
+  root busy (CI 9a4639a: the first run stopped with 'another run is using this output root')."""
   try:
-    with run_guard.RunLock(root):
-      return False
-  except run_guard.BusyError:
-    return True
+    with open(os.path.join(root, run_guard.LOCK_FILE)) as f:
+      return json.load(f).get('pid') == pid
+  except (OSError, ValueError):
+    return False
 
 
 @pytest.mark.e2e
@@ -427,7 +430,7 @@ def test_two_runs_on_one_output_root(video_root, tmp_path):
                         min_test_fraction_per_class=0.1)
   first = _cli(*args)
   deadline = time.time() + 120
-  while not _lock_held(root):
+  while not _lock_held_by(root, first.pid):
     assert first.poll() is None and time.time() < deadline, first.communicate()
     time.sleep(0.2)
   second = _cli(*args)
