@@ -177,11 +177,17 @@ def targets(clips, config: PretrainConfig, tubelet_size, differences: bool = Fal
     pixels = ConvTokenizer.with_differences(pixels)
   patches = patchify(pixels, tubelet_size)  # [B, N, P, C']
   if config.norm_pix_loss:
-    p = patches.shape[2]
-    centred = patches - ops.mean(patches, axis=2, keepdims=True)
-    var = ops.sum(ops.square(centred), axis=2, keepdims=True) / (p - 1)
-    patches = centred / (ops.sqrt(var + config.norm_pix_floor) + 1e-6)
+    mean, scale = tubelet_statistics(patches, config.norm_pix_floor)
+    patches = (patches - mean) / scale
   return ops.reshape(patches, (-1, patches.shape[1], patches.shape[2] * patches.shape[3]))
+
+
+def tubelet_statistics(patches, floor: float):
+  """norm_pix_loss' per-tubelet statistics: [B, N, P, C] → each tubelet and channel's mean
+  and the scale it is divided by, sqrt(unbiased variance + floor) + 1e-6, each [B, N, 1, C]."""
+  mean = ops.mean(patches, axis=2, keepdims=True)
+  var = ops.sum(ops.square(patches - mean), axis=2, keepdims=True) / (patches.shape[2] - 1)
+  return mean, ops.sqrt(var + floor) + 1e-6
 
 
 def check_encoder(c: ViViTConfig, config: PretrainConfig) -> None:
@@ -353,9 +359,8 @@ class VideoMAEPretrainer(keras.Model):
     hidden = logits.reshape(b, -1, t * h * w, logits.shape[-1] // (t * h * w))[..., :c]
     hidden = np.broadcast_to(hidden, hidden.shape[:-1] + (c,))  # a motion map: grey
     if normalised:
-      mean = patches.mean(axis=2, keepdims=True)
-      std = np.sqrt(patches.var(axis=2, ddof=1, keepdims=True) +
-                    self.config.norm_pix_floor) + 1e-6
+      mean, std = (ops.convert_to_numpy(v) for v in
+                   tubelet_statistics(patches, self.config.norm_pix_floor))
       hidden = hidden * std[mask].reshape(b, -1, 1, c) + mean[mask].reshape(b, -1, 1, c)
     predicted[mask] = hidden.reshape(-1, t * h * w, c)
     masked = patches.copy()
