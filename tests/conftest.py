@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic videos and ingested clips, made once per test session."""
+import importlib.util
 import json
 import os
 
@@ -31,6 +32,15 @@ PIPELINE_RUNS = ('first_run', 'trained_run')
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
+def load_script(name: str):
+  """A module of the repository's scripts/ folder (not a package), by file name without .py."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(os.path.dirname(__file__), os.pardir, 'scripts', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def pytest_collection_modifyitems(config, items):
   """Work units for pytest-xdist (`--dist loadgroup`): every test file that needs a pipeline
   run (`PIPELINE_RUNS`) in one group, so one worker makes each run once, scheduled first (the

@@ -1,14 +1,12 @@
 """The package layout: no import goes up the layers, the picture is the code's, the README's
 layout table lists the tree."""
-import importlib.util
 import os
 import re
 
+from tests.conftest import load_script
+
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
-_spec = importlib.util.spec_from_file_location(
-    'architecture', os.path.join(ROOT, 'scripts', 'architecture.py'))
-architecture = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(architecture)
+architecture = load_script('architecture')
 
 
 def test_no_module_imports_from_a_package_above_it():

@@ -1,14 +1,11 @@
 """scripts/run_diagnostics.py: the pre-training's plateau exit and the pseudo-labels' agreement
 with their folders, read from a run's output root."""
-import importlib.util
 import json
 import os
 
-ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
-_spec = importlib.util.spec_from_file_location(
-    'run_diagnostics', os.path.join(ROOT, 'scripts', 'run_diagnostics.py'))
-run_diagnostics = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_diagnostics)
+from tests.conftest import load_script
+
+run_diagnostics = load_script('run_diagnostics')
 
 
 def test_plateau_exit_is_the_first_window_whose_mean_is_below_the_plateau():
