@@ -31,7 +31,6 @@ from vivit_tfx.pipeline import configs  # pylint: disable=g-import-not-at-top
 PIPELINE_RUNS = ('first_run', 'trained_run')
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
 def load_script(name: str):
   """A module of the repository's scripts/ folder (not a package), by file name without .py."""
   spec = importlib.util.spec_from_file_location(
@@ -41,6 +40,7 @@ def load_script(name: str):
   return module
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which names each test's group in its id
 def pytest_collection_modifyitems(config, items):
   """Work units for pytest-xdist (`--dist loadgroup`): every test file that needs a pipeline
   run (`PIPELINE_RUNS`) in one group, so one worker makes each run once, scheduled first (the
