@@ -13,6 +13,7 @@ def test_plateau_exit_is_the_first_window_whose_mean_is_below_the_plateau():
   assert run_diagnostics.plateau_exit(losses) == 115
   assert run_diagnostics.plateau_exit([1.0] * 200) is None
   assert run_diagnostics.plateau_exit([0.5] * 10) is None  # shorter than a window
+  assert run_diagnostics.plateau_exit([0.5] * 50) == 50  # the first whole window counts
 
 
 def _write(path, payload):
