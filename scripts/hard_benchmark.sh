@@ -26,6 +26,9 @@
 #             hybrid-rerun, hybrid+pretrain-rerun (the same command again, in its own folder:
 #             run-to-run noise)
 # PRETRAIN_OVERRIDES (a JSON object) goes to every --pretrain variant's --pretrain-overrides;
+# SELF_TRAINING_OVERRIDES (a JSON object) goes to the --self-training-overrides of every variant
+# that self-trains on the footage with the default settings (hybrid+unlabeled,
+# hybrid+pretrain+unlabeled);
 # TAG is appended to each run's folder and printed (runs of one variant with other settings).
 # Few labels (README, "... with few labels"): VIDEOS=250 SPLITS="0.2 0.4 0.4" LONG_STEPS=1200
 # gives 50 labelled training videos beside eval and test splits of 100 each.
@@ -75,6 +78,13 @@ for seed in $seeds; do
         exit 2
       fi
       extra+=(--pretrain-overrides "$PRETRAIN_OVERRIDES")
+    fi
+    if [ -n "${SELF_TRAINING_OVERRIDES:-}" ] && [[ " ${extra[*]} " == *" --unlabeled-videos "* ]]; then
+      if [[ " ${extra[*]} " == *" --self-training-overrides "* || " ${extra[*]} " == *" --unlabeled-use "* ]]; then
+        echo "$variant sets its own use of the footage: run it without SELF_TRAINING_OVERRIDES" >&2
+        exit 2
+      fi
+      extra+=(--self-training-overrides "$SELF_TRAINING_OVERRIDES")
     fi
     root=$d/$variant${TAG:-}
     start=$(date +%s)

@@ -44,11 +44,34 @@ def test_choose_keeps_the_confident_most_confident_first_capped_per_class():
     ({'method': 'pseudo_labels', 'teacher_fraction': 1}, 'teacher_fraction must be within'),
     ({'method': 'pseudo_labels', 'pseudo_share': 0}, 'pseudo_share must be within'),
     ({'method': 'pseudo_labels', 'student_noise': 1.5}, 'student_noise must be within'),
+    ({'student_start': 'scratch'}, 'student_start must be one of'),
+    ({'method': 'fixmatch', 'student_start': 'initial'}, 'do not apply to method'),
     ({'ratio': 2}, 'unknown self-training')])
 def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
   with pytest.raises(configs.ConfigError, match=message):
     configs.PipelineConfig(output_root=str(tmp_path), unlabeled_videos=str(tmp_path),
                            self_training_overrides=json.dumps(settings)).validate()
+
+
+def test_a_student_from_the_initial_weights_gets_them_back_and_a_fresh_optimizer():
+  """student_start 'initial': the weights taken before the teacher trained, the AdamW moments
+  at zero, and the step counter (the learning-rate cycles') where the teacher left it."""
+  import keras
+  from vivit_tfx.models.trainer import training
+  model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+  model.compile(optimizer=training.ReplicaMeanAdamW(learning_rate=0.1), loss='mse')
+  initial = model.get_weights()
+  model.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=3, verbose=0)  # the teacher
+  opt = model.optimizer
+  moments = [v for v in opt.variables if v.path.endswith(('_momentum', '_velocity'))]
+  assert len(moments) == 4 and not np.allclose(model.get_weights()[0], initial[0])
+  assert all(np.abs(v.numpy()).max() > 0 for v in moments)
+  self_training.restart_student(model, initial)
+  for now, then in zip(model.get_weights(), initial):
+    np.testing.assert_array_equal(now, then)
+  assert int(opt.iterations) == 3
+  assert all(np.abs(v.numpy()).max() == 0 for v in moments)
+  assert float(opt.learning_rate) == pytest.approx(0.1)  # a fixed rate is kept
 
 
 def test_the_student_batches_are_noised_photometrically_and_only_when_asked():
@@ -142,7 +165,7 @@ def test_the_footage_goes_where_unlabeled_use_says(clips_dir, tmp_path):
     footage.replace(self_training_overrides='{"threshold": 0.8}').validate()
 
 
-def _run(tmp_path, kill: str):
+def _run(tmp_path, kill: str, **settings):
   unlabeled = tmp_path / 'unlabeled'
   unlabeled.mkdir(exist_ok=True)
   with tf.io.TFRecordWriter(str(unlabeled / 'u.tfrecord')) as writer:
@@ -150,7 +173,7 @@ def _run(tmp_path, kill: str):
       writer.write(record)
   custom = {'vivit': CONV, 'train_steps': 6, 'distribution': 'mirrored',
             'self_training': {'method': 'pseudo_labels', 'threshold': 0.5,
-                              'teacher_fraction': 0.5},
+                              'teacher_fraction': 0.5, **settings},
             'unlabeled': {'pattern': str(unlabeled / '*.tfrecord'), 'videos': 6,
                           'labelled_videos': 8}}
   return subprocess.run(
@@ -184,3 +207,14 @@ def test_run_fn_self_trains_on_two_replicas_and_resumes_with_the_same_pseudo_lab
   assert set(record['per_class']) == {'NonViolence', 'Violence'}
   assert {v['label'] for v in record['videos']} <= {'NonViolence', 'Violence'}
   assert all(0.5 <= v['probability'] <= 1 for v in record['videos'])
+
+
+def test_run_fn_starts_the_student_from_the_initial_weights_on_two_replicas(tmp_path):
+  """student_start 'initial' under MirroredStrategy: after the teacher's 3 steps and the
+  pseudo-labels the weights and optimizer are reset (mirrored variables assigned in the
+  cross-replica context), and the student trains the run's remaining 3 steps."""
+  run = _run(tmp_path, '0', student_start='initial')
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "Trainer: the student starts from the run's initial weights (a fresh " in run.stdout
+  assert 'ITERATIONS 6 STRATEGY MirroredStrategy 2' in run.stdout
+  assert 'DONE 0' in run.stdout

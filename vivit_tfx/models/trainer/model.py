@@ -161,6 +161,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     training.compile_model(model, config, total_steps=job.total_steps, cycles=cycles,
                            objective=fixmatch.objective(plan) if plan and plan.fixmatch
                            else None)
+  # The student's start when it does not continue from the teacher: these weights.
+  initial = (model.get_weights() if plan and not plan.fixmatch
+             and plan.student_start == 'initial' else None)
   checkpoint = job.resumable(model, train, config.checkpoint_steps)
   logs = job.logs()
   fit = lambda data, steps: job.fit(model, data, evaluation, checkpoint, steps, logs)
@@ -176,6 +179,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train = self_train(model, fit, train, unlabeled, checkpoint.directory, cycles[0],
                        job.transform, config, clip, plan, batch_size * k,
                        fn_args.model_run_dir if job.chief else '')
+    if initial is not None and int(checkpoint.step) == cycles[0]:  # not in a resumed student
+      source = ', '.join(f'{k} {v}' for k, v in model.init_source.items())
+      print(f'Trainer: the student starts from the run\'s initial weights '
+            f'({source or "a fresh initialisation"}) with a fresh optimizer', flush=True)
+      self_training.restart_student(model, initial)
   fit(train, job.total_steps)
   if job.chief:
     export.export(model, config, job.transform, fn_args.serving_model_dir, clip,

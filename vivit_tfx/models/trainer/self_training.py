@@ -15,7 +15,9 @@ learns afresh):
   3. student: training continues on batches drawn from the labelled clips and, with
      probability `pseudo_share`, from the pseudo-labelled ones (noised as every training clip:
      random position, speed, crop and flip; with `student_noise`, also photometric noise),
-     continuing from the teacher's weights.
+     continuing from the teacher's weights, or (`student_start` 'initial') from the run's
+     starting weights (the pre-trained encoder, or a fresh initialisation) with a fresh
+     optimizer: Noisy Student's student, which has not memorised the labelled videos.
 The pseudo-labels are written beside the resume checkpoints, so a run killed in step 3
 continues with the same ones.
 """
@@ -40,7 +42,9 @@ PSEUDO_SUMMARY = 'pseudo_labels.json'
 METHODS = ('fixmatch', 'pseudo_labels')
 # The settings only one method reads.
 _FIXMATCH_ONLY = ('unlabeled_ratio', 'unlabeled_weight', 'strong_crop', 'strong_noise')
-_PSEUDO_LABELS_ONLY = ('teacher_fraction', 'max_ratio', 'pseudo_share', 'student_noise')
+_PSEUDO_LABELS_ONLY = ('teacher_fraction', 'max_ratio', 'pseudo_share', 'student_noise',
+                       'student_start')
+STUDENT_STARTS = ('teacher', 'initial')
 
 
 def _not_read_by(method: str) -> Tuple[str, ...]:
@@ -66,10 +70,15 @@ class SelfTrainingConfig:
   max_ratio: float = 3.0         # at most this many pseudo-labelled videos per labelled one
   pseudo_share: float = 0.5      # probability that a batch comes from pseudo-labelled clips
   student_noise: float = 0.0     # the student's photometric noise (augment.photometric_noise)
+  student_start: str = 'teacher'  # the student's weights: the teacher's, or the run's
+                                  # 'initial' ones (pre-trained or fresh; a fresh optimizer)
 
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(f'self-training method must be one of {METHODS}, got {self.method!r}')
+    if self.student_start not in STUDENT_STARTS:
+      raise ValueError(f'self-training student_start must be one of {STUDENT_STARTS}, got '
+                       f'{self.student_start!r}')
     if self.threshold is None:
       self.threshold = 0.95 if self.fixmatch else 0.9
     if not 0.5 <= self.threshold < 1:
@@ -250,6 +259,18 @@ def mixed(labelled: tf.data.Dataset, pseudo: tf.data.Dataset, share: float,
     return batches
   return batches.map(lambda clips, labels: (augment.photometric_noise(clips, noise), labels),
                      num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def restart_student(model, weights: List[np.ndarray]) -> None:
+  """`student_start` 'initial': the model's weights back to `weights` (taken before the teacher
+  trained) and the optimizer's moments to zero; its step counter, which the learning-rate
+  cycles read, runs on."""
+  model.set_weights(weights)
+  opt = getattr(model.optimizer, 'inner_optimizer', model.optimizer)  # under loss scaling
+  keep = {id(opt.iterations), id(getattr(opt, '_learning_rate', None))}
+  for variable in opt.variables:
+    if id(variable) not in keep:
+      variable.assign(tf.zeros_like(variable))
 
 
 def save_record(summary: Dict[str, Any], directory: str) -> None:
