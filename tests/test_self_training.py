@@ -53,6 +53,17 @@ def test_bad_settings_are_refused_before_any_data(tmp_path, settings, message):
                            self_training_overrides=json.dumps(settings)).validate()
 
 
+def test_the_student_restarts_from_a_pretrained_encoder_by_default_and_only_when_asked_otherwise():
+  """'auto': from the pre-trained encoder under --pretrain (measured better at 100 labels),
+  from the teacher otherwise (a fresh initialisation was not measured); FixMatch has no
+  student."""
+  auto = SelfTrainingConfig()
+  assert auto.restarts_student(pretrained=True) and not auto.restarts_student(pretrained=False)
+  assert SelfTrainingConfig(student_start='initial').restarts_student(pretrained=False)
+  assert not SelfTrainingConfig(student_start='teacher').restarts_student(pretrained=True)
+  assert not SelfTrainingConfig(method='fixmatch').restarts_student(pretrained=True)
+
+
 def test_a_student_from_the_initial_weights_gets_them_back_and_a_fresh_optimizer():
   """student_start 'initial': the weights taken before the teacher trained, the AdamW moments
   at zero, and the step counter (the learning-rate cycles') where the teacher left it."""

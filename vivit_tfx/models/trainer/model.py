@@ -162,8 +162,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                            objective=fixmatch.objective(plan) if plan and plan.fixmatch
                            else None)
   # The student's start when it does not continue from the teacher: these weights.
-  initial = (model.get_weights() if plan and not plan.fixmatch
-             and plan.student_start == 'initial' else None)
+  initial = (model.get_weights() if plan and plan.restarts_student(bool(fn_args.base_model))
+             else None)
   checkpoint = job.resumable(model, train, config.checkpoint_steps)
   logs = job.logs()
   fit = lambda data, steps: job.fit(model, data, evaluation, checkpoint, steps, logs)

@@ -15,9 +15,10 @@ learns afresh):
   3. student: training continues on batches drawn from the labelled clips and, with
      probability `pseudo_share`, from the pseudo-labelled ones (noised as every training clip:
      random position, speed, crop and flip; with `student_noise`, also photometric noise),
-     continuing from the teacher's weights, or (`student_start` 'initial') from the run's
-     starting weights (the pre-trained encoder, or a fresh initialisation) with a fresh
-     optimizer: Noisy Student's student, which has not memorised the labelled videos.
+     continuing from the teacher's weights, or (`student_start` 'initial', and 'auto' after
+     pre-training) from the run's starting weights (the pre-trained encoder, or a fresh
+     initialisation) with a fresh optimizer: Noisy Student's student, which has not
+     memorised the labelled videos.
 The pseudo-labels are written beside the resume checkpoints, so a run killed in step 3
 continues with the same ones.
 """
@@ -44,7 +45,7 @@ METHODS = ('fixmatch', 'pseudo_labels')
 _FIXMATCH_ONLY = ('unlabeled_ratio', 'unlabeled_weight', 'strong_crop', 'strong_noise')
 _PSEUDO_LABELS_ONLY = ('teacher_fraction', 'max_ratio', 'pseudo_share', 'student_noise',
                        'student_start')
-STUDENT_STARTS = ('teacher', 'initial')
+STUDENT_STARTS = ('auto', 'teacher', 'initial')
 
 
 def _not_read_by(method: str) -> Tuple[str, ...]:
@@ -70,8 +71,9 @@ class SelfTrainingConfig:
   max_ratio: float = 3.0         # at most this many pseudo-labelled videos per labelled one
   pseudo_share: float = 0.5      # probability that a batch comes from pseudo-labelled clips
   student_noise: float = 0.0     # the student's photometric noise (augment.photometric_noise)
-  student_start: str = 'teacher'  # the student's weights: the teacher's, or the run's
-                                  # 'initial' ones (pre-trained or fresh; a fresh optimizer)
+  student_start: str = 'auto'  # the student's weights: 'teacher' (the teacher's), 'initial'
+                               # (the run's first: pre-trained or fresh; a fresh optimizer),
+                               # 'auto' ('initial' from a pre-trained encoder, else 'teacher')
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -127,6 +129,13 @@ class SelfTrainingConfig:
   @property
   def fixmatch(self) -> bool:
     return self.method == 'fixmatch'
+
+  def restarts_student(self, pretrained: bool) -> bool:
+    """Whether the student starts from the run's initial weights: 'initial', or 'auto' when
+    they are a pre-trained encoder's (measured better there, README: hard benchmark); a fresh
+    initialisation under 'auto' was not measured, so the student continues from the teacher."""
+    return not self.fixmatch and (self.student_start == 'initial' or
+                                  (self.student_start == 'auto' and pretrained))
 
   def teacher_steps(self, total_steps: int) -> int:
     return min(total_steps - 1, max(1, round(total_steps * self.teacher_fraction)))
